@@ -1,0 +1,96 @@
+"""The activation protocol shared by every method of the toolkit.
+
+An activation is a small immutable object acting on a batch of pre-activation vectors ``z`` of shape
+``(N, n)``.  It carries everything methods need from it, so that adding an activation touches one
+module:
+
+* ``__call__(z)``: evaluation in float64;
+* ``jacobian(z)``: the ``(N, n, n)`` Jacobian (one element of the Clarke Jacobian at kinks);
+* ``slope_bounds()``: ``(alpha, beta)`` if the map is elementwise and slope-restricted, else ``None``;
+* ``lipschitz(norm)``: Lipschitz constant of the activation map in the l2 or l-inf norm;
+* ``is_piecewise_linear``: whether the map is piecewise linear (exact SMT encodings exist).
+
+Methods that need more (linear relaxations on ``[l, u]``, Z3 terms) add them here as methods, each
+activation class overriding them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+__all__ = ["Activation"]
+
+
+@dataclass(frozen=True)
+class Activation:
+    """Base class; subclasses are frozen dataclasses."""
+
+    name: ClassVar[str] = "activation"
+    elementwise: ClassVar[bool] = True
+    is_piecewise_linear: ClassVar[bool] = False
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def derivative(self, z: np.ndarray) -> np.ndarray:
+        """Elementwise derivative ``phi'(z)`` (same shape as ``z``); only for elementwise activations."""
+        raise NotImplementedError(f"{self.name} is not elementwise")
+
+    def jacobian(self, z: np.ndarray) -> np.ndarray:
+        """Jacobian of the activation map at each row of ``z``: shape ``(N, n, n)``."""
+        d = self.derivative(z)
+        n = z.shape[1]
+        jac = np.zeros((z.shape[0], n, n))
+        idx = np.arange(n)
+        jac[:, idx, idx] = d
+        return jac
+
+    def slope_bounds(self) -> tuple[float, float] | None:
+        """``(alpha, beta)`` with ``alpha <= (phi(a)-phi(b))/(a-b) <= beta`` for an elementwise map."""
+        return None
+
+    def lipschitz(self, norm: float | str = 2) -> float:
+        """Lipschitz constant of the activation map for the given norm (2 or ``"inf"``)."""
+        bounds = self.slope_bounds()
+        if bounds is None:  # pragma: no cover - grouped activations override
+            raise NotImplementedError
+        return float(max(abs(bounds[0]), abs(bounds[1])))
+
+    def interval(self, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sound elementwise bounds on ``phi(z)`` for ``lower <= z <= upper`` (batched ``(N, n)``).
+
+        The default is for monotone non-decreasing elementwise maps: ``[phi(lower), phi(upper)]``."""
+        return self(lower), self(upper)
+
+    def linear_relaxation(self, lower: np.ndarray, upper: np.ndarray) -> tuple:
+        """Linear bounds ``(ls, lb, us, ub)`` with ``ls*z + lb <= phi(z) <= us*z + ub`` on ``[lower, upper]``
+        (elementwise arrays; grouped activations return matrices).  Used by :mod:`verification.bounds`."""
+        raise NotImplementedError(f"{self.describe()} has no linear relaxation for bound propagation")
+
+    def derivative_bounds(self, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Range ``(dl, du)`` of the (Clarke) derivative ``phi'(z)`` over ``[lower, upper]`` (elementwise)."""
+        raise NotImplementedError(f"{self.describe()} has no derivative bounds for Jacobian bound propagation")
+
+    def check_width(self, n: int) -> None:
+        """Raise if the activation cannot act on vectors of width ``n`` (grouped activations)."""
+
+    def describe(self) -> str:
+        """Short human-readable form, e.g. ``leaky_relu(0.01)``."""
+        return self.name
+
+    def to_spec(self) -> dict:
+        """JSON-serialisable description (inverse of :func:`verification.activations.from_spec`)."""
+        return {"type": self.name}
+
+    def z3_terms(self, z: list, lower=None, upper=None) -> list:
+        """Exact Z3 real terms of ``phi(z)`` for a list ``z`` of Z3 real terms (one per neuron).
+
+        ``lower``/``upper`` (optional arrays) are sound bounds on ``z``; a piecewise-linear activation whose
+        piece is fixed by them is encoded by that linear piece (no case split).  Used by
+        :mod:`verification.smt`."""
+        raise NotImplementedError(
+            f"{self.describe()} has no exact Z3 encoding (only piecewise-linear activations have one)"
+        )

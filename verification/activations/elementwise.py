@@ -1,0 +1,195 @@
+"""Elementwise activations: identity, relu, leaky_relu(a), tanh, sigmoid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from verification.activations.base import Activation
+
+__all__ = ["Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid"]
+
+
+@dataclass(frozen=True)
+class Identity(Activation):
+    """``phi(z) = z``; slope-restricted on [1, 1]."""
+
+    name: ClassVar[str] = "identity"
+    is_piecewise_linear: ClassVar[bool] = True
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        return np.asarray(z, dtype=np.float64)
+
+    def derivative(self, z: np.ndarray) -> np.ndarray:
+        return np.ones_like(z, dtype=np.float64)
+
+    def z3_terms(self, z: list, lower=None, upper=None) -> list:
+        return list(z)
+
+    def slope_bounds(self) -> tuple[float, float]:
+        return (1.0, 1.0)
+
+    def linear_relaxation(self, lower, upper):
+        one = np.ones_like(np.asarray(lower, dtype=np.float64))
+        return one, 0 * one, one, 0 * one
+
+    def derivative_bounds(self, lower, upper):
+        one = np.ones_like(np.asarray(lower, dtype=np.float64))
+        return one, one
+
+
+@dataclass(frozen=True)
+class ReLU(Activation):
+    """``phi(z) = max(z, 0)``; slope-restricted on [0, 1].  Derivative at 0 taken as 0."""
+
+    name: ClassVar[str] = "relu"
+    is_piecewise_linear: ClassVar[bool] = True
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        return np.maximum(z, 0.0)
+
+    def derivative(self, z: np.ndarray) -> np.ndarray:
+        return (z > 0).astype(np.float64)
+
+    def z3_terms(self, z: list, lower=None, upper=None) -> list:
+        """``If(z > 0, z, 0)``; ``z`` itself if ``lower >= 0``, ``0`` if ``upper <= 0``."""
+        import z3
+
+        out = []
+        for i, t in enumerate(z):
+            if lower is not None and lower[i] >= 0:
+                out.append(t)
+            elif upper is not None and upper[i] <= 0:
+                out.append(z3.RealVal(0))
+            else:
+                out.append(z3.If(t > 0, t, z3.RealVal(0)))
+        return out
+
+    def slope_bounds(self) -> tuple[float, float]:
+        return (0.0, 1.0)
+
+    def linear_relaxation(self, lower, upper, lower_slope=None):
+        """CROWN relaxation: chord above, ``alpha*z`` below (``lower_slope`` = alpha in [0, 1])."""
+        from verification.bounds._relax import two_piece_relaxation
+
+        return two_piece_relaxation(lower, upper, 0.0, lower_slope)
+
+    def derivative_bounds(self, lower, upper):
+        """Clarke derivative range: 1 if ``l > 0``, 0 if ``u < 0``, else ``[0, 1]``."""
+        from verification.bounds._relax import two_piece_derivative_bounds
+
+        return two_piece_derivative_bounds(lower, upper, 0.0)
+
+
+@dataclass(frozen=True)
+class LeakyReLU(Activation):
+    """``phi(z) = z`` for ``z > 0`` and ``a·z`` otherwise; slope-restricted on [min(a,1), max(a,1)]."""
+
+    negative_slope: float = 0.01
+    name: ClassVar[str] = "leaky_relu"
+    is_piecewise_linear: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "negative_slope", float(self.negative_slope))
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        return np.where(z > 0, z, self.negative_slope * z)
+
+    def derivative(self, z: np.ndarray) -> np.ndarray:
+        return np.where(z > 0, 1.0, self.negative_slope)
+
+    def z3_terms(self, z: list, lower=None, upper=None) -> list:
+        """``If(z > 0, z, a z)`` with the slope ``a`` as an exact rational; one piece when bounds fix the sign."""
+        from fractions import Fraction
+
+        import z3
+
+        a = z3.RealVal(Fraction(self.negative_slope))
+        out = []
+        for i, t in enumerate(z):
+            if lower is not None and lower[i] >= 0:
+                out.append(t)
+            elif upper is not None and upper[i] <= 0:
+                out.append(a * t)
+            else:
+                out.append(z3.If(t > 0, t, a * t))
+        return out
+
+    def slope_bounds(self) -> tuple[float, float]:
+        a = self.negative_slope
+        return (min(a, 1.0), max(a, 1.0))
+
+    def linear_relaxation(self, lower, upper, lower_slope=None):
+        """Chord on the convex (a <= 1) or concave (a > 1) side, a line ``alpha*z`` through 0 on the other."""
+        from verification.bounds._relax import two_piece_relaxation
+
+        return two_piece_relaxation(lower, upper, self.negative_slope, lower_slope)
+
+    def derivative_bounds(self, lower, upper):
+        from verification.bounds._relax import two_piece_derivative_bounds
+
+        return two_piece_derivative_bounds(lower, upper, self.negative_slope)
+
+    def describe(self) -> str:
+        return f"leaky_relu({self.negative_slope:g})"
+
+    def to_spec(self) -> dict:
+        return {"type": self.name, "negative_slope": self.negative_slope}
+
+
+@dataclass(frozen=True)
+class Tanh(Activation):
+    """``phi(z) = tanh(z)``; slope-restricted on [0, 1]."""
+
+    name: ClassVar[str] = "tanh"
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        return np.tanh(z)
+
+    def derivative(self, z: np.ndarray) -> np.ndarray:
+        return 1.0 - np.tanh(z) ** 2
+
+    def slope_bounds(self) -> tuple[float, float]:
+        return (0.0, 1.0)
+
+    def linear_relaxation(self, lower, upper):
+        """CROWN chord/tangent relaxation of the S-shaped map."""
+        from verification.bounds._relax import s_shaped_relaxation
+
+        return s_shaped_relaxation(self, self.derivative, 0.0, lower, upper)
+
+    def derivative_bounds(self, lower, upper):
+        from verification.bounds._relax import s_shaped_derivative_bounds
+
+        return s_shaped_derivative_bounds(self.derivative, lower, upper)
+
+
+@dataclass(frozen=True)
+class Sigmoid(Activation):
+    """``phi(z) = 1/(1+exp(-z))``; slope-restricted on [0, 1/4]."""
+
+    name: ClassVar[str] = "sigmoid"
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        # stable in both tails
+        return np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
+
+    def derivative(self, z: np.ndarray) -> np.ndarray:
+        s = self(z)
+        return s * (1.0 - s)
+
+    def slope_bounds(self) -> tuple[float, float]:
+        return (0.0, 0.25)
+
+    def linear_relaxation(self, lower, upper):
+        """CROWN chord/tangent relaxation of the S-shaped map."""
+        from verification.bounds._relax import s_shaped_relaxation
+
+        return s_shaped_relaxation(self, self.derivative, 0.5, lower, upper)
+
+    def derivative_bounds(self, lower, upper):
+        from verification.bounds._relax import s_shaped_derivative_bounds
+
+        return s_shaped_derivative_bounds(self.derivative, lower, upper)

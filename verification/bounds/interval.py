@@ -1,0 +1,93 @@
+"""Interval bound propagation (IBP) and the public bound-propagation entry points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from verification.errors import InvalidParameterError
+from verification.network import Dense, Network
+
+__all__ = ["Bounds", "output_bounds", "layer_bounds", "check_box"]
+
+METHODS = ("ibp", "crown", "alpha-crown")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Elementwise bounds ``lower <= value <= upper`` (1-D arrays)."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+
+    @property
+    def width(self) -> np.ndarray:
+        return self.upper - self.lower
+
+
+def check_box(net: Network, lower, upper, who: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validate an input box for ``net`` (finite, right length, lower <= upper)."""
+    lo = np.asarray(lower, dtype=np.float64).reshape(-1)
+    hi = np.asarray(upper, dtype=np.float64).reshape(-1)
+    if lo.shape[0] != net.in_dim or hi.shape[0] != net.in_dim:
+        raise InvalidParameterError(
+            f"The input box of {who} must have {net.in_dim} entries per bound. Got {lo.shape[0]} and {hi.shape[0]}."
+        )
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        raise InvalidParameterError(f"The input box of {who} must be finite.")
+    if np.any(lo > hi):
+        raise InvalidParameterError(f"The input box of {who} has lower > upper in some coordinate.")
+    return lo, hi
+
+
+def _ibp_layers(net: Network, lo: np.ndarray, hi: np.ndarray) -> tuple[list[Bounds], Bounds]:
+    """IBP through the canonical net; returns pre-activation bounds per activation and output bounds."""
+    pre: list[Bounds] = []
+    l, u = lo[None, :], hi[None, :]
+    for layer in net.layers:
+        if isinstance(layer, Dense):
+            mid, rad = (u + l) / 2.0, (u - l) / 2.0
+            c = mid @ layer.weight.T + layer.bias
+            r = rad @ np.abs(layer.weight).T
+            l, u = c - r, c + r
+        else:
+            pre.append(Bounds(l[0].copy(), u[0].copy()))
+            l, u = layer.interval(l, u)
+    return pre, Bounds(l[0], u[0])
+
+
+def layer_bounds(net: Network, lower, upper, method: str = "ibp") -> list[Bounds]:
+    """Bounds on the input of every activation of ``net.canonical()`` for inputs in ``[lower, upper]``
+    (``method``: ``"ibp"``, ``"crown"`` or ``"alpha-crown"``, as in :func:`output_bounds`)."""
+    if method not in METHODS:
+        raise InvalidParameterError(f"The 'method' parameter of layer_bounds must be one of {METHODS}. Got {method!r}.")
+    cnet = net.canonical()
+    lo, hi = check_box(cnet, lower, upper, "layer_bounds")
+    if method == "ibp":
+        return _ibp_layers(cnet, lo, hi)[0]
+    from verification.bounds.crown import check_supported, crown_layers
+
+    check_supported(cnet)
+    lb = crown_layers(cnet, lo[None, :], hi[None, :], alpha=method == "alpha-crown", final=False)
+    return [Bounds(l[0].copy(), u[0].copy()) for l, u in lb.pre]
+
+
+def output_bounds(net: Network, lower, upper, method: str = "ibp") -> Bounds:
+    """Sound bounds on ``net(x)`` for every ``x`` with ``lower <= x <= upper``.
+
+    ``method``: ``"ibp"`` (interval bound propagation), ``"crown"`` (backward linear relaxation, Zhang et
+    al. 2018) or ``"alpha-crown"`` (CROWN with optimised lower slopes, Xu et al. 2021)."""
+    if method not in METHODS:
+        raise InvalidParameterError(f"The 'method' parameter of output_bounds must be one of {METHODS}. Got {method!r}.")
+    cnet = net.canonical()
+    lo, hi = check_box(cnet, lower, upper, "output_bounds")
+    ibp = _ibp_layers(cnet, lo, hi)[1]
+    if method == "ibp":
+        return ibp
+    from verification.bounds.crown import check_supported, crown_layers
+
+    check_supported(cnet)
+    l, u = crown_layers(cnet, lo[None, :], hi[None, :], alpha=method == "alpha-crown").out
+    # never looser than IBP (CROWN usually is tighter, but not coordinate-wise in every case)
+    return Bounds(np.maximum(l[0], ibp.lower), np.minimum(u[0], ibp.upper))

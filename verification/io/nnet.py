@@ -1,0 +1,96 @@
+"""``.nnet`` loader (the ACAS Xu text format of K. Julian, 2016).
+
+Layout after ``//`` comment lines: ``L, n_in, n_out, max_width``; the ``L+1`` layer sizes; a flag line;
+input minimums; input maximums; means (``n_in`` inputs + 1 output); ranges (likewise); then per layer the
+weight rows followed by the bias rows.  ReLU after every layer but the last.
+
+Units: the network itself works on *normalised* inputs ``(x - mean) / range`` and produces normalised
+outputs; this is the function stored in the equivalent ONNX files, and what :func:`load` returns by default.
+The input domain ``[min, max]`` from the header is converted to normalised units and stored in
+``net.input_lower / input_upper``; the raw constants are kept in ``net.metadata``.  With
+``include_normalization=True`` the input and output affine maps are folded into the first and last layers,
+so that the network takes raw inputs and returns raw outputs (the header's clipping to ``[min, max]`` is
+*not* applied; the domain is then stored in raw units).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from verification.activations import ReLU
+from verification.errors import ModelFormatError
+from verification.io.common import chain_from_weights
+from verification.network import Dense, Network
+
+__all__ = ["load"]
+
+
+def _numbers(line: str, lineno: int, fname: str) -> list[float]:
+    try:
+        return [float(t) for t in line.replace(",", " ").split()]
+    except ValueError:
+        raise ModelFormatError(f"{fname}: line {lineno} is not a list of numbers: {line[:60]!r}") from None
+
+
+def load(path: Path, include_normalization: bool = False) -> Network:
+    fname = path.name
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ModelFormatError(f"{fname}: not a text .nnet file") from None
+    lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip() and not ln.lstrip().startswith("//")]
+    pos = 0
+
+    def take(expected: int | None = None) -> list[float]:
+        nonlocal pos
+        if pos >= len(lines):
+            raise ModelFormatError(f"{fname}: file ends early (truncated?) after line {lines[-1][0] if lines else 0}")
+        lineno, ln = lines[pos]
+        pos += 1
+        vals = _numbers(ln, lineno, fname)
+        if expected is not None and len(vals) != expected:
+            raise ModelFormatError(f"{fname}: line {lineno} has {len(vals)} numbers, expected {expected}")
+        return vals
+
+    head = take()
+    if len(head) < 3 or any(v != int(v) or v <= 0 for v in head[:3]):
+        raise ModelFormatError(f"{fname}: first line must be 'layers, inputs, outputs, max width'")
+    n_layers, n_in, n_out = (int(v) for v in head[:3])
+    sizes = [int(v) for v in take(n_layers + 1)]
+    if sizes[0] != n_in or sizes[-1] != n_out:
+        raise ModelFormatError(f"{fname}: layer sizes {sizes} disagree with {n_in} inputs / {n_out} outputs")
+    take()  # symmetric flag, unused
+    mins, maxs = np.array(take(n_in)), np.array(take(n_in))
+    means, ranges = np.array(take(n_in + 1)), np.array(take(n_in + 1))
+    if np.any(ranges == 0):
+        raise ModelFormatError(f"{fname}: a normalisation range is zero")
+    weights, biases = [], []
+    for k in range(n_layers):
+        w = np.array([take(sizes[k]) for _ in range(sizes[k + 1])])
+        b = np.array([take(1)[0] for _ in range(sizes[k + 1])])
+        weights.append(w)
+        biases.append(b)
+    if pos != len(lines):
+        raise ModelFormatError(f"{fname}: unexpected extra data from line {lines[pos][0]}")
+    net = chain_from_weights(weights, biases, [ReLU() for _ in range(n_layers - 1)], fname)
+    meta = {
+        "input_min": mins.tolist(),
+        "input_max": maxs.tolist(),
+        "input_mean": means[:-1].tolist(),
+        "input_range": ranges[:-1].tolist(),
+        "output_mean": float(means[-1]),
+        "output_range": float(ranges[-1]),
+        "normalized": not include_normalization,
+    }
+    if not include_normalization:
+        lo = (mins - means[:-1]) / ranges[:-1]
+        hi = (maxs - means[:-1]) / ranges[:-1]
+        return Network(net.layers, lo, hi, meta)
+    layers = list(net.layers)
+    first, last = layers[0], layers[-1]
+    scale = 1.0 / ranges[:-1]
+    layers[0] = Dense(first.weight * scale[None, :], first.bias - first.weight @ (means[:-1] * scale))
+    layers[-1] = Dense(last.weight * ranges[-1], last.bias * ranges[-1] + means[-1])
+    return Network(tuple(layers), mins, maxs, meta)

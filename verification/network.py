@@ -1,0 +1,298 @@
+"""The network intermediate representation (IR) used by every method of the toolkit.
+
+A :class:`Network` is a feed-forward chain of :class:`Dense` affine layers and activations
+(:mod:`verification.activations`).  Every loader produces one, every method consumes one.  All arrays are
+float64 and C-contiguous; weights are stored ``(out_features, in_features)`` so that a dense layer maps
+``x -> W x + b``.
+
+Most methods want the *canonical form* ``f(x) = D_L(σ_L(... σ_1(D_0 x)))``: dense and activation layers
+strictly alternating, starting and ending with a dense layer.  :meth:`Network.canonical` returns that form
+(consecutive dense layers are multiplied out, which is exact; missing dense layers are identities).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence, Union
+
+import numpy as np
+
+from verification.activations import Activation, Identity
+from verification.errors import InvalidParameterError, InvalidWeightsError, ShapeMismatchError
+
+__all__ = ["Dense", "Layer", "Network"]
+
+
+def _as_f64(a: Any) -> np.ndarray:
+    arr = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Dense:
+    """Affine layer ``x -> weight @ x + bias`` with ``weight`` of shape ``(out_features, in_features)``."""
+
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        w = np.asarray(self.weight)
+        if w.ndim != 2:
+            raise ShapeMismatchError(f"dense weight must be a 2-D matrix, got shape {w.shape}")
+        b = np.zeros(w.shape[0]) if self.bias is None else np.asarray(self.bias).reshape(-1)
+        if b.shape[0] != w.shape[0]:
+            raise ShapeMismatchError(
+                f"dense bias has {b.shape[0]} entries but the weight has {w.shape[0]} output rows"
+            )
+        object.__setattr__(self, "weight", _as_f64(w))
+        object.__setattr__(self, "bias", _as_f64(b))
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.weight.T + self.bias
+
+    def describe(self) -> str:
+        return f"dense({self.in_features}->{self.out_features})"
+
+    @staticmethod
+    def identity(n: int) -> "Dense":
+        return Dense(np.eye(n), np.zeros(n))
+
+
+Layer = Union[Dense, Activation]
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    """A feed-forward network: a chain of :class:`Dense` layers and activations.
+
+    Parameters
+    ----------
+    layers:
+        The chain, applied left to right.  Must contain at least one dense layer (the input width is
+        taken from the first dense layer).
+    input_lower, input_upper:
+        Optional input domain stored with the model (e.g. the ``.nnet`` header), in the network's own
+        input units.  Methods may use it as the default region; it never changes ``net(x)``.
+    metadata:
+        Free-form provenance: ``source`` path, ``format``, normalisation constants, ...
+    """
+
+    layers: tuple[Layer, ...]
+    input_lower: np.ndarray | None = None
+    input_upper: np.ndarray | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        layers = tuple(self.layers)
+        object.__setattr__(self, "layers", layers)
+        if not any(isinstance(l, Dense) for l in layers):
+            raise ShapeMismatchError("a network needs at least one dense layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, (Dense, Activation)):
+                raise InvalidParameterError(f"layer {i} is a {type(layer).__name__}, not a Dense or Activation")
+        width = None
+        for i, layer in enumerate(layers):
+            if isinstance(layer, Dense):
+                if not (np.all(np.isfinite(layer.weight)) and np.all(np.isfinite(layer.bias))):
+                    bad = "weight" if not np.all(np.isfinite(layer.weight)) else "bias"
+                    raise InvalidWeightsError(f"layer {i} ({layer.describe()}) has a NaN or infinite {bad} entry")
+                if width is not None and layer.in_features != width:
+                    raise ShapeMismatchError(
+                        f"layer {i} ({layer.describe()}) expects {layer.in_features} inputs "
+                        f"but the previous layer gives {width}"
+                    )
+                width = layer.out_features
+            elif width is not None:
+                layer.check_width(width)
+        n_in = self.in_dim
+        for name in ("input_lower", "input_upper"):
+            val = getattr(self, name)
+            if val is not None:
+                arr = _as_f64(val).reshape(-1)
+                if arr.shape[0] != n_in:
+                    raise ShapeMismatchError(f"{name} has {arr.shape[0]} entries, the network has {n_in} inputs")
+                object.__setattr__(self, name, arr)
+        if self.input_lower is not None and self.input_upper is not None:
+            if np.any(self.input_lower > self.input_upper):
+                raise InvalidParameterError("input_lower exceeds input_upper in some coordinate")
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def in_dim(self) -> int:
+        return next(l for l in self.layers if isinstance(l, Dense)).in_features
+
+    @property
+    def out_dim(self) -> int:
+        return self.widths[-1]
+
+    @property
+    def widths(self) -> list[int]:
+        """Width after each layer, preceded by the input width."""
+        out = [self.in_dim]
+        for layer in self.layers:
+            out.append(layer.out_features if isinstance(layer, Dense) else out[-1])
+        return out
+
+    @property
+    def dense_layers(self) -> list[Dense]:
+        return [l for l in self.layers if isinstance(l, Dense)]
+
+    @property
+    def activations(self) -> list[Activation]:
+        return [l for l in self.layers if isinstance(l, Activation)]
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Weight matrices of the dense layers, ``(out, in)`` each."""
+        return [l.weight for l in self.dense_layers]
+
+    @property
+    def biases(self) -> list[np.ndarray]:
+        return [l.bias for l in self.dense_layers]
+
+    @property
+    def is_canonical(self) -> bool:
+        """True if layers alternate dense / activation, starting and ending with dense."""
+        ls = self.layers
+        return (
+            len(ls) % 2 == 1
+            and all(isinstance(l, Dense) for l in ls[0::2])
+            and all(isinstance(l, Activation) for l in ls[1::2])
+        )
+
+    @property
+    def hidden_widths(self) -> list[int]:
+        """Widths of the activation layers of the canonical form."""
+        net = self.canonical()
+        return [d.out_features for d in net.dense_layers[:-1]]
+
+    def slope_bounds(self) -> list[tuple[float, float] | None]:
+        """Slope bounds ``(alpha, beta)`` of each activation (``None`` if not elementwise slope-restricted)."""
+        return [a.slope_bounds() for a in self.activations]
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    # ------------------------------------------------------------------ transformations
+    def canonical(self) -> "Network":
+        """Equivalent network in canonical form (dense, act, dense, ..., act, dense)."""
+        if self.is_canonical:
+            return self
+        out: list[Layer] = []
+        width = self.in_dim
+        for layer in self.layers:
+            if isinstance(layer, Dense):
+                if out and isinstance(out[-1], Dense):
+                    prev = out.pop()
+                    layer = Dense(layer.weight @ prev.weight, layer.weight @ prev.bias + layer.bias)
+                out.append(layer)
+                width = layer.out_features
+            else:
+                if isinstance(layer, Identity):
+                    continue
+                if not out or isinstance(out[-1], Activation):
+                    out.append(Dense.identity(width))
+                out.append(layer)
+        if isinstance(out[-1], Activation):
+            out.append(Dense.identity(width))
+        return Network(tuple(out), self.input_lower, self.input_upper, dict(self.metadata))
+
+    def with_output(self, c: np.ndarray | int) -> "Network":
+        """Network computing the scalar ``cᵀ f(x)`` (``c`` an output index or a vector of length out_dim)."""
+        net = self.canonical()
+        vec = output_vector(c, net.out_dim)
+        last = net.layers[-1]
+        new_last = Dense(vec[None, :] @ last.weight, np.array([vec @ last.bias]))
+        return Network(net.layers[:-1] + (new_last,), net.input_lower, net.input_upper, dict(net.metadata))
+
+    def rounded(self, dtype: type = np.float32) -> "Network":
+        """Same network with every weight and bias rounded to ``dtype`` (stored back as float64).
+
+        E.g. an ``.nnet`` file (decimal text) and its ONNX export (float32 tensors) define the same function
+        only after rounding the ``.nnet`` weights to float32."""
+        layers = tuple(
+            Dense(l.weight.astype(dtype), l.bias.astype(dtype)) if isinstance(l, Dense) else l for l in self.layers
+        )
+        return Network(layers, self.input_lower, self.input_upper, dict(self.metadata))
+
+    # ------------------------------------------------------------------ evaluation
+    def _batch(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
+        arr = np.asarray(x, dtype=np.float64)
+        single = arr.ndim == 1
+        arr = arr.reshape(1, -1) if single else arr.reshape(arr.shape[0], -1)
+        if arr.shape[1] != self.in_dim:
+            raise ShapeMismatchError(f"input has {arr.shape[1]} features, the network expects {self.in_dim}")
+        return arr, single
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Evaluate in float64 on one input ``(n,)`` or a batch ``(N, n)``."""
+        h, single = self._batch(x)
+        for layer in self.layers:
+            h = layer(h)
+        return h[0] if single else h
+
+    def forward_trace(self, x: np.ndarray) -> list[np.ndarray]:
+        """Values after every layer (batched), preceded by the input: ``len(layers) + 1`` arrays."""
+        h, _ = self._batch(x)
+        trace = [h]
+        for layer in self.layers:
+            h = layer(h)
+            trace.append(h)
+        return trace
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        """Jacobian ``∂f/∂x`` at each input: shape ``(N, out_dim, in_dim)`` (``(out, in)`` for one input).
+
+        At kinks of piecewise-linear activations one element of the Clarke Jacobian is returned
+        (ReLU'(0) = 0, ties in GroupSort broken by position)."""
+        h, single = self._batch(x)
+        jac = np.broadcast_to(np.eye(self.in_dim), (h.shape[0], self.in_dim, self.in_dim)).copy()
+        for layer in self.layers:
+            if isinstance(layer, Dense):
+                jac = np.einsum("ij,njk->nik", layer.weight, jac)
+            elif layer.elementwise:
+                jac = layer.derivative(h)[:, :, None] * jac
+            else:
+                jac = np.einsum("nij,njk->nik", layer.jacobian(h), jac)
+            h = layer(h)
+        return jac[0] if single else jac
+
+    # ------------------------------------------------------------------ display
+    def describe(self) -> str:
+        """One-line architecture summary, e.g. ``5 -> dense(5->50) relu ... -> 5``."""
+        parts = [l.describe() for l in self.layers]
+        return f"{self.in_dim} -> " + " ".join(parts) + f" -> {self.out_dim}"
+
+    def __repr__(self) -> str:
+        src = self.metadata.get("source")
+        return f"Network({self.describe()}" + (f", source={src!r})" if src else ")")
+
+
+def output_vector(c: np.ndarray | int | Sequence[float], out_dim: int) -> np.ndarray:
+    """Turn an output selector into a vector ``c`` of length ``out_dim`` (an index gives ``e_c``)."""
+    if isinstance(c, (int, np.integer)):
+        if not 0 <= int(c) < out_dim:
+            raise InvalidParameterError(
+                f"The 'output' parameter must be an index in [0, {out_dim - 1}]. Got {c} instead."
+            )
+        vec = np.zeros(out_dim)
+        vec[int(c)] = 1.0
+        return vec
+    vec = np.asarray(c, dtype=np.float64).reshape(-1)
+    if vec.shape[0] != out_dim or not np.all(np.isfinite(vec)):
+        raise InvalidParameterError(
+            f"The 'output' parameter must be an index or a finite vector of length {out_dim}. Got shape {vec.shape}."
+        )
+    return vec
