@@ -1,0 +1,56 @@
+"""H-consistency bounds for comp-sum losses (Mao, Mohri, Zhong, ICML 2023, arXiv:2304.07288).
+
+Comp-sum losses l^tau (tau in [0, 2]), their error transformation T_tau and bound Gamma_tau = T_tau^{-1}
+for symmetric complete hypothesis sets, best-in-class conditional risks, minimizability gaps, excess-risk
+bound evaluation, brute-force / certified checks of the bound and a table of earlier psi-transforms.
+"""
+
+from ._bounds import error_transform, error_transform_at_one, gamma_transform, small_t_coefficient
+from ._certify import CertificationResult, certify_bound_interval, certify_bound_z3
+from ._losses import comp_sum_loss, conditional_risk, log_softmax, phi_tau, zero_one_conditional_regret
+from ._regret import BoundCheck, check_bound, min_conditional_regret, min_conditional_regret_numeric
+from ._risk import (
+    ExcessRiskBound,
+    best_conditional_risk,
+    best_conditional_risk_bounded,
+    deterministic_bounded_cstar,
+    excess_risk_bound,
+    minimizability_gap,
+    optimal_softmax,
+    zero_one_minimizability_gap,
+)
+from ._symbolic import error_transform_series, error_transform_symbolic, gamma_symbolic
+from ._transforms import PSI_TRANSFORMS, PsiTransform, psi_transform
+
+__all__ = [
+    "BoundCheck",
+    "CertificationResult",
+    "ExcessRiskBound",
+    "PSI_TRANSFORMS",
+    "PsiTransform",
+    "best_conditional_risk",
+    "best_conditional_risk_bounded",
+    "certify_bound_interval",
+    "certify_bound_z3",
+    "check_bound",
+    "comp_sum_loss",
+    "conditional_risk",
+    "deterministic_bounded_cstar",
+    "error_transform",
+    "error_transform_at_one",
+    "error_transform_series",
+    "error_transform_symbolic",
+    "excess_risk_bound",
+    "gamma_symbolic",
+    "gamma_transform",
+    "log_softmax",
+    "min_conditional_regret",
+    "min_conditional_regret_numeric",
+    "minimizability_gap",
+    "optimal_softmax",
+    "phi_tau",
+    "psi_transform",
+    "small_t_coefficient",
+    "zero_one_conditional_regret",
+    "zero_one_minimizability_gap",
+]
