@@ -1,0 +1,84 @@
+"""Command-line interface: ``theorytools <command> ...``.
+
+Small calculators over the theory modules; every command accepts ``--json``.  Bad parameters
+(:class:`TheoryError`) give a one-line message on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+import numpy as np
+
+from theorytools.errors import TheoryError
+
+__all__ = ["main"]
+
+def _floats(text: str) -> np.ndarray:
+    return np.array([float(t) for t in text.split(",")])
+
+
+def _emit(obj: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj))
+        return
+    for key, val in obj.items():
+        print(f"{key}: {val}")
+
+
+# ---------------------------------------------------------------- hconsistency
+def _hc_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tau", type=float, required=True, help="comp-sum parameter tau in [0, 2]")
+    p.add_argument("--n", type=int, default=2, help="number of classes (matters for tau > 1)")
+    p.add_argument("--t", default=None, help="0-1 conditional regrets (comma-separated): prints T_tau(t)")
+    p.add_argument("--s", default=None, help="surrogate regrets (comma-separated): prints Gamma_tau(s)")
+
+
+def _hc_run(args: argparse.Namespace) -> dict:
+    from theorytools.hconsistency import error_transform, gamma_transform
+
+    if args.t is None and args.s is None:
+        raise TheoryError("give --t (for T_tau) and/or --s (for Gamma_tau)")
+    out: dict = {"tau": args.tau, "n": args.n}
+    if args.t is not None:
+        t = _floats(args.t)
+        out["t"], out["T"] = t.tolist(), np.atleast_1d(error_transform(t, args.tau, args.n)).tolist()
+    if args.s is not None:
+        s = _floats(args.s)
+        out["s"], out["Gamma"] = s.tolist(), np.atleast_1d(gamma_transform(s, args.tau, args.n)).tolist()
+    return out
+
+
+# name -> (help, add_arguments, run)
+_COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "hconsistency": ("H-consistency bound functions T_tau and Gamma_tau of comp-sum losses", _hc_args, _hc_run),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="theorytools", description="Numerical deep-learning theory calculators.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (help_text, add_args, run) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(p)
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _emit(args._run(args), args.json)
+    except (TheoryError, ValueError) as exc:
+        print(f"theorytools {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
