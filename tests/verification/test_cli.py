@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from onnx_builders import mlp_onnx
+from .onnx_builders import mlp_onnx
 
 
 def run(*args: str, module: bool = True) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ from verification.errors import (
 )
 from verification.network import Dense, Network
 
-from onnx_builders import mlp_onnx, write_onnx
+from .onnx_builders import mlp_onnx, write_onnx
 
 ACAS_IDS = [(i, j) for i in range(1, 6) for j in range(1, 10)]
 

@@ -1,0 +1,80 @@
+"""Exact Z3 encoding of the IR: evaluating the encoding at rational points reproduces the network, and
+z3_decide agrees with a Lipschitz-certified grid on tiny networks."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import z3
+
+from verification.activations import GroupSort, Householder, LeakyReLU, ReLU, Tanh
+from verification.errors import UnsupportedLayerError
+from verification.network import Dense, Network
+from verification.smt import encode_network, z3_decide
+from verification.smt._symbolic import spec_bounds
+from verification.vnnlib import OutputConstraint
+
+
+def _net(act, widths, seed):
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i in range(len(widths) - 1):
+        layers.append(Dense(rng.normal(size=(widths[i + 1], widths[i])), rng.normal(size=widths[i + 1])))
+        if i < len(widths) - 2:
+            layers.append(act)
+    return Network(layers)
+
+
+ACTS = [ReLU(), LeakyReLU(0.1), GroupSort(2), GroupSort(4), Householder(np.array([0.6, 0.8]))]
+
+
+@pytest.mark.parametrize("act", ACTS, ids=lambda a: a.describe())
+def test_encoding_evaluates_to_network(act):
+    net = _net(act, [3, 8, 8, 2], 0)
+    rng = np.random.default_rng(1)
+    for x in rng.uniform(-2, 2, size=(5, 3)):
+        xs = [z3.RealVal(Fraction(float(v))) for v in x]
+        out, cons = encode_network(net, [z3.Real(f"X_{i}") for i in range(3)])
+        sub = [(z3.Real(f"X_{i}"), xs[i]) for i in range(3)]
+        # solve the defining equalities by substitution through a solver (exact rationals)
+        s = z3.Solver()
+        s.add(*[z3.Real(f"X_{i}") == xs[i] for i in range(3)], *cons)
+        assert s.check() == z3.sat
+        m = s.model()
+        vals = [float(Fraction(str(m.eval(o, model_completion=True).as_fraction()))) for o in out]
+        np.testing.assert_allclose(vals, net(x), rtol=1e-12, atol=1e-12)
+        del sub
+
+
+def test_bounds_fix_stable_neurons_linearly():
+    net = _net(ReLU(), [2, 6, 1], 3)
+    lo, hi = np.array([-0.1, -0.1]), np.array([0.1, 0.1])
+    pre = spec_bounds(net.canonical(), lo[None], hi[None], np.eye(1), np.zeros(1), backward=False).pre
+    l, u = pre[0][0][0], pre[0][1][0]
+    out, cons = encode_network(net, [z3.Real("a"), z3.Real("b")], [(l, u)])
+    n_if = str(out[0]).count("If(")
+    assert n_if == int(((l < 0) & (u > 0)).sum())
+
+
+@pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.2), GroupSort(2)], ids=lambda a: a.describe())
+def test_z3_decide_matches_certified_grid(act):
+    net = _net(act, [2, 4, 4, 1], 7)
+    n = 401
+    g = np.stack(np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, n)), -1).reshape(-1, 2)
+    ymin = net(g)[:, 0].min()
+    # naive Lipschitz constant (l-inf -> abs): product of ||W||_inf norms, activations are 1-Lipschitz in l-inf
+    L = np.prod([np.abs(W).sum(axis=1).max() for W in net.weights])
+    h = 2.0 / (n - 1)
+    cert = ymin - L * h / 2  # true minimum over the square is >= cert
+    unsafe_below = OutputConstraint(np.array([[1.0]]), np.array([cert - 1e-3]))
+    st, _ = z3_decide(net, [-1, -1], [1, 1], [unsafe_below], timeout=60)
+    assert st == "unsat"
+    st, x = z3_decide(net, [-1, -1], [1, 1], [OutputConstraint(np.array([[1.0]]), np.array([ymin + 1e-6]))], timeout=60)
+    assert st == "sat" and np.all(np.abs(x) <= 1) and net(x)[0] <= ymin + 1e-6 + 1e-12
+
+
+def test_non_piecewise_linear_has_no_encoding():
+    with pytest.raises(NotImplementedError, match="tanh"):
+        Tanh().z3_terms([z3.Real("a")])
+    with pytest.raises(UnsupportedLayerError):
+        encode_network(_net(Tanh(), [2, 3, 1], 0), [z3.Real("a"), z3.Real("b")])

@@ -1,0 +1,132 @@
+"""Exact Z3 encoding of the network IR (real arithmetic, piecewise-linear activations).
+
+Weights, biases and box bounds are turned into Z3 rationals through :class:`fractions.Fraction`, i.e. the
+*exact* binary value of each float64 (``z3.RealVal(0.1)`` would give 1/10, a different network).  Every
+pre-activation gets a fresh real variable ``z_<layer>_<i>`` defined by an equality; activations contribute
+their own terms through ``Activation.z3_terms`` (``If`` terms for ReLU / leaky ReLU / MaxMin, a single
+linear piece when pre-activation bounds fix the neuron).  Sound pre-activation bounds are also asserted as
+``l <= z <= u``, which prunes Z3's case splits.
+"""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+import numpy as np
+
+from verification.errors import UnsupportedLayerError
+from verification.network import Dense, Network
+
+__all__ = ["encode_network", "z3_decide"]
+
+_CACHE: dict = {}
+
+
+def _q(v: float):
+    import z3
+
+    return z3.RealVal(Fraction(float(v)))
+
+
+def _rational_layers(net: Network):
+    """Z3 rationals of every dense layer (cached per network object)."""
+    key = id(net)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is net:
+        return hit[1]
+    out = []
+    for layer in net.layers:
+        if isinstance(layer, Dense):
+            W = [[_q(w) if w != 0.0 else None for w in row] for row in layer.weight]
+            b = [_q(v) for v in layer.bias]
+            out.append((W, b))
+        else:
+            out.append(None)
+    if len(_CACHE) > 8:
+        _CACHE.clear()
+    _CACHE[key] = (net, out)
+    return out
+
+
+def encode_network(net: Network, x: list, pre_bounds: list | None = None, tol: float = 1e-9):
+    """Z3 terms of ``net(x)`` for Z3 real terms ``x``.
+
+    ``pre_bounds``: optional list of ``(l, u)`` arrays, one per activation of ``net.canonical()``, sound
+    bounds on its pre-activations.  They are loosened by ``tol`` (float rounding) before use.
+    Returns ``(outputs, constraints)``: output terms and the equalities/bounds to assert.
+    """
+    import z3
+
+    net = net.canonical()
+    for a in net.activations:
+        if not a.is_piecewise_linear:
+            raise UnsupportedLayerError(f"{a.describe()} is not piecewise linear: no exact Z3 encoding")
+    rat = _rational_layers(net)
+    cons = []
+    h = list(x)
+    act_i = 0
+    for k, layer in enumerate(net.layers):
+        if isinstance(layer, Dense):
+            W, b = rat[k]
+            z = []
+            for i, row in enumerate(W):
+                terms = [w * t for w, t in zip(row, h) if w is not None]
+                z.append(z3.Sum(terms) + b[i] if terms else b[i])
+            if k == len(net.layers) - 1:
+                return z, cons
+            zv = [z3.Real(f"z_{k}_{i}") for i in range(len(z))]
+            cons.extend(v == e for v, e in zip(zv, z))
+            h = zv
+        else:
+            l = u = None
+            if pre_bounds is not None:
+                l = np.asarray(pre_bounds[act_i][0], dtype=np.float64).reshape(-1) - tol
+                u = np.asarray(pre_bounds[act_i][1], dtype=np.float64).reshape(-1) + tol
+                for v, lo, hi in zip(h, l, u):
+                    cons.append(v >= _q(lo))
+                    cons.append(v <= _q(hi))
+            h = layer.z3_terms(h, l, u)
+            act_i += 1
+    raise AssertionError("canonical network must end with a dense layer")  # pragma: no cover
+
+
+def z3_decide(net: Network, lower, upper, outputs, pre_bounds=None, timeout: float | None = None):
+    """Decide exactly whether some ``x`` in ``[lower, upper]`` has ``A_k net(x) <= b_k`` for some k.
+
+    ``outputs``: sequence of objects with ``A`` and ``b`` (unsafe polytopes, a disjunction).
+    Returns ``("sat", x)`` with ``x`` the model as float64, ``("unsat", None)`` or ``("unknown", reason)``.
+    """
+    import z3
+
+    lower = np.asarray(lower, dtype=np.float64).reshape(-1)
+    upper = np.asarray(upper, dtype=np.float64).reshape(-1)
+    x = [z3.Real(f"X_{i}") for i in range(lower.size)]
+    y, cons = encode_network(net, x, pre_bounds)
+    s = z3.SolverFor("QF_LRA") if all(a.name in ("relu", "leaky_relu", "identity", "groupsort", "householder") for a in net.activations) else z3.Solver()
+    if timeout is not None:
+        if timeout <= 0:
+            return "unknown", "timeout"
+        s.set("timeout", max(1, int(timeout * 1000)))
+    for xi, lo, hi in zip(x, lower, upper):
+        s.add(xi >= _q(lo), xi <= _q(hi))
+    s.add(*cons)
+    disj = []
+    for oc in outputs:
+        rows = []
+        for arow, bv in zip(oc.A, oc.b):
+            terms = [_q(a) * t for a, t in zip(arow, y) if a != 0.0]
+            rows.append((z3.Sum(terms) if terms else z3.RealVal(0)) <= _q(bv))
+        disj.append(z3.And(rows) if rows else z3.BoolVal(True))
+    s.add(z3.Or(disj) if disj else z3.BoolVal(False))
+    res = s.check()
+    if res == z3.sat:
+        m = s.model()
+        vals = []
+        for xi in x:
+            v = m.eval(xi, model_completion=True)
+            vals.append(float(Fraction(v.numerator_as_long(), v.denominator_as_long())) if z3.is_rational_value(v) else float(v.as_decimal(20).rstrip("?")))
+        return "sat", np.array(vals)
+    if res == z3.unsat:
+        return "unsat", None
+    return "unknown", s.reason_unknown()
