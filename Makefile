@@ -9,6 +9,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXAMPLE := examples/classifier.onnx
 PYTEST_WORKERS ?= 2
+# one BLAS/OpenMP thread per pytest worker: threads fighting over 2 cores made small matmuls ~10x slower
+TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 .PHONY: demo test test-fast notebooks benchmarks clean install
 
@@ -26,10 +28,10 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q tests notebooks --nbmake --nbmake-timeout=300
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q tests notebooks --nbmake --nbmake-timeout=300
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q tests
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q tests
 
 benchmarks: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
