@@ -52,9 +52,30 @@ def _hc_run(args: argparse.Namespace) -> dict:
     return out
 
 
+# ---------------------------------------------------------------- rmt
+def _lr_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lam1", type=float, required=True, help="top eigenvalue of the full-data Hessian")
+    p.add_argument("--sigma", type=float, required=True, help="per-entry std of the batch-noise matrix (Wigner model)")
+    p.add_argument("--P", type=int, required=True, help="number of parameters")
+    p.add_argument("--B", required=True, help="batch sizes, comma-separated")
+
+
+def _lr_run(args: argparse.Namespace) -> dict:
+    from theorytools.rmt import critical_batch_size, sgd_max_lr, spiked_wigner_outlier
+
+    b = _floats(args.B)
+    return {
+        "B": b.tolist(),
+        "lambda_batch_max": np.atleast_1d(spiked_wigner_outlier(args.lam1, args.sigma, args.P, b)).tolist(),
+        "sgd_max_lr": np.atleast_1d(sgd_max_lr(args.lam1, args.sigma, args.P, b)).tolist(),
+        "critical_batch_size": float(critical_batch_size(args.lam1, args.sigma, args.P)),
+    }
+
+
 # name -> (help, add_arguments, run)
 _COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "hconsistency": ("H-consistency bound functions T_tau and Gamma_tau of comp-sum losses", _hc_args, _hc_run),
+    "lr-batch": ("largest stable SGD learning rate vs batch size from the spiked Wigner (BBP) law", _lr_args, _lr_run),
 }
 
 

@@ -29,3 +29,15 @@ def test_bad_parameter_exit_2():
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1 and "'tau'" in res.stderr
     assert run("hconsistency", "--tau", "1").returncode == 2
+
+
+def test_lr_batch_command_closed_form():
+    res = run("lr-batch", "--lam1", "3", "--sigma", "1", "--P", "1500", "--B", "8,512", "--json")
+    assert res.returncode == 0, res.stderr
+    obj = json.loads(res.stdout)
+    # below B* = P sigma^2 / lam1^2 = 166.7 the top batch eigenvalue is the bulk edge 2 sigma sqrt(P/B)
+    assert obj["critical_batch_size"] == pytest.approx(1500 / 9)
+    assert obj["lambda_batch_max"][0] == pytest.approx(2 * (1500 / 8) ** 0.5, rel=1e-12)
+    # above it, the outlier lam1 + P sigma^2 / (B lam1)
+    assert obj["lambda_batch_max"][1] == pytest.approx(3 + 1500 / (512 * 3), rel=1e-12)
+    assert obj["sgd_max_lr"] == pytest.approx([2 / v for v in obj["lambda_batch_max"]], rel=1e-12)
