@@ -12,15 +12,17 @@ from typing import Any
 from verification.errors import VerificationError
 from verification.network import Dense, Network
 
+# The function ``lipschitz`` shares its name with the subpackage ``verification.lipschitz``.  Importing the
+# subpackage binds the module to this attribute, so bind the function eagerly afterwards (the subpackage
+# itself is light: heavy solvers are imported by the methods that use them).
+from verification.lipschitz import LipschitzResult, available_methods, lipschitz  # noqa: E402
+
 __version__ = "0.1.0"
 
 # public name -> module that defines it (imported on first access)
 _LAZY = {
     "load_network": "verification.io",
     "save_network": "verification.io",
-    "lipschitz": "verification.lipschitz",
-    "available_methods": "verification.lipschitz",
-    "LipschitzResult": "verification.lipschitz",
     "output_bounds": "verification.bounds",
     "layer_bounds": "verification.bounds",
     "local_lipschitz": "verification.bounds",
@@ -29,7 +31,7 @@ _LAZY = {
     "verify_region": "verification.smt",
 }
 
-__all__ = ["Network", "Dense", "VerificationError", *_LAZY]
+__all__ = ["Network", "Dense", "VerificationError", "lipschitz", "available_methods", "LipschitzResult", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

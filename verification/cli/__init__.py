@@ -19,6 +19,8 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS = {
     "lipschitz": "lipschitz",
     "info": "info",
+    "verify": "verify",
+    "local-lipschitz": "local_lipschitz",
 }
 
 

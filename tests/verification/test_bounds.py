@@ -1,0 +1,158 @@
+"""Output bounds (IBP, CROWN, alpha-CROWN) and activation relaxations: soundness and ordering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from verification.bounds import layer_bounds, output_bounds
+from verification.network import Dense, Network
+from verification.activations import GroupSort, Householder, LeakyReLU, ReLU, Sigmoid, Tanh
+from verification.errors import InvalidParameterError, UnsupportedLayerError
+
+ACTS = [ReLU(), LeakyReLU(0.1), LeakyReLU(3.0), Tanh(), Sigmoid(), GroupSort(2), GroupSort(4)]
+
+
+def random_net(widths, act, seed, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i in range(len(widths) - 1):
+        w = (rng.normal(size=(widths[i + 1], widths[i])) / np.sqrt(widths[i])).astype(dtype)
+        b = (0.3 * rng.normal(size=widths[i + 1])).astype(dtype)
+        layers.append(Dense(w, b))
+        if i < len(widths) - 2:
+            layers.append(act)
+    return Network(layers)
+
+
+@pytest.mark.parametrize("act", ACTS, ids=lambda a: a.describe())
+def test_linear_relaxation_is_sound(act):
+    rng = np.random.default_rng(0)
+    l = 3 * rng.normal(size=(400, 8))
+    u = l + 3 * rng.exponential(size=(400, 8))
+    u[:20] = l[:20]  # degenerate intervals
+    z = l + rng.random((30, 400, 8)) * (u - l)
+    f = np.stack([act(zz) for zz in z])
+    ls, lb, us, ub = act.linear_relaxation(l, u)
+    if ls.ndim == 3:  # matrix relaxation of grouped activations
+        low = np.einsum("bij,sbj->sbi", ls, z) + lb
+        up = np.einsum("bij,sbj->sbi", us, z) + ub
+    else:
+        low, up = ls * z + lb, us * z + ub
+    assert np.all(low <= f + 1e-12)
+    assert np.all(f <= up + 1e-12)
+    if act.elementwise:
+        dl, du = act.derivative_bounds(l, u)
+        d = act.derivative(z)
+        assert np.all(dl <= d) and np.all(d <= du)
+
+
+def test_relu_relaxation_values():
+    # unstable neuron on [-1, 3]: chord slope 3/4 through (-1, 0); adaptive lower slope 1 (u > -l)
+    ls, lb, us, ub = ReLU().linear_relaxation(np.array([-1.0, -3.0, 1.0]), np.array([3.0, 1.0, 2.0]))
+    assert np.allclose(us, [0.75, 0.25, 1.0]) and np.allclose(ub, [0.75, 0.75, 0.0])
+    assert np.allclose(ls, [1.0, 0.0, 1.0]) and np.allclose(lb, 0.0)
+
+
+def test_householder_has_no_relaxation():
+    net = Network([Dense(np.eye(2)), Householder(np.array([1.0, 0.0])), Dense(np.eye(2))])
+    with pytest.raises(UnsupportedLayerError):
+        output_bounds(net, -np.ones(2), np.ones(2), method="crown")
+
+
+@pytest.mark.parametrize("act", ACTS, ids=lambda a: a.describe())
+@pytest.mark.parametrize("eps", [0.05, 0.5])
+def test_ibp_contains_crown_contains_samples(act, eps):
+    net = random_net([5, 12, 12, 4], act, seed=3)
+    rng = np.random.default_rng(1)
+    x0 = rng.normal(size=5)
+    lo, hi = x0 - eps, x0 + eps
+    x = np.concatenate([lo + rng.random((5000, 5)) * (hi - lo), np.where(rng.random((500, 5)) < 0.5, lo, hi)])
+    y = net(x)
+    ibp = output_bounds(net, lo, hi, "ibp")
+    crown = output_bounds(net, lo, hi, "crown")
+    alpha = output_bounds(net, lo, hi, "alpha-crown")
+    tol = 1e-9
+    for b in (ibp, crown, alpha):
+        assert np.all(b.lower <= y.min(0) + tol) and np.all(y.max(0) <= b.upper + tol)
+    assert np.all(ibp.lower <= crown.lower + tol) and np.all(crown.upper <= ibp.upper + tol)
+    assert np.all(crown.lower <= alpha.lower + tol) and np.all(alpha.upper <= crown.upper + tol)
+
+
+def test_crown_strictly_tighter_on_relu_net():
+    net = random_net([4, 16, 16, 3], ReLU(), seed=5)
+    x0 = np.zeros(4)
+    ibp = output_bounds(net, x0 - 0.5, x0 + 0.5, "ibp")
+    crown = output_bounds(net, x0 - 0.5, x0 + 0.5, "crown")
+    alpha = output_bounds(net, x0 - 0.5, x0 + 0.5, "alpha-crown")
+    assert crown.width.sum() < 0.8 * ibp.width.sum()
+    assert alpha.width.sum() < crown.width.sum()
+
+
+@pytest.mark.parametrize("method", ["crown", "alpha-crown"])
+def test_layer_bounds_contain_preactivations(method):
+    net = random_net([3, 10, 10, 10, 2], ReLU(), seed=7)
+    lo, hi = -np.ones(3) * 0.4, np.ones(3) * 0.6
+    x = lo + np.random.default_rng(0).random((4000, 3)) * (hi - lo)
+    trace = net.forward_trace(x)
+    pre = [trace[i] for i, layer in enumerate(net.layers) if not isinstance(layer, Dense)]  # act inputs
+    bounds = layer_bounds(net, lo, hi, method)
+    ibp = layer_bounds(net, lo, hi, "ibp")
+    assert len(bounds) == 3
+    for b, ib, z in zip(bounds, ibp, pre):
+        assert np.all(b.lower <= z.min(0) + 1e-9) and np.all(z.max(0) <= b.upper + 1e-9)
+        assert np.all(ib.lower <= b.lower + 1e-12) and np.all(b.upper <= ib.upper + 1e-12)
+
+
+def test_affine_and_point_boxes_are_exact():
+    rng = np.random.default_rng(2)
+    w, b = rng.normal(size=(3, 4)), rng.normal(size=3)
+    net = Network([Dense(w, b)])
+    lo, hi = -np.ones(4), 2 * np.ones(4)
+    c = output_bounds(net, lo, hi, "crown")
+    mid, rad = (lo + hi) / 2, (hi - lo) / 2
+    assert np.allclose(c.lower, w @ mid + b - np.abs(w) @ rad)
+    assert np.allclose(c.upper, w @ mid + b + np.abs(w) @ rad)
+    deep = random_net([4, 8, 8, 2], Tanh(), seed=1)
+    x = rng.normal(size=4)
+    p = output_bounds(deep, x, x, "crown")
+    assert np.allclose(p.lower, deep(x), atol=1e-9) and np.allclose(p.upper, deep(x), atol=1e-9)
+
+
+def test_float32_model_is_converted_and_deterministic():
+    net32 = random_net([4, 8, 8, 2], ReLU(), seed=4, dtype=np.float32)
+    net64 = Network([Dense(l.weight.astype(np.float64), l.bias.astype(np.float64)) if isinstance(l, Dense) else l
+                     for l in net32.layers])
+    assert net32.weights[0].dtype == np.float64
+    lo, hi = np.zeros(4) - 0.25, np.zeros(4) + 0.25  # exactly representable in float32
+    a = output_bounds(net32, lo.astype(np.float32), hi.astype(np.float32), "alpha-crown")
+    b = output_bounds(net64, lo, hi, "alpha-crown")
+    c = output_bounds(net64, lo, hi, "alpha-crown")
+    assert a.lower.dtype == np.float64
+    assert np.array_equal(a.lower, b.lower) and np.array_equal(a.upper, b.upper)
+    assert np.array_equal(b.lower, c.lower) and np.array_equal(b.upper, c.upper)
+
+
+def test_invalid_method_and_box():
+    net = random_net([2, 3, 1], ReLU(), seed=0)
+    with pytest.raises(InvalidParameterError):
+        output_bounds(net, np.zeros(2), np.ones(2), method="deeppoly")
+    with pytest.raises(InvalidParameterError):
+        output_bounds(net, np.ones(2), np.zeros(2), method="crown")
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), eps=st.floats(0.0, 2.0), act_id=st.integers(0, len(ACTS) - 1))
+def test_bounds_sound_property(seed, eps, act_id):
+    net = random_net([3, 8, 8, 2], ACTS[act_id], seed=seed)
+    rng = np.random.default_rng(seed)
+    x0 = rng.normal(size=3)
+    lo, hi = x0 - eps, x0 + eps
+    y = net(lo + rng.random((800, 3)) * (hi - lo))
+    ibp, crown = output_bounds(net, lo, hi, "ibp"), output_bounds(net, lo, hi, "crown")
+    assert np.all(crown.lower <= y.min(0) + 1e-9) and np.all(y.max(0) <= crown.upper + 1e-9)
+    assert np.all(ibp.lower <= crown.lower + 1e-12) and np.all(crown.upper <= ibp.upper + 1e-12)

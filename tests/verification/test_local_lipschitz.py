@@ -1,0 +1,228 @@
+"""Local Lipschitz constants by Jacobian bound propagation (Shi et al. 2022) and branch-and-bound."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.optimize import linprog
+
+from verification.activations import GroupSort, Householder, LeakyReLU, ReLU, Sigmoid, Tanh
+from verification.bounds import local_lipschitz
+from verification.errors import InvalidParameterError, UnsupportedLayerError
+from verification.lipschitz import lipschitz
+from verification.network import Dense, Network
+
+
+def random_net(widths, act, seed, scale=1.0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i in range(len(widths) - 1):
+        w = (scale * rng.normal(size=(widths[i + 1], widths[i])) / np.sqrt(widths[i])).astype(dtype)
+        layers.append(Dense(w, (0.5 * rng.normal(size=widths[i + 1])).astype(dtype)))
+        if i < len(widths) - 2:
+            layers.append(act)
+    return Network(layers)
+
+
+def exact_local_one_hidden(net: Network, lo, hi) -> np.ndarray:
+    """Exact l-inf local constant of every output for one hidden ReLU/leaky layer: enumerate the sign
+    patterns of the neurons that are unstable on the box, keep those whose region meets the box interior
+    (LP with a margin variable; depth-first, pruning infeasible prefixes), take max ||W1_k D W0||_1
+    (reference notes §4.1 item 5)."""
+    w0, b0 = net.dense_layers[0].weight, net.dense_layers[0].bias
+    w1 = net.dense_layers[1].weight
+    a = getattr(net.activations[0], "negative_slope", 0.0)
+    mid, rad = (lo + hi) / 2, (hi - lo) / 2
+    zc, zr = w0 @ mid + b0, np.abs(w0) @ rad
+    unstable = np.nonzero((zc - zr < 0) & (zc + zr > 0))[0]
+    base = np.where(zc - zr >= 0, 1.0, a)
+    n = lo.size
+    best = np.full(w1.shape[0], -np.inf)
+
+    def margin(signs):
+        rows = w0[unstable[: len(signs)]]
+        s = np.array(signs)
+        norms = np.linalg.norm(rows, axis=1)
+        a_ub = np.vstack([np.hstack([-s[:, None] * rows, norms[:, None]]),
+                          np.hstack([-np.eye(n), np.ones((n, 1))]), np.hstack([np.eye(n), np.ones((n, 1))])])
+        b_ub = np.r_[s * b0[unstable[: len(signs)]], -lo, hi]
+        res = linprog(np.r_[np.zeros(n), -1.0], A_ub=a_ub, b_ub=b_ub,
+                      bounds=[(None, None)] * n + [(None, 1.0)], method="highs")
+        return res.x[-1] if res.status == 0 else -np.inf
+
+    def visit(signs):
+        nonlocal best
+        if signs and margin(signs) <= 1e-9:
+            return
+        if len(signs) == unstable.size:
+            d = base.copy()
+            d[unstable] = np.where(np.array(signs) > 0, 1.0, a)
+            best = np.maximum(best, np.abs((w1 * d) @ w0).sum(1))
+            return
+        visit(signs + [-1.0])
+        visit(signs + [1.0])
+
+    visit([])
+    return best
+
+
+CASES = [(seed, act) for seed in range(4) for act in (ReLU(), LeakyReLU(0.1))]
+
+
+@pytest.mark.parametrize("seed,act", CASES, ids=[f"{a.describe()}-{s}" for s, a in CASES])
+def test_one_hidden_layer_bound_and_bab_reach_exact(seed, act):
+    rng = np.random.default_rng(100 + seed)
+    n0, h = 3, [8, 10, 12, 12][seed]
+    net = Network([Dense(rng.normal(size=(h, n0)), rng.normal(size=h)), act, Dense(rng.normal(size=(2, h)))])
+    x0, eps = rng.normal(size=n0), 0.8
+    exacts = exact_local_one_hidden(net, x0 - eps, x0 + eps)
+    for k in range(2):
+        exact = exacts[k]
+        plain = local_lipschitz(net, x0, eps, output=k)
+        assert plain.value >= exact - 1e-9
+        assert plain.lower <= exact + 1e-9
+        bab = local_lipschitz(net, x0, eps, output=k, bab=True, timeout=30)
+        assert bab.converged
+        assert abs(bab.value - exact) <= 1e-6
+        assert abs(bab.lower - exact) <= 1e-6
+
+
+def test_bound_is_exact_when_no_neuron_is_unstable():
+    net = random_net([4, 10, 3], ReLU(), seed=1)
+    x0 = np.random.default_rng(0).normal(size=4)
+    res = local_lipschitz(net, x0, 1e-6)
+    jac = net.jacobian(x0)
+    assert res.details["unstable"] == [0]
+    assert np.allclose(res.per_output, np.abs(jac).sum(1), rtol=1e-12)
+    assert res.converged and res.value == pytest.approx(np.abs(jac).sum(1).max(), rel=1e-12)
+
+
+@pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.2), Tanh(), Sigmoid(), GroupSort(2)], ids=lambda a: a.describe())
+def test_local_between_sampled_and_global_naive(act):
+    net = random_net([4, 12, 12, 3], act, seed=2, scale=1.5)
+    x0 = np.random.default_rng(3).normal(size=4)
+    naive = [lipschitz(net, method="naive", norm="inf", output=k).value for k in range(3)]
+    bounds = {}
+    for relax in ("crown", "recurjac", "ibp"):
+        res = local_lipschitz(net, x0, 0.3, relaxation=relax, n_samples=300)
+        assert res.certified
+        assert np.all(np.array(res.per_output) >= np.array(res.per_output_lower) - 1e-9)
+        assert np.all(np.array(res.per_output) <= np.array(naive) * (1 + 1e-9))
+        bounds[relax] = np.array(res.per_output)
+    # the paper's relaxation is never looser than the RecurJac-style one, which is never looser than IBP
+    assert np.all(bounds["crown"] <= bounds["recurjac"] + 1e-9)
+    assert np.all(bounds["recurjac"] <= bounds["ibp"] + 1e-9)
+
+
+@pytest.mark.parametrize("act", [ReLU(), Tanh()], ids=lambda a: a.describe())
+def test_non_decreasing_in_eps(act):
+    net = random_net([3, 10, 10, 2], act, seed=4, scale=1.5)
+    x0 = np.random.default_rng(5).normal(size=3)
+    vals = [local_lipschitz(net, x0, eps, n_samples=100).value for eps in (0.0, 0.01, 0.05, 0.2, 0.5, 1.0, 3.0)]
+    assert all(b >= a - 1e-12 for a, b in zip(vals, vals[1:]))
+    assert vals[-1] <= lipschitz(net, method="naive", norm="inf").value * (1 + 1e-9)
+
+
+def test_deep_relu_bab_improves_and_stays_above_lower():
+    net = random_net([4, 10, 10, 2], ReLU(), seed=6, scale=1.5)
+    x0 = np.zeros(4)
+    plain = local_lipschitz(net, x0, 0.5)
+    bab = local_lipschitz(net, x0, 0.5, bab=True, timeout=3)
+    assert bab.value <= plain.value + 1e-12
+    assert bab.lower <= bab.value + 1e-9 and bab.lower >= plain.lower - 1e-12
+    assert np.all(np.array(bab.per_output) >= np.array(bab.per_output_lower) - 1e-9)
+
+
+def test_deterministic_float64_and_float32_converted():
+    net32 = random_net([5, 8, 8, 3], ReLU(), seed=7, dtype=np.float32)
+    net64 = Network([Dense(l.weight.astype(np.float64), l.bias.astype(np.float64)) if isinstance(l, Dense) else l
+                     for l in net32.layers])
+    x0 = np.full(5, 0.25, dtype=np.float32)
+    a = local_lipschitz(net32, x0, 0.5)
+    b = local_lipschitz(net64, x0.astype(np.float64), 0.5)
+    c = local_lipschitz(net64, x0.astype(np.float64), 0.5)
+    assert isinstance(a.value, float)
+    assert a.per_output == b.per_output == c.per_output
+    assert a.per_output_lower == b.per_output_lower == c.per_output_lower
+
+
+def test_matches_auto_lirpa_on_simple_mlp_3layer():
+    """Shi et al.'s ``simple_mlp_3layer`` (16-16-16-10 ReLU, torch.manual_seed(0) init), centre 0.5·1, max over
+    the 10 classes: auto_LiRPA HEAD gives 1.0563 (eps 0.1) and 3.9620 (eps 0.5), reference notes §3.3 [RUN]."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(),
+                                torch.nn.Linear(16, 10))
+    lin = [m for m in model if isinstance(m, torch.nn.Linear)]
+    layers = []
+    for i, m in enumerate(lin):
+        layers.append(Dense(m.weight.detach().numpy(), m.bias.detach().numpy()))
+        if i < 2:
+            layers.append(ReLU())
+    net = Network(layers)
+    assert local_lipschitz(net, np.full(16, 0.5), 0.1, n_samples=100).value == pytest.approx(1.0563, abs=1e-4)
+    assert local_lipschitz(net, np.full(16, 0.5), 0.5, n_samples=100).value == pytest.approx(3.9620, abs=1e-4)
+    rj = local_lipschitz(net, np.full(16, 0.5), 0.5, relaxation="recurjac", n_samples=100).value
+    assert rj == pytest.approx(6.0793, abs=1e-4)  # Shi et al.'s recurjac option, §3.3
+
+
+def test_output_vector_and_result_json():
+    net = random_net([3, 6, 3], ReLU(), seed=8)
+    c = np.array([1.0, -1.0, 0.0])
+    res = local_lipschitz(net, np.zeros(3), 0.2, output=c)
+    d = json.loads(res.to_json())
+    assert d["output"] == [1.0, -1.0, 0.0] and len(d["per_output"]) == 1
+    assert "certified upper bound" in str(res)
+
+
+def test_domain_clipping_shrinks_box():
+    net = random_net([2, 8, 8, 1], ReLU(), seed=9, scale=2.0)
+    full = local_lipschitz(net, np.zeros(2), 1.0)
+    clipped = local_lipschitz(net, np.zeros(2), 1.0, domain=(np.zeros(2), np.ones(2)))
+    assert np.allclose(clipped.details["box_lower"], 0.0)
+    assert clipped.value <= full.value + 1e-12
+
+
+def test_invalid_inputs():
+    net = random_net([2, 4, 1], ReLU(), seed=0)
+    with pytest.raises(InvalidParameterError, match="'eps' parameter of local_lipschitz"):
+        local_lipschitz(net, np.zeros(2), -1.0)
+    with pytest.raises(InvalidParameterError, match="'norm'"):
+        local_lipschitz(net, np.zeros(2), 0.1, norm=2)
+    with pytest.raises(InvalidParameterError, match="'center'"):
+        local_lipschitz(net, np.zeros(3), 0.1)
+    with pytest.raises(InvalidParameterError, match="'relaxation'"):
+        local_lipschitz(net, np.zeros(2), 0.1, relaxation="lipsdp")
+    hh = Network([Dense(np.eye(2)), Householder(np.array([0.6, 0.8])), Dense(np.ones((1, 2)))])
+    with pytest.raises(UnsupportedLayerError):
+        local_lipschitz(hh, np.zeros(2), 0.1)
+    gs = Network([Dense(np.eye(4)), GroupSort(4), Dense(np.ones((1, 4)))])
+    with pytest.raises(UnsupportedLayerError):
+        local_lipschitz(gs, np.zeros(4), 0.1)
+
+
+def test_cli_local_lipschitz(tmp_path, capsys):
+    from verification.cli import main
+    from verification.io import save_network
+
+    net = random_net([3, 6, 2], ReLU(), seed=10)
+    path = tmp_path / "net.npz"
+    save_network(net, path)
+    assert main(["local-lipschitz", str(path), "--center", "0.1,0.2,0.3", "--eps", "0.2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ref = local_lipschitz(net, np.array([0.1, 0.2, 0.3]), 0.2)
+    assert out["value"] == pytest.approx(ref.value, rel=1e-12)
+    np.save(tmp_path / "c.npy", np.array([0.1, 0.2, 0.3]))
+    assert main(["local-lipschitz", str(path), "--center", str(tmp_path / "c.npy"), "--eps", "0.2", "--bab",
+                 "--timeout", "2"]) == 0
+    assert "local Lipschitz (crown+bab" in capsys.readouterr().out
+    assert main(["local-lipschitz", str(path), "--center", "1,2", "--eps", "0.2"]) == 2
+
+
+def test_affine_network_is_exact():
+    w = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])
+    net = Network([Dense(w, np.zeros(2))])
+    res = local_lipschitz(net, np.zeros(3), 0.3)
+    assert res.per_output == pytest.approx((3.5, 4.0), rel=1e-15) and res.converged
