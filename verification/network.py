@@ -256,17 +256,32 @@ class Network:
         """Jacobian ``∂f/∂x`` at each input: shape ``(N, out_dim, in_dim)`` (``(out, in)`` for one input).
 
         At kinks of piecewise-linear activations one element of the Clarke Jacobian is returned
-        (ReLU'(0) = 0, ties in GroupSort broken by position)."""
+        (ReLU'(0) = 0, ties in GroupSort broken by position).  Reverse mode (products started from the
+        output rows) when the output is narrower than the input, forward mode otherwise."""
         h, single = self._batch(x)
-        jac = np.broadcast_to(np.eye(self.in_dim), (h.shape[0], self.in_dim, self.in_dim)).copy()
+        inputs = []  # input of every layer
         for layer in self.layers:
-            if isinstance(layer, Dense):
-                jac = np.einsum("ij,njk->nik", layer.weight, jac)
-            elif layer.elementwise:
-                jac = layer.derivative(h)[:, :, None] * jac
-            else:
-                jac = np.einsum("nij,njk->nik", layer.jacobian(h), jac)
+            inputs.append(h)
             h = layer(h)
+        n_batch = h.shape[0]
+        if self.out_dim <= self.in_dim:
+            jac = np.broadcast_to(np.eye(self.out_dim), (n_batch, self.out_dim, self.out_dim)).copy()
+            for layer, z in zip(reversed(self.layers), reversed(inputs)):
+                if isinstance(layer, Dense):
+                    jac = jac @ layer.weight
+                elif layer.elementwise:
+                    jac = jac * layer.derivative(z)[:, None, :]
+                else:
+                    jac = jac @ layer.jacobian(z)
+        else:
+            jac = np.broadcast_to(np.eye(self.in_dim), (n_batch, self.in_dim, self.in_dim)).copy()
+            for layer, z in zip(self.layers, inputs):
+                if isinstance(layer, Dense):
+                    jac = layer.weight @ jac
+                elif layer.elementwise:
+                    jac = layer.derivative(z)[:, :, None] * jac
+                else:
+                    jac = layer.jacobian(z) @ jac
         return jac[0] if single else jac
 
     # ------------------------------------------------------------------ display
