@@ -1,0 +1,76 @@
+"""Neural tangent kernels (Jacot et al. 2018): analytic NNGP/NTK of fully connected networks,
+the empirical NTK of PyTorch models, kernel predictions of trained infinitely wide networks, and
+infinitely deep NTK classifiers (Radhakrishnan, Belkin & Uhler).  See docs/ntk.md."""
+
+from theorytools.ntk._deep import (
+    DualActivation,
+    deep_ntk,
+    deep_ntk_classify,
+    dirichlet_bayes_classify,
+    dirichlet_sample,
+    dual_activation,
+    kernel_interpolation_classify,
+    majority_vote_classify,
+    nearest_neighbor_classify,
+    singular_kernel_classify,
+)
+from theorytools.ntk._empirical import empirical_ntk, torch_mlp
+from theorytools.ntk._predict import (
+    GaussianPrediction,
+    MSEPrediction,
+    gradient_descent_mse,
+    gradient_descent_mse_ensemble,
+    max_learning_rate,
+    nngp_posterior,
+)
+from theorytools.ntk._stax import (
+    ABRelu,
+    Abs,
+    Dense,
+    Elementwise,
+    Erf,
+    Identity,
+    Kernel,
+    Layer,
+    LeakyRelu,
+    Relu,
+    Serial,
+    serial,
+)
+
+__all__ = [
+    # analytic kernels
+    "Kernel",
+    "Layer",
+    "Dense",
+    "Relu",
+    "LeakyRelu",
+    "ABRelu",
+    "Abs",
+    "Erf",
+    "Identity",
+    "Elementwise",
+    "Serial",
+    "serial",
+    # empirical NTK
+    "empirical_ntk",
+    "torch_mlp",
+    # predictions
+    "MSEPrediction",
+    "GaussianPrediction",
+    "gradient_descent_mse",
+    "gradient_descent_mse_ensemble",
+    "nngp_posterior",
+    "max_learning_rate",
+    # infinitely deep NTK classifiers
+    "DualActivation",
+    "dual_activation",
+    "deep_ntk",
+    "deep_ntk_classify",
+    "kernel_interpolation_classify",
+    "majority_vote_classify",
+    "nearest_neighbor_classify",
+    "singular_kernel_classify",
+    "dirichlet_sample",
+    "dirichlet_bayes_classify",
+]
