@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from verification._json import jsonable
+
 from verification.bounds.crown import check_supported, crown_layers
 from verification.bounds.jacobian import RELAXATIONS, derivative_ranges, jacobian_l1_upper
 from verification.errors import InvalidParameterError
@@ -63,7 +65,7 @@ class LocalLipschitzResult:
     details: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -75,19 +77,6 @@ class LocalLipschitzResult:
             f"[certified upper bound; sampled lower bound {self.lower:.6g}, {gap}, {self.seconds:.3g} s]"
         )
 
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return str(obj)
-    return obj
 
 
 def _row_gradients(net: Network, x: np.ndarray, cs: np.ndarray) -> np.ndarray:

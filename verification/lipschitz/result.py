@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from verification._json import jsonable
+
 __all__ = ["LipschitzResult"]
 
 
@@ -49,8 +51,8 @@ class LipschitzResult:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["details"] = _jsonable(self.details)
-        d["output"] = _jsonable(self.output)
+        d["details"] = jsonable(self.details)
+        d["output"] = jsonable(self.output)
         return d
 
     def to_json(self) -> str:
@@ -65,15 +67,3 @@ class LipschitzResult:
         return (
             f"Lipschitz ({self.method}, l{self.norm}{out}): {self.value:.6g}  [{tag}{solver}, {self.seconds:.3g} s]"
         )
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
