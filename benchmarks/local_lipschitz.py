@@ -121,7 +121,7 @@ def main() -> int:
     net = load_npz_net(weights)
     x0 = np.full(16, 0.5)
     local_lipschitz(net, x0, 0.1, n_samples=10)  # warm-up: numba kernels load from cache / compile
-    print(f"simple_mlp_3layer 16-16-16-10 ReLU, torch.manual_seed(0), centre 0.5*1, max over 10 classes")
+    print("simple_mlp_3layer 16-16-16-10 ReLU, torch.manual_seed(0), centre 0.5*1, max over 10 classes")
     if anchor:
         print(f"auto_LiRPA {anchor['version']} (torch {anchor['torch']}), BoundedModule build {anchor['build_seconds']:.2f} s")
     print(f"{'eps':>5} | {'ours':>8} {'t_ours':>8} | {'auto_LiRPA':>10} {'t_lirpa':>8} | {'|diff|':>8} {'speedup':>8} |"

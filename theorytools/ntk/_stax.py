@@ -17,11 +17,10 @@ Conventions (the same as neural-tangents, Novak et al. 2020):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
-from scipy.special import erf as _erf
 
 from theorytools.errors import TheoryError
 from theorytools.ntk import _kernels

@@ -209,7 +209,7 @@ def crown_layers(net: Network, lo: np.ndarray, hi: np.ndarray, alpha: bool = Fal
     dense, acts = net.dense_layers, net.activations
     L = len(acts)
     B = lo.shape[0]
-    pre, pair, relax = [], [], []
+    pre, pair = [], []
     infeasible = np.zeros(B, dtype=bool)
     last = L + 1 if final else L
     for k in range(last):

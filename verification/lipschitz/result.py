@@ -6,7 +6,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 
 from verification._json import jsonable
 
