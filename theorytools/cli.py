@@ -52,6 +52,26 @@ def _hc_run(args: argparse.Namespace) -> dict:
     return out
 
 
+# ---------------------------------------------------------------- deep linear
+def _dl_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--s", type=float, required=True, help="singular value of the input-output correlation (a sum)")
+    p.add_argument("--u0", type=float, required=True, help="initial mode strength")
+    p.add_argument("--uf", type=float, required=True, help="final mode strength (0 < u0 < uf < s)")
+    p.add_argument("--tau", type=float, default=1.0, help="time constant 1/learning rate (default 1: t counts iterations)")
+    p.add_argument("--layers", default="3", help="numbers of layers N_l, comma-separated (3 = one hidden layer)")
+
+
+def _dl_run(args: argparse.Namespace) -> dict:
+    from theorytools.deep_linear import deep_learning_time, infinite_depth_learning_time
+
+    layers = [int(v) for v in args.layers.split(",")]
+    return {
+        "layers": layers,
+        "learning_time": [deep_learning_time(args.s, args.u0, args.uf, n, args.tau) for n in layers],
+        "large_depth_learning_time": [infinite_depth_learning_time(args.s, args.u0, args.uf, n, args.tau) for n in layers],
+    }
+
+
 # ---------------------------------------------------------------- rmt
 def _lr_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lam1", type=float, required=True, help="top eigenvalue of the full-data Hessian")
@@ -75,6 +95,7 @@ def _lr_run(args: argparse.Namespace) -> dict:
 # name -> (help, add_arguments, run)
 _COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "hconsistency": ("H-consistency bound functions T_tau and Gamma_tau of comp-sum losses", _hc_args, _hc_run),
+    "deep-linear": ("learning time of a balanced mode of a deep linear net (Saxe et al. eq 11/15/17)", _dl_args, _dl_run),
     "lr-batch": ("largest stable SGD learning rate vs batch size from the spiked Wigner (BBP) law", _lr_args, _lr_run),
 }
 

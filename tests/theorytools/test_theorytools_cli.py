@@ -41,3 +41,17 @@ def test_lr_batch_command_closed_form():
     # above it, the outlier lam1 + P sigma^2 / (B lam1)
     assert obj["lambda_batch_max"][1] == pytest.approx(3 + 1500 / (512 * 3), rel=1e-12)
     assert obj["sgd_max_lr"] == pytest.approx([2 / v for v in obj["lambda_batch_max"]], rel=1e-12)
+
+
+def test_deep_linear_command_matches_eq11_for_three_layers():
+    import math
+
+    res = run("deep-linear", "--s", "3", "--u0", "0.01", "--uf", "1.5", "--layers", "3,100", "--json")
+    assert res.returncode == 0, res.stderr
+    obj = json.loads(res.stdout)
+    # eq 11: t = tau/(2s) ln(uf (s - u0) / (u0 (s - uf)))
+    assert obj["learning_time"][0] == pytest.approx(math.log(1.5 * 2.99 / (0.01 * 1.5)) / 6, rel=1e-10)
+    # large depth: eq 15 approaches eq 17
+    assert obj["learning_time"][1] == pytest.approx(obj["large_depth_learning_time"][1], rel=0.1)
+    bad = run("deep-linear", "--s", "3", "--u0", "0.01", "--uf", "4")
+    assert bad.returncode == 2 and "'u0' and 'uf'" in bad.stderr
