@@ -78,3 +78,45 @@ def test_non_piecewise_linear_has_no_encoding():
         Tanh().z3_terms([z3.Real("a")])
     with pytest.raises(UnsupportedLayerError):
         encode_network(_net(Tanh(), [2, 3, 1], 0), [z3.Real("a"), z3.Real("b")])
+
+
+@pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.2)], ids=lambda a: a.describe())
+def test_incremental_crown_bounds_contain_samples_and_tighten_with_the_parent(act):
+    from verification.bounds import layer_bounds
+    from verification.smt._symbolic import crown_incremental
+
+    net = _net(act, [3, 12, 12, 12, 2], 4).canonical()
+    rng = np.random.default_rng(1)
+    lo = rng.uniform(-1, 0, size=(6, 3))
+    hi = lo + rng.uniform(0.1, 1.0, size=(6, 3))
+    parent = crown_incremental(net, lo, hi)
+    # at least as tight as interval bound propagation, and strictly tighter somewhere
+    ibp = [layer_bounds(net, lo[i], hi[i], method="ibp") for i in range(6)]
+    gain = 0.0
+    for j, (l, u) in enumerate(parent):
+        il = np.array([ib[j].lower for ib in ibp])
+        iu = np.array([ib[j].upper for ib in ibp])
+        assert np.all(l >= il - 1e-9) and np.all(u <= iu + 1e-9)
+        gain += float(np.sum(iu - il) - np.sum(u - l))
+    assert gain > 0
+    # children: the lower half of each box along x_0, with the parent bounds as prior
+    mid = (lo[:, 0] + hi[:, 0]) / 2
+    hi_c = hi.copy()
+    hi_c[:, 0] = mid
+    child = crown_incremental(net, lo, hi_c, prior=parent)
+    X = lo[:, None, :] + (hi_c - lo)[:, None, :] * rng.uniform(size=(6, 500, 3))
+    trace = net.forward_trace(X.reshape(-1, 3))
+    for j, ((l, u), (pl, pu)) in enumerate(zip(child, parent)):
+        z = trace[2 * j + 1].reshape(6, 500, -1)
+        assert np.all(z >= l[:, None, :] - 1e-9) and np.all(z <= u[:, None, :] + 1e-9)
+        assert np.all(l >= pl) and np.all(u <= pu)
+
+
+def test_row_gradient_matches_the_jacobian():
+    from verification.smt.verifier import _row_gradient
+
+    rng = np.random.default_rng(2)
+    for act in (ReLU(), LeakyReLU(0.1), Tanh(), GroupSort(2)):
+        net = _net(act, [3, 6, 6, 4], 3).canonical()
+        x, c = rng.normal(size=(5, 3)), rng.normal(size=(5, 4))
+        np.testing.assert_allclose(_row_gradient(net, x, c), np.einsum("nm,nmd->nd", c, net.jacobian(x)), atol=1e-12)

@@ -66,6 +66,30 @@ def test_agrees_with_exact_enumeration_on_100_random_properties():
     assert n_sat == 50 and n_unsat == 50
 
 
+@pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.2)], ids=lambda a: a.describe())
+def test_milp_leaves_agree_with_exact_enumeration(act):
+    """Boxes with <= 8 unstable neurons are decided by one MILP each; verdicts must match the exact
+    minimum (the net is affine on each cell of the neuron-line arrangement, for leaky ReLU too)."""
+    rng = np.random.default_rng(7)
+    n_leaves = 0
+    for k in range(30):
+        base = _one_layer(100 + k)
+        net = Network([base.layers[0], act, base.layers[2]])
+        lo = rng.uniform(-1, 0.5, size=2)
+        hi = lo + rng.uniform(0.05, 1.0, size=2)
+        c = np.array([1.0, -1.0])
+        gmin = _exact_min(net, c, lo, hi)
+        scale = 1e-2 * (1 + abs(gmin))
+        t = gmin + (scale if k % 2 else -scale)
+        res = verify(net, box_property(lo, hi, c[None, :], [t]), timeout=30, leaf_unstable=8, **FAST)
+        n_leaves += res.details.get("milp_leaves", 0)
+        assert res.status == ("violated" if t >= gmin else "holds"), (k, res, gmin, t)
+        if res.violated:
+            x = res.counterexample
+            assert np.all(x >= lo) and np.all(x <= hi) and net(x) @ c <= t
+    assert n_leaves > 0
+
+
 @pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.1), GroupSort(2)], ids=lambda a: a.describe())
 def test_deeper_nets_agree_with_dense_grid(act):
     rng = np.random.default_rng(5)
@@ -89,6 +113,21 @@ def test_timeout_zero_and_validation():
         verify(net, prop, timeout=-1)
     with pytest.raises(ShapeMismatchError, match="3 inputs"):
         verify(net, box_property([0, 0, 0], [1, 1, 1], [[1.0, -1.0]], [0.0]))
+
+
+def test_box_limit_gives_unknown_never_a_guess():
+    rng = np.random.default_rng(5)
+    W = [rng.normal(size=s) for s in [(8, 2), (8, 8), (2, 8)]]
+    net = Network([Dense(W[0], rng.normal(size=8)), ReLU(), Dense(W[1], rng.normal(size=8)), ReLU(), Dense(W[2], rng.normal(size=2))])
+    g = np.stack(np.meshgrid(np.linspace(-1, 1, 201), np.linspace(-1, 1, 201)), -1).reshape(-1, 2)
+    dmin = (net(g) @ np.array([1.0, -1.0])).min()
+    prop = box_property([-1, -1], [1, 1], [[1.0, -1.0]], [dmin - 0.02])  # safe, but needs splitting
+    full = verify(net, prop, timeout=60, **FAST)
+    assert full.status == "holds" and full.details["boxes"] > 2
+    r = verify(net, prop, timeout=60, max_boxes=1, **FAST)
+    assert r.status == "unknown" and r.reason == "box limit"
+    with pytest.raises(InvalidParameterError, match="max_boxes"):
+        verify(net, prop, max_boxes=0)
 
 
 def test_verify_region_complete_and_dlv():

@@ -157,10 +157,18 @@ def _backward(net: Network, C: np.ndarray, cb: np.ndarray, pre, c: np.ndarray, r
 
 
 def spec_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, cb: np.ndarray,
-                backward: bool = True, intermediate: str = "forward") -> SpecBounds:
-    """Lower bounds of the rows of ``C f(x) + cb`` on each box ``[lo[i], hi[i]]`` (net canonical)."""
+                backward: bool = True, intermediate: str = "forward", prior: list | None = None) -> SpecBounds:
+    """Lower bounds of the rows of ``C f(x) + cb`` on each box ``[lo[i], hi[i]]`` (net canonical).
+
+    ``intermediate``: ``"incremental"`` (:func:`crown_incremental`, with optional ``prior`` bounds of
+    enclosing boxes), ``"crown"`` (:func:`verification.bounds.crown.crown_layers`) or ``"forward"``
+    (symbolic intervals)."""
     c = (hi + lo) / 2.0
     r = (hi - lo) / 2.0
+    if intermediate == "incremental" and backward and net.activations and supports_backward(net):
+        pre = crown_incremental(net, lo, hi, prior)
+        lower, coef = _backward(net, C, cb, pre, c, r)
+        return SpecBounds(lower, coef, pre)
     if intermediate == "crown" and backward and net.activations and supports_backward(net):
         # intermediate bounds: batched CROWN of verification.bounds (tighter than forward symbolic
         # intervals), then one backward pass for the specification rows
@@ -188,3 +196,86 @@ def spec_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, cb:
         lower = np.where(better, lb2, lower)
         coef = np.where(better[..., None], coef2, coef)
     return SpecBounds(lower, coef, pre)
+
+
+# ------------------------------------------------------------------------------ incremental batched CROWN
+def _two_piece(l: np.ndarray, u: np.ndarray, a: float):
+    """CROWN relaxation of ``max(z, a z)`` (0 <= a <= 1) on ``[l, u]`` (arrays (N, n)).
+
+    Lower line ``sl * z`` (adaptive: slope 1 if ``u > -l`` else ``a``), upper line ``su * z + tu`` (the chord
+    through ``(l, a l)`` and ``(u, u)``); stable neurons are exact (slope 1 or ``a``, no offset)."""
+    active = l >= 0
+    inactive = u <= 0
+    unst = ~(active | inactive)
+    den = np.where(unst, u - l, 1.0)
+    su = np.where(active, 1.0, np.where(inactive, a, (u - a * l) / den))
+    tu = np.where(unst, u - su * u, 0.0)
+    sl = np.where(active, 1.0, np.where(inactive, a, np.where(u > -l, 1.0, a)))
+    return sl, su, tu
+
+
+def _neg_slope(act) -> float:
+    return float(act.negative_slope) if isinstance(act, LeakyReLU) else 0.0
+
+
+def crown_incremental(net: Network, lo: np.ndarray, hi: np.ndarray, prior: list | None = None) -> list:
+    """Batched CROWN pre-activation bounds of every activation of a ReLU / leaky-ReLU net (canonical).
+
+    Same bounds as CROWN with the adaptive lower slope (Zhang et al. 2018, Thm 3.2) intersected with
+    interval bounds, but cheaper on the many small boxes of input splitting:
+
+    * ``prior`` (per layer ``(l, u)`` of shape (N, n), e.g. the bounds of the parent box, which stay sound
+      on a sub-box) is intersected with the new bounds, so a neuron stable on the parent stays stable;
+    * interval bounds from the previous layer are computed first (one matrix product) and only neurons
+      still unstable in *some* box of the batch get a CROWN back-substitution (rows ``+-e_i``), which on
+      small boxes is a small fraction of the ``2 n`` rows of full CROWN.
+
+    Returns ``[(l_j, u_j)]`` per activation.
+    """
+    dense, acts = net.dense_layers, net.activations
+    mid, rad = (hi + lo) / 2.0, (hi - lo) / 2.0
+    N = lo.shape[0]
+    W0, b0 = dense[0].weight, dense[0].bias
+    c0 = mid @ W0.T + b0
+    r0 = rad @ np.abs(W0).T
+    l, u = c0 - r0, c0 + r0
+    pre = []
+    relax = []
+    for k in range(len(acts)):
+        if k > 0:
+            # interval bounds from the previous layer's bounds
+            a = _neg_slope(acts[k - 1])
+            pl, pu = pre[k - 1]
+            al, au = np.maximum(pl, a * pl), np.maximum(pu, a * pu)
+            am, ar = (au + al) / 2.0, (au - al) / 2.0
+            Wk, bk = dense[k].weight, dense[k].bias
+            cm = am @ Wk.T + bk
+            cr = ar @ np.abs(Wk).T
+            l, u = cm - cr, cm + cr
+        if prior is not None and prior[k] is not None:
+            l = np.maximum(l, prior[k][0])
+            u = np.minimum(u, prior[k][1])
+            u = np.maximum(u, l)
+        if k > 0:
+            unst_any = np.flatnonzero(((l < 0) & (u > 0)).any(axis=0))
+            if unst_any.size:
+                m = unst_any.size
+                Wk, bk = dense[k].weight[unst_any], dense[k].bias[unst_any]
+                lam = np.broadcast_to(np.concatenate([Wk, -Wk])[None], (N, 2 * m, Wk.shape[1]))
+                bias = np.broadcast_to(np.concatenate([bk, -bk])[None], (N, 2 * m)).copy()
+                for j in range(k - 1, -1, -1):
+                    sl, su, tu = relax[j]
+                    pos = lam >= 0
+                    bias += np.where(pos, 0.0, lam * tu[:, None, :]).sum(-1)
+                    lam = lam * np.where(pos, sl[:, None, :], su[:, None, :])
+                    bias += lam @ dense[j].bias
+                    lam = lam @ dense[j].weight
+                val = np.einsum("nmd,nd->nm", lam, mid) - np.einsum("nmd,nd->nm", np.abs(lam), rad) + bias
+                l = l.copy()
+                u = u.copy()
+                l[:, unst_any] = np.maximum(l[:, unst_any], val[:, :m])
+                u[:, unst_any] = np.minimum(u[:, unst_any], -val[:, m:])
+                u = np.maximum(u, l)
+        pre.append((l, u))
+        relax.append(_two_piece(l, u, _neg_slope(acts[k])))
+    return pre

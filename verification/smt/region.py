@@ -55,6 +55,7 @@ def verify_region(
     num_span: int = 2,
     max_points: int = 2000,
     seed: int = 0,
+    **options,
 ) -> VerifyResult:
     """Check that ``argmax net(x)`` equals ``label`` for every ``x`` with ``||x - x0||_inf <= eps``.
 
@@ -66,6 +67,7 @@ def verify_region(
         layer-by-layer search; see the module docstring - never returns ``holds``).
     layers, n_features, num_span, max_points: DLV options (layers searched, with 0 = input; features per
         layer; grid steps per side; cap on grid points per layer).
+    options: passed to :func:`verify` for ``method="complete"`` (e.g. ``n_samples``, ``pgd_steps``, ``batch``).
     """
     t0 = time.monotonic()
     if not isinstance(net, Network):
@@ -98,7 +100,7 @@ def verify_region(
             raise InvalidParameterError("The ball around x0 does not meet the given domain.")
     if method == "complete":
         prop = robustness_property(lo, hi, label, cnet.out_dim)
-        res = verify(cnet, prop, timeout=timeout, seed=seed)
+        res = verify(cnet, prop, timeout=timeout, seed=seed, **options)
         return VerifyResult(res.status, res.counterexample, res.output, time.monotonic() - t0, "complete/" + res.method,
                             res.reason, dict(res.details, label=label))
     if method == "dlv":
