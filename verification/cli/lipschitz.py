@@ -20,6 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--output", default=None,
         help="bound one scalar output: an index K, or I-J for the logit difference f_I - f_J",
     )
+    p.add_argument(
+        "--solver", default="auto",
+        help="SDP solver: auto (MOSEK if licensed, else CVXOPT), CVXOPT, CLARABEL, SCS (always certified "
+        "afterwards), MOSEK, ipm (experimental structured interior point)",
+    )
+    p.add_argument("--progress", action="store_true", help="print solver progress to stderr (long solves)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -48,6 +54,20 @@ def run(args: argparse.Namespace) -> int:
 
     net = load_model(args)
     output = parse_output(args.output, net.out_dim)
-    res = lipschitz(net, method=args.method, norm=2 if args.norm == "2" else "inf", output=output)
+    from verification.lipschitz.registry import _auto_method, available_methods, normalize_norm
+
+    norm = 2 if args.norm == "2" else "inf"
+    method = args.method
+    if method == "auto":  # resolve here so that solver options reach the SDP method auto picks
+        method = _auto_method(net.canonical(), normalize_norm(norm), output is not None, available_methods())
+    options = {}
+    if method.startswith("lipsdp"):
+        options["solver"] = args.solver
+        if args.progress:
+            options["progress"] = True
+    elif method == "eclipse" and args.solver != "auto":
+        options["solver"] = args.solver
+    res = lipschitz(net, method=method, norm=norm, output=output, **options)
     emit(res.to_dict(), args.json, str(res))
-    return 0
+    # exit 1 when an upper-bound method could not certify its answer
+    return 0 if res.certified or res.details.get("kind") == "lower_bound" else 1
