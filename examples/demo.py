@@ -1,4 +1,5 @@
-"""Demo: every applicable Lipschitz method on the bundled classifier, next to the sampled lower bound.
+"""Demo: every applicable Lipschitz method on the bundled classifier, next to the sampled lower bound,
+then two region checks (one proved, one with a re-checked counterexample).
 
     python examples/demo.py [MODEL]
 
@@ -11,7 +12,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from verification import load_network
+import numpy as np
+
+from verification import load_network, verify_region
 from verification.errors import VerificationError
 from verification.lipschitz import available_methods, lipschitz
 
@@ -40,6 +43,16 @@ def main(path: str) -> int:
         ups = [v for n, _, v, k, _ in rows if n == norm and v is not None and k == "certified upper bound"]
         if lows and ups:
             print(f"\nl{norm}: {max(lows):.5f} <= Lipschitz constant <= {min(ups):.5f} (certified)")
+    if net.in_dim == 2:
+        print("\nIs the predicted class constant on the l-inf ball of radius eps around x0?")
+        for x0, eps in ((np.array([-0.5, -0.5]), 0.1), (np.array([0.0, 0.0]), 0.1)):
+            res = verify_region(net, x0, eps, timeout=30)
+            print(f"  x0 = {x0}, eps = {eps}: {res.status}", end="")
+            if res.counterexample is not None:
+                cx = res.counterexample
+                print(f"; counterexample {cx} has class {int(np.argmax(net(cx)))}, x0 has class {int(np.argmax(net(x0)))}")
+            else:
+                print()
     return 0
 
 

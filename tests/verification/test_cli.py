@@ -102,3 +102,14 @@ def test_info_command(example_dir):
     res = run("info", str(example_dir / "classifier.onnx"), "--json")
     obj = json.loads(res.stdout)
     assert obj["in_dim"] == 2 and obj["out_dim"] == 3 and obj["format"] == "onnx"
+
+
+def test_demo_prints_certified_bounds_and_region_checks(example_dir):
+    res = subprocess.run([sys.executable, str(example_dir / "demo.py")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    # the certified interval for l2: sampled lower bound <= constant <= best certified upper bound
+    line = next(l for l in res.stdout.splitlines() if l.startswith("l2:"))
+    low, up = float(line.split()[1]), float(line.split("<=")[2].split()[0])
+    assert 0 < low <= up
+    assert "x0 = [-0.5 -0.5], eps = 0.1: holds" in res.stdout
+    assert "eps = 0.1: violated; counterexample" in res.stdout
