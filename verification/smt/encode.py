@@ -10,7 +10,6 @@ linear piece when pre-activation bounds fix the neuron).  Sound pre-activation b
 
 from __future__ import annotations
 
-import time
 from fractions import Fraction
 
 import numpy as np

@@ -127,7 +127,7 @@ def _grid(values: list[np.ndarray], max_points: int):
 def _dlv(net, x0, lo, hi, label, timeout, layers, n_features, num_span, max_points, t0):
     import z3
 
-    from verification.smt.encode import _q, encode_network
+    from verification.smt.encode import _q
     from verification.smt._symbolic import _forward
 
     deadline = t0 + timeout
@@ -155,7 +155,6 @@ def _dlv(net, x0, lo, hi, label, timeout, layers, n_features, num_span, max_poin
         details["layers"].append({"layer": k, "features": feats})
         values = [np.linspace(rlo[i], rhi[i], 2 * num_span + 1) for i in feats]
         if k == 0:
-            pts = np.array([a0 for _ in range(1)])
             grid = list(_grid(values, max_points))
             X = np.repeat(x0[None, :], len(grid), axis=0)
             if feats:
@@ -171,7 +170,6 @@ def _dlv(net, x0, lo, hi, label, timeout, layers, n_features, num_span, max_poin
                     return VerifyResult("violated", x, y, time.monotonic() - t0, "dlv", "counterexample (input layer)", details)
             continue
         # hidden layer: back-solve each grid point with Z3 (exact), then classify the input found
-        sub = Network(net.layers[: 2 * k])  # D_0 .. A_{k-1}: outputs the k-th activation
         xs = [z3.Real(f"X_{i}") for i in range(net.in_dim)]
         base = z3.Solver()
         h, cons = _encode_prefix(net, xs, k, pre)

@@ -545,7 +545,7 @@ def verify(
                     )
                 _relu_split(ctx, region, use_bounds=(method == "relu-split"))
     except _Found as f:
-        x, y = f.x, f.y
+        x = f.x
         # re-check in float64 from scratch
         y2 = net(x)
         if not prop.is_violated_by(x, y2):  # pragma: no cover - defensive
