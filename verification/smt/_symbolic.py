@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from verification.activations import GroupSort, LeakyReLU, ReLU
+from verification.bounds._relax import two_piece_relaxation
+from verification.errors import UnsupportedLayerError
 from verification.network import Dense, Network
 
 __all__ = ["SpecBounds", "spec_bounds", "supports_backward"]
@@ -136,14 +138,7 @@ def _backward(net: Network, C: np.ndarray, cb: np.ndarray, pre, c: np.ndarray, r
     const = np.broadcast_to(C @ last.bias + cb, (N, C.shape[0])).copy()
     for j in range(len(acts) - 1, -1, -1):
         l, u = pre[j]
-        a = acts[j].negative_slope if isinstance(acts[j], LeakyReLU) else 0.0
-        active = l >= 0
-        inactive = u <= 0
-        unst = ~(active | inactive)
-        den = np.where(unst, u - l, 1.0)
-        su = np.where(active, 1.0, np.where(inactive, a, (u - a * l) / den))
-        tu = np.where(unst, u - su * u, 0.0)
-        sl = np.where(active, 1.0, np.where(inactive, a, np.where(u > -l, 1.0, a)))
+        sl, su, tu = _two_piece(l, u, _neg_slope(acts[j]))
         Lp = np.maximum(Lam, 0.0)
         Ln = np.minimum(Lam, 0.0)
         const = const + np.einsum("nrk,nk->nr", Ln, tu)
@@ -200,17 +195,12 @@ def spec_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, cb:
 
 # ------------------------------------------------------------------------------ incremental batched CROWN
 def _two_piece(l: np.ndarray, u: np.ndarray, a: float):
-    """CROWN relaxation of ``max(z, a z)`` (0 <= a <= 1) on ``[l, u]`` (arrays (N, n)).
-
-    Lower line ``sl * z`` (adaptive: slope 1 if ``u > -l`` else ``a``), upper line ``su * z + tu`` (the chord
-    through ``(l, a l)`` and ``(u, u)``); stable neurons are exact (slope 1 or ``a``, no offset)."""
-    active = l >= 0
-    inactive = u <= 0
-    unst = ~(active | inactive)
-    den = np.where(unst, u - l, 1.0)
-    su = np.where(active, 1.0, np.where(inactive, a, (u - a * l) / den))
-    tu = np.where(unst, u - su * u, 0.0)
-    sl = np.where(active, 1.0, np.where(inactive, a, np.where(u > -l, 1.0, a)))
+    """CROWN relaxation of ``max(z, a z)`` (0 <= a <= 1) on ``[l, u]`` (arrays (N, n)), from
+    :func:`verification.bounds._relax.two_piece_relaxation`: lower line ``sl * z`` (adaptive slope),
+    upper line ``su * z + tu`` (the chord); stable neurons are exact."""
+    if a > 1.0:
+        raise UnsupportedLayerError(f"the verifier's bounds need a leaky-ReLU slope <= 1, got {a:g}")
+    sl, _, su, tu = two_piece_relaxation(l, u, a)  # lower offset is 0 for a <= 1
     return sl, su, tu
 
 
