@@ -198,3 +198,39 @@ def test_cli_errors_and_exit_codes(tmp_path, capsys):
     assert cli_main(["verify", str(model), str(ok), "--result-file", str(rf), "--json"]) == 0
     assert rf.read_text() == "unsat\n"
     assert cli_main(["verify", str(model), str(ok), "--timeout", "0"]) == 3
+
+
+@needs_acas
+def test_acas_small_violating_set_found_during_splitting():
+    # 5_3/prop_2 (ground truth: sat): the sampling + gradient attack before splitting misses the violating
+    # set (max_boxes=1 stops right after it: unknown); the attacks on the most promising boxes during input
+    # splitting find it.  The counterexample is re-evaluated here in float64.
+    net = load_network(ACAS / "onnx" / "ACASXU_run2a_5_3_batch_2000.onnx")
+    prop = read_vnnlib(ACAS / "vnnlib" / "prop_2.vnnlib")
+    assert verify(net, prop, timeout=60, max_boxes=1).status == "unknown"
+    res = verify(net, prop, timeout=60)
+    assert res.status == "violated" and res.details["attacks"] >= 1
+    x = res.counterexample
+    box = prop.regions[0]
+    assert np.all(x >= box.lower) and np.all(x <= box.upper)
+    assert prop.is_violated_by(x, net(x))
+
+
+def test_lp_leaf_certificate_is_a_rigorous_lower_bound():
+    """The LP leaf proves 'holds' only through its dual bound, which must never exceed the true minimum."""
+    from scipy.optimize import linprog
+
+    from verification.smt.verifier import _certified_box_margin
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        R, d = int(rng.integers(1, 4)), int(rng.integers(1, 6))
+        G, h = rng.normal(size=(R, d)), rng.normal(size=R)
+        c = np.zeros(d + 1)
+        c[-1] = 1.0
+        res = linprog(c, A_ub=np.hstack([G, -np.ones((R, 1))]), b_ub=-h, bounds=[(-1, 1)] * d + [(None, None)], method="highs")
+        lb = _certified_box_margin(G, h, -res.ineqlin.marginals)
+        assert res.fun - 1e-9 <= lb <= res.fun + 1e-12  # tight, and below the optimum
+        e = rng.uniform(-1, 1, size=(5000, d))
+        assert lb <= (e @ G.T + h).max(axis=1).min() + 1e-12
+    assert _certified_box_margin(np.ones((1, 2)), np.zeros(1), np.zeros(1)) == -np.inf

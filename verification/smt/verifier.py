@@ -71,8 +71,9 @@ class _Ctx:
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
 
-    def check(self, region: InputRegion, X: np.ndarray) -> None:
-        """Raise _Found if some row of X (clipped into the box) is a float64 counterexample."""
+    def check(self, region: InputRegion, X: np.ndarray) -> np.ndarray:
+        """Raise _Found if some row of X (clipped into the box) is a float64 counterexample; else return
+        the unsafe margins of the rows (``<= 0`` iff unsafe)."""
         X = np.clip(np.atleast_2d(X), region.lower, region.upper)
         Y = self.net(X)
         m = region.margin(Y)
@@ -81,6 +82,7 @@ class _Ctx:
         if hit.size:
             i = hit[np.argmin(m[hit])]
             raise _Found(X[i].copy(), Y[i].copy())
+        return m
 
 
 # ------------------------------------------------------------------------------------------ falsification
@@ -114,20 +116,31 @@ def _falsify(ctx: _Ctx, region: InputRegion, n_samples: int, pgd_steps: int, pgd
     Y = ctx.net(X)
     vals = Y @ C.T + cb
     marg = _margin_rows(vals, grp, len(region.outputs))
-    start = X[np.argsort(marg)[:pgd_starts]]
+    x = X[np.argsort(marg)[:pgd_starts]].copy()
+    x = _pgd(ctx, region, x, lo, hi, pgd_steps, 0.1, 0.002, C, cb, grp)
+    # fine phase: the best few end points, step sizes shrinking to 1e-7 of the box (small violating sets)
+    if x.shape[0] and not ctx.expired():
+        m = _margin_rows(ctx.net(x) @ C.T + cb, grp, len(region.outputs))
+        _pgd(ctx, region, x[np.argsort(m)[:8]], lo, hi, 2 * pgd_steps, 0.002, 1e-7, C, cb, grp)
+
+
+def _pgd(ctx: _Ctx, region: InputRegion, x, lo, hi, steps: int, a0: float, a1: float, C, cb, grp):
+    """Projected sign-gradient descent on the unsafe margin from the starts ``x`` (n, d), each kept in its
+    box ``[lo, hi]`` (broadcast to (n, d)); the step shrinks geometrically from ``a0`` to ``a1`` times the
+    box width.  The gradient is that of the active row (argmin over disjuncts of the max row).  Every
+    iterate is checked as a counterexample; returns the final iterates."""
     width = hi - lo
-    x = start.copy()
-    for step in range(pgd_steps):
+    K = len(region.outputs)
+    for step in range(steps):
         if ctx.expired():
-            return
-        alpha = 0.1 * (0.02 ** (step / max(1, pgd_steps - 1)))
-        y = ctx.net(x)
-        vals = y @ C.T + cb
-        # active row: argmin over disjuncts of the max row
-        best_r = _active_rows(vals, grp, len(region.outputs))
+            break
+        alpha = a0 * (a1 / a0) ** (step / max(1, steps - 1))
+        vals = ctx.net(x) @ C.T + cb
+        best_r = _active_rows(vals, grp, K)
         g = _row_gradient(ctx.net, x, C[best_r])
         x = np.clip(x - alpha * width * np.sign(g), lo, hi)
         ctx.check(region, x)
+    return x
 
 
 def _row_gradient(net: Network, x: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -185,10 +198,25 @@ def _lp_leaf(ctx: _Ctx, region: InputRegion, lo, hi, G, h, pre_l, pre_u, k: int)
     res = linprog(c, A_ub=A, b_ub=-h, bounds=[(-1, 1)] * d + [(None, None)], method="highs")
     cen, rad = (hi + lo) / 2, (hi - lo) / 2
     if res.status == 0:
-        if res.fun > _TOL:
+        # HiGHS works to ~1e-7 tolerances, so its optimum is not a proof; its duals give one (weak duality)
+        if _certified_box_margin(G, h, -res.ineqlin.marginals) > _TOL:
             return True
         ctx.check(region, cen + rad * res.x[:d])
     return _z3_leaf(ctx, region, lo, hi, pre_l, pre_u, k)
+
+
+def _certified_box_margin(G: np.ndarray, h: np.ndarray, lam: np.ndarray) -> float:
+    """Rigorous lower bound of ``min_{e in [-1,1]^d} max_r (G_r e + h_r)`` from any weights ``lam >= 0``
+    (normalised to sum 1): ``max_r(...) >= lam·(G e + h) >= lam·h - ||Gᵀ lam||_1``, minus a float64
+    rounding guard.  With the LP's optimal duals this equals the LP optimum up to rounding."""
+    lam = np.clip(np.asarray(lam, dtype=np.float64), 0.0, None)
+    total = lam.sum()
+    if not np.isfinite(total) or total <= 0:
+        return -np.inf
+    lam = lam / total
+    gt = G.T @ lam
+    err = 4 * (G.shape[0] + G.shape[1] + 2) * np.finfo(float).eps * (lam @ np.abs(h) + np.abs(G).T.dot(lam).sum())
+    return float(lam @ h - np.abs(gt).sum() - err)
 
 
 def _milp_leaf(ctx: _Ctx, region: InputRegion, lo, hi, pre_l, pre_u, k: int) -> None:
@@ -303,6 +331,7 @@ def _input_split(ctx: _Ctx, region: InputRegion, batch: int, intermediate: str =
     R = C.shape[0]
     inf_prior = [(np.full((1, a.out_features), -np.inf), np.full((1, a.out_features), np.inf))
                  for a in net.dense_layers[:n_act]]
+    pool = _AttackPool()
     stack = [(region.lower[None, :].copy(), region.upper[None, :].copy(), np.ones((1, K), dtype=bool),
               np.full((1, R), -np.inf), inf_prior)]
     while stack:
@@ -348,7 +377,10 @@ def _input_split(ctx: _Ctx, region: InputRegion, batch: int, intermediate: str =
             rk = idx[np.argmax(lb[:, idx], axis=1)]
             rows = np.where(kk == k, rk, rows)
         vert = cen - rad * np.sign(coef[np.arange(n), rows])
-        ctx.check(region, np.vstack([cen, vert]))
+        mc = ctx.check(region, np.vstack([cen, vert]))
+        cm = np.minimum(mc[:n], mc[n:])  # an upper bound on the box's smallest margin
+        pool.add(cm, lo, hi)
+        pool.maybe_attack(ctx, region, C, cb, grp)
         # exact leaves
         unstable = sb.unstable_counts()[keep] if sb.pre else np.zeros(n, dtype=int)
         tiny = (rad.max(axis=1) <= 1e-10 * (1.0 + np.abs(cen).max(axis=1)))
@@ -377,6 +409,8 @@ def _input_split(ctx: _Ctx, region: InputRegion, batch: int, intermediate: str =
         idx_split = np.flatnonzero(split)
         if idx_split.size == 0:
             continue
+        # most promising boxes (smallest sampled margin) first: their children are bounded next
+        idx_split = idx_split[np.argsort(cm[idx_split], kind="stable")]
         lo, hi, alive, coef, rad, lb = (lo[idx_split], hi[idx_split], alive[idx_split], coef[idx_split],
                                         rad[idx_split], lb[idx_split])
         rows = rows[idx_split]
@@ -394,12 +428,61 @@ def _input_split(ctx: _Ctx, region: InputRegion, batch: int, intermediate: str =
         lo2, hi2 = lo.copy(), hi.copy()
         hi[np.arange(m), dim] = mid
         lo2[np.arange(m), dim] = mid
-        child_prior = [(np.vstack([l, l]), np.vstack([u, u])) for l, u in pre] if use_prior else inf_prior
+        child_prior = pre if use_prior else inf_prior
         if not use_prior:
             child_prior = [(np.broadcast_to(l, (2 * m, l.shape[1])), np.broadcast_to(u, (2 * m, u.shape[1])))
                            for l, u in inf_prior]
-        stack.append((np.vstack([lo, lo2]), np.vstack([hi, hi2]), np.vstack([alive, alive]),
-                      np.vstack([lb, lb]), child_prior))
+        # children interleaved (parent order kept), so a partial pop takes the best parents' children
+        stack.append((_pair(lo, lo2), _pair(hi, hi2), _pair(alive, alive), _pair(lb, lb),
+                      [(_pair(l, l), _pair(u, u)) for l, u in child_prior] if use_prior else child_prior))
+
+
+def _pair(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rows a_0, b_0, a_1, b_1, ..."""
+    return np.stack([a, b], axis=1).reshape((2 * a.shape[0],) + a.shape[1:])
+
+
+class _AttackPool:
+    """Boxes met during input splitting with the smallest sampled unsafe margin (centre / bound
+    minimiser).  Now and then (at most ``share`` of the splitting time) projected gradient descent is run
+    inside the best of them: a violating set too small for the initial attack is usually found once the
+    splitting has narrowed it down to a few boxes, long before a leaf containing it is reached."""
+
+    keep, n_boxes, n_random, steps, share = 64, 16, 3, 30, 0.2
+
+    def __init__(self):
+        self.t0 = time.monotonic()
+        self.spent = 0.0
+        self.m = np.zeros(0)
+        self.lo = self.hi = None
+
+    def add(self, m: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+        if self.lo is None:
+            self.lo, self.hi = np.zeros((0, lo.shape[1])), np.zeros((0, lo.shape[1]))
+        self.m = np.concatenate([self.m, m])
+        self.lo = np.vstack([self.lo, lo])
+        self.hi = np.vstack([self.hi, hi])
+        if self.m.size > self.keep:
+            o = np.argsort(self.m)[: self.keep]
+            self.m, self.lo, self.hi = self.m[o], self.lo[o], self.hi[o]
+
+    def maybe_attack(self, ctx: _Ctx, region: InputRegion, C, cb, grp) -> None:
+        now = time.monotonic()
+        if self.m.size == 0 or self.spent > self.share * (now - self.t0):
+            return
+        o = np.argsort(self.m)[: self.n_boxes]
+        lo, hi = self.lo[o], self.hi[o]
+        reps = 1 + self.n_random
+        LO, HI = np.repeat(lo, reps, axis=0), np.repeat(hi, reps, axis=0)
+        x = LO + (HI - LO) * ctx.rng.uniform(size=LO.shape)
+        x[::reps] = (lo + hi) / 2
+        try:
+            _pgd(ctx, region, x, LO, HI, self.steps, 0.25, 1e-5, C, cb, grp)
+        finally:
+            self.spent += time.monotonic() - now
+            ctx.stats["attacks"] = ctx.stats.get("attacks", 0) + 1
+        # attacked boxes leave the pool (their children come back if they stay promising)
+        self.m, self.lo, self.hi = np.zeros(0), None, None
 
 
 def _slice_part(part, sl):
