@@ -259,22 +259,11 @@ class Network:
         (ReLU'(0) = 0, ties in GroupSort broken by position).  Reverse mode (products started from the
         output rows) when the output is narrower than the input, forward mode otherwise."""
         h, single = self._batch(x)
-        inputs = []  # input of every layer
-        for layer in self.layers:
-            inputs.append(h)
-            h = layer(h)
-        n_batch = h.shape[0]
         if self.out_dim <= self.in_dim:
-            jac = np.broadcast_to(np.eye(self.out_dim), (n_batch, self.out_dim, self.out_dim)).copy()
-            for layer, z in zip(reversed(self.layers), reversed(inputs)):
-                if isinstance(layer, Dense):
-                    jac = jac @ layer.weight
-                elif layer.elementwise:
-                    jac = jac * layer.derivative(z)[:, None, :]
-                else:
-                    jac = jac @ layer.jacobian(z)
+            jac = self.vector_jacobian(h, np.eye(self.out_dim))
         else:
-            jac = np.broadcast_to(np.eye(self.in_dim), (n_batch, self.in_dim, self.in_dim)).copy()
+            inputs = self._layer_inputs(h)
+            jac = np.broadcast_to(np.eye(self.in_dim), (h.shape[0], self.in_dim, self.in_dim)).copy()
             for layer, z in zip(self.layers, inputs):
                 if isinstance(layer, Dense):
                     jac = layer.weight @ jac
@@ -283,6 +272,36 @@ class Network:
                 else:
                     jac = layer.jacobian(z) @ jac
         return jac[0] if single else jac
+
+    def vector_jacobian(self, x: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """Row gradients ``c_k ᵀ ∂f/∂x`` by one reverse pass: ``seeds`` of shape ``(K, out_dim)`` (the same rows
+        at every input) or ``(N, K, out_dim)`` (per input); returns ``(N, K, in_dim)``.  Cheaper than the full
+        Jacobian when ``K`` is small (e.g. one logit difference per sample in an attack)."""
+        h, _ = self._batch(x)
+        seeds = np.asarray(seeds, dtype=np.float64)
+        if seeds.ndim == 2:
+            seeds = np.broadcast_to(seeds, (h.shape[0],) + seeds.shape)
+        if seeds.ndim != 3 or seeds.shape[0] != h.shape[0] or seeds.shape[2] != self.out_dim:
+            raise ShapeMismatchError(
+                f"seeds must have shape (K, {self.out_dim}) or ({h.shape[0]}, K, {self.out_dim}); got {seeds.shape}"
+            )
+        g = seeds.copy()
+        for layer, z in zip(reversed(self.layers), reversed(self._layer_inputs(h))):
+            if isinstance(layer, Dense):
+                g = g @ layer.weight
+            elif layer.elementwise:
+                g = g * layer.derivative(z)[:, None, :]
+            else:
+                g = g @ layer.jacobian(z)
+        return g
+
+    def _layer_inputs(self, h: np.ndarray) -> list[np.ndarray]:
+        """Input of every layer for the batch ``h``."""
+        inputs = []
+        for layer in self.layers:
+            inputs.append(h)
+            h = layer(h)
+        return inputs
 
     # ------------------------------------------------------------------ display
     def describe(self) -> str:

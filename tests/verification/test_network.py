@@ -142,3 +142,16 @@ def test_rounded_network_rounds_only_parameters(rng):
     for a, b in zip(net.weights, r.weights):
         np.testing.assert_array_equal(b, a.astype(np.float32).astype(np.float64))
     assert r.dense_layers[0].weight.dtype == np.float64
+
+
+@pytest.mark.parametrize("act", ACTS, ids=lambda a: a.describe())
+def test_vector_jacobian_equals_rows_of_the_jacobian(rng, act):
+    net = _net(rng, act, widths=(3, 8, 4, 5))  # out (5) > in (3): jacobian uses forward mode
+    x = rng.normal(size=(6, 3))
+    jac = net.jacobian(x)
+    c = rng.normal(size=(2, 5))
+    np.testing.assert_allclose(net.vector_jacobian(x, c), c @ jac, atol=1e-12)
+    per_sample = rng.normal(size=(6, 1, 5))
+    np.testing.assert_allclose(net.vector_jacobian(x, per_sample)[:, 0], np.einsum("nk,nki->ni", per_sample[:, 0], jac), atol=1e-12)
+    with pytest.raises(ShapeMismatchError, match="seeds"):
+        net.vector_jacobian(x, np.ones((2, 4)))

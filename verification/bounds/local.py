@@ -14,7 +14,7 @@ from verification._json import jsonable
 from verification.bounds.crown import check_supported, crown_layers
 from verification.bounds.jacobian import RELAXATIONS, derivative_ranges, jacobian_l1_upper
 from verification.errors import InvalidParameterError
-from verification.network import Dense, Network, output_vector
+from verification.network import Network, output_vector
 
 __all__ = ["LocalLipschitzResult", "local_lipschitz"]
 
@@ -80,20 +80,8 @@ class LocalLipschitzResult:
 
 
 def _row_gradients(net: Network, x: np.ndarray, cs: np.ndarray) -> np.ndarray:
-    """Gradients of ``c_k · f`` at every point: (N, K, in_dim), by a batched backward pass on the canonical net
-    (cheaper than forming full Jacobians when there are few output rows)."""
-    trace = net.forward_trace(x)
-    layers = net.layers
-    g = np.broadcast_to(cs @ layers[-1].weight, (x.shape[0],) + (cs.shape[0], layers[-1].in_features)).copy()
-    for i in range(len(layers) - 2, -1, -1):
-        layer = layers[i]
-        if isinstance(layer, Dense):
-            g = (g.reshape(-1, g.shape[-1]) @ layer.weight).reshape(g.shape[0], g.shape[1], -1)
-        elif layer.elementwise:
-            g = g * layer.derivative(trace[i])[:, None, :]
-        else:
-            g = g @ layer.jacobian(trace[i])
-    return g
+    """Gradients of ``c_k · f`` at every point: (N, K, in_dim)."""
+    return net.vector_jacobian(x, cs)
 
 
 def _sampled_lower(net: Network, lo, hi, cs, n_samples: int, seed: int, extra=()) -> np.ndarray:

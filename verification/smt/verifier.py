@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from verification.errors import InvalidParameterError, PropertyFormatError, ShapeMismatchError
-from verification.network import Dense, Network
+from verification.network import Network
 from verification.smt._symbolic import spec_bounds, supports_backward
 from verification.smt.encode import z3_decide
 from verification.smt.result import VerifyResult
@@ -144,23 +144,8 @@ def _pgd(ctx: _Ctx, region: InputRegion, x, lo, hi, steps: int, a0: float, a1: f
 
 
 def _row_gradient(net: Network, x: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Gradient of ``c_n · f(x_n)`` for each row ``n`` (reverse mode: one vector-Jacobian product per
-    sample instead of the full ``(out, in)`` Jacobian)."""
-    if not all(a.elementwise for a in net.activations):
-        return np.einsum("nm,nmd->nd", c, net.jacobian(x))
-    h = x
-    ds = []
-    for layer in net.layers:
-        if not isinstance(layer, Dense):
-            ds.append(layer.derivative(h))
-        h = layer(h)
-    g = c
-    for layer in reversed(net.layers):
-        if isinstance(layer, Dense):
-            g = g @ layer.weight
-        else:
-            g = g * ds.pop()
-    return g
+    """Gradient of ``c_n · f(x_n)`` for each row ``n`` (one reverse pass, no full Jacobian)."""
+    return net.vector_jacobian(x, c[:, None, :])[:, 0, :]
 
 
 def _margin_rows(vals: np.ndarray, grp: np.ndarray, K: int) -> np.ndarray:
