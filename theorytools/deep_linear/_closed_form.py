@@ -107,6 +107,17 @@ def _smooth_part(c: float, x0: float, xf: float) -> float:
     return val_
 
 
+def _check_depth_args(s, u0, uf, n_layers, tau, f: str) -> tuple:
+    """Validated ``(s, u0, uf, n_layers, tau)`` for the depth-dependent learning times (eq 15-17)."""
+    s = val.positive_float(s, "s", f)
+    u0 = val.positive_float(u0, "u0", f)
+    uf = val.positive_float(uf, "uf", f)
+    n_layers = val.positive_int(n_layers, "n_layers", f, minimum=2)
+    tau = val.positive_float(tau, "tau", f)
+    _check_same_side(np.asarray(s), np.asarray(u0), np.asarray(uf), f)
+    return s, u0, uf, n_layers, tau
+
+
 def deep_learning_time(s: float, u0: float, uf: float, n_layers: int, tau: float = 1.0) -> float:
     """Time (iterations) for a balanced mode of an N_l-layer net to go from u0 to uf under eq 15.
 
@@ -115,13 +126,7 @@ def deep_learning_time(s: float, u0: float, uf: float, n_layers: int, tau: float
     three parts are integrated in closed form and the last (bounded, smooth) by adaptive quadrature,
     so the result is accurate to ~1e-13 relative even for u0 -> 0 or uf -> s.
     """
-    f = "deep_learning_time"
-    s = val.positive_float(s, "s", f)
-    u0 = val.positive_float(u0, "u0", f)
-    uf = val.positive_float(uf, "uf", f)
-    n_layers = val.positive_int(n_layers, "n_layers", f, minimum=2)
-    tau = val.positive_float(tau, "tau", f)
-    _check_same_side(np.asarray(s), np.asarray(u0), np.asarray(uf), f)
+    s, u0, uf, n_layers, tau = _check_depth_args(s, u0, uf, n_layers, tau, "deep_learning_time")
     k = n_layers - 1
     p = 2.0 - 2.0 / k
     c = 2.0 - p
@@ -169,13 +174,7 @@ def infinite_depth_learning_time(s: float, u0: float, uf: float, n_layers: int,
                                  tau: float = 1.0) -> float:
     """Learning time of the N_l -> infinity dynamics tau du/dt = N_l u^2 (s - u) (eq 16), eq 17:
     t = (tau/N_l) [ (1/s^2) ln( uf (u0 - s) / (u0 (uf - s)) ) + 1/(s u0) - 1/(s uf) ]."""
-    f = "infinite_depth_learning_time"
-    s = val.positive_float(s, "s", f)
-    u0 = val.positive_float(u0, "u0", f)
-    uf = val.positive_float(uf, "uf", f)
-    n_layers = val.positive_int(n_layers, "n_layers", f, minimum=2)
-    tau = val.positive_float(tau, "tau", f)
-    _check_same_side(np.asarray(s), np.asarray(u0), np.asarray(uf), f)
+    s, u0, uf, n_layers, tau = _check_depth_args(s, u0, uf, n_layers, tau, "infinite_depth_learning_time")
     bracket = np.log(uf * (u0 - s) / (u0 * (uf - s))) / s**2 + 1.0 / (s * u0) - 1.0 / (s * uf)
     return float(tau / n_layers * bracket)
 
