@@ -151,19 +151,21 @@ def section_published(anchor: str | None) -> None:
 
 def section_random(anchor: str | None, widths: list[int], plain: bool) -> None:
     print("\n== random 10-w-w-w-5 ReLU nets, weights N(0, 1/fan_in), seed 0: LipSDP-Neuron ==")
-    print("   w   LMI | Neuron lowrank-CVXOPT   s | plain CVXOPT bound    s | |diff|  | ours ECLipsE (s) | eclipse-nn")
+    print("   w   LMI | Neuron ipm (block-tridiag barrier)  s | lowrank-CVXOPT   s | plain CVXOPT bound    s | "
+          "max |diff| | ours ECLipsE (s) | eclipse-nn")
     for w in widths:
         rng = np.random.default_rng(0)
         dims = [10, w, w, w, 5]
         ws = [rng.standard_normal((dims[i + 1], dims[i])) / np.sqrt(dims[i]) for i in range(4)]
         net = _net(ws)
+        r0, s0 = _ours(net, "lipsdp-neuron", solver="ipm")
         r1, s1 = _ours(net, "lipsdp-neuron", solver="cvxopt-lowrank")
         rf, sf = _ours(net, "eclipse-fast")
         if plain:
             r2, s2 = _ours(net, "lipsdp-neuron", solver="CVXOPT")
-            v2, diff = r2.value, abs(r2.value - r1.value)
+            v2, diff = r2.value, max(abs(r2.value - r1.value), abs(r2.value - r0.value))
         else:
-            v2, s2, diff = None, float("nan"), None
+            v2, s2, diff = None, float("nan"), abs(r0.value - r1.value)
         re, se = _ours(net, "eclipse")
         # eclipse-nn's ECLipsE with Clarabel took 438 s at w = 50 here: only at w = 20
         a = run_anchor(anchor, ws, run_default=True, run_clarabel=w <= 20)
@@ -174,7 +176,8 @@ def section_random(anchor: str | None, widths: list[int], plain: bool) -> None:
                    f"{', fell back to Fast' if a['default_fallback'] else ''})")
             if "clarabel" in a:
                 anc += f" | anchor ECLipsE(Clarabel) {a['clarabel']:.4f} ({a['clarabel_s']:.1f} s) ratio {re.value / a['clarabel']:.6f}"
-        print(f"{w:4d} {r1.details['lmi_size']:5d} | {r1.value:10.6f} {s1:7.2f} | {_fmt(v2)} {s2:7.2f} | "
+        print(f"{w:4d} {r1.details['lmi_size']:5d} | {r0.value:10.6f} {s0:7.2f} ({r0.details.get('ipm_newton_steps')} Newton) | "
+              f"{r1.value:10.6f} {s1:7.2f} | {_fmt(v2)} {s2:7.2f} | "
               f"{'-' if diff is None else f'{diff:.1e}'} | {re.value:.4f} ({se:.1f} s) | {anc}", flush=True)
 
 
@@ -197,7 +200,10 @@ def section_deep(anchor: str | None, mlp_dir: Path, max_lipsdp_n: int) -> None:
         n_lmi = 64 + 64 * (depth - 1)
         if n_lmi <= max_lipsdp_n:
             rn, sn = _ours(net, "lipsdp-neuron", progress=True)
-            neu = f"{rn.value:.4f} ({sn:.1f} s, cert={rn.certified})"
+            neu = f"{rn.value:.4f} ({sn:.1f} s, {rn.solver}, cert={rn.certified}"
+            if "ipm_status" in rn.details or "ipm_error" in rn.details:
+                neu += f", ipm: {rn.details.get('ipm_status', rn.details.get('ipm_error'))}"
+            neu += ")"
         else:
             neu = f"skipped (LMI {n_lmi} > {max_lipsdp_n})"
         if a and "error" not in a:

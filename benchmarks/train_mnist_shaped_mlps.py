@@ -4,8 +4,9 @@ MNIST itself cannot be downloaded on the build machines, so the data set is *syn
 10 classes, 784 = 28x28 inputs in [0, 1]; each class is a fixed random smooth 28x28 template (sum of 6 Gaussian
 blobs, seed 0) and a sample is its template, randomly shifted by up to 2 pixels, plus N(0, 0.1²) noise, clipped.
 The nets are 784 -> 64 -> ... -> 64 -> 10 ReLU MLPs with ``depth`` weight matrices (depth 8/16/32/64, width 64,
-as in Pauli et al.'s GLipSDP scalability study), trained with Adam (lr 1e-3, 300 steps, batch 128,
-``torch.manual_seed(depth)``).  Weights are saved as ``mlp_depth{d}.npz`` (``W0, W1, ...`` as (out, in) and
+as in Pauli et al.'s GLipSDP scalability study), He-initialised (zero biases) and trained with Adam (lr 3e-4,
+600 steps, batch 128, ``torch.manual_seed(depth)``); train accuracy 1.000 / 1.000 / 1.000 / 0.998 at depth
+8 / 16 / 32 / 64 (with torch's default init, depths 32 and 64 stayed at chance).  Weights are saved as ``mlp_depth{d}.npz`` (``W0, W1, ...`` as (out, in) and
 ``b0, ...``) in the output directory (default /tmp/lipsdp_mnist_mlps).
 
 Usage: ``.venv/bin/python benchmarks/train_mnist_shaped_mlps.py [--out DIR] [--depths 8 16 32 64]``
@@ -39,7 +40,7 @@ def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(n, 784), labels
 
 
-def train(depth: int, x: np.ndarray, y: np.ndarray, width: int = 64, steps: int = 300) -> list:
+def train(depth: int, x: np.ndarray, y: np.ndarray, width: int = 64, steps: int = 600, lr: float = 3e-4) -> list:
     import torch
 
     torch.manual_seed(depth)
@@ -50,7 +51,13 @@ def train(depth: int, x: np.ndarray, y: np.ndarray, width: int = 64, steps: int 
         if i < depth - 1:
             layers.append(torch.nn.ReLU())
     model = torch.nn.Sequential(*layers).double()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # He (Kaiming-normal, fan_in) initialisation with zero biases: with torch's default init (variance
+    # 1/(3 fan_in)) the signal of a 32- or 64-layer ReLU MLP vanishes and the nets stay at chance.
+    for m in model:
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            torch.nn.init.zeros_(m.bias)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     xt, yt = torch.tensor(x), torch.tensor(y)
     g = torch.Generator().manual_seed(depth)
     for step in range(steps):

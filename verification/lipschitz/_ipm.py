@@ -1,12 +1,10 @@
-"""A small structured barrier interior-point method for the Lipschitz LMIs.
+"""CVXOPT's primal-dual cone solver with a KKT solver that exploits the rank-2 atoms of the Lipschitz LMIs.
 
 Problem: minimise ``y_0`` subject to ``K(y) = K0 + Σ_a y_var(a) U_a C_a U_aᵀ ⪰ 0`` and ``y_v >= 0`` for the
 nonnegative multipliers, where every *atom* ``a`` has a rank-2 factor ``U_a`` (N x 2, sparse) and a 2 x 2
-coefficient ``C_a``.  Newton steps on ``t·y_0 - log det K(y) - Σ log y_v`` (Boyd & Vandenberghe, §11.3); the
-Hessian is assembled with the low-rank trick ``H_ab = tr(C_a P_ab C_b P_ba)``, ``P = Uᵀ K⁻¹ U`` (as in DSDP /
-SDPT3), so one Newton step costs one dense Cholesky of ``K`` plus ``O(N·nnz(U) + A²)`` instead of the
-``O(m N³)`` of a generic conic solver.  Problem scaling (Jacobi on ``K``, per-variable on ``y``) is applied
-first because LipSDP multipliers grow geometrically with depth.
+coefficient ``C_a``.  The Newton (KKT) matrix is assembled with the low-rank trick
+``H_ab = tr(C_a P_ab C_b P_ba)`` (as in DSDP / SDPT3) instead of CVXOPT's generic dense one.  (The barrier
+method on the block-tridiagonal structure is in :mod:`._chain_ipm`.)
 
 The answer is *not* trusted: callers certify the returned multipliers with
 :func:`verification.lipschitz.certify.certify_psd`.
@@ -23,7 +21,7 @@ import scipy.sparse as sp
 
 from verification.errors import SolverError
 
-__all__ = ["barrier_solve"]
+__all__ = ["cvxopt_lowrank_solve"]
 
 
 def _assemble(k0, u, c_atoms, var, y):
@@ -40,117 +38,6 @@ def _block_diag2(c):
     rows = np.repeat(np.arange(2 * a).reshape(a, 2), 2, axis=1).ravel()
     cols = np.tile(np.arange(2 * a).reshape(a, 2), (1, 2)).ravel()
     return sp.csr_matrix((c.reshape(-1), (rows, cols)), shape=(2 * a, 2 * a))
-
-
-def barrier_solve(
-    k0: np.ndarray,
-    u: sp.spmatrix,
-    c_atoms: np.ndarray,
-    var: np.ndarray,
-    nonneg: np.ndarray,
-    y0: np.ndarray,
-    rel_gap: float = 1e-8,
-    max_newton: int = 400,
-    progress: bool = False,
-    label: str = "lipsdp",
-) -> tuple[np.ndarray, dict]:
-    """Minimise ``y[0]`` from the strictly feasible start ``y0``; returns ``(y, info)``."""
-    t_start = time.perf_counter()
-    n_vars = nonneg.shape[0]
-    y0 = np.asarray(y0, dtype=np.float64)
-    k_start = _assemble(k0, u, c_atoms, var, y0)
-    try:
-        np.linalg.cholesky(k_start)
-    except np.linalg.LinAlgError:
-        raise SolverError(f"{label}: the starting point of the interior-point method is not strictly feasible") from None
-    # scaling: Jacobi on K, per-variable on y
-    dscale = 1.0 / np.sqrt(np.maximum(np.diag(k_start), 1e-300))
-    dmat = sp.diags(dscale)
-    k0s = dscale[:, None] * k0 * dscale[None, :]
-    us = (dmat @ u).tocsc()
-    if us.shape[0] * us.shape[1] <= 4e7:
-        us = us.toarray()
-    vscale = np.where(np.abs(y0) > 0, np.abs(y0), 1.0)
-    vscale[~nonneg] = np.where(np.abs(y0[~nonneg]) > 0, np.abs(y0[~nonneg]), 1.0)
-    cs = c_atoms * vscale[var][:, None, None]
-    z = y0 / vscale
-    membership = sp.csr_matrix((np.ones(var.size), (var, np.arange(var.size))), shape=(n_vars, var.size))
-    n_dim = k0.shape[0]
-    nu = n_dim + int(nonneg.sum())
-    cvec = np.zeros(n_vars)
-    cvec[0] = 1.0
-    t = nu / max(z[0], 1e-12)
-    mu = 20.0
-    newton = 0
-    last_print = t_start
-
-    def f_val(zz, tt):
-        k = _assemble(k0s, us, cs, var, zz)
-        try:
-            ch = np.linalg.cholesky(k)
-        except np.linalg.LinAlgError:
-            return np.inf, None
-        if np.any(zz[nonneg] <= 0):
-            return np.inf, None
-        return tt * zz[0] - 2.0 * np.log(np.diag(ch)).sum() - np.log(zz[nonneg]).sum(), ch
-
-    fz, ch = f_val(z, t)
-    a_atoms = var.size
-    while True:
-        for _ in range(100):
-            newton += 1
-            if newton > max_newton:
-                raise SolverError(f"{label}: interior-point method did not converge in {max_newton} Newton steps")
-            linv = sla.solve_triangular(ch, np.eye(n_dim), lower=True, check_finite=False)
-            lu = linv @ us if isinstance(us, np.ndarray) else (us.T @ linv.T).T  # L^-1 U, N x 2A
-            p = lu.T @ lu  # U^T K^-1 U
-            p4 = p.reshape(a_atoms, 2, a_atoms, 2)
-            # gradient of log det: tr(C_a P_aa)
-            paa = p4[np.arange(a_atoms), :, np.arange(a_atoms), :]  # (A, 2, 2)
-            g_atoms = np.einsum("aij,aji->a", cs, paa)
-            # Hessian: H_ab = tr(C_a P_ab C_b P_ba);  Q = blockdiag(C) P
-            q = np.einsum("aij,ajbk->aibk", cs, p4).reshape(2 * a_atoms, 2 * a_atoms)
-            h_atoms = (q * q.T).reshape(a_atoms, 2, a_atoms, 2).sum(axis=(1, 3))
-            h = np.asarray((membership @ sp.csr_matrix(h_atoms) @ membership.T).todense()) if n_vars != a_atoms else h_atoms
-            grad = t * cvec - membership @ g_atoms
-            hdiag = np.zeros(n_vars)
-            hdiag[nonneg] = 1.0 / z[nonneg] ** 2
-            grad[nonneg] -= 1.0 / z[nonneg]
-            h = h + np.diag(hdiag)
-            jd = 1.0 / np.sqrt(np.maximum(np.diag(h), 1e-300))  # Jacobi scaling of the Newton system
-            hs = jd[:, None] * h * jd[None, :]
-            try:
-                dz = -jd * sla.solve(hs, jd * grad, assume_a="pos", check_finite=False)
-            except (np.linalg.LinAlgError, ValueError):
-                dz = -jd * np.linalg.lstsq(hs, jd * grad, rcond=None)[0]
-            dec = float(-grad @ dz)
-            if dec / 2 < 1e-7:
-                break
-            step = 1.0
-            while True:
-                fn, chn = f_val(z + step * dz, t)
-                if fn <= fz - 0.25 * step * dec:
-                    break
-                step *= 0.5
-                if step < 1e-12:
-                    break
-            if step < 1e-12:
-                break
-            z = z + step * dz
-            fz, ch = fn, chn
-            if progress and time.perf_counter() - last_print > 2.0:
-                last_print = time.perf_counter()
-                print(
-                    f"[{label}] {last_print - t_start:7.1f} s  newton {newton}  rho~{z[0] * vscale[0]:.6g}  "
-                    f"gap<={nu / t * vscale[0]:.2e}",
-                    file=sys.stderr, flush=True,
-                )
-        if nu / t <= rel_gap * max(abs(z[0]), 1e-12):
-            break
-        t *= mu
-        fz, ch = f_val(z, t)
-    y = z * vscale
-    return y, {"newton_steps": newton, "gap": nu / t * vscale[0], "seconds": time.perf_counter() - t_start}
 
 
 def cvxopt_lowrank_solve(

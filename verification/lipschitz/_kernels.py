@@ -58,3 +58,35 @@ def max_pattern_norm(w_out: np.ndarray, options: np.ndarray, norm_code: int) -> 
             best = val
             best_code = code
     return best, best_code
+
+
+@njit(cache=True)
+def lmi_newton_matrix(c: np.ndarray, p_aa: np.ndarray, p_ab: np.ndarray, p_ba: np.ndarray, p_bb: np.ndarray) -> np.ndarray:
+    """``H[a, b] = tr(C_a M C_b Mᵀ)`` with ``M = [[p_aa, p_ab], [p_ba, p_bb]][a, b]`` (2 x 2 per atom pair).
+
+    ``c``: (A, 2, 2) atom coefficients; ``p_xy[a, b] = x_aᵀ K⁻¹ y_b`` for the atom vectors ``x, y ∈ {α, β}``.
+    This is the Hessian of ``-log det K`` in the atom multipliers (used by :mod:`.._chain_ipm`)."""
+    n = c.shape[0]
+    h = np.empty((n, n))
+    for a in range(n):
+        a00 = c[a, 0, 0]
+        a01 = c[a, 0, 1]
+        a10 = c[a, 1, 0]
+        a11 = c[a, 1, 1]
+        for b in range(n):
+            m00 = p_aa[a, b]
+            m01 = p_ab[a, b]
+            m10 = p_ba[a, b]
+            m11 = p_bb[a, b]
+            # N = C_b Mᵀ
+            n00 = c[b, 0, 0] * m00 + c[b, 0, 1] * m01
+            n01 = c[b, 0, 0] * m10 + c[b, 0, 1] * m11
+            n10 = c[b, 1, 0] * m00 + c[b, 1, 1] * m01
+            n11 = c[b, 1, 0] * m10 + c[b, 1, 1] * m11
+            # R = C_a M ; tr(R N)
+            r00 = a00 * m00 + a01 * m10
+            r01 = a00 * m01 + a01 * m11
+            r10 = a10 * m00 + a11 * m10
+            r11 = a10 * m01 + a11 * m11
+            h[a, b] = r00 * n00 + r01 * n10 + r10 * n01 + r11 * n11
+    return h

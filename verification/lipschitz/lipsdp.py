@@ -23,7 +23,9 @@ l-inf -> l-inf bound is the maximum over the output rows (one SDP per row).
 Solvers: ``solver="auto"`` (default) uses MOSEK if installed and licensed, else ``"cvxopt-lowrank"`` (CVXOPT's
 primal-dual method with our rank-2 KKT solver, :func:`._ipm.cvxopt_lowrank_solve`, ~5x faster than plain
 CVXOPT on 250-row LMIs), falling back to plain CVXOPT, then Clarabel (small LMIs) or SCS; ``"CVXOPT"``, ``"CLARABEL"``, ``"SCS"``, ``"MOSEK"`` force one (through cvxpy);
-``"ipm"`` is our experimental structured barrier method (:mod:`._ipm`).  Every answer is certified in float64
+``"ipm"`` is our barrier method on the block-tridiagonal (chordal) structure of the l2 LMI (:mod:`._chain_ipm`;
+``auto`` uses it for l2 LMIs of >= 200 rows or >= 4 activation layers and falls back to CVXOPT when it does not
+converge).  Every answer is certified in float64
 (:mod:`.certify`); ``certified`` is False if that fails, whatever the solver said.
 """
 
@@ -238,6 +240,46 @@ def _initial_point(sdp: ChainSDP) -> np.ndarray:
     raise SolverError("could not find a strictly feasible starting point for the LipSDP interior-point method")
 
 
+def _chain_start(sdp: ChainSDP) -> np.ndarray:
+    """Strictly feasible start for the barrier method: :func:`_initial_point` (well inside the cone), or, when
+    that overflows (deep nets), the ECLipsE-Fast multipliers with ``ρ`` doubled (computed layer by layer).
+    The Fast point lies close to the boundary; the barrier method converges much more slowly from it."""
+    from verification.lipschitz._chain_ipm import BlockTridiagonalLMI
+    from verification.lipschitz.eclipse import eclipse_chain
+
+    with np.errstate(all="ignore"):
+        try:
+            y = _initial_point(sdp)
+            if np.all(np.isfinite(y)):
+                return y
+        except (SolverError, np.linalg.LinAlgError, ValueError, FloatingPointError):
+            pass
+
+    kinds = {qc.kind for qc in sdp.qcs}
+    slopes = [q.coef[0] for q in sdp.qcs]
+    # ECLipsE needs slope-restricted [0, beta] layers with one common beta (q11 = 0)
+    if all(k.startswith("slope") for k in kinds) and all(abs(c[0]) == 0.0 for c in slopes) and len(
+        {round(float(c[1]), 12) for c in slopes}
+    ) == 1:
+        beta = float(slopes[0][1])  # q12 = (alpha + beta) = beta, q22 = -2  ->  m = beta / 2
+        try:
+            raw, ls, _ = eclipse_chain(sdp.weights, beta / 2, True)
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+            raw, ls = float("nan"), []
+        if np.isfinite(raw) and raw > 0:
+            lmi = BlockTridiagonalLMI(sdp)
+            for factor in (2.0, 10.0, 1e3):
+                y = np.zeros(sdp.nonneg.shape[0])
+                y[0] = factor * raw**2
+                for k, lvec in enumerate(ls):
+                    lo, nv = sdp.var_offsets[k], sdp.qcs[k].n_vars
+                    vals = lvec if nv == lvec.size else np.full(nv, lvec.max())  # layer form: Fast is l_k I
+                    y[lo : lo + nv] = np.maximum(raw**2 * vals / 2, 1e-300)
+                if np.all(np.isfinite(y)) and lmi.factor(y) is not None:
+                    return y
+    raise SolverError("no strictly feasible starting point found for the barrier method")
+
+
 def _cvxpy_solvers() -> list[str]:
     import cvxpy as cp
 
@@ -356,24 +398,34 @@ def solve_chain_sdp(
         # (dense KKT block per cone) only for small LMIs; SCS never by default.
         # the rank-2 KKT solver pays off with many multipliers (neuron form); few multipliers: plain CVXOPT
         many = sdp.nonneg.shape[0] >= 40
-        chosen = "MOSEK" if mosek_available() else ("cvxopt-lowrank" if many else "CVXOPT")
+        if mosek_available():
+            chosen = "MOSEK"
+        elif sdp.norm == 2 and sdp.qcs and (sdp.n >= 200 or len(sdp.qcs) >= 4):
+            chosen = "ipm"  # block-tridiagonal barrier method: cost linear in depth
+        else:
+            chosen = "cvxopt-lowrank" if many else "CVXOPT"
     t0 = time.perf_counter()
     if chosen == "ipm":
-        from verification.lipschitz._ipm import barrier_solve
+        from verification.lipschitz._chain_ipm import chain_barrier_solve
 
-        y_init = _initial_point(sdp)
+        if progress:
+            print(f"[{label}] block-tridiagonal barrier method, LMI {sdp.n}, {sdp.nonneg.shape[0]} multipliers",
+                  file=sys.stderr, flush=True)
         try:
-            y, ipm_info = barrier_solve(
-                sdp.k0, sdp.u, sdp.c_atoms, sdp.var, sdp.nonneg, y_init, progress=progress, label=label,
-                **solver_options,
-            )
-            info.update(ipm_info)
-            status = "optimal"
+            if sdp.norm != 2 or not sdp.qcs:
+                raise SolverError("the block-tridiagonal interior-point method handles l2 LMIs with hidden layers")
+            y_init = _chain_start(sdp)
+            y, ipm_info = chain_barrier_solve(sdp, y_init, progress=progress, label=label, **solver_options)
+            info.update({f"ipm_{k}": v for k, v in ipm_info.items()})
+            status = "optimal" if ipm_info["status"] == "converged" else ipm_info["status"]
+            if status != "optimal" and solver == "auto" and sdp.n <= 600:
+                # not converged: its iterate is feasible (it would certify a looser bound); use CVXOPT instead
+                raise SolverError(f"the barrier method stopped: {status}")
         except SolverError as exc:
             if solver != "auto":
                 raise
             info["ipm_error"] = str(exc)
-            chosen = "CVXOPT"
+            chosen = "cvxopt-lowrank" if sdp.nonneg.shape[0] >= 40 else "CVXOPT"
     if chosen == "cvxopt-lowrank":
         from verification.lipschitz._ipm import cvxopt_lowrank_solve
 
