@@ -156,3 +156,50 @@ def test_bounds_sound_property(seed, eps, act_id):
     ibp, crown = output_bounds(net, lo, hi, "ibp"), output_bounds(net, lo, hi, "crown")
     assert np.all(crown.lower <= y.min(0) + 1e-9) and np.all(y.max(0) <= crown.upper + 1e-9)
     assert np.all(ibp.lower <= crown.lower + 1e-12) and np.all(crown.upper <= ibp.upper + 1e-12)
+
+
+# ----------------------------------------------------------------- batched bounds (input splitting)
+@pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.2), Tanh(), GroupSort(2), Householder(np.array([0.6, 0.8]))],
+                         ids=lambda a: a.describe())
+@pytest.mark.parametrize("method", ["incremental", "crown", "ibp"])
+def test_batched_spec_bounds_are_sound_linear_lower_bounds(act, method):
+    from verification.bounds.batched import spec_bounds
+
+    net = random_net([3, 10, 10, 3], act, seed=5).canonical()
+    rng = np.random.default_rng(0)
+    lo = rng.uniform(-1, 0, size=(5, 3))
+    hi = lo + rng.uniform(0.05, 1.0, size=(5, 3))
+    C = rng.normal(size=(4, 3))
+    cb = rng.normal(size=4)
+    sb = spec_bounds(net, lo, hi, C, cb, method=method)
+    E = rng.uniform(-1, 1, size=(5, 400, 3))
+    X = (hi + lo)[:, None, :] / 2 + (hi - lo)[:, None, :] / 2 * E
+    rows = net(X.reshape(-1, 3)).reshape(5, 400, 3) @ C.T + cb  # (5, 400, 4)
+    assert np.all(sb.lower[:, None, :] <= rows + 1e-9)
+    # the linear function behind each bound is itself below the row at every sample
+    lin = np.einsum("brd,bsd->bsr", sb.coef, E) + (sb.lower + np.abs(sb.coef).sum(-1))[:, None, :]
+    assert np.all(lin <= rows + 1e-9)
+    for j, (l, u) in enumerate(sb.pre):
+        z = net.forward_trace(X.reshape(-1, 3))[2 * j + 1].reshape(5, 400, -1)
+        assert np.all(z >= l[:, None, :] - 1e-9) and np.all(z <= u[:, None, :] + 1e-9)
+
+
+def test_incremental_crown_matches_full_crown_on_unstable_first_hidden_layers():
+    """Layer 1 (the first back-substituted layer) of incremental CROWN equals crown_layers wherever the
+    interval bound leaves a neuron unstable; elsewhere it is the interval bound (never looser than IBP)."""
+    from verification.bounds.batched import incremental_crown
+    from verification.bounds.crown import crown_layers
+
+    net = random_net([4, 16, 16, 16, 2], ReLU(), seed=2).canonical()
+    rng = np.random.default_rng(3)
+    lo = rng.uniform(-1, 0, size=(8, 4))
+    hi = lo + rng.uniform(0.1, 1.0, size=(8, 4))
+    inc = incremental_crown(net, lo, hi)
+    full = crown_layers(net, lo, hi, final=False).pre
+    np.testing.assert_array_equal(inc[0][0], full[0][0])  # layer 0: exact affine interval in both
+    l_i, u_i = inc[1]
+    l_f, u_f = full[1]
+    unst = ((l_i < 0) & (u_i > 0)).any(axis=0)
+    np.testing.assert_allclose(l_i[:, unst], l_f[:, unst], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(u_i[:, unst], u_f[:, unst], rtol=0, atol=1e-12)
+    assert np.all(l_i <= l_f + 1e-12) and np.all(u_i >= u_f - 1e-12)

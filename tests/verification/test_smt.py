@@ -11,7 +11,7 @@ from verification.activations import GroupSort, Householder, LeakyReLU, ReLU, Ta
 from verification.errors import UnsupportedLayerError
 from verification.network import Dense, Network
 from verification.smt import encode_network, z3_decide
-from verification.smt._symbolic import spec_bounds
+from verification.bounds.batched import spec_bounds
 from verification.vnnlib import OutputConstraint
 
 
@@ -49,7 +49,7 @@ def test_encoding_evaluates_to_network(act):
 def test_bounds_fix_stable_neurons_linearly():
     net = _net(ReLU(), [2, 6, 1], 3)
     lo, hi = np.array([-0.1, -0.1]), np.array([0.1, 0.1])
-    pre = spec_bounds(net.canonical(), lo[None], hi[None], np.eye(1), np.zeros(1), backward=False).pre
+    pre = spec_bounds(net.canonical(), lo[None], hi[None], np.eye(1), np.zeros(1), method="ibp").pre
     l, u = pre[0][0][0], pre[0][1][0]
     out, cons = encode_network(net, [z3.Real("a"), z3.Real("b")], [(l, u)])
     n_if = str(out[0]).count("If(")
@@ -83,7 +83,7 @@ def test_non_piecewise_linear_has_no_encoding():
 @pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.2)], ids=lambda a: a.describe())
 def test_incremental_crown_bounds_contain_samples_and_tighten_with_the_parent(act):
     from verification.bounds import layer_bounds
-    from verification.smt._symbolic import crown_incremental
+    from verification.bounds.batched import incremental_crown as crown_incremental
 
     net = _net(act, [3, 12, 12, 12, 2], 4).canonical()
     rng = np.random.default_rng(1)
@@ -120,3 +120,55 @@ def test_row_gradient_matches_the_jacobian():
         net = _net(act, [3, 6, 6, 4], 3).canonical()
         x, c = rng.normal(size=(5, 3)), rng.normal(size=(5, 4))
         np.testing.assert_allclose(_row_gradient(net, x, c), np.einsum("nm,nmd->nd", c, net.jacobian(x)), atol=1e-12)
+
+
+def test_certified_box_margin_is_a_lower_bound_and_tight_with_lp_duals():
+    from verification.smt._pattern import certified_box_margin, min_max_affine
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        F, f = rng.normal(size=(6, 4)), rng.normal(size=6)
+        E = rng.uniform(-1, 1, size=(20000, 4))
+        sampled = (E @ F.T + f).max(axis=1).min()
+        w, e = min_max_affine(F, f)
+        lp_opt = (F @ e + f).max()
+        cert = certified_box_margin(F, f, w)
+        assert cert <= sampled and abs(cert - lp_opt) < 1e-9  # LP duals: the bound is the LP optimum
+        assert certified_box_margin(F, f, rng.uniform(size=6)) <= cert + 1e-12  # any weights: weaker, still sound
+
+
+class _Hit(Exception):
+    pass
+
+
+@pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.1)], ids=lambda a: a.describe())
+def test_pattern_leaf_decides_small_boxes_exactly(act):
+    """On a 2-input net the minimum of the output over a box is bracketed by a dense grid and its
+    Lipschitz certificate; pattern enumeration must refute ``y <= min - 1e-3`` and must not refute
+    ``y <= min + 1e-6`` (it either finds a float64 counterexample or reports the box undecided)."""
+    from verification.bounds.batched import batched_layer_bounds
+    from verification.smt._pattern import pattern_leaf
+
+    net = _net(act, [2, 4, 4, 1], 7).canonical()
+    lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    n = 401
+    g = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n)), -1).reshape(-1, 2)
+    ymin = net(g)[:, 0].min()
+    L = np.prod([np.abs(W).sum(axis=1).max() for W in net.weights])
+    cert = ymin - L * (hi - lo).max() / (n - 1) / 2
+    pre = [(l[0], u[0]) for l, u in batched_layer_bounds(net, lo[None], hi[None], "crown")[0]]
+    assert sum(((l < 0) & (u > 0)).sum() for l, u in pre) >= 2  # a real pattern enumeration
+    slopes = [getattr(a, "negative_slope", 0.0) for a in net.activations]
+
+    def check(X):
+        if np.any(net(X)[:, 0] <= thr):
+            raise _Hit
+
+    thr = cert - 1e-3
+    assert pattern_leaf(net.dense_layers, slopes, pre, lo, hi, np.eye(1), np.array([thr]), 1e-9, check, 4096)
+    thr = ymin + 1e-6
+    try:
+        refuted = pattern_leaf(net.dense_layers, slopes, pre, lo, hi, np.eye(1), np.array([thr]), 1e-9, check, 4096)
+    except _Hit:
+        refuted = False
+    assert not refuted

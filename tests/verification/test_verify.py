@@ -90,8 +90,11 @@ def test_milp_leaves_agree_with_exact_enumeration(act):
     assert n_leaves > 0
 
 
-@pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.1), GroupSort(2)], ids=lambda a: a.describe())
-def test_deeper_nets_agree_with_dense_grid(act):
+@pytest.mark.parametrize("act,opts", [(ReLU(), {}), (LeakyReLU(0.1), {}), (GroupSort(2), {}),
+                                      (ReLU(), {"pattern_unstable": 4}), (LeakyReLU(0.1), {"pattern_unstable": 4}),
+                                      (ReLU(), {"intermediate": "crown"}), (ReLU(), {"intermediate": "ibp"})],
+                         ids=["relu", "leaky", "maxmin", "relu-patterns", "leaky-patterns", "relu-crown", "relu-ibp"])
+def test_deeper_nets_agree_with_dense_grid(act, opts):
     rng = np.random.default_rng(5)
     for k in range(4):
         W = [rng.normal(size=s) for s in [(6, 2), (6, 6), (2, 6)]]
@@ -100,7 +103,7 @@ def test_deeper_nets_agree_with_dense_grid(act):
         d = net(g) @ np.array([1.0, -1.0])
         L = np.prod([np.abs(w).sum(axis=1).max() for w in W]) * 2
         for t in (d.min() + 0.05, d.min() - L * 0.01 - 0.05):  # grid-violated / certified safe
-            res = verify(net, box_property([-1, -1], [1, 1], [[1.0, -1.0]], [t]), timeout=60, **FAST)
+            res = verify(net, box_property([-1, -1], [1, 1], [[1.0, -1.0]], [t]), timeout=60, **FAST, **opts)
             assert res.status == ("violated" if t > d.min() else "holds"), (k, t, res)
 
 
@@ -111,6 +114,8 @@ def test_timeout_zero_and_validation():
     assert r.status == "unknown" and r.reason == "timeout" and r.vnncomp_text() == "timeout\n"
     with pytest.raises(InvalidParameterError, match="timeout"):
         verify(net, prop, timeout=-1)
+    with pytest.raises(InvalidParameterError, match="intermediate"):
+        verify(net, prop, intermediate="forward")
     with pytest.raises(ShapeMismatchError, match="3 inputs"):
         verify(net, box_property([0, 0, 0], [1, 1, 1], [[1.0, -1.0]], [0.0]))
 

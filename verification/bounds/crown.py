@@ -32,7 +32,7 @@ from verification.bounds._relax import two_piece_relaxation
 from verification.errors import UnsupportedLayerError
 from verification.network import Network
 
-__all__ = ["LayerBounds", "crown_layers", "crown_spec_lower", "check_supported"]
+__all__ = ["LayerBounds", "crown_layers", "crown_spec_lower", "backsubstitute", "backsubstitute_from", "make_relaxations", "check_supported"]
 
 
 @dataclass
@@ -140,14 +140,24 @@ def _apply_choice(r: _Relax, rec, z: np.ndarray) -> np.ndarray:
     return np.where(pos, lo, hi)
 
 
-def crown_spec_lower(net: Network, k: int, C: np.ndarray, relax: list, lo: np.ndarray, hi: np.ndarray,
-                     want_grad: bool = False):
-    """Lower bounds of ``C z_k`` (C: (B, m, n_k)) for x in the boxes ``[lo, hi]`` ((B, n0)).
-
-    Returns ``(lower (B, m), grads)`` where ``grads[j]`` is the alpha gradient of layer ``j`` (or None)."""
+def backsubstitute(net: Network, k: int, C: np.ndarray, relax: list, batch: int | None = None):
+    """Back-substitute the rows ``C`` (``(B, m, n_k)``, or ``(m, n_k)`` shared by all boxes; coefficients on
+    ``z_k``) to the input with the lower relaxations ``relax[j]`` of the activations ``j < k``.  Returns
+    ``(lam, bias, recs, coefs)``: the linear lower bound ``C z_k >= lam x + bias`` valid for every ``x`` whose
+    pre-activations lie in the bounds the relaxations were built from (``lam``: ``(B, m, n0)``; ``batch``
+    gives ``B`` for shared rows), the relaxation choices and the coefficients on each activation output (for
+    the alpha gradient)."""
     dense = net.dense_layers
-    bias = C @ dense[k].bias
-    lam = C @ dense[k].weight
+    return backsubstitute_from(net, k, C @ dense[k].weight, C @ dense[k].bias, relax, batch)
+
+
+def backsubstitute_from(net: Network, k: int, lam: np.ndarray, bias: np.ndarray, relax: list,
+                        batch: int | None = None):
+    """:func:`backsubstitute` starting from the coefficients ``lam`` on the activation outputs ``a_{k-1}``
+    (``C W_k``) and the constant ``bias`` (``C b_k``)."""
+    dense = net.dense_layers
+    if lam.ndim == 2 and k > 0 and relax[k - 1].kind != "elem":  # only elementwise steps broadcast rows
+        lam = np.broadcast_to(lam, (1 if batch is None else batch,) + lam.shape)
     recs = [None] * k
     coefs = [None] * k
     for j in range(k - 1, -1, -1):
@@ -156,6 +166,20 @@ def crown_spec_lower(net: Network, k: int, C: np.ndarray, relax: list, lo: np.nd
         bias = bias + add
         bias = bias + lam @ dense[j].bias
         lam = lam @ dense[j].weight
+    if lam.ndim == 2:  # shared rows and no activation: same bound for every box
+        B = 1 if batch is None else batch
+        lam = np.broadcast_to(lam, (B,) + lam.shape)
+        bias = np.broadcast_to(bias, (B,) + bias.shape)
+    return lam, bias, recs, coefs
+
+
+def crown_spec_lower(net: Network, k: int, C: np.ndarray, relax: list, lo: np.ndarray, hi: np.ndarray,
+                     want_grad: bool = False):
+    """Lower bounds of ``C z_k`` (C: (B, m, n_k)) for x in the boxes ``[lo, hi]`` ((B, n0)).
+
+    Returns ``(lower (B, m), grads)`` where ``grads[j]`` is the alpha gradient of layer ``j`` (or None)."""
+    dense = net.dense_layers
+    lam, bias, recs, coefs = backsubstitute(net, k, C, relax)
     mid, rad = (hi + lo) / 2, (hi - lo) / 2
     val = np.einsum("bmi,bi->bm", lam, mid) - np.einsum("bmi,bi->bm", np.abs(lam), rad) + bias
     if not want_grad:
@@ -259,6 +283,18 @@ def crown_layers(net: Network, lo: np.ndarray, hi: np.ndarray, alpha: bool = Fal
         else:
             return LayerBounds(pre, pair, (l, u), infeasible)
     return LayerBounds(pre, pair, None, infeasible)
+
+
+def make_relaxations(net: Network, pre: list, pair: list | None = None, upto: int | None = None) -> list:
+    """CROWN relaxations (adaptive lower slope) of the activations ``j < upto`` from their pre-activation
+    bounds ``pre[j] = (l, u)`` (``(B, n_j)``) and, for MaxMin layers, the pair-difference bounds ``pair[j]``."""
+    acts = net.activations
+    upto = len(acts) if upto is None else upto
+    out = []
+    for j in range(upto):
+        pl, pu = pair[j] if pair is not None and pair[j] is not None else (None, None)
+        out.append(_make_relax(acts[j], pre[j][0], pre[j][1], pl, pu, None))
+    return out
 
 
 def _optimise(net, k, C, pre, pair, lo, hi, alpha, iters, lr):

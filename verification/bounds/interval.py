@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from verification.errors import InvalidParameterError
-from verification.network import Dense, Network
+from verification.network import Network
 
 __all__ = ["Bounds", "output_bounds", "layer_bounds", "check_box"]
 
@@ -43,18 +43,10 @@ def check_box(net: Network, lower, upper, who: str) -> tuple[np.ndarray, np.ndar
 
 def _ibp_layers(net: Network, lo: np.ndarray, hi: np.ndarray) -> tuple[list[Bounds], Bounds]:
     """IBP through the canonical net; returns pre-activation bounds per activation and output bounds."""
-    pre: list[Bounds] = []
-    l, u = lo[None, :], hi[None, :]
-    for layer in net.layers:
-        if isinstance(layer, Dense):
-            mid, rad = (u + l) / 2.0, (u - l) / 2.0
-            c = mid @ layer.weight.T + layer.bias
-            r = rad @ np.abs(layer.weight).T
-            l, u = c - r, c + r
-        else:
-            pre.append(Bounds(l[0].copy(), u[0].copy()))
-            l, u = layer.interval(l, u)
-    return pre, Bounds(l[0], u[0])
+    from verification.bounds.batched import _ibp  # the batched pass; one box here
+
+    pre, (l, u) = _ibp(net, lo[None, :], hi[None, :])
+    return [Bounds(pl[0].copy(), pu[0].copy()) for pl, pu in pre], Bounds(l[0], u[0])
 
 
 def layer_bounds(net: Network, lower, upper, method: str = "ibp") -> list[Bounds]:

@@ -128,14 +128,14 @@ def _dlv(net, x0, lo, hi, label, timeout, layers, n_features, num_span, max_poin
     import z3
 
     from verification.smt.encode import _q
-    from verification.smt._symbolic import _forward
+    from verification.bounds.batched import batched_layer_bounds
 
     deadline = t0 + timeout
     details = {"label": label, "grid_safe": False, "points": 0, "unresolved_points": 0, "layers": []}
     acts = net.activations
     n_act = len(acts)
     # interval image of the ball at each activation output (DLV's region eta_k) and x0's activations
-    Gl, hl, Gu, hu, pre = _forward(net, ((lo + hi) / 2)[None, :], ((hi - lo) / 2)[None, :])
+    pre = batched_layer_bounds(net, lo[None, :], hi[None, :], "crown")[0]
     trace = net.forward_trace(x0)
     for k in layers:
         if time.monotonic() > deadline:

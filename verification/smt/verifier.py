@@ -9,7 +9,7 @@ Pipeline (per input box of the property):
    ``m(x) = min_k max_r (A_k f(x) - b_k)_r`` (``m <= 0`` iff unsafe), gradients by reverse mode.
 4. **Branch and bound**:
    * ``input-split`` (default for ``in_dim <= 12``, e.g. ACAS Xu): boxes are bounded in batches with
-     :func:`~verification.smt._symbolic.crown_incremental` (CROWN pre-activation bounds that reuse the
+     :func:`~verification.bounds.batched.incremental_crown` (CROWN pre-activation bounds that reuse the
      parent box's bounds and back-substitute only neurons left unstable by interval bounds) plus one
      backward pass for the specification rows; a disjunct is refuted on a box when some row's lower bound
      is ``> 1e-9``.  Boxes are bisected along the coordinate maximising ``|c_i| + max|c| * r_i / max r``
@@ -18,7 +18,9 @@ Pipeline (per input box of the property):
    * ``relu-split`` (default otherwise): after bound tightening on the whole box, the remaining unstable
      ReLUs are split by Z3's own DPLL(T) search on the bounded encoding (stable neurons are linear terms).
 5. **Exact leaves**: a box whose neurons are all stable is affine: one LP (HiGHS) decides it; with
-   ``leaf_unstable > 0`` boxes with that few unstable neurons are decided by one big-M MILP (HiGHS).  An LP
+   ``leaf_unstable > 0`` boxes with that few unstable neurons are decided by one big-M MILP (HiGHS); with
+   ``pattern_unstable > 0`` boxes with 1..k unstable neurons by activation-pattern enumeration with
+   certified LP bounds (:mod:`verification.smt._pattern`).  An LP
    / MILP optimum that does not re-evaluate as a violation, or a box too small to split, is decided by Z3 on
    the exact rational encoding.
 
@@ -36,8 +38,9 @@ import numpy as np
 
 from verification.errors import InvalidParameterError, PropertyFormatError, ShapeMismatchError
 from verification.network import Network
-from verification.smt._symbolic import spec_bounds, supports_backward
+from verification.bounds.batched import INTERMEDIATE, is_two_piece, spec_bounds
 from verification.smt.encode import z3_decide
+from verification.smt._pattern import certified_box_margin, pattern_leaf
 from verification.smt.result import VerifyResult
 from verification.vnnlib import InputRegion, VnnlibProperty, read_vnnlib
 
@@ -59,7 +62,10 @@ class _BoxLimit(Exception):
 class _Ctx:
     max_boxes: int | None = None
     leaf_unstable: int = 0
+    pattern_unstable: int = 0
     patterns_ok: bool = False
+    intermediate: str = "incremental"
+    slopes: tuple = ()
 
     def __init__(self, net: Network, prop: VnnlibProperty, deadline: float, rng, stats: dict):
         self.net, self.prop, self.deadline, self.rng, self.stats = net, prop, deadline, rng, stats
@@ -184,24 +190,10 @@ def _lp_leaf(ctx: _Ctx, region: InputRegion, lo, hi, G, h, pre_l, pre_u, k: int)
     cen, rad = (hi + lo) / 2, (hi - lo) / 2
     if res.status == 0:
         # HiGHS works to ~1e-7 tolerances, so its optimum is not a proof; its duals give one (weak duality)
-        if _certified_box_margin(G, h, -res.ineqlin.marginals) > _TOL:
+        if certified_box_margin(G, h, -res.ineqlin.marginals) > _TOL:
             return True
         ctx.check(region, cen + rad * res.x[:d])
     return _z3_leaf(ctx, region, lo, hi, pre_l, pre_u, k)
-
-
-def _certified_box_margin(G: np.ndarray, h: np.ndarray, lam: np.ndarray) -> float:
-    """Rigorous lower bound of ``min_{e in [-1,1]^d} max_r (G_r e + h_r)`` from any weights ``lam >= 0``
-    (normalised to sum 1): ``max_r(...) >= lam·(G e + h) >= lam·h - ||Gᵀ lam||_1``, minus a float64
-    rounding guard.  With the LP's optimal duals this equals the LP optimum up to rounding."""
-    lam = np.clip(np.asarray(lam, dtype=np.float64), 0.0, None)
-    total = lam.sum()
-    if not np.isfinite(total) or total <= 0:
-        return -np.inf
-    lam = lam / total
-    gt = G.T @ lam
-    err = 4 * (G.shape[0] + G.shape[1] + 2) * np.finfo(float).eps * (lam @ np.abs(h) + np.abs(G).T.dot(lam).sum())
-    return float(lam @ h - np.abs(gt).sum() - err)
 
 
 def _milp_leaf(ctx: _Ctx, region: InputRegion, lo, hi, pre_l, pre_u, k: int) -> None:
@@ -299,7 +291,7 @@ def _root_refuted(ctx: _Ctx, region: InputRegion, intermediate: str) -> bool:
     K = len(region.outputs)
     if C.shape[0] == 0 or any(oc.A.shape[0] == 0 for oc in region.outputs):
         return False
-    sb = spec_bounds(ctx.net, region.lower[None, :], region.upper[None, :], C, cb, intermediate=intermediate)
+    sb = spec_bounds(ctx.net, region.lower[None, :], region.upper[None, :], C, cb, method=intermediate)
     ctx.stats["boxes"] = ctx.stats.get("boxes", 0) + 1
     return all(sb.lower[0, grp == k].max() > _TOL for k in range(K))
 
@@ -342,7 +334,7 @@ def _input_split(ctx: _Ctx, region: InputRegion, batch: int, intermediate: str =
         ctx.stats["boxes"] = ctx.stats.get("boxes", 0) + lo.shape[0]
         if ctx.max_boxes is not None and ctx.stats["boxes"] > ctx.max_boxes:
             raise _BoxLimit
-        sb = spec_bounds(net, lo, hi, C, cb, intermediate=intermediate, prior=prior)
+        sb = spec_bounds(net, lo, hi, C, cb, method=intermediate, prior=prior)
         lb = np.maximum(sb.lower, plb)  # the parent's bound is sound on the child box too
         dk = np.stack([lb[:, grp == k].max(axis=1) for k in range(K)], axis=1)  # (n, K)
         alive &= ~(dk > _TOL)
@@ -371,6 +363,19 @@ def _input_split(ctx: _Ctx, region: InputRegion, batch: int, intermediate: str =
         tiny = (rad.max(axis=1) <= 1e-10 * (1.0 + np.abs(cen).max(axis=1)))
         split = np.ones(n, dtype=bool)
         few = (unstable <= ctx.leaf_unstable) if ctx.patterns_ok else (unstable == 0)
+        pat = (unstable >= 1) & (unstable <= ctx.pattern_unstable) & ~tiny & ~few if ctx.patterns_ok else np.zeros(n, bool)
+        for i in np.flatnonzero(pat):
+            if ctx.expired():
+                raise TimeoutError
+            pl = [p[0][i] for p in pre]
+            pu = [p[1][i] for p in pre]
+            for k in np.flatnonzero(alive[i]):
+                ctx.stats["pattern_leaves"] = ctx.stats.get("pattern_leaves", 0) + 1
+                oc = region.outputs[k]
+                if pattern_leaf(net.dense_layers, ctx.slopes, list(zip(pl, pu)), lo[i], hi[i], oc.A, oc.b, _TOL,
+                                lambda X: ctx.check(region, X)):
+                    alive[i, k] = False
+            split[i] = bool(alive[i].any())
         for i in np.flatnonzero(few | tiny):
             if ctx.expired():
                 raise TimeoutError
@@ -482,7 +487,7 @@ def _relu_split(ctx: _Ctx, region: InputRegion, use_bounds: bool = True) -> None
     alive = np.ones(K, dtype=bool)
     pre = None
     if use_bounds:
-        sb = spec_bounds(ctx.net, region.lower[None, :], region.upper[None, :], C, cb)
+        sb = spec_bounds(ctx.net, region.lower[None, :], region.upper[None, :], C, cb, method=ctx.intermediate)
         if C.shape[0]:
             dk = np.array([sb.lower[0, grp == k].max() if (grp == k).any() else -np.inf for k in range(K)])
             alive = ~(dk > _TOL)
@@ -527,6 +532,7 @@ def verify(
     intermediate: str = "incremental",
     max_boxes: int | None = None,
     leaf_unstable: int = 0,
+    pattern_unstable: int = 0,
 ) -> VerifyResult:
     """Decide whether ``net`` satisfies ``prop`` (no input of any box reaches its unsafe output set).
 
@@ -540,16 +546,19 @@ def verify(
     seed, n_samples, pgd_steps, pgd_starts: falsification budget (random samples, projected-gradient steps
         and restarts).
     batch: boxes bounded per vectorised step of input splitting.
-    intermediate: intermediate bounds in input splitting: ``"incremental"`` (default; batched CROWN
-        that reuses the parent box's bounds and back-substitutes only neurons left unstable by interval
-        bounds, ReLU / leaky-ReLU nets), ``"crown"`` (batched CROWN of :mod:`verification.bounds` for every
-        neuron) or ``"forward"`` (symbolic intervals: ~50x cheaper per box but far looser on deep nets).
-        Networks with other activations fall back to forward intervals.
+    intermediate: intermediate bounds (:func:`verification.bounds.batched.batched_layer_bounds`):
+        ``"incremental"`` (default; batched CROWN that reuses the parent box's bounds and back-substitutes
+        only neurons left unstable by interval bounds; ReLU / leaky-ReLU nets, others use ``"crown"``),
+        ``"crown"`` (batched CROWN of every neuron) or ``"ibp"`` (intervals only).  Activations without a
+        linear relaxation (Householder) fall back to intervals.
     max_boxes: optional cap on the number of boxes bounded by input splitting (a deterministic resource
         limit; exceeding it gives ``unknown`` with reason ``"box limit"``).
     leaf_unstable: input splitting stops at boxes with at most this many unstable neurons (ReLU / leaky
         ReLU nets; default 0 = only fully stable boxes) and decides them with one big-M MILP (HiGHS); a MILP
         optimum within 1e-6 of unsafe that is no float64 counterexample sends the box back to splitting.
+    pattern_unstable: boxes with 1..k unstable ReLU / leaky-ReLU neurons are decided by enumerating the
+        activation patterns (:mod:`verification.smt._pattern`; closed-form Lagrangian bounds, then an LP
+        whose dual weights give a float64-checked certificate).  Default 0 (off); undecided boxes are split.
 
     Returns a :class:`VerifyResult` with status ``holds`` / ``violated`` (counterexample re-checked in
     float64) / ``unknown``.
@@ -564,6 +573,9 @@ def verify(
         raise InvalidParameterError(f"The 'timeout' parameter of verify must be a number >= 0. Got {timeout!r} instead.") from None
     if not timeout >= 0:
         raise InvalidParameterError(f"The 'timeout' parameter of verify must be a number >= 0. Got {timeout!r} instead.")
+    if intermediate not in INTERMEDIATE:
+        raise InvalidParameterError(
+            f"The 'intermediate' parameter of verify must be one of {INTERMEDIATE}. Got {intermediate!r} instead.")
     if method not in METHODS:
         raise InvalidParameterError(f"The 'method' parameter of verify must be one of {METHODS}. Got {method!r} instead.")
     net = net.canonical()
@@ -582,7 +594,10 @@ def verify(
             raise InvalidParameterError(f"The 'max_boxes' parameter of verify must be an int >= 1 or None. Got {max_boxes!r} instead.")
         ctx.max_boxes = int(max_boxes)
     ctx.leaf_unstable = int(leaf_unstable)
-    ctx.patterns_ok = supports_backward(net)
+    ctx.patterns_ok = is_two_piece(net)
+    ctx.pattern_unstable = int(pattern_unstable)
+    ctx.slopes = [_leaky_slope(a) for a in net.activations]
+    ctx.intermediate = intermediate
 
     def done(status, x=None, y=None, reason=""):
         return VerifyResult(status, x, y, time.monotonic() - t0, method, reason, stats)
