@@ -97,14 +97,9 @@ def run_anchor(python: str | None, weights: list[np.ndarray], run_default: bool 
 # ------------------------------------------------------------------------------------------ our side
 def _net(weights):
     from verification.activations import ReLU
-    from verification.network import Dense, Network
+    from verification.io.common import chain_from_weights
 
-    layers = []
-    for i, w in enumerate(weights):
-        layers.append(Dense(w))
-        if i < len(weights) - 1:
-            layers.append(ReLU())
-    return Network(layers)
+    return chain_from_weights(weights, [None] * len(weights), [ReLU() for _ in weights[:-1]], "benchmark net")
 
 
 def _ours(net, method, **kw):

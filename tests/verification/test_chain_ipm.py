@@ -6,26 +6,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.io
 
 from verification.activations import MaxMin, ReLU, Tanh
 from verification.errors import SolverError
+from verification.io import load_network
+from verification.io.common import chain_from_weights
 from verification.lipschitz import lipschitz
 from verification.lipschitz._chain_ipm import BlockTridiagonalLMI, chain_barrier_solve
 from verification.lipschitz.lipsdp import _chain_start, _initial_point, build_chain_sdp
-from verification.network import Dense, Network
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "lipsdp"
 
 
 def _net(dims, act, seed, gain=1.0):
     rng = np.random.default_rng(seed)
-    layers = []
-    for i in range(len(dims) - 1):
-        layers.append(Dense(gain * rng.standard_normal((dims[i + 1], dims[i])) / np.sqrt(dims[i]), np.zeros(dims[i + 1])))
-        if i < len(dims) - 2:
-            layers.append(act())
-    return Network(layers).canonical()
+    ws = [gain * rng.standard_normal((dims[i + 1], dims[i])) / np.sqrt(dims[i]) for i in range(len(dims) - 1)]
+    return chain_from_weights(ws, [None] * len(ws), [act() for _ in ws[:-1]], "test net").canonical()
 
 
 def _dense_k(lmi: BlockTridiagonalLMI, y):
@@ -89,26 +85,16 @@ def test_agrees_with_cvxopt(seed, dims, act, method):
 
 @pytest.mark.skipif(not SHARED.exists(), reason="shared LipSDP weights missing")
 def test_published_values_with_the_barrier_method():
-    ws = [np.asarray(w, dtype=np.float64) for w in scipy.io.loadmat(str(SHARED / "random_weights.mat"))["weights"].ravel()]
-    layers = []
-    for i, w in enumerate(ws):
-        layers.append(Dense(w))
-        if i < len(ws) - 1:
-            layers.append(ReLU())
-    net = Network(layers)
+    net = load_network(SHARED / "random_weights.mat")
     assert lipschitz(net, method="lipsdp-neuron", solver="ipm").value == pytest.approx(36.482, abs=1e-3)
     assert lipschitz(net, method="lipsdp-layer", solver="ipm").value == pytest.approx(39.839, abs=1e-3)
 
 
 def test_orthogonal_maxmin_net_is_one_with_the_barrier_method():
     rng = np.random.default_rng(5)
-    layers = []
-    for i in range(4):
-        q, _ = np.linalg.qr(rng.standard_normal((8, 8)))
-        layers.append(Dense(q))
-        if i < 3:
-            layers.append(MaxMin())
-    r = lipschitz(Network(layers), method="lipsdp-neuron", solver="ipm")
+    qs = [np.linalg.qr(rng.standard_normal((8, 8)))[0] for _ in range(4)]
+    net = chain_from_weights(qs, [None] * 4, [MaxMin() for _ in range(3)], "orthogonal MaxMin net")
+    r = lipschitz(net, method="lipsdp-neuron", solver="ipm")
     assert r.certified
     assert r.value == pytest.approx(1.0, abs=1e-5)
 

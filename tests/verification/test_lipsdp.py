@@ -19,6 +19,8 @@ from verification.lipschitz.quadratic_constraints import (
     maxmin_residual_relu_lipschitz,
     residual_maxmin_lipschitz,
 )
+from verification.io import load_network
+from verification.io.common import chain_from_weights
 from verification.network import Dense, Network
 
 warnings.simplefilter("ignore")  # cvxpy/Clarabel chatter
@@ -27,27 +29,14 @@ LIPSDP_DIR = Path(__file__).parents[2].parent / "shared" / "benchmarks" / "lipsd
 
 
 def _mat_net(name: str) -> Network:
-    import scipy.io
-
     path = LIPSDP_DIR / f"{name}_weights.mat"
     if not path.exists():
         pytest.skip(f"{path} not present (CI keeps shared/ beside the repo)")
-    ws = scipy.io.loadmat(str(path))["weights"].ravel()
-    layers = []
-    for i, w in enumerate(ws):
-        layers.append(Dense(np.asarray(w, dtype=np.float64)))
-        if i < len(ws) - 1:
-            layers.append(ReLU())
-    return Network(layers)
+    return load_network(path)
 
 
 def _chain(ws, act=ReLU) -> Network:
-    layers = []
-    for i, w in enumerate(ws):
-        layers.append(Dense(w))
-        if i < len(ws) - 1:
-            layers.append(act())
-    return Network(layers)
+    return chain_from_weights(ws, [None] * len(ws), [act() for _ in ws[:-1]], "test net")
 
 
 # ---------------------------------------------------------------- published values (arobey1/LipSDP README)

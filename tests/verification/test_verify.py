@@ -116,6 +116,10 @@ def test_timeout_zero_and_validation():
         verify(net, prop, timeout=-1)
     with pytest.raises(InvalidParameterError, match="intermediate"):
         verify(net, prop, intermediate="forward")
+    with pytest.raises(InvalidParameterError, match="pattern_unstable"):
+        verify(net, prop, pattern_unstable=-1)
+    with pytest.raises(InvalidParameterError, match="leaf_unstable"):
+        verify(net, prop, leaf_unstable="3")
     with pytest.raises(ShapeMismatchError, match="3 inputs"):
         verify(net, box_property([0, 0, 0], [1, 1, 1], [[1.0, -1.0]], [0.0]))
 

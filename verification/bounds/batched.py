@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from verification.activations import LeakyReLU, ReLU
-from verification.bounds.crown import _make_relax, backsubstitute, backsubstitute_from, check_supported, crown_layers, make_relaxations
+from verification.bounds.crown import _ibp_next, _make_relax, backsubstitute, backsubstitute_from, check_supported, crown_layers, make_relaxations
 from verification.errors import InvalidParameterError, UnsupportedLayerError
 from verification.network import Dense, Network
 
@@ -82,13 +82,8 @@ def incremental_crown(net: Network, lo: np.ndarray, hi: np.ndarray, prior: list 
             c0 = mid @ dense[0].weight.T + dense[0].bias
             r0 = rad @ np.abs(dense[0].weight).T
         else:  # interval bounds from the previous layer's bounds
-            al, au = acts[k - 1].interval(*pre[k - 1])
-            c0 = (au + al) / 2.0 @ dense[k].weight.T + dense[k].bias
-            r0 = (au - al) / 2.0 @ np.abs(dense[k].weight).T
-        l, u = c0 - r0, c0 + r0
-        if prior is not None and prior[k] is not None:
-            l = np.maximum(l, prior[k][0])
-            u = np.maximum(np.minimum(u, prior[k][1]), l)
+            c0, r0 = _ibp_next(acts[k - 1], dense[k], *pre[k - 1])
+        l, u = _intersect(c0 - r0, c0 + r0, None if prior is None else prior[k])
         if k > 0:
             unst = np.flatnonzero(((l < 0) & (u > 0)).any(axis=0))
             if unst.size:
@@ -105,6 +100,14 @@ def incremental_crown(net: Network, lo: np.ndarray, hi: np.ndarray, prior: list 
         pre.append((l, u))
         relax.append(_make_relax(acts[k], l, u))
     return pre
+
+
+def _intersect(l: np.ndarray, u: np.ndarray, prior) -> tuple[np.ndarray, np.ndarray]:
+    """``[l, u] ∩ prior`` for bounds known to hold (``prior`` = ``(l', u')`` or ``None``); keeps ``u >= l``."""
+    if prior is None:
+        return l, u
+    l = np.maximum(l, prior[0])
+    return l, np.maximum(np.minimum(u, prior[1]), l)
 
 
 def _ibp(net: Network, lo: np.ndarray, hi: np.ndarray):
@@ -145,8 +148,7 @@ def batched_layer_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, method: s
         return lb.pre, lb.pair
     pre = _ibp(net, lo, hi)[0]
     if prior is not None:
-        pre = [(np.maximum(l, p[0]), np.maximum(np.minimum(u, p[1]), np.maximum(l, p[0]))) if p is not None else (l, u)
-               for (l, u), p in zip(pre, prior)]
+        pre = [_intersect(l, u, p) for (l, u), p in zip(pre, prior)]
     return pre, None
 
 

@@ -122,12 +122,9 @@ class BlockTridiagonalLMI:
                     raise SolverError("an LMI atom couples non-adjacent blocks; not a chain LMI")
             elif rb.size:
                 raise SolverError("an LMI atom without its first vector; not a chain LMI")
-        dense_u = None
         offset = 0
         for k in np.unique(atom_block[atom_block >= 0]):
             idx = np.flatnonzero(atom_block == k)
-            if dense_u is None:
-                dense_u = u
             sk = slice(st[k], st[k + 1])
             alpha = (u[:, 2 * idx].toarray()[sk].T) * d[sk][None, :]
             beta = None
@@ -148,7 +145,7 @@ class BlockTridiagonalLMI:
             counts = np.bincount(var_all, minlength=self.m)
             self._one_to_one = bool(np.all(counts == 1))
             shared = np.flatnonzero(counts > 1)
-            self._few_shared = shared if shared.size <= 4 and np.all(counts[counts > 1] > 0) else None
+            self._few_shared = shared if shared.size <= 4 else None
         if self._one_to_one:
             out = np.empty((self.m, self.m))
             out[np.ix_(var_all, var_all)] = h_atoms
@@ -350,7 +347,7 @@ def chain_barrier_solve(
     if not np.isfinite(t):
         t = 0.0
     t = max(t, nu / max(z[0], 1e-300))
-    t_prev, mu = t, 4.0
+    mu = 4.0
     newton = 0
     last_print = t_start
     status = "converged"
@@ -406,7 +403,7 @@ def chain_barrier_solve(
         if status != "converged" or nu / t <= rel_gap * abs(z[0]):
             break
         mu = min(2.0 * mu, MU_MAX) if steps <= 2 else (2.0 if steps >= 6 else mu)
-        t_prev, t = t, t * mu
+        t *= mu
         # rebalance: K and X = K^-1/t get equal diagonals; variables scaled to O(1)
         dd, _ = lmi.blocks(z)
         kdiag = np.concatenate([np.diag(blk) for blk in dd])
@@ -416,7 +413,7 @@ def chain_barrier_solve(
         t_scale = vnew[0] / lmi.vscale[0]
         lmi.rescale(lmi.dscale * ratio, vnew)
         z = y / vnew
-        t, t_prev = t * t_scale, t_prev * t_scale
+        t *= t_scale
         cur = barrier(z)
         if cur is None:  # cannot happen in exact arithmetic (a congruence); keep the unscaled iterate
             status = "rescaling lost feasibility"

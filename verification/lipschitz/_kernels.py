@@ -65,7 +65,8 @@ def lmi_newton_matrix(c: np.ndarray, p_aa: np.ndarray, p_ab: np.ndarray, p_ba: n
     """``H[a, b] = tr(C_a M C_b Mᵀ)`` with ``M = [[p_aa, p_ab], [p_ba, p_bb]][a, b]`` (2 x 2 per atom pair).
 
     ``c``: (A, 2, 2) atom coefficients; ``p_xy[a, b] = x_aᵀ K⁻¹ y_b`` for the atom vectors ``x, y ∈ {α, β}``.
-    This is the Hessian of ``-log det K`` in the atom multipliers (used by :mod:`.._chain_ipm`)."""
+    This is the Hessian of ``-log det K`` in the atom multipliers (used by
+    :mod:`verification.lipschitz._chain_ipm`)."""
     n = c.shape[0]
     h = np.empty((n, n))
     for a in range(n):

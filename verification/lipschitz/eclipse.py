@@ -26,7 +26,7 @@ from verification.lipschitz.registry import register
 from verification.lipschitz.result import LipschitzResult
 from verification.network import Network
 
-__all__ = ["eclipse", "eclipse_fast", "eclipse_chain"]
+__all__ = ["eclipse", "eclipse_fast", "eclipse_chain", "chain_multipliers"]
 
 
 def _check(net: Network) -> float:
@@ -101,6 +101,19 @@ def eclipse_chain(weights: list[np.ndarray], m: float, fast: bool, solver: str =
     return float(np.sqrt(max(val, 0.0))), ls, fallbacks
 
 
+def chain_multipliers(sdp, raw: float, ls: list, rho: float | None = None) -> np.ndarray:
+    """LipSDP variables ``y`` (``y[0] = ρ``) of the ECLipsE point ``(raw, [diag L_k])``: ``T_k = raw²·L_k/2``
+    (paper's ``L_k = 2 T_k / ρ``); ``ρ = raw²`` unless given.  In the layer form (one multiplier per layer)
+    ``L_k`` must be a multiple of the identity (ECLipsE-Fast) and its value is used."""
+    y = np.zeros(sdp.nonneg.shape[0])
+    y[0] = raw**2 if rho is None else rho
+    for k, lvec in enumerate(ls):
+        lo, nv = sdp.var_offsets[k], sdp.qcs[k].n_vars
+        vals = lvec if nv == lvec.size else np.full(nv, lvec.max())
+        y[lo : lo + nv] = raw**2 * vals / 2
+    return y
+
+
 def _run(net: Network, norm, c, fast: bool, solver: str = "CVXOPT") -> LipschitzResult:
     name = "eclipse-fast" if fast else "eclipse"
     if norm != 2:
@@ -108,11 +121,7 @@ def _run(net: Network, norm, c, fast: bool, solver: str = "CVXOPT") -> Lipschitz
     m = _check(net)
     sdp = build_chain_sdp(net, 2, c, "neuron")  # input-reduced weights, output row c applied
     raw, ls, fallbacks = eclipse_chain(sdp.weights, m, fast, solver)
-    y = np.zeros(sdp.nonneg.shape[0])
-    y[0] = raw**2
-    for k, lvec in enumerate(ls):
-        y[sdp.var_offsets[k] : sdp.var_offsets[k] + lvec.size] = raw**2 * lvec / 2
-    cert = sdp.certify(y)
+    cert = sdp.certify(chain_multipliers(sdp, raw, ls))
     value = float(np.sqrt(cert.rho)) if cert.certified else raw
     return LipschitzResult(
         value, name, 2, cert.certified, solver=None if fast else solver,

@@ -245,7 +245,7 @@ def _chain_start(sdp: ChainSDP) -> np.ndarray:
     that overflows (deep nets), the ECLipsE-Fast multipliers with ``ρ`` doubled (computed layer by layer).
     The Fast point lies close to the boundary; the barrier method converges much more slowly from it."""
     from verification.lipschitz._chain_ipm import BlockTridiagonalLMI
-    from verification.lipschitz.eclipse import eclipse_chain
+    from verification.lipschitz.eclipse import chain_multipliers, eclipse_chain
 
     with np.errstate(all="ignore"):
         try:
@@ -269,12 +269,8 @@ def _chain_start(sdp: ChainSDP) -> np.ndarray:
         if np.isfinite(raw) and raw > 0:
             lmi = BlockTridiagonalLMI(sdp)
             for factor in (2.0, 10.0, 1e3):
-                y = np.zeros(sdp.nonneg.shape[0])
-                y[0] = factor * raw**2
-                for k, lvec in enumerate(ls):
-                    lo, nv = sdp.var_offsets[k], sdp.qcs[k].n_vars
-                    vals = lvec if nv == lvec.size else np.full(nv, lvec.max())  # layer form: Fast is l_k I
-                    y[lo : lo + nv] = np.maximum(raw**2 * vals / 2, 1e-300)
+                y = chain_multipliers(sdp, raw, ls, rho=factor * raw**2)
+                y[1:] = np.where(sdp.nonneg[1:], np.maximum(y[1:], 1e-300), y[1:])  # strictly inside y >= 0
                 if np.all(np.isfinite(y)) and lmi.factor(y) is not None:
                     return y
     raise SolverError("no strictly feasible starting point found for the barrier method")

@@ -593,6 +593,9 @@ def verify(
         if not (isinstance(max_boxes, (int, np.integer)) and max_boxes >= 1):
             raise InvalidParameterError(f"The 'max_boxes' parameter of verify must be an int >= 1 or None. Got {max_boxes!r} instead.")
         ctx.max_boxes = int(max_boxes)
+    for name, val in (("leaf_unstable", leaf_unstable), ("pattern_unstable", pattern_unstable)):
+        if not (isinstance(val, (int, np.integer)) and not isinstance(val, bool) and val >= 0):
+            raise InvalidParameterError(f"The '{name}' parameter of verify must be an int >= 0. Got {val!r} instead.")
     ctx.leaf_unstable = int(leaf_unstable)
     ctx.patterns_ok = is_two_piece(net)
     ctx.pattern_unstable = int(pattern_unstable)
