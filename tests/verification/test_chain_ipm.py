@@ -117,3 +117,12 @@ def test_linf_is_refused_with_a_clear_error():
     net = _net([4, 6, 6, 2], ReLU, seed=8)
     with pytest.raises(SolverError, match="l2"):
         lipschitz(net, method="lipsdp-neuron", norm="inf", output=0, solver="ipm")
+
+
+def test_a_stopped_solve_says_so_in_the_printed_result():
+    net = _net([10, 16, 16, 16, 4], ReLU, seed=7, gain=1.4)
+    r = lipschitz(net, method="lipsdp-neuron", solver="ipm", max_newton=2)
+    assert r.certified and r.details["solver_status"] == "iteration limit"
+    assert "stopped early (iteration limit)" in str(r)
+    done = lipschitz(net, method="lipsdp-neuron", solver="ipm")
+    assert done.value <= r.value and "stopped early" not in str(done)

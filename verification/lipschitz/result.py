@@ -63,6 +63,10 @@ class LipschitzResult:
         )
         out = "" if self.output is None else f", output {self.output}"
         solver = f", solver {self.solver}" if self.solver else ""
+        status = self.details.get("solver_status")
+        if self.certified and status not in (None, "optimal"):
+            # still a proven bound, but the solver stopped before the optimum of its SDP
+            solver += f" stopped early ({status}); the SDP optimum may be lower"
         return (
             f"Lipschitz ({self.method}, l{self.norm}{out}): {self.value:.6g}  [{tag}{solver}, {self.seconds:.3g} s]"
         )
