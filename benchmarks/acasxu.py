@@ -84,6 +84,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="acasxu_results.csv")
     ap.add_argument("--leaf-unstable", type=int, default=0,
                     help="verify(leaf_unstable=...): MILP leaves for boxes with at most this many unstable ReLUs")
+    ap.add_argument("--alpha-unstable", type=int, default=16,
+                    help="verify(alpha_unstable=...): alpha-CROWN row bounds on open boxes with at most this many "
+                         "unstable ReLUs (0 = off)")
     args = ap.parse_args(argv)
 
     import verification as v
@@ -96,7 +99,8 @@ def main(argv=None) -> int:
     for net_id, prop, tmo in sel:
         net = v.load_network(ROOT / "onnx" / f"ACASXU_run2a_{net_id}_batch_2000.onnx")
         p = read_vnnlib(ROOT / "vnnlib" / f"prop_{prop}.vnnlib")
-        res = v.verify(net, p, timeout=min(tmo, args.cap), leaf_unstable=args.leaf_unstable)
+        res = v.verify(net, p, timeout=min(tmo, args.cap), leaf_unstable=args.leaf_unstable,
+                       alpha_unstable=args.alpha_unstable)
         ans = {"holds": "unsat", "violated": "sat"}.get(res.status, "unknown")
         exp = expected(net_id, prop)
         chk = check_counterexample(net_id, p, res.counterexample) if ans == "sat" else ""

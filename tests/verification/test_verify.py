@@ -92,10 +92,13 @@ def test_milp_leaves_agree_with_exact_enumeration(act):
 
 @pytest.mark.parametrize("act,opts", [(ReLU(), {}), (LeakyReLU(0.1), {}), (GroupSort(2), {}),
                                       (ReLU(), {"pattern_unstable": 4}), (LeakyReLU(0.1), {"pattern_unstable": 4}),
-                                      (ReLU(), {"intermediate": "crown"}), (ReLU(), {"intermediate": "ibp"})],
-                         ids=["relu", "leaky", "maxmin", "relu-patterns", "leaky-patterns", "relu-crown", "relu-ibp"])
+                                      (ReLU(), {"intermediate": "crown"}), (ReLU(), {"intermediate": "ibp"}),
+                                      (ReLU(), {"alpha_unstable": 0}), (LeakyReLU(0.1), {"alpha_unstable": 100})],
+                         ids=["relu", "leaky", "maxmin", "relu-patterns", "leaky-patterns", "relu-crown", "relu-ibp",
+                              "relu-no-alpha", "leaky-alpha-all"])
 def test_deeper_nets_agree_with_dense_grid(act, opts):
     rng = np.random.default_rng(5)
+    alpha_boxes = 0
     for k in range(4):
         W = [rng.normal(size=s) for s in [(6, 2), (6, 6), (2, 6)]]
         net = Network([Dense(W[0], rng.normal(size=6)), act, Dense(W[1], rng.normal(size=6)), act, Dense(W[2], rng.normal(size=2))])
@@ -105,6 +108,10 @@ def test_deeper_nets_agree_with_dense_grid(act, opts):
         for t in (d.min() + 0.05, d.min() - L * 0.01 - 0.05):  # grid-violated / certified safe
             res = verify(net, box_property([-1, -1], [1, 1], [[1.0, -1.0]], [t]), timeout=60, **FAST, **opts)
             assert res.status == ("violated" if t > d.min() else "holds"), (k, t, res)
+            alpha_boxes += res.details.get("alpha_boxes", 0)
+    # the alpha-CROWN row bounds are used (and their verdicts checked above) unless switched off / unsupported
+    uses_alpha = opts.get("alpha_unstable", 16) > 0 and opts.get("intermediate") != "ibp" and not isinstance(act, GroupSort)
+    assert (alpha_boxes > 0) == uses_alpha, alpha_boxes
 
 
 def test_timeout_zero_and_validation():
@@ -120,6 +127,8 @@ def test_timeout_zero_and_validation():
         verify(net, prop, pattern_unstable=-1)
     with pytest.raises(InvalidParameterError, match="leaf_unstable"):
         verify(net, prop, leaf_unstable="3")
+    with pytest.raises(InvalidParameterError, match="alpha_unstable"):
+        verify(net, prop, alpha_unstable=-2)
     with pytest.raises(ShapeMismatchError, match="3 inputs"):
         verify(net, box_property([0, 0, 0], [1, 1, 1], [[1.0, -1.0]], [0.0]))
 

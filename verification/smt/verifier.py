@@ -14,7 +14,9 @@ Pipeline (per input box of the property):
      backward pass for the specification rows; a disjunct is refuted on a box when some row's lower bound
      is ``> 1e-9``.  Boxes are bisected along the coordinate maximising ``|c_i| + max|c| * r_i / max r``
      (``c``: coefficients of the hardest row's linear lower bound in the normalised input, ``r``: half
-     widths); every new box's centre and bound minimiser are tried as counterexamples;
+     widths); every new box's centre and bound minimiser are tried as counterexamples.  Boxes CROWN leaves
+     open with at most ``alpha_unstable`` unstable neurons first get alpha-CROWN on the specification rows
+     (optimised lower slopes, :func:`~verification.bounds.batched.alpha_spec_bounds`);
    * ``relu-split`` (default otherwise): after bound tightening on the whole box, the remaining unstable
      ReLUs are split by Z3's own DPLL(T) search on the bounded encoding (stable neurons are linear terms).
 5. **Exact leaves**: a box whose neurons are all stable is affine: one LP (HiGHS) decides it; with
@@ -38,7 +40,7 @@ import numpy as np
 
 from verification.errors import InvalidParameterError, PropertyFormatError, ShapeMismatchError
 from verification.network import Network
-from verification.bounds.batched import INTERMEDIATE, is_two_piece, spec_bounds
+from verification.bounds.batched import INTERMEDIATE, alpha_spec_bounds, is_two_piece, spec_bounds
 from verification.smt.encode import z3_decide
 from verification.smt._pattern import certified_box_margin, pattern_leaf
 from verification.smt.result import VerifyResult
@@ -63,6 +65,8 @@ class _Ctx:
     max_boxes: int | None = None
     leaf_unstable: int = 0
     pattern_unstable: int = 0
+    alpha_unstable: int = 0
+    alpha_iters: int = 10
     patterns_ok: bool = False
     intermediate: str = "incremental"
     slopes: tuple = ()
@@ -303,12 +307,14 @@ def _input_split(ctx: _Ctx, region: InputRegion, batch: int, intermediate: str =
     if C.shape[0] == 0 or any(oc.A.shape[0] == 0 for oc in region.outputs):
         ctx.check(region, ((region.lower + region.upper) / 2)[None, :])  # any point is unsafe
     use_prior = intermediate == "incremental"
+    use_alpha = ctx.alpha_unstable > 0 and ctx.patterns_ok and intermediate != "ibp"
     n_act = len(net.activations)
     # stack of parts: (lo, hi, alive disjuncts, spec lower bounds of the parent, parent pre-activation bounds)
     R = C.shape[0]
     inf_prior = [(np.full((1, a.out_features), -np.inf), np.full((1, a.out_features), np.inf))
                  for a in net.dense_layers[:n_act]]
     pool = _AttackPool()
+    width = np.where(region.upper > region.lower, region.upper - region.lower, 1.0)
     stack = [(region.lower[None, :].copy(), region.upper[None, :].copy(), np.ones((1, K), dtype=bool),
               np.full((1, R), -np.inf), inf_prior)]
     while stack:
@@ -332,17 +338,38 @@ def _input_split(ctx: _Ctx, region: InputRegion, batch: int, intermediate: str =
         prior = [(np.vstack([p[4][j][0] for p in parts]), np.vstack([p[4][j][1] for p in parts]))
                  for j in range(n_act)] if use_prior else None
         ctx.stats["boxes"] = ctx.stats.get("boxes", 0) + lo.shape[0]
+        vol_in = float(np.prod((hi - lo) / width, axis=1).sum())
+        ctx.stats["volume_done"] = ctx.stats.get("volume_done", 0.0) + vol_in  # minus what is split below
         if ctx.max_boxes is not None and ctx.stats["boxes"] > ctx.max_boxes:
             raise _BoxLimit
         sb = spec_bounds(net, lo, hi, C, cb, method=intermediate, prior=prior)
         lb = np.maximum(sb.lower, plb)  # the parent's bound is sound on the child box too
         dk = np.stack([lb[:, grp == k].max(axis=1) for k in range(K)], axis=1)  # (n, K)
         alive &= ~(dk > _TOL)
+        coef_all = sb.coef
+        if use_alpha:
+            # alpha-CROWN on the specification rows of the boxes CROWN leaves open with few unstable neurons
+            sel = np.flatnonzero(alive.any(axis=1) & (sb.unstable_counts() <= ctx.alpha_unstable))
+            if sel.size:
+                ctx.stats["alpha_boxes"] = ctx.stats.get("alpha_boxes", 0) + sel.size
+                al_sel = alive[sel]
+
+                def refuted(idx, low, al_sel=al_sel):
+                    return np.all([~al_sel[idx, k] | (low[:, grp == k].max(axis=1) > _TOL) for k in range(K)], axis=0)
+
+                ab = alpha_spec_bounds(net, lo[sel], hi[sel], C, cb, [(l[sel], u[sel]) for l, u in sb.pre],
+                                       iters=ctx.alpha_iters, done=refuted)
+                better = ab.lower > lb[sel]
+                lb[sel] = np.where(better, ab.lower, lb[sel])
+                coef_all = coef_all.copy()
+                coef_all[sel] = np.where(better[..., None], ab.coef, coef_all[sel])
+                dk = np.stack([lb[:, grp == k].max(axis=1) for k in range(K)], axis=1)
+                alive &= ~(dk > _TOL)
         keep = alive.any(axis=1)
         if not keep.any():
             continue
         lo, hi, alive, lb, dk = lo[keep], hi[keep], alive[keep], lb[keep], dk[keep]
-        coef = sb.coef[keep]
+        coef = coef_all[keep]
         pre = [(l[keep], u[keep]) for l, u in sb.pre]
         n = lo.shape[0]
         cen, rad = (hi + lo) / 2, (hi - lo) / 2
@@ -399,6 +426,7 @@ def _input_split(ctx: _Ctx, region: InputRegion, batch: int, intermediate: str =
         idx_split = np.flatnonzero(split)
         if idx_split.size == 0:
             continue
+        ctx.stats["volume_done"] -= float(np.prod((hi[idx_split] - lo[idx_split]) / width, axis=1).sum())
         # most promising boxes (smallest sampled margin) first: their children are bounded next
         idx_split = idx_split[np.argsort(cm[idx_split], kind="stable")]
         lo, hi, alive, coef, rad, lb = (lo[idx_split], hi[idx_split], alive[idx_split], coef[idx_split],
@@ -533,6 +561,7 @@ def verify(
     max_boxes: int | None = None,
     leaf_unstable: int = 0,
     pattern_unstable: int = 0,
+    alpha_unstable: int = 16,
 ) -> VerifyResult:
     """Decide whether ``net`` satisfies ``prop`` (no input of any box reaches its unsafe output set).
 
@@ -559,6 +588,10 @@ def verify(
     pattern_unstable: boxes with 1..k unstable ReLU / leaky-ReLU neurons are decided by enumerating the
         activation patterns (:mod:`verification.smt._pattern`; closed-form Lagrangian bounds, then an LP
         whose dual weights give a float64-checked certificate).  Default 0 (off); undecided boxes are split.
+    alpha_unstable: boxes that CROWN leaves unrefuted and that have at most this many unstable neurons get
+        alpha-CROWN on the specification rows (:func:`~verification.bounds.batched.alpha_spec_bounds`: lower
+        slopes optimised by 10 Adam steps, intermediate bounds fixed, early exit once refuted) before they are
+        split.  ReLU / leaky-ReLU nets with CROWN intermediate bounds; ``0`` turns it off.  Default 16.
 
     Returns a :class:`VerifyResult` with status ``holds`` / ``violated`` (counterexample re-checked in
     float64) / ``unknown``.
@@ -593,12 +626,14 @@ def verify(
         if not (isinstance(max_boxes, (int, np.integer)) and max_boxes >= 1):
             raise InvalidParameterError(f"The 'max_boxes' parameter of verify must be an int >= 1 or None. Got {max_boxes!r} instead.")
         ctx.max_boxes = int(max_boxes)
-    for name, val in (("leaf_unstable", leaf_unstable), ("pattern_unstable", pattern_unstable)):
+    for name, val in (("leaf_unstable", leaf_unstable), ("pattern_unstable", pattern_unstable),
+                      ("alpha_unstable", alpha_unstable)):
         if not (isinstance(val, (int, np.integer)) and not isinstance(val, bool) and val >= 0):
             raise InvalidParameterError(f"The '{name}' parameter of verify must be an int >= 0. Got {val!r} instead.")
     ctx.leaf_unstable = int(leaf_unstable)
     ctx.patterns_ok = is_two_piece(net)
     ctx.pattern_unstable = int(pattern_unstable)
+    ctx.alpha_unstable = int(alpha_unstable)
     ctx.slopes = [_leaky_slope(a) for a in net.activations]
     ctx.intermediate = intermediate
 
