@@ -4,6 +4,7 @@ Run with the project venv:
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/lipschitz_sdp.py [--anchor-python /tmp/eclipse-venv/bin/python]
         [--mlp-dir /tmp/lipsdp_mnist_mlps] [--widths 20 50 80 120] [--skip-plain-cvxopt]
+        [--sections published random deep] [--depths 8 16 32 64] [--max-lipsdp-n 5000]
 
 The anchor runs in its own venv (``python3 -m venv /tmp/eclipse-venv && /tmp/eclipse-venv/bin/pip install -c
 constraints.txt torch==2.13.0 eclipse-nn cvxpy clarabel``) as a subprocess of this script: the weights are
@@ -13,8 +14,9 @@ own check, so the anchor reports three numbers: ECLipsE-Fast, ECLipsE as shipped
 flags the silent fallback) and ECLipsE with its per-layer SDPs routed to Clarabel (the real ECLipsE).
 
 Sections: (1) the LipSDP repo weights (published values), (2) random 10-w-w-w-5 ReLU nets (LipSDP-Neuron with
-our low-rank CVXOPT KKT solver vs plain CVXOPT through cvxpy), (3) deep MNIST-shaped MLPs of width 64 trained
-by ``benchmarks/train_mnist_shaped_mlps.py``.
+our block-tridiagonal primal-dual method ``ipm``, our low-rank CVXOPT KKT solver, and plain CVXOPT through
+cvxpy), (3) deep MNIST-shaped MLPs of width 64 trained by ``benchmarks/train_mnist_shaped_mlps.py``
+(LipSDP-Neuron for LMIs up to ``--max-lipsdp-n`` rows; the published MOSEK times are in the docs).
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ def section_published(anchor: str | None) -> None:
 
 def section_random(anchor: str | None, widths: list[int], plain: bool) -> None:
     print("\n== random 10-w-w-w-5 ReLU nets, weights N(0, 1/fan_in), seed 0: LipSDP-Neuron ==")
-    print("   w   LMI | Neuron ipm (block-tridiag barrier)  s | lowrank-CVXOPT   s | plain CVXOPT bound    s | "
+    print("   w   LMI | Neuron ipm (block-tridiag primal-dual)  s | lowrank-CVXOPT   s | plain CVXOPT bound    s | "
           "max |diff| | ours ECLipsE (s) | eclipse-nn")
     for w in widths:
         rng = np.random.default_rng(0)
@@ -171,12 +173,12 @@ def section_random(anchor: str | None, widths: list[int], plain: bool) -> None:
                    f"{', fell back to Fast' if a['default_fallback'] else ''})")
             if "clarabel" in a:
                 anc += f" | anchor ECLipsE(Clarabel) {a['clarabel']:.4f} ({a['clarabel_s']:.1f} s) ratio {re.value / a['clarabel']:.6f}"
-        print(f"{w:4d} {r1.details['lmi_size']:5d} | {r0.value:10.6f} {s0:7.2f} ({r0.details.get('ipm_newton_steps')} Newton) | "
+        print(f"{w:4d} {r1.details['lmi_size']:5d} | {r0.value:10.6f} {s0:7.2f} ({r0.details.get('ipm_iterations')} it.) | "
               f"{r1.value:10.6f} {s1:7.2f} | {_fmt(v2)} {s2:7.2f} | "
               f"{'-' if diff is None else f'{diff:.1e}'} | {re.value:.4f} ({se:.1f} s) | {anc}", flush=True)
 
 
-def section_deep(anchor: str | None, mlp_dir: Path, max_lipsdp_n: int) -> None:
+def section_deep(anchor: str | None, mlp_dir: Path, max_lipsdp_n: int, depths: list[int] | None = None) -> None:
     print(f"\n== deep MNIST-shaped MLPs (width 64, synthetic data; {mlp_dir}) ==")
     files = sorted(mlp_dir.glob("mlp_depth*.npz"), key=lambda p: int(p.stem[9:])) if mlp_dir.exists() else []
     if not files:
@@ -186,6 +188,8 @@ def section_deep(anchor: str | None, mlp_dir: Path, max_lipsdp_n: int) -> None:
     for f in files:
         d = np.load(f)
         depth = int(f.stem[9:])
+        if depths and depth not in depths:
+            continue
         ws = [d[f"W{i}"] for i in range(depth)]
         net = _net(ws)
         naive, _ = _ours(net, "naive")
@@ -198,6 +202,7 @@ def section_deep(anchor: str | None, mlp_dir: Path, max_lipsdp_n: int) -> None:
             neu = f"{rn.value:.4f} ({sn:.1f} s, {rn.solver}, cert={rn.certified}"
             if "ipm_status" in rn.details or "ipm_error" in rn.details:
                 neu += f", ipm: {rn.details.get('ipm_status', rn.details.get('ipm_error'))}"
+                neu += f", {rn.details.get('ipm_iterations')} iterations in {rn.details.get('ipm_seconds', float('nan')):.1f} s"
             neu += ")"
         else:
             neu = f"skipped (LMI {n_lmi} > {max_lipsdp_n})"
@@ -217,7 +222,8 @@ def main() -> None:
     ap.add_argument("--widths", type=int, nargs="+", default=[20, 50, 80, 120])
     ap.add_argument("--skip-plain-cvxopt", action="store_true")
     ap.add_argument("--mlp-dir", default="/tmp/lipsdp_mnist_mlps")
-    ap.add_argument("--max-lipsdp-n", type=int, default=1100, help="largest LMI for LipSDP-Neuron in the deep section")
+    ap.add_argument("--max-lipsdp-n", type=int, default=5000, help="largest LMI for LipSDP-Neuron in the deep section")
+    ap.add_argument("--depths", type=int, nargs="+", help="deep section: only these depths")
     ap.add_argument("--sections", nargs="+", default=["published", "random", "deep"])
     args = ap.parse_args()
     if args.anchor:
@@ -235,7 +241,7 @@ def main() -> None:
     if "random" in args.sections:
         section_random(anchor, args.widths, not args.skip_plain_cvxopt)
     if "deep" in args.sections:
-        section_deep(anchor, Path(args.mlp_dir), args.max_lipsdp_n)
+        section_deep(anchor, Path(args.mlp_dir), args.max_lipsdp_n, args.depths)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The block-tridiagonal barrier method for the l2 LipSDP LMI (verification/lipschitz/_chain_ipm.py)."""
+"""Structured (block-tridiagonal) linear algebra and the primal-dual interior-point method for the l2 LipSDP LMI
+(verification/lipschitz/_chain_ipm.py, _chain_pd.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from verification.errors import SolverError
 from verification.io import load_network
 from verification.io.common import chain_from_weights
 from verification.lipschitz import lipschitz
-from verification.lipschitz._chain_ipm import BlockTridiagonalLMI, chain_barrier_solve
+from verification.lipschitz._chain_ipm import BlockTridiagonalLMI
+from verification.lipschitz._chain_pd import _pattern, chain_pd_solve, completion_inverse
 from verification.lipschitz.lipsdp import _chain_start, _initial_point, build_chain_sdp
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "lipsdp"
@@ -25,12 +27,15 @@ def _net(dims, act, seed, gain=1.0):
 
 
 def _dense_k(lmi: BlockTridiagonalLMI, y):
-    dd, ee = lmi.blocks(y)
-    st = lmi.starts
-    k = np.zeros((lmi.n, lmi.n))
-    for b in range(lmi.nb):
+    return _dense_blocks(*lmi.blocks(y), lmi.starts)
+
+
+def _dense_blocks(dd, ee, st):
+    n, nb = st[-1], len(dd)
+    k = np.zeros((n, n))
+    for b in range(nb):
         k[st[b] : st[b + 1], st[b] : st[b + 1]] = dd[b]
-        if b + 1 < lmi.nb:
+        if b + 1 < nb:
             k[st[b] : st[b + 1], st[b + 1] : st[b + 2]] = ee[b]
             k[st[b + 1] : st[b + 2], st[b] : st[b + 1]] = ee[b].T
     return k
@@ -42,7 +47,8 @@ def _dense_k(lmi: BlockTridiagonalLMI, y):
      ([4, 6, 6, 2], MaxMin, "neuron")],
 )
 def test_structured_linear_algebra_equals_dense(dims, act, form):
-    """Blocks, log det, K⁻¹, gradient and Hessian of -log det K agree with dense float64 formulas."""
+    """Blocks, log det, K⁻¹, the adjoint map A(M) = (tr C_a M) and the Schur complement tr(C_a X C_b Z) agree with
+    dense float64 formulas (X = Z = K⁻¹: the Hessian of -log det K; X ≠ Z: the HKM Schur complement)."""
     net = _net(dims, act, seed=1)
     sdp = build_chain_sdp(net, 2, None, form)
     y = _initial_point(sdp)
@@ -54,14 +60,40 @@ def test_structured_linear_algebra_equals_dense(dims, act, form):
     z = lmi.inverse(chols, ee)
     zd = np.linalg.inv(k)
     assert np.abs(z - zd).max() <= 1e-9 * np.abs(zd).max()
-    grad, hess = lmi.grad_hess(z)
+    proj_z = lmi.projections(z)
+    grad, hess = lmi.trace_products(proj_z), lmi.schur(proj_z, proj_z)
     m = y.size
     base = sdp.matrix(np.zeros(m))
     a = [sdp.matrix(np.eye(m)[i]) - base for i in range(m)]
-    g_dense = np.array([-np.trace(zd @ ai) for ai in a])
+    g_dense = np.array([np.trace(zd @ ai) for ai in a])
     h_dense = np.array([[np.trace(zd @ ai @ zd @ aj) for aj in a] for ai in a])
     assert np.abs(grad - g_dense).max() <= 1e-9 * np.abs(g_dense).max()
     assert np.abs(hess - h_dense).max() <= 1e-9 * np.abs(h_dense).max()
+    # a second (primal) matrix: X = max-det completion of a random positive definite matrix's pattern
+    rng = np.random.default_rng(0)
+    b = rng.standard_normal((lmi.n, lmi.n))
+    xd, xe = _pattern(b @ b.T + lmi.n * np.eye(lmi.n), lmi.starts)
+    x = np.linalg.inv(_dense_blocks(*completion_inverse(xd, xe), lmi.starts))
+    h2 = lmi.schur(lmi.projections(x), proj_z)
+    h2_dense = np.array([[np.trace(ai @ x @ aj @ zd) for aj in a] for ai in a])
+    assert np.abs(h2 - h2_dense).max() <= 1e-9 * np.abs(h2_dense).max()
+    assert np.abs(lmi.trace_pattern(xd, xe) - [np.trace(ai @ x) for ai in a]).max() <= 1e-9 * np.abs(x).max()
+
+
+@pytest.mark.parametrize("sizes", [[3, 4, 2, 5, 3], [2, 2], [4, 1, 3]])
+def test_max_determinant_completion(sizes):
+    """W = Σ_cliques X_C⁻¹ - Σ_separators X_S⁻¹ is block tridiagonal and W⁻¹ reproduces the given blocks; a
+    clique block that is not positive definite is reported (the partial matrix is then not completable)."""
+    rng = np.random.default_rng(len(sizes))
+    st = list(np.concatenate([[0], np.cumsum(sizes)]))
+    b = rng.standard_normal((st[-1], st[-1]))
+    xd, xe = _pattern(b @ b.T + 0.3 * np.eye(st[-1]), st)
+    w = _dense_blocks(*completion_inverse(xd, xe), st)
+    xd2, xe2 = _pattern(np.linalg.inv(w), st)
+    assert max(np.abs(p - q).max() for p, q in zip(xd + xe, xd2 + xe2)) <= 1e-10
+    if len(sizes) > 2:
+        xe[1] = 10.0 * np.ones_like(xe[1])  # breaks the second clique
+        assert completion_inverse(xd, xe) is None
 
 
 def test_not_positive_definite_is_detected():
@@ -80,17 +112,18 @@ def test_agrees_with_cvxopt(seed, dims, act, method):
     b = lipschitz(net, method=method, solver="cvxopt-lowrank" if method.endswith("neuron") else "CVXOPT")
     assert a.certified and b.certified
     assert a.details["ipm_status"] == "converged"
+    assert a.details["solver_status"] == "optimal"
     assert a.value == pytest.approx(b.value, rel=1e-5)
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="shared LipSDP weights missing")
-def test_published_values_with_the_barrier_method():
+def test_published_values_with_the_interior_point_method():
     net = load_network(SHARED / "random_weights.mat")
     assert lipschitz(net, method="lipsdp-neuron", solver="ipm").value == pytest.approx(36.482, abs=1e-3)
     assert lipschitz(net, method="lipsdp-layer", solver="ipm").value == pytest.approx(39.839, abs=1e-3)
 
 
-def test_orthogonal_maxmin_net_is_one_with_the_barrier_method():
+def test_orthogonal_maxmin_net_is_one_with_the_interior_point_method():
     rng = np.random.default_rng(5)
     qs = [np.linalg.qr(rng.standard_normal((8, 8)))[0] for _ in range(4)]
     net = chain_from_weights(qs, [None] * 4, [MaxMin() for _ in range(3)], "orthogonal MaxMin net")
@@ -102,11 +135,11 @@ def test_orthogonal_maxmin_net_is_one_with_the_barrier_method():
 def test_every_iterate_is_feasible_so_an_early_stop_still_certifies_an_upper_bound():
     net = _net([10, 16, 16, 16, 4], ReLU, seed=7, gain=1.4)
     sdp = build_chain_sdp(net, 2, None, "neuron")
-    y_opt, info = chain_barrier_solve(sdp, _chain_start(sdp))
+    y_opt, info = chain_pd_solve(sdp, _chain_start(sdp, prefer_fast=True))
     assert info["status"] == "converged"
     best = sdp.bound(sdp.certify(y_opt).rho)
     for budget in (1, 3, 10):
-        y, info = chain_barrier_solve(sdp, _chain_start(sdp), max_newton=budget)
+        y, info = chain_pd_solve(sdp, _chain_start(sdp, prefer_fast=True), max_iter=budget)
         assert info["status"] == "iteration limit"
         cert = sdp.certify(y)
         assert cert.certified
@@ -121,8 +154,47 @@ def test_linf_is_refused_with_a_clear_error():
 
 def test_a_stopped_solve_says_so_in_the_printed_result():
     net = _net([10, 16, 16, 16, 4], ReLU, seed=7, gain=1.4)
-    r = lipschitz(net, method="lipsdp-neuron", solver="ipm", max_newton=2)
+    r = lipschitz(net, method="lipsdp-neuron", solver="ipm", max_iter=2)
     assert r.certified and r.details["solver_status"] == "iteration limit"
     assert "stopped early (iteration limit)" in str(r)
     done = lipschitz(net, method="lipsdp-neuron", solver="ipm")
     assert done.value <= r.value and "stopped early" not in str(done)
+
+
+def test_deep_net_with_widely_scaled_layers_is_solved_and_certified():
+    """Positive homogeneity: scaling W_k by c_k scales every Lipschitz bound by Π c_k.  With c_k = 8 over 14
+    layers the LMI's entries span ~1e25; the solve and the float64 certificate (power-of-two balancing) must
+    still give the unscaled answer times 8^14, and equal the dense CVXOPT answer on the unscaled net."""
+    dims = [6] + [7] * 13 + [3]
+    rng = np.random.default_rng(11)
+    ws = [1.3 * rng.standard_normal((dims[i + 1], dims[i])) / np.sqrt(dims[i]) for i in range(len(dims) - 1)]
+    net = chain_from_weights(ws, [None] * len(ws), [ReLU() for _ in ws[:-1]], "deep net")
+    big = chain_from_weights([8.0 * w for w in ws], [None] * len(ws), [ReLU() for _ in ws[:-1]], "scaled net")
+    a = lipschitz(net, method="lipsdp-neuron", solver="ipm")
+    b = lipschitz(big, method="lipsdp-neuron", solver="ipm")
+    ref = lipschitz(net, method="lipsdp-neuron", solver="cvxopt-lowrank")
+    assert a.certified and b.certified and ref.certified
+    assert a.details["ipm_status"] == b.details["ipm_status"] == "converged"
+    assert a.value == pytest.approx(ref.value, rel=1e-5)
+    assert b.value == pytest.approx(a.value * 8.0 ** len(ws), rel=1e-5)
+    assert a.value <= lipschitz(net, method="naive").value  # LipSDP is never above the norm product
+
+
+@pytest.mark.parametrize("dims", [[6, 8, 8, 8, 3], [5] + [7] * 10 + [2]])
+def test_structured_certificate_equals_the_dense_one(dims):
+    """The block-Cholesky certificate (used for large chain LMIs) gives the dense certificate's minimal ρ and
+    verdict, and rejects multipliers for which no ρ works."""
+    from verification.lipschitz.certify import certify_block_tridiagonal, certify_psd
+
+    rng = np.random.default_rng(len(dims))
+    ws = [1.3 * rng.standard_normal((dims[i + 1], dims[i])) / np.sqrt(dims[i]) for i in range(len(dims) - 1)]
+    sdp = build_chain_sdp(chain_from_weights(ws, [None] * len(ws), [ReLU() for _ in ws[:-1]], "n"), 2, None, "neuron")
+    y, info = chain_pd_solve(sdp, _chain_start(sdp, prefer_fast=True))
+    y[0] = 0.0
+    dense = certify_psd(sdp.matrix(y), sdp.j_index, sdp.a)
+    structured = certify_block_tridiagonal(*BlockTridiagonalLMI(sdp).blocks(y), sdp.a)
+    assert dense.certified and structured.certified
+    assert structured.rho_schur == pytest.approx(dense.rho_schur, rel=1e-10)
+    assert structured.rho == pytest.approx(dense.rho, rel=1e-8)
+    y[1 + sdp.qcs[0].n_vars :] = 0.0  # multipliers of the deeper layers zero: their diagonal blocks are ⪯ 0
+    assert not certify_block_tridiagonal(*BlockTridiagonalLMI(sdp).blocks(y), sdp.a).certified

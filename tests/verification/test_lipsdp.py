@@ -277,3 +277,18 @@ def test_slope_restricted_alpha_nonzero():
     exact = lipschitz(leaky, method="exact").value
     neuron = lipschitz(leaky, method="lipsdp-neuron")
     assert neuron.certified and exact <= neuron.value * (1 + 1e-6) <= lipschitz(leaky, method="naive").value * (1 + 1e-6)
+
+
+def test_eclipse_fast_certificate_on_a_deep_net_is_not_looser_than_its_recursion():
+    """ECLipsE-Fast's point is tight in the last block, so raising ρ alone certifies it only with large bumps;
+    the certificate also tries the multipliers scaled by 1+δ and must end at most 1e-6 above the recursion's
+    own bound (it can be below: the exact minimal ρ for those multipliers), and never below LipSDP-Neuron."""
+    rng = np.random.default_rng(21)
+    dims = [6] + [10] * 19 + [3]
+    ws = [1.5 * rng.standard_normal((dims[i + 1], dims[i])) / np.sqrt(dims[i]) for i in range(len(dims) - 1)]
+    net = chain_from_weights(ws, [None] * len(ws), [ReLU() for _ in ws[:-1]], "deep net")
+    fast = lipschitz(net, method="eclipse-fast")
+    neuron = lipschitz(net, method="lipsdp-neuron", solver="ipm")
+    assert fast.certified and neuron.certified
+    assert fast.value <= fast.details["recursion_bound"] * (1 + 1e-6)
+    assert neuron.value <= fast.value * (1 + 1e-9)

@@ -1,33 +1,20 @@
-"""A barrier interior-point method that exploits the chordal (block-tridiagonal) sparsity of the l2 LipSDP LMI.
+"""Structured linear algebra for the l2 LipSDP LMI, whose sparsity is chordal (block tridiagonal).
 
 For a chain network every atom of the l2 LMI (:class:`verification.lipschitz.lipsdp.ChainSDP`) touches two
-consecutive blocks of the stack ``ξ = [Δx⁰; Δx¹; ...]``, so ``K(y)`` is block tridiagonal: its sparsity graph is
-chordal with cliques "two consecutive layers" (the structure Chordal-LipSDP and the layerwise GLipSDP of
-Pauli et al. decompose explicitly).  We do not introduce decomposition variables; the solver works on the
-original problem
+consecutive blocks of the stack ``ξ = [Δx⁰; Δx¹; ...]``, so ``K(y) = K0 + Σ_a y_var(a) U_a C_a U_aᵀ`` is block
+tridiagonal: its sparsity graph is chordal with cliques "two consecutive layers" (the structure Chordal-LipSDP
+and the layerwise GLipSDP of Pauli et al. decompose explicitly).  :class:`BlockTridiagonalLMI` keeps ``K`` as its
+blocks and provides what the interior-point method of :mod:`verification.lipschitz._chain_pd` needs:
 
-    minimise  y₀ (= ρ)   s.t.  K(y) = K0 + Σ_a y_var(a) U_a C_a U_aᵀ ⪰ 0,   y_v >= 0 (nonnegative multipliers)
-
-and uses the sparsity in the linear algebra, like dual-scaling SDP codes (DSDP, SMCP) do:
-
-* ``log det K`` and strict feasibility come from a block Cholesky factorisation (``O(Σ s_k³)``, no fill-in);
-* ``Z = K⁻¹`` (dense, but needed only through ``Uᵀ Z U``) comes from the block-tridiagonal inversion recursion
-  ``Z_kk = G_k + F_k Z_{k+1,k+1} F_kᵀ``, ``Z_{k,j} = -F_k Z_{k+1,j}`` (``G_k`` = inverse of the k-th forward
-  Schur complement, ``F_k = G_k E_k``), ``O(n² s)`` flops instead of ``O(n³)``;
-* the Newton matrix ``H_ab = tr(C_a P_ab C_b P_ba)``, ``P = Uᵀ Z U``, is formed from per-layer products
-  (``Z[:, block] @ αᵀ``), i.e. ``O(n · A · s)``, then factorised densely (``A³/3``).
-
-Newton steps on ``t·y₀ - log det K(y) - Σ log y_v`` with a long-step, adaptive update of ``t`` (Boyd &
-Vandenberghe §11.3); every iterate is strictly feasible, so the multipliers returned are usable at any time.
-The answer is not trusted: :meth:`ChainSDP.certify` recomputes the certified ``ρ`` in float64.
-
-l2 only (the l-inf LMI has a border row coupled to every block).
-"""
+* ``log det K`` and strict feasibility by a block Cholesky factorisation (``O(Σ s_k³)``, no fill-in);
+* dense ``K⁻¹`` from the block-tridiagonal inversion recursion ``Z_kk = G_k + F_k Z_{k+1,k+1} F_kᵀ``,
+  ``Z_{k,j} = -F_k Z_{k+1,j}`` (``G_k`` = inverse of the k-th forward Schur complement, ``F_k = G_k E_k``),
+  ``O(n² s)`` flops instead of ``O(n³)``;
+* the projections ``P = Uᵀ M U`` of a dense matrix on the atoms (per-layer products), the adjoint map
+  ``A(M) = (tr C_a M)_a`` and the Schur complement ``H_ab = tr(C_a X C_b Z)`` (numba kernel)."""
 
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,10 +24,7 @@ import scipy.sparse as sp
 from verification.errors import SolverError
 from verification.lipschitz._kernels import lmi_newton_matrix
 
-__all__ = ["chain_barrier_solve", "BlockTridiagonalLMI"]
-
-MU_MAX = 16.0
-MAX_CENTERING_STEPS = 60
+__all__ = ["BlockTridiagonalLMI", "block_cholesky"]
 
 
 @dataclass
@@ -185,10 +169,10 @@ class BlockTridiagonalLMI:
         self.dscale, self.vscale = np.asarray(dnew, dtype=np.float64), np.asarray(vnew, dtype=np.float64)
 
     # ---------------------------------------------------------------------------------------- assembly
-    def blocks(self, z: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """``(D, E)`` of the scaled ``K`` at scaled variables ``z``."""
-        dd = [b.copy() for b in self.d0]
-        ee = [b.copy() for b in self.e0]
+    def blocks(self, z: np.ndarray, constant: bool = True) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``(D, E)`` of the scaled ``K`` at scaled variables ``z`` (without ``K0`` if not ``constant``)."""
+        dd = [b.copy() if constant else np.zeros_like(b) for b in self.d0]
+        ee = [b.copy() if constant else np.zeros_like(b) for b in self.e0]
         for g in self.groups:
             w = g.c * z[g.var][:, None, None]
             dd[g.k] += (g.alpha.T * w[:, 0, 0]) @ g.alpha
@@ -201,23 +185,8 @@ class BlockTridiagonalLMI:
         """Block Cholesky of ``K(z)``: returns ``(logdet, chol factors L_k, E blocks)`` or ``None`` if ``K(z)``
         is not positive definite."""
         dd, ee = self.blocks(z)
-        chols = []
-        logdet = 0.0
-        for k in range(self.nb):
-            s = dd[k]
-            if k > 0:
-                v = sla.solve_triangular(chols[-1], ee[k - 1], lower=True, check_finite=False)
-                s = s - v.T @ v
-            try:
-                lk = np.linalg.cholesky((s + s.T) / 2)
-            except np.linalg.LinAlgError:
-                return None
-            dg = np.diag(lk)
-            if not np.all(np.isfinite(dg)) or np.any(dg <= 0):
-                return None
-            logdet += 2.0 * float(np.log(dg).sum())
-            chols.append(lk)
-        return logdet, chols, ee
+        fac = block_cholesky(dd, ee)
+        return None if fac is None else (fac[0], fac[1], ee)
 
     def inverse(self, chols, ee) -> np.ndarray:
         """Dense ``Z = K⁻¹`` from the block Cholesky factors (block-tridiagonal inversion recursion)."""
@@ -238,193 +207,94 @@ class BlockTridiagonalLMI:
         return z
 
     # ------------------------------------------------------------------------------- derivatives
-    def grad_hess(self, z_inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Gradient and Hessian of ``-log det K`` with respect to the scaled variables."""
+    def projections(self, mat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(P_αα, P_αβ, P_βα, P_ββ)`` with ``P_uv[a, b] = u_aᵀ mat v_b`` over all atoms (dense symmetric ``mat``)."""
         st = self.starts
         n_a = self.n_atoms
-        zua = np.empty((self.n, n_a))
-        zub = np.zeros((self.n, n_a))
-        for g in self.groups:
+        mua = np.empty((self.n, n_a))
+        mub = np.zeros((self.n, n_a))
+        sels = [_selection(g.beta) for g in self.groups]
+        for g, sel in zip(self.groups, sels):
             cols = slice(g.offset, g.offset + g.var.size)
-            zua[:, cols] = z_inv[:, st[g.k] : st[g.k + 1]] @ g.alpha.T
-            if g.beta is not None:
-                zub[:, cols] = z_inv[:, st[g.k + 1] : st[g.k + 2]] @ g.beta.T
+            mua[:, cols] = mat[:, st[g.k] : st[g.k + 1]] @ g.alpha.T
+            if sel is not None:  # β rows are scaled unit vectors (slope QCs): a column gather, no product
+                mub[:, cols] = mat[:, st[g.k + 1] + sel[0]] * sel[1][None, :]
+            elif g.beta is not None:
+                mub[:, cols] = mat[:, st[g.k + 1] : st[g.k + 2]] @ g.beta.T
         p_aa = np.empty((n_a, n_a))
         p_ab = np.zeros((n_a, n_a))
-        p_ba = np.zeros((n_a, n_a))
         p_bb = np.zeros((n_a, n_a))
-        for g in self.groups:
+        for g, sel in zip(self.groups, sels):
             rows = slice(g.offset, g.offset + g.var.size)
             blk0 = slice(st[g.k], st[g.k + 1])
-            p_aa[rows] = g.alpha @ zua[blk0]
-            p_ab[rows] = g.alpha @ zub[blk0]
-            if g.beta is not None:
-                blk = slice(st[g.k + 1], st[g.k + 2])
-                p_ba[rows] = g.beta @ zua[blk]
-                p_bb[rows] = g.beta @ zub[blk]
-        del zua, zub
-        c = np.ascontiguousarray(np.concatenate([g.c for g in self.groups]))  # (A, 2, 2)
-        # gradient of log det: tr(C_a P_aa) summed per variable
+            p_aa[rows] = g.alpha @ mua[blk0]
+            p_ab[rows] = g.alpha @ mub[blk0]
+            if sel is not None:
+                p_bb[rows] = mub[st[g.k + 1] + sel[0]] * sel[1][:, None]
+            elif g.beta is not None:
+                p_bb[rows] = g.beta @ mub[st[g.k + 1] : st[g.k + 2]]
+        del mua, mub
+        p_ba = np.ascontiguousarray(p_ab.T)  # mat is symmetric
+        return p_aa, p_ab, p_ba, p_bb
+
+    def atom_coefficients(self) -> np.ndarray:
+        return np.ascontiguousarray(np.concatenate([g.c for g in self.groups]))  # (A, 2, 2)
+
+    def trace_products(self, proj) -> np.ndarray:
+        """``tr(C_a M)`` summed per variable, from the projections of ``M`` (``A(M)``, the adjoint map)."""
+        p_aa, p_ab, p_ba, p_bb = proj
+        c = self.atom_coefficients()
         g_atoms = (c[:, 0, 0] * np.diagonal(p_aa) + c[:, 0, 1] * np.diagonal(p_ba)
                    + c[:, 1, 0] * np.diagonal(p_ab) + c[:, 1, 1] * np.diagonal(p_bb))
-        h_atoms = lmi_newton_matrix(c, p_aa, p_ab, p_ba, p_bb)
-        del p_aa, p_ab, p_ba, p_bb
-        grad = -(self.membership.T @ g_atoms)
-        hess = self._aggregate(h_atoms)
-        return grad, (hess + hess.T) / 2
+        return self.membership.T @ g_atoms
+
+    def trace_pattern(self, xd: list[np.ndarray], xe: list[np.ndarray]) -> np.ndarray:
+        """``A(X) = (Σ_{a of v} tr(C_a X))_v`` for ``X`` given only on the block-tridiagonal pattern."""
+        out = []
+        for g in self.groups:
+            t = g.c[:, 0, 0] * np.einsum("ai,ij,aj->a", g.alpha, xd[g.k], g.alpha)
+            if g.beta is not None:
+                cross = np.einsum("ai,ij,aj->a", g.alpha, xe[g.k], g.beta)
+                t = t + (g.c[:, 0, 1] + g.c[:, 1, 0]) * cross
+                t = t + g.c[:, 1, 1] * np.einsum("ai,ij,aj->a", g.beta, xd[g.k + 1], g.beta)
+            out.append(t)
+        return self.membership.T @ np.concatenate(out)
+
+    def schur(self, proj_x, proj_z) -> np.ndarray:
+        """``H_vw = Σ tr(C_a X C_b Z)`` over the atoms of variables ``v, w`` (symmetrised)."""
+        h = self._aggregate(lmi_newton_matrix(self.atom_coefficients(), *proj_x, *proj_z))
+        return (h + h.T) / 2
 
 
-def chain_barrier_solve(
-    sdp,
-    y0: np.ndarray,
-    rel_gap: float = 1e-8,
-    max_newton: int = 400,
-    progress: bool = False,
-    label: str = "lipsdp",
-    time_limit: float | None = None,
-) -> tuple[np.ndarray, dict]:
-    """Minimise ``ρ = y[0]`` over the l2 chain LMI ``sdp`` from the strictly feasible start ``y0``.
+def _selection(beta: np.ndarray | None):
+    """``(index, value)`` per row if every row of ``beta`` has exactly one nonzero, else ``None``."""
+    if beta is None:
+        return None
+    nz = beta != 0.0
+    if not np.all(nz.sum(axis=1) == 1):
+        return None
+    idx = np.argmax(nz, axis=1)
+    return idx, beta[np.arange(beta.shape[0]), idx]
 
-    Barrier path following: centre ``t·ρ + φ(y)`` (``φ = -log det K - Σ log y_v``, self-concordant with
-    parameter ``ν = n + #nonneg``) by damped Newton steps, then ``t <- μ t``.  At a centred point the duality
-    gap is at most ``ν/t``; we stop when ``ν/t <= rel_gap·ρ``.  ``μ`` adapts between 2 and 32 to the number of
-    Newton steps the last centring took (large ``μ`` makes pure dual barrier methods crawl once the
-    multipliers of inactive neurons go to zero).  After each centring, ``K`` and the variables are rescaled so
-    that ``K`` and the dual estimate ``X = K⁻¹/t`` have balanced diagonals (Newton iterates are invariant
-    under such scalings; float64 accuracy is not).
 
-    Returns ``(y, info)``; ``y`` is the last strictly feasible iterate (certify it before use)."""
-    t_start = time.perf_counter()
-    y0 = np.asarray(y0, dtype=np.float64)
-    nonneg = np.asarray(sdp.nonneg, dtype=bool)
-    nn_idx = np.flatnonzero(nonneg)
-    lmi = BlockTridiagonalLMI(sdp)
-    dd, _ = lmi.blocks(y0)
-    dscale = 1.0 / np.sqrt(np.maximum(np.concatenate([np.diag(b) for b in dd]), 1e-300))
-    vscale = np.where(np.abs(y0) > 0, np.abs(y0), 1.0)
-    lmi.rescale(dscale, vscale)
-    z = y0 / vscale
-    nu = float(lmi.n + nn_idx.size)
-    cvec = np.zeros(lmi.m)
-    cvec[0] = 1.0
-
-    def barrier(zz):
-        if np.any(zz[nonneg] <= 0):
-            return None
-        fac_ = lmi.factor(zz)
-        if fac_ is None:
-            return None
-        return -fac_[0] - float(np.log(zz[nonneg]).sum()), fac_
-
-    cur = barrier(z)
-    if cur is None:
-        raise SolverError(f"{label}: the starting point of the interior-point method is not strictly feasible")
-    phi, fac = cur
-
-    def newton_system(zz, fac_):
-        zi = lmi.inverse(fac_[1], fac_[2])
-        g, h = lmi.grad_hess(zi)
-        zdiag = np.diag(zi).copy()
-        del zi
-        g = g.copy()
-        g[nn_idx] -= 1.0 / zz[nn_idx]
-        h[nn_idx, nn_idx] += 1.0 / zz[nn_idx] ** 2
-        jd = 1.0 / np.sqrt(np.maximum(np.diag(h), 1e-300))
-        hs = jd[:, None] * h
-        hs *= jd[None, :]
-        del h
+def block_cholesky(dd: list[np.ndarray], ee: list[np.ndarray]):
+    """Block Cholesky of the symmetric block-tridiagonal matrix with diagonal blocks ``dd`` and super-diagonal
+    blocks ``ee``: ``(logdet, [L_k])`` (diagonal blocks of the factor), or ``None`` if it is not positive
+    definite."""
+    chols = []
+    logdet = 0.0
+    for k in range(len(dd)):
+        s = dd[k]
+        if k > 0:
+            v = sla.solve_triangular(chols[-1], ee[k - 1], lower=True, check_finite=False)
+            s = s - v.T @ v
         try:
-            cf = sla.cho_factor(hs, lower=True, check_finite=False, overwrite_a=True)
+            lk = np.linalg.cholesky((s + s.T) / 2)
         except np.linalg.LinAlgError:
-            raise SolverError(f"{label}: the Newton matrix lost positive definiteness") from None
-        return g, (lambda r: jd * sla.cho_solve(cf, jd * r, check_finite=False)), zdiag
-
-    g, solve, zdiag = newton_system(z, fac)
-    a, b = solve(cvec), solve(g)
-    # t: at least nu/rho0 (gap estimate = rho0; the start is a good feasible point, e.g. from ECLipsE-Fast), or
-    # the t that makes the start closest to central if that is larger
-    t = float(-(cvec @ b) / (cvec @ a)) if cvec @ a > 0 else 0.0
-    if not np.isfinite(t):
-        t = 0.0
-    t = max(t, nu / max(z[0], 1e-300))
-    mu = 4.0
-    newton = 0
-    last_print = t_start
-    status = "converged"
-    while True:
-        steps = 0
-        while True:
-            grad = t * cvec + g
-            dz = -solve(grad)
-            dec = float(-grad @ dz)  # squared Newton decrement
-            if dec / 2 <= 0.05:
-                break
-            if newton >= max_newton:
-                status = "iteration limit"
-                break
-            if steps >= MAX_CENTERING_STEPS:
-                # the damped Newton phase crawls (seen on deep trained nets): give up, the caller falls back
-                status = "stalled"
-                break
-            if time_limit is not None and time.perf_counter() - t_start > time_limit:
-                status = "time limit"
-                break
-            step, f0, accepted = 1.0, t * z[0] + phi, None
-            while step > 1e-12:
-                trial = z + step * dz
-                res = barrier(trial)
-                if res is not None and t * trial[0] + res[0] <= f0 - 0.25 * step * dec:
-                    accepted = (trial, res)
-                    break
-                step *= 0.5
-            if step == 1.0:
-                # full step accepted: extrapolate while the merit keeps decreasing (pure dual barrier methods
-                # otherwise crawl with unit steps once inactive multipliers head to zero)
-                best = t * accepted[0][0] + accepted[1][0]
-                s2 = 2.0
-                while s2 <= 64.0:
-                    trial = z + s2 * dz
-                    res = barrier(trial)
-                    if res is None or t * trial[0] + res[0] >= best:
-                        break
-                    best, accepted = t * trial[0] + res[0], (trial, res)
-                    s2 *= 2.0
-            newton += 1
-            steps += 1
-            if accepted is None:
-                status = "line search failed"
-                break
-            z, (phi, fac) = accepted
-            g, solve, zdiag = newton_system(z, fac)
-            if progress and time.perf_counter() - last_print > 2.0:
-                last_print = time.perf_counter()
-                print(f"[{label}] {last_print - t_start:7.1f} s  newton {newton}  rho~{z[0] * lmi.vscale[0]:.9g}  "
-                      f"gap<={nu / t * lmi.vscale[0]:.2e}", file=sys.stderr, flush=True)
-        if status != "converged" or nu / t <= rel_gap * abs(z[0]):
-            break
-        mu = min(2.0 * mu, MU_MAX) if steps <= 2 else (2.0 if steps >= 6 else mu)
-        t *= mu
-        # rebalance: K and X = K^-1/t get equal diagonals; variables scaled to O(1)
-        dd, _ = lmi.blocks(z)
-        kdiag = np.concatenate([np.diag(blk) for blk in dd])
-        ratio = np.sqrt(np.sqrt(np.maximum(zdiag, 1e-300) / np.maximum(kdiag, 1e-300)))
-        y = z * lmi.vscale
-        vnew = np.where(np.abs(y) > 0, np.abs(y), 1.0)
-        t_scale = vnew[0] / lmi.vscale[0]
-        lmi.rescale(lmi.dscale * ratio, vnew)
-        z = y / vnew
-        t *= t_scale
-        cur = barrier(z)
-        if cur is None:  # cannot happen in exact arithmetic (a congruence); keep the unscaled iterate
-            status = "rescaling lost feasibility"
-            z = y / lmi.vscale
-            break
-        phi, fac = cur
-        g, solve, zdiag = newton_system(z, fac)
-    y = z * lmi.vscale
-    return y, {
-        "newton_steps": newton,
-        "gap_bound": nu / t * lmi.vscale[0],
-        "status": status,
-        "seconds": time.perf_counter() - t_start,
-    }
+            return None
+        dg = np.diag(lk)
+        if not np.all(np.isfinite(dg)) or np.any(dg <= 0):
+            return None
+        logdet += 2.0 * float(np.log(dg).sum())
+        chols.append(lk)
+    return logdet, chols

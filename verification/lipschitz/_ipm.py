@@ -3,8 +3,8 @@
 Problem: minimise ``y_0`` subject to ``K(y) = K0 + Σ_a y_var(a) U_a C_a U_aᵀ ⪰ 0`` and ``y_v >= 0`` for the
 nonnegative multipliers, where every *atom* ``a`` has a rank-2 factor ``U_a`` (N x 2, sparse) and a 2 x 2
 coefficient ``C_a``.  The Newton (KKT) matrix is assembled with the low-rank trick
-``H_ab = tr(C_a P_ab C_b P_ba)`` (as in DSDP / SDPT3) instead of CVXOPT's generic dense one.  (The barrier
-method on the block-tridiagonal structure is in :mod:`._chain_ipm`.)
+``H_ab = tr(C_a P_ab C_b P_ba)`` (as in DSDP / SDPT3) instead of CVXOPT's generic dense one.  (The primal-dual
+method on the block-tridiagonal structure is in :mod:`._chain_pd`.)
 
 The answer is *not* trusted: callers certify the returned multipliers with
 :func:`verification.lipschitz.certify.certify_psd`.

@@ -61,12 +61,18 @@ def max_pattern_norm(w_out: np.ndarray, options: np.ndarray, norm_code: int) -> 
 
 
 @njit(cache=True)
-def lmi_newton_matrix(c: np.ndarray, p_aa: np.ndarray, p_ab: np.ndarray, p_ba: np.ndarray, p_bb: np.ndarray) -> np.ndarray:
-    """``H[a, b] = tr(C_a M C_b Mᵀ)`` with ``M = [[p_aa, p_ab], [p_ba, p_bb]][a, b]`` (2 x 2 per atom pair).
+def lmi_newton_matrix(
+    c: np.ndarray,
+    x_aa: np.ndarray, x_ab: np.ndarray, x_ba: np.ndarray, x_bb: np.ndarray,
+    z_aa: np.ndarray, z_ab: np.ndarray, z_ba: np.ndarray, z_bb: np.ndarray,
+) -> np.ndarray:
+    """``H[a, b] = tr(C_a X_ab C_b Z_abᵀ)`` with ``X_ab = [[x_aa, x_ab], [x_ba, x_bb]][a, b]`` (2 x 2 per atom pair),
+    likewise ``Z``.
 
-    ``c``: (A, 2, 2) atom coefficients; ``p_xy[a, b] = x_aᵀ K⁻¹ y_b`` for the atom vectors ``x, y ∈ {α, β}``.
-    This is the Hessian of ``-log det K`` in the atom multipliers (used by
-    :mod:`verification.lipschitz._chain_ipm`)."""
+    ``c``: (A, 2, 2) atom coefficients; ``x_uv[a, b] = u_aᵀ X v_b`` for the atom vectors ``u, v ∈ {α, β}``.
+    With ``X = Z = K⁻¹`` this is the Hessian of ``-log det K`` in the atom multipliers (barrier method); with
+    ``X`` the primal iterate and ``Z = S⁻¹`` it is the HKM Schur complement ``tr(C_a X C_b S⁻¹)`` (used by
+    :mod:`verification.lipschitz._chain_ipm` and :mod:`verification.lipschitz._chain_pd`)."""
     n = c.shape[0]
     h = np.empty((n, n))
     for a in range(n):
@@ -75,15 +81,19 @@ def lmi_newton_matrix(c: np.ndarray, p_aa: np.ndarray, p_ab: np.ndarray, p_ba: n
         a10 = c[a, 1, 0]
         a11 = c[a, 1, 1]
         for b in range(n):
-            m00 = p_aa[a, b]
-            m01 = p_ab[a, b]
-            m10 = p_ba[a, b]
-            m11 = p_bb[a, b]
-            # N = C_b Mᵀ
-            n00 = c[b, 0, 0] * m00 + c[b, 0, 1] * m01
-            n01 = c[b, 0, 0] * m10 + c[b, 0, 1] * m11
-            n10 = c[b, 1, 0] * m00 + c[b, 1, 1] * m01
-            n11 = c[b, 1, 0] * m10 + c[b, 1, 1] * m11
+            m00 = x_aa[a, b]
+            m01 = x_ab[a, b]
+            m10 = x_ba[a, b]
+            m11 = x_bb[a, b]
+            q00 = z_aa[a, b]
+            q01 = z_ab[a, b]
+            q10 = z_ba[a, b]
+            q11 = z_bb[a, b]
+            # N = C_b Qᵀ
+            n00 = c[b, 0, 0] * q00 + c[b, 0, 1] * q01
+            n01 = c[b, 0, 0] * q10 + c[b, 0, 1] * q11
+            n10 = c[b, 1, 0] * q00 + c[b, 1, 1] * q01
+            n11 = c[b, 1, 0] * q10 + c[b, 1, 1] * q11
             # R = C_a M ; tr(R N)
             r00 = a00 * m00 + a01 * m10
             r01 = a00 * m01 + a01 * m11

@@ -10,7 +10,10 @@ amount until the float64 eigenvalue check passes:
     λ_min(K(ρ_c)) >= tol,   tol = 8·N·eps·||K||_F
 
 (the computed eigenvalues of a symmetric matrix are exact for a perturbation of norm ~ N·eps·||K||, so the
-true ``λ_min`` is then ``>= 0``).  For ``N > 2500`` the check is a Cholesky factorisation of ``K(ρ_c) - tol·I``
+true ``λ_min`` is then ``>= 0``).  All of this runs on ``D K D`` with ``D`` a diagonal of powers of two that makes
+the diagonal of order one (an exact congruence in floating point, so ``D K D ⪰ 0`` iff ``K ⪰ 0``); without it the
+tolerance of a deep net's LMI, whose entries span dozens of orders of magnitude, is set by its largest block and
+the check fails.  ``min_eig`` and ``tol`` refer to ``D K D``.  For ``N > 2500`` the check is a Cholesky factorisation of ``K(ρ_c) - tol·I``
 instead of a full eigendecomposition (same guarantee, much cheaper).  ``certified`` is True only if the check
 passed; if ``K_RR`` itself is not positive definite at the returned multipliers no ``ρ`` can repair it and the
 answer is reported as not certified.
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-__all__ = ["Certificate", "certify_psd", "EIGVALSH_MAX_N"]
+__all__ = ["Certificate", "certify_psd", "certify_block_tridiagonal", "EIGVALSH_MAX_N"]
 
 EIGVALSH_MAX_N = 2500
 
@@ -59,6 +62,19 @@ def _psd_check(k: np.ndarray, tol: float) -> tuple[bool, float, str]:
         return False, float("nan"), "cholesky"
 
 
+def _pow2_balance(diag: np.ndarray, jj: np.ndarray, a: float, rho_hint: float) -> np.ndarray:
+    """Powers of two ``d_i ≈ 1/sqrt(K_ii)`` (one common value on ``J``, where ``ρ`` enters), so that ``D K D`` has
+    a diagonal of order one; ``D K(ρ) D = D K0 D + (a d_J²) ρ E_J``."""
+    if len(jj) and np.isfinite(rho_hint) and rho_hint > 0:
+        diag[jj] = diag[jj] + a * rho_hint
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.where(diag > 0, -np.round(np.log2(np.where(diag > 0, diag, 1.0)) / 2), 0.0)
+    e = np.clip(e, -400, 400)
+    if len(jj):
+        e[jj] = np.round(np.mean(e[jj]))
+    return np.ldexp(1.0, e.astype(int))
+
+
 def certify_psd(
     k0: np.ndarray,
     j_index: np.ndarray,
@@ -81,6 +97,12 @@ def certify_psd(
     in_j = in_j[nz]
     n = k0.shape[0]
     jj, rr = np.flatnonzero(in_j), np.flatnonzero(~in_j)
+    # congruence by powers of two (exact in floating point): balance the diagonal so that the tolerance, which
+    # scales with ||K||, is not set by the largest block alone (deep nets: entries spanning 1e±40)
+    d = _pow2_balance(np.diag(k0).copy(), jj, a, hint)
+    k0 = d[:, None] * k0 * d[None, :]
+    if len(jj):
+        a = a * float(d[jj[0]]) ** 2
     scale = float(np.linalg.norm(k0, "fro"))
     eps = np.finfo(float).eps
     tol_r = 8 * max(len(rr), 1) * eps * max(scale, 1.0)
@@ -122,7 +144,80 @@ def certify_psd(
                 hint if rho_hint is not None else rho, False, lam, tol, rho_schur, bump, how,
                 f"the float64 eigenvalue check still failed after {bump} increases of rho",
             )
-        # raise rho: by the missing margin plus a relative step that doubles each time
+        # raise rho: by the missing margin plus a relative step that grows tenfold each time (1e-12, 1e-11, ...)
         missing = (tol - lam) if np.isfinite(lam) else tol
-        rho = rho + max(missing, 0.0) / a + (abs(rho) + 1e-300) * 1e-12 * 2.0**bump + tol / a
+        rho = rho + max(missing, 0.0) / a + (abs(rho) + 1e-300) * 1e-12 * 10.0**bump + tol / a
+        bump += 1
+
+
+def certify_block_tridiagonal(
+    dd: list[np.ndarray],
+    ee: list[np.ndarray],
+    a: float,
+    rho_hint: float | None = None,
+    max_bumps: int = 60,
+) -> Certificate:
+    """:func:`certify_psd` for a block-tridiagonal ``K0`` (diagonal blocks ``dd``, super-diagonal ``ee``) with
+    ``J`` = block 0, in ``O(Σ s_k³)`` instead of ``O(n³)``.
+
+    Same steps, structured: power-of-two balancing; the exact minimal ``ρ`` from the Schur complement of
+    blocks ``1..`` (eliminated from the last block backwards); then the check "block Cholesky of
+    ``D K(ρ) D - tol·I`` succeeds", ``tol = 8·n·eps·||D K D||_F``.  A block Cholesky of a block-tridiagonal
+    matrix performs the operations of the dense Cholesky on its band, so this is the same guarantee as the
+    Cholesky check of :func:`certify_psd`."""
+    from verification.lipschitz._chain_ipm import block_cholesky  # local: _chain_ipm imports this package
+
+    hint = float("nan") if rho_hint is None else float(rho_hint)
+    nb = len(dd)
+    sizes = [b.shape[0] for b in dd]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    diag = np.concatenate([np.diag(b) for b in dd])
+    d = _pow2_balance(diag.copy(), np.arange(sizes[0]), a, hint)
+    ds = [d[starts[k] : starts[k + 1]] for k in range(nb)]
+    dd = [ds[k][:, None] * dd[k] * ds[k][None, :] for k in range(nb)]
+    ee = [ds[k][:, None] * ee[k] * ds[k + 1][None, :] for k in range(nb - 1)]
+    a = a * float(ds[0][0]) ** 2
+    n = int(starts[-1])
+    eps = np.finfo(float).eps
+    fro2_rest = float(sum(np.sum(b * b) for b in dd[1:]) + 2.0 * sum(np.sum(b * b) for b in ee))
+    # minimal rho: K_RR ≻ 0 and a ρ I ⪰ E_0 (K_RR⁻¹)_{11} E_0ᵀ - D_0, with (K_RR⁻¹)_{11} = T_1⁻¹ from the
+    # backward Schur complements T_k = D_k - E_k T_{k+1}⁻¹ E_kᵀ
+    t = dd[-1]
+    for k in range(nb - 2, 0, -1):
+        try:
+            lt = np.linalg.cholesky((t + t.T) / 2)
+        except np.linalg.LinAlgError:
+            t = None
+            break
+        v = sla.solve_triangular(lt, ee[k].T, lower=True, check_finite=False)
+        t = dd[k] - v.T @ v
+    reason_rr = ("the multiplier part of the LMI is not positive definite at the returned multipliers "
+                 "(the solver answer is infeasible); raising rho cannot repair it")
+    if nb > 1:
+        try:
+            lt = np.linalg.cholesky((t + t.T) / 2) if t is not None else None
+        except np.linalg.LinAlgError:
+            lt = None
+        if lt is None:
+            return Certificate(hint, False, float("nan"), float("nan"), float("nan"), 0, "block cholesky", reason_rr)
+        v = sla.solve_triangular(lt, ee[0].T, lower=True, check_finite=False)
+        schur = v.T @ v - dd[0]
+    else:
+        schur = -dd[0]
+    schur = (schur + schur.T) / 2
+    rho_schur = float(np.linalg.eigvalsh(schur)[-1]) / a
+    rho = max(rho_schur, 0.0)
+    bump = 0
+    while True:
+        d0 = dd[0] + a * rho * np.eye(sizes[0])
+        tol = 8 * n * eps * max(float(np.sqrt(fro2_rest + np.sum(d0 * d0))), 1e-300)  # ||D K(ρ) D||_F
+        shifted = [d0 - tol * np.eye(sizes[0])] + [b - tol * np.eye(b.shape[0]) for b in dd[1:]]
+        if block_cholesky(shifted, ee) is not None:
+            return Certificate(rho, True, float("nan"), tol, rho_schur, bump, "block cholesky")
+        if bump >= max_bumps:
+            return Certificate(
+                hint if rho_hint is not None else rho, False, float("nan"), tol, rho_schur, bump, "block cholesky",
+                f"the float64 Cholesky check still failed after {bump} increases of rho",
+            )
+        rho = rho + (abs(rho) + 1e-300) * 1e-12 * 10.0**bump + 2 * tol / a
         bump += 1

@@ -23,9 +23,9 @@ l-inf -> l-inf bound is the maximum over the output rows (one SDP per row).
 Solvers: ``solver="auto"`` (default) uses MOSEK if installed and licensed, else ``"cvxopt-lowrank"`` (CVXOPT's
 primal-dual method with our rank-2 KKT solver, :func:`._ipm.cvxopt_lowrank_solve`, ~5x faster than plain
 CVXOPT on 250-row LMIs), falling back to plain CVXOPT, then Clarabel (small LMIs) or SCS; ``"CVXOPT"``, ``"CLARABEL"``, ``"SCS"``, ``"MOSEK"`` force one (through cvxpy);
-``"ipm"`` is our barrier method on the block-tridiagonal (chordal) structure of the l2 LMI (:mod:`._chain_ipm`;
-``auto`` uses it for l2 LMIs of >= 200 rows or >= 4 activation layers and falls back to CVXOPT when it does not
-converge).  Every answer is certified in float64
+``"ipm"`` is our primal-dual interior-point method on the block-tridiagonal (chordal) structure of the l2 LMI
+(:mod:`._chain_pd`, linear algebra in :mod:`._chain_ipm`; ``auto`` uses it for l2 LMIs of >= 200 rows or >= 4
+activation layers and falls back to CVXOPT when it does not converge).  Every answer is certified in float64
 (:mod:`.certify`); ``certified`` is False if that fails, whatever the solver said.
 """
 
@@ -39,13 +39,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from verification.errors import InvalidParameterError, SolverError
-from verification.lipschitz.certify import Certificate, certify_psd
+from verification.lipschitz.certify import Certificate, certify_block_tridiagonal, certify_psd
 from verification.lipschitz.quadratic_constraints import layer_qc
 from verification.lipschitz.registry import register
 from verification.lipschitz.result import LipschitzResult
 from verification.network import Network
 
 __all__ = ["ChainSDP", "build_chain_sdp", "solve_chain_sdp", "lipsdp_neuron", "lipsdp_layer", "SOLVERS"]
+
+STRUCTURED_CERTIFY_MIN_N = 600  # above this, l2 chain LMIs are certified by block Cholesky (O(Σ s³))
 
 SOLVERS = ("auto", "cvxopt-lowrank", "ipm", "CVXOPT", "CLARABEL", "SCS", "MOSEK")
 
@@ -99,7 +101,17 @@ class ChainSDP:
         y0[0] = 0.0
         # nonnegative multipliers slightly negative from a solver are clipped (sound: clipping gives a valid QC)
         y0[self.nonneg] = np.maximum(y0[self.nonneg], 0.0)
-        cert = certify_psd(self.matrix(y0), self.j_index, self.a, rho_hint=rho_hint)
+        cert = self._certify_once(y0, rho_hint)
+        if cert.certified and cert.bumps and self.norm == 2 and self.qcs:
+            # raising ρ only adds room in the input block; a point that is tight in a deep block (ECLipsE ends
+            # tight in the last one) then needs large bumps.  Scaling every multiplier by c > 1 adds
+            # (c - 1)·W_lᵀW_l to the last block at a relative cost c - 1: keep the best certified candidate.
+            for delta in (1e-8, 1e-6):
+                c2 = self._certify_once((1.0 + delta) * y0, rho_hint)
+                if c2.certified and c2.rho < cert.rho:
+                    cert = replace(c2, reason=f"multipliers scaled by 1+{delta:g} before certification")
+                if not cert.bumps:
+                    break
         if cert.certified or not repair or not self.qcs:
             return cert
         l = len(self.qcs)
@@ -113,10 +125,24 @@ class ChainSDP:
                 if self.norm == "inf":
                     e = 2 * l + 1 if expo == "double" else l + 1
                     yr[1 : self.blocks[1] + 1] *= (1.0 + delta) ** e
-                c2 = certify_psd(self.matrix(yr), self.j_index, self.a, rho_hint=rho_hint)
+                c2 = self._certify_once(yr, rho_hint)
                 if c2.certified:
                     return replace(c2, reason=f"multipliers rescaled by (1+{delta:g})^e ({expo}) before certification")
         return cert
+
+    def _certify_once(self, y: np.ndarray, rho_hint: float) -> Certificate:
+        """Certify the multipliers ``y`` (``y[0]`` ignored): structured (block Cholesky) for large l2 chain LMIs,
+        dense otherwise."""
+        if self.norm == 2 and self.qcs and self.n > STRUCTURED_CERTIFY_MIN_N:
+            from verification.lipschitz._chain_ipm import BlockTridiagonalLMI
+
+            yy = np.array(y, dtype=np.float64)
+            yy[0] = 0.0
+            if getattr(self, "_lmi", None) is None:
+                self._lmi = BlockTridiagonalLMI(self)
+            dd, ee = self._lmi.blocks(yy)
+            return certify_block_tridiagonal(dd, ee, self.a, rho_hint=rho_hint)
+        return certify_psd(self.matrix(y), self.j_index, self.a, rho_hint=rho_hint)
 
     def bound(self, rho: float) -> float:
         return float(np.sqrt(max(rho, 0.0))) if self.norm == 2 else float(rho)
@@ -240,13 +266,46 @@ def _initial_point(sdp: ChainSDP) -> np.ndarray:
     raise SolverError("could not find a strictly feasible starting point for the LipSDP interior-point method")
 
 
-def _chain_start(sdp: ChainSDP) -> np.ndarray:
-    """Strictly feasible start for the barrier method: :func:`_initial_point` (well inside the cone), or, when
-    that overflows (deep nets), the ECLipsE-Fast multipliers with ``ρ`` doubled (computed layer by layer).
-    The Fast point lies close to the boundary; the barrier method converges much more slowly from it."""
+def _fast_start(sdp: ChainSDP) -> np.ndarray | None:
+    """The ECLipsE-Fast multipliers scaled by 2 (ρ and every multiplier), or ``None`` if ECLipsE does not apply.
+
+    ECLipsE-Fast keeps every intermediate Schur complement inside the cone by construction and is tight only in
+    the last block; scaling all variables by ``c > 1`` gives ``c K(y) + (c-1) W_lᵀW_l``, strictly feasible with
+    room in every block (scaling ρ alone leaves the last block nearly singular)."""
+    kinds = {qc.kind for qc in sdp.qcs}
+    slopes = [q.coef[0] for q in sdp.qcs]
+    # ECLipsE needs slope-restricted [0, beta] layers with one common beta (q11 = 0)
+    if not (sdp.qcs and all(k.startswith("slope") for k in kinds) and all(abs(c[0]) == 0.0 for c in slopes)
+            and len({round(float(c[1]), 12) for c in slopes}) == 1):
+        return None
     from verification.lipschitz._chain_ipm import BlockTridiagonalLMI
     from verification.lipschitz.eclipse import chain_multipliers, eclipse_chain
 
+    beta = float(slopes[0][1])  # q12 = (alpha + beta) = beta, q22 = -2  ->  m = beta / 2
+    with np.errstate(all="ignore"):
+        try:
+            raw, ls, _ = eclipse_chain(sdp.weights, beta / 2, True)
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+            return None
+        if not (np.isfinite(raw) and raw > 0):
+            return None
+        lmi = BlockTridiagonalLMI(sdp)
+        for factor in (2.0, 10.0, 1e3):
+            y = factor * chain_multipliers(sdp, raw, ls)
+            y[1:] = np.where(sdp.nonneg[1:], np.maximum(y[1:], 1e-300), y[1:])  # strictly inside y >= 0
+            if np.all(np.isfinite(y)) and lmi.factor(y) is not None:
+                return y
+    return None
+
+
+def _chain_start(sdp: ChainSDP, prefer_fast: bool = False) -> np.ndarray:
+    """Strictly feasible start for the interior-point methods: :func:`_initial_point` (well inside the cone) or
+    :func:`_fast_start` (much closer to the optimum; first if ``prefer_fast``, and whenever the former
+    overflows, as on deep nets)."""
+    if prefer_fast:
+        y = _fast_start(sdp)
+        if y is not None:
+            return y
     with np.errstate(all="ignore"):
         try:
             y = _initial_point(sdp)
@@ -254,26 +313,10 @@ def _chain_start(sdp: ChainSDP) -> np.ndarray:
                 return y
         except (SolverError, np.linalg.LinAlgError, ValueError, FloatingPointError):
             pass
-
-    kinds = {qc.kind for qc in sdp.qcs}
-    slopes = [q.coef[0] for q in sdp.qcs]
-    # ECLipsE needs slope-restricted [0, beta] layers with one common beta (q11 = 0)
-    if all(k.startswith("slope") for k in kinds) and all(abs(c[0]) == 0.0 for c in slopes) and len(
-        {round(float(c[1]), 12) for c in slopes}
-    ) == 1:
-        beta = float(slopes[0][1])  # q12 = (alpha + beta) = beta, q22 = -2  ->  m = beta / 2
-        try:
-            raw, ls, _ = eclipse_chain(sdp.weights, beta / 2, True)
-        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
-            raw, ls = float("nan"), []
-        if np.isfinite(raw) and raw > 0:
-            lmi = BlockTridiagonalLMI(sdp)
-            for factor in (2.0, 10.0, 1e3):
-                y = chain_multipliers(sdp, raw, ls, rho=factor * raw**2)
-                y[1:] = np.where(sdp.nonneg[1:], np.maximum(y[1:], 1e-300), y[1:])  # strictly inside y >= 0
-                if np.all(np.isfinite(y)) and lmi.factor(y) is not None:
-                    return y
-    raise SolverError("no strictly feasible starting point found for the barrier method")
+    y = None if prefer_fast else _fast_start(sdp)
+    if y is None:
+        raise SolverError("no strictly feasible starting point found for the interior-point method")
+    return y
 
 
 def _cvxpy_solvers() -> list[str]:
@@ -381,6 +424,22 @@ def _solve_cvxpy(sdp: ChainSDP, solver: str, **kwargs) -> tuple[np.ndarray, str,
     return np.asarray(y.value, dtype=np.float64), used, prob.status
 
 
+def _solve_chain_ipm(sdp: ChainSDP, info: dict, progress: bool, label: str, **options) -> tuple[np.ndarray, str]:
+    """The structured primal-dual interior-point method (:mod:`verification.lipschitz._chain_pd`) from the scaled
+    ECLipsE-Fast point (or :func:`_initial_point`).  Options: ``rel_gap``, ``max_iter``, ``time_limit``."""
+    from verification.lipschitz._chain_pd import chain_pd_solve
+
+    unknown = set(options) - {"rel_gap", "max_iter", "time_limit"}
+    if unknown:
+        raise InvalidParameterError(f"unknown option(s) for solver 'ipm': {sorted(unknown)}")
+    if progress:
+        print(f"[{label}] block-tridiagonal primal-dual method, LMI {sdp.n}, {sdp.nonneg.shape[0]} multipliers",
+              file=sys.stderr, flush=True)
+    y, ipm_info = chain_pd_solve(sdp, _chain_start(sdp, prefer_fast=True), progress=progress, label=label, **options)
+    info.update({f"ipm_{k}": v for k, v in ipm_info.items()})
+    return y, "optimal" if ipm_info["status"] == "converged" else ipm_info["status"]
+
+
 def solve_chain_sdp(
     sdp: ChainSDP, solver: str = "auto", progress: bool = False, label: str = "lipsdp", **solver_options
 ) -> tuple[float, Certificate, dict]:
@@ -397,26 +456,18 @@ def solve_chain_sdp(
         if mosek_available():
             chosen = "MOSEK"
         elif sdp.norm == 2 and sdp.qcs and (sdp.n >= 200 or len(sdp.qcs) >= 4):
-            chosen = "ipm"  # block-tridiagonal barrier method: cost linear in depth
+            chosen = "ipm"  # block-tridiagonal interior-point methods: cost linear in depth per iteration
         else:
             chosen = "cvxopt-lowrank" if many else "CVXOPT"
     t0 = time.perf_counter()
     if chosen == "ipm":
-        from verification.lipschitz._chain_ipm import chain_barrier_solve
-
-        if progress:
-            print(f"[{label}] block-tridiagonal barrier method, LMI {sdp.n}, {sdp.nonneg.shape[0]} multipliers",
-                  file=sys.stderr, flush=True)
         try:
             if sdp.norm != 2 or not sdp.qcs:
                 raise SolverError("the block-tridiagonal interior-point method handles l2 LMIs with hidden layers")
-            y_init = _chain_start(sdp)
-            y, ipm_info = chain_barrier_solve(sdp, y_init, progress=progress, label=label, **solver_options)
-            info.update({f"ipm_{k}": v for k, v in ipm_info.items()})
-            status = "optimal" if ipm_info["status"] == "converged" else ipm_info["status"]
+            y, status = _solve_chain_ipm(sdp, info, progress, label, **solver_options)
             if status != "optimal" and solver == "auto" and sdp.n <= 600:
                 # not converged: its iterate is feasible (it would certify a looser bound); use CVXOPT instead
-                raise SolverError(f"the barrier method stopped: {status}")
+                raise SolverError(f"the interior-point method stopped: {status}")
         except SolverError as exc:
             if solver != "auto":
                 raise
@@ -519,7 +570,7 @@ def _sdp_applicable(max_n: int):
     "lipsdp-neuron",
     summary="LipSDP with one multiplier per neuron (Pauli QCs for MaxMin/GroupSort/Householder), certified",
     auto_priority=90,
-    auto_applicable=_sdp_applicable(600),
+    auto_applicable=_sdp_applicable(1100),
 )
 def lipsdp_neuron(net: Network, norm, c=None, solver: str = "auto", progress: bool = False, **kw) -> LipschitzResult:
     """LipSDP-Neuron; options ``solver`` (auto/ipm/CVXOPT/CLARABEL/SCS/MOSEK), ``progress``."""
