@@ -159,6 +159,13 @@ def test_bounds_sound_property(seed, eps, act_id):
 
 
 # ----------------------------------------------------------------- batched bounds (input splitting)
+def _boxes_and_rows(rng, n_boxes: int, dim: int, n_rows: int):
+    """Random boxes inside [-1, 1]^dim (widths 0.05..1) and random specification rows ``C x + cb``."""
+    lo = rng.uniform(-1, 0, size=(n_boxes, dim))
+    hi = lo + rng.uniform(0.05, 1.0, size=(n_boxes, dim))
+    return lo, hi, rng.normal(size=(n_rows, dim)), rng.normal(size=n_rows)
+
+
 @pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.2), Tanh(), GroupSort(2), Householder(np.array([0.6, 0.8]))],
                          ids=lambda a: a.describe())
 @pytest.mark.parametrize("method", ["incremental", "crown", "ibp"])
@@ -167,10 +174,7 @@ def test_batched_spec_bounds_are_sound_linear_lower_bounds(act, method):
 
     net = random_net([3, 10, 10, 3], act, seed=5).canonical()
     rng = np.random.default_rng(0)
-    lo = rng.uniform(-1, 0, size=(5, 3))
-    hi = lo + rng.uniform(0.05, 1.0, size=(5, 3))
-    C = rng.normal(size=(4, 3))
-    cb = rng.normal(size=4)
+    lo, hi, C, cb = _boxes_and_rows(rng, 5, 3, 4)
     sb = spec_bounds(net, lo, hi, C, cb, method=method)
     E = rng.uniform(-1, 1, size=(5, 400, 3))
     X = (hi + lo)[:, None, :] / 2 + (hi - lo)[:, None, :] / 2 * E
@@ -213,10 +217,7 @@ def test_alpha_spec_bounds_sound_and_never_below_crown(act):
 
     net = random_net([3, 12, 12, 3], act, seed=11).canonical()
     rng = np.random.default_rng(4)
-    lo = rng.uniform(-1, 0, size=(6, 3))
-    hi = lo + rng.uniform(0.05, 1.0, size=(6, 3))
-    C = rng.normal(size=(4, 3))
-    cb = rng.normal(size=4)
+    lo, hi, C, cb = _boxes_and_rows(rng, 6, 3, 4)
     sb = spec_bounds(net, lo, hi, C, cb)
     ab = alpha_spec_bounds(net, lo, hi, C, cb, sb.pre, iters=20)
     assert np.all(ab.lower >= sb.lower - 1e-12)
