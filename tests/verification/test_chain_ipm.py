@@ -135,11 +135,11 @@ def test_orthogonal_maxmin_net_is_one_with_the_interior_point_method():
 def test_every_iterate_is_feasible_so_an_early_stop_still_certifies_an_upper_bound():
     net = _net([10, 16, 16, 16, 4], ReLU, seed=7, gain=1.4)
     sdp = build_chain_sdp(net, 2, None, "neuron")
-    y_opt, info = chain_pd_solve(sdp, _chain_start(sdp, prefer_fast=True))
+    y_opt, info = chain_pd_solve(sdp, _chain_start(sdp))
     assert info["status"] == "converged"
     best = sdp.bound(sdp.certify(y_opt).rho)
     for budget in (1, 3, 10):
-        y, info = chain_pd_solve(sdp, _chain_start(sdp, prefer_fast=True), max_iter=budget)
+        y, info = chain_pd_solve(sdp, _chain_start(sdp), max_iter=budget)
         assert info["status"] == "iteration limit"
         cert = sdp.certify(y)
         assert cert.certified
@@ -189,7 +189,7 @@ def test_structured_certificate_equals_the_dense_one(dims):
     rng = np.random.default_rng(len(dims))
     ws = [1.3 * rng.standard_normal((dims[i + 1], dims[i])) / np.sqrt(dims[i]) for i in range(len(dims) - 1)]
     sdp = build_chain_sdp(chain_from_weights(ws, [None] * len(ws), [ReLU() for _ in ws[:-1]], "n"), 2, None, "neuron")
-    y, info = chain_pd_solve(sdp, _chain_start(sdp, prefer_fast=True))
+    y, info = chain_pd_solve(sdp, _chain_start(sdp))
     y[0] = 0.0
     dense = certify_psd(sdp.matrix(y), sdp.j_index, sdp.a)
     structured = certify_block_tridiagonal(*BlockTridiagonalLMI(sdp).blocks(y), sdp.a)

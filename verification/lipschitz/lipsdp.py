@@ -298,14 +298,12 @@ def _fast_start(sdp: ChainSDP) -> np.ndarray | None:
     return None
 
 
-def _chain_start(sdp: ChainSDP, prefer_fast: bool = False) -> np.ndarray:
-    """Strictly feasible start for the interior-point methods: :func:`_initial_point` (well inside the cone) or
-    :func:`_fast_start` (much closer to the optimum; first if ``prefer_fast``, and whenever the former
-    overflows, as on deep nets)."""
-    if prefer_fast:
-        y = _fast_start(sdp)
-        if y is not None:
-            return y
+def _chain_start(sdp: ChainSDP) -> np.ndarray:
+    """Strictly feasible start for the interior-point method: :func:`_fast_start` (close to the optimum,
+    computed layer by layer so it does not overflow on deep nets), else :func:`_initial_point`."""
+    y = _fast_start(sdp)
+    if y is not None:
+        return y
     with np.errstate(all="ignore"):
         try:
             y = _initial_point(sdp)
@@ -313,10 +311,7 @@ def _chain_start(sdp: ChainSDP, prefer_fast: bool = False) -> np.ndarray:
                 return y
         except (SolverError, np.linalg.LinAlgError, ValueError, FloatingPointError):
             pass
-    y = None if prefer_fast else _fast_start(sdp)
-    if y is None:
-        raise SolverError("no strictly feasible starting point found for the interior-point method")
-    return y
+    raise SolverError("no strictly feasible starting point found for the interior-point method")
 
 
 def _cvxpy_solvers() -> list[str]:
@@ -435,7 +430,7 @@ def _solve_chain_ipm(sdp: ChainSDP, info: dict, progress: bool, label: str, **op
     if progress:
         print(f"[{label}] block-tridiagonal primal-dual method, LMI {sdp.n}, {sdp.nonneg.shape[0]} multipliers",
               file=sys.stderr, flush=True)
-    y, ipm_info = chain_pd_solve(sdp, _chain_start(sdp, prefer_fast=True), progress=progress, label=label, **options)
+    y, ipm_info = chain_pd_solve(sdp, _chain_start(sdp), progress=progress, label=label, **options)
     info.update({f"ipm_{k}": v for k, v in ipm_info.items()})
     return y, "optimal" if ipm_info["status"] == "converged" else ipm_info["status"]
 
