@@ -144,6 +144,24 @@ def _record(m, diag_out, i):
 
 
 @njit(cache=True)
+def _step(buf, h, rk4, offsets, dims, use_data, sigma31, sigma11, whitened, x, y, act_code):
+    """One Euler (rk4=False) or RK4 step of size h of dW/dt = descent(W), in place; the descent direction is
+    that of the correlations (sigma31, sigma11) or, with use_data, of the examples (x, y)."""
+    n_stages = 4 if rk4 else 1
+    acc = np.zeros_like(buf)
+    k = np.zeros_like(buf)
+    for stage in range(n_stages):  # one call site keeps the compiled code small
+        shift = 0.0 if stage == 0 else (h if stage == 3 else 0.5 * h)
+        w = _shifted(buf, shift, k)
+        if use_data:
+            k = _grad_data(w, offsets, dims, x, y, act_code)
+        else:
+            k = _grad_sigma(w, offsets, dims, sigma31, sigma11, whitened)
+        _axpy(acc, 1.0 if stage == 0 or stage == 3 else 2.0, k)
+    _axpy(buf, h / 6.0 if rk4 else h, acc)
+
+
+@njit(cache=True)
 def run_sigma(buf, offsets, dims, sigma31, sigma11, whitened, lr, n_steps, rk4, dt,
               record_every, ut, v, c33, diag_out, off_out, loss_out):
     """Integrate n_steps Euler (rk4=False: plain GD, dt = 1 is eq 1/13) or RK4 steps of
@@ -161,14 +179,7 @@ def run_sigma(buf, offsets, dims, sigma31, sigma11, whitened, lr, n_steps, rk4, 
             i_rec += 1
         if step == n_steps:
             break
-        n_stages = 4 if rk4 else 1
-        acc = np.zeros_like(buf)
-        k = np.zeros_like(buf)
-        for stage in range(n_stages):  # one call site keeps the compiled code small
-            shift = 0.0 if stage == 0 else (h if stage == 3 else 0.5 * h)
-            k = _grad_sigma(_shifted(buf, shift, k), offsets, dims, sigma31, sigma11, whitened)
-            _axpy(acc, 1.0 if stage == 0 or stage == 3 else 2.0, k)
-        _axpy(buf, h / 6.0 if rk4 else h, acc)
+        _step(buf, h, rk4, offsets, dims, False, sigma31, sigma11, whitened, sigma31, sigma31, 0)
     return buf
 
 
@@ -188,14 +199,7 @@ def run_data(buf, offsets, dims, x, xt, y, act_code, lr, n_steps, rk4, dt, recor
             i_rec += 1
         if step == n_steps:
             break
-        n_stages = 4 if rk4 else 1
-        acc = np.zeros_like(buf)
-        k = np.zeros_like(buf)
-        for stage in range(n_stages):  # one call site keeps the compiled code small
-            shift = 0.0 if stage == 0 else (h if stage == 3 else 0.5 * h)
-            k = _grad_data(_shifted(buf, shift, k), offsets, dims, x, y, act_code)
-            _axpy(acc, 1.0 if stage == 0 or stage == 3 else 2.0, k)
-        _axpy(buf, h / 6.0 if rk4 else h, acc)
+        _step(buf, h, rk4, offsets, dims, True, x, x, False, x, y, act_code)
     return buf
 
 
