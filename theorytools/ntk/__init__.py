@@ -38,7 +38,39 @@ from theorytools.ntk._stax import (
     serial,
 )
 
-from theorytools.ntk import _deep, _empirical, _predict, _stax
-
-# the public names are those the submodules export
-__all__ = [*_stax.__all__, *_empirical.__all__, *_predict.__all__, *_deep.__all__]
+__all__ = [
+    # analytic kernels
+    "Kernel",
+    "Layer",
+    "Dense",
+    "Relu",
+    "LeakyRelu",
+    "ABRelu",
+    "Abs",
+    "Erf",
+    "Identity",
+    "Elementwise",
+    "Serial",
+    "serial",
+    # empirical NTK
+    "empirical_ntk",
+    "torch_mlp",
+    # predictions
+    "MSEPrediction",
+    "GaussianPrediction",
+    "gradient_descent_mse",
+    "gradient_descent_mse_ensemble",
+    "nngp_posterior",
+    "max_learning_rate",
+    # infinitely deep NTK classifiers
+    "DualActivation",
+    "dual_activation",
+    "deep_ntk",
+    "deep_ntk_classify",
+    "kernel_interpolation_classify",
+    "majority_vote_classify",
+    "nearest_neighbor_classify",
+    "singular_kernel_classify",
+    "dirichlet_sample",
+    "dirichlet_bayes_classify",
+]
