@@ -547,7 +547,9 @@ def _sdp_size(net: Network) -> int:
     return n0 + sum(x.shape[0] for x in w[:-1])
 
 
-def _sdp_applicable(max_n: int):
+def _sdp_applicable(max_n: int, max_n_inf: int | None = None):
+    """``auto`` applicability: the LMI has at most ``max_n`` rows (``max_n_inf`` for l-inf, default ``max_n``)."""
+
     def ok(net: Network, norm, has_output: bool) -> bool:
         try:
             for k, act in enumerate(net.activations):
@@ -556,7 +558,8 @@ def _sdp_applicable(max_n: int):
             return False
         n = _sdp_size(net) + (net.weights[0].shape[1] if norm == "inf" else 0)
         reps = 1 if (norm == 2 or has_output) else net.out_dim  # l-inf without output: one SDP per row
-        return n <= max_n and n * reps <= 4 * max_n
+        cap = max_n if norm == 2 or max_n_inf is None else max_n_inf
+        return n <= cap and n * reps <= 4 * cap
 
     return ok
 
@@ -565,7 +568,7 @@ def _sdp_applicable(max_n: int):
     "lipsdp-neuron",
     summary="LipSDP with one multiplier per neuron (Pauli QCs for MaxMin/GroupSort/Householder), certified",
     auto_priority=90,
-    auto_applicable=_sdp_applicable(1100),
+    auto_applicable=_sdp_applicable(1100, 600),  # l2: block-tridiagonal ipm; l-inf: CVXOPT
 )
 def lipsdp_neuron(net: Network, norm, c=None, solver: str = "auto", progress: bool = False, **kw) -> LipschitzResult:
     """LipSDP-Neuron; options ``solver`` (auto/ipm/CVXOPT/CLARABEL/SCS/MOSEK), ``progress``."""
