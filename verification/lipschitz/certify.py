@@ -130,24 +130,48 @@ def certify_psd(
         schur = -k0[np.ix_(jj, jj)]
     schur = (schur + schur.T) / 2
     rho_schur = float(np.linalg.eigvalsh(schur)[-1]) / a
-    rho = max(rho_schur, 0.0)
-    bump = 0
-    while True:
+    def check(rho):
         k = k0.copy()
         k[jj, jj] += a * rho
         tol = 8 * n * eps * max(float(np.linalg.norm(k, "fro")), 1e-300)
         ok, lam, how = _psd_check(k, tol)
+        return ok, lam, tol, how
+
+    return _raise_rho(check, rho_schur, a, None if rho_hint is None else float(rho_hint), max_bumps)
+
+
+def _raise_rho(check, rho_schur: float, a: float, hint: float | None, max_bumps: int) -> Certificate:
+    """Smallest ``ρ >= rho_schur`` found for which ``check(ρ) -> (ok, λ_min or nan, tol, how)`` passes.
+
+    ``ρ`` is raised by the missing margin plus a relative step that grows tenfold each time (1e-12, 1e-11, ...);
+    after a pass that needed raising, four bisection steps towards the last failing ``ρ`` take back most of the
+    overshoot of the tenfold steps.  Every ``ρ`` returned as certified has itself passed ``check``."""
+    rho = max(rho_schur, 0.0)
+    bump = 0
+    failed = None
+    while True:
+        ok, lam, tol, how = check(rho)
         if ok:
-            return Certificate(rho, True, lam, tol, rho_schur, bump, how)
+            break
         if bump >= max_bumps:
             return Certificate(
-                hint if rho_hint is not None else rho, False, lam, tol, rho_schur, bump, how,
-                f"the float64 eigenvalue check still failed after {bump} increases of rho",
+                hint if hint is not None else rho, False, lam, tol, rho_schur, bump, how,
+                f"the float64 {'eigenvalue' if how == 'eigvalsh' else 'Cholesky'} check still failed after "
+                f"{bump} increases of rho",
             )
-        # raise rho: by the missing margin plus a relative step that grows tenfold each time (1e-12, 1e-11, ...)
+        failed = rho
         missing = (tol - lam) if np.isfinite(lam) else tol
         rho = rho + max(missing, 0.0) / a + (abs(rho) + 1e-300) * 1e-12 * 10.0**bump + tol / a
         bump += 1
+    if failed is not None:
+        for _ in range(4):
+            mid = (failed + rho) / 2
+            ok2, lam2, tol2, how2 = check(mid)
+            if ok2:
+                rho, lam, tol, how = mid, lam2, tol2, how2
+            else:
+                failed = mid
+    return Certificate(rho, True, lam, tol, rho_schur, bump, how)
 
 
 def certify_block_tridiagonal(
@@ -206,18 +230,10 @@ def certify_block_tridiagonal(
         schur = -dd[0]
     schur = (schur + schur.T) / 2
     rho_schur = float(np.linalg.eigvalsh(schur)[-1]) / a
-    rho = max(rho_schur, 0.0)
-    bump = 0
-    while True:
+    def check(rho):
         d0 = dd[0] + a * rho * np.eye(sizes[0])
         tol = 8 * n * eps * max(float(np.sqrt(fro2_rest + np.sum(d0 * d0))), 1e-300)  # ||D K(ρ) D||_F
         shifted = [d0 - tol * np.eye(sizes[0])] + [b - tol * np.eye(b.shape[0]) for b in dd[1:]]
-        if block_cholesky(shifted, ee) is not None:
-            return Certificate(rho, True, float("nan"), tol, rho_schur, bump, "block cholesky")
-        if bump >= max_bumps:
-            return Certificate(
-                hint if rho_hint is not None else rho, False, float("nan"), tol, rho_schur, bump, "block cholesky",
-                f"the float64 Cholesky check still failed after {bump} increases of rho",
-            )
-        rho = rho + (abs(rho) + 1e-300) * 1e-12 * 10.0**bump + 2 * tol / a
-        bump += 1
+        return block_cholesky(shifted, ee) is not None, float("nan"), tol, "block cholesky"
+
+    return _raise_rho(check, rho_schur, a, None if rho_hint is None else float(rho_hint), max_bumps)
