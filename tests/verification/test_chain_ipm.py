@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from verification.activations import MaxMin, ReLU, Tanh
-from verification.errors import SolverError
+from verification.errors import InvalidParameterError, SolverError
 from verification.io import load_network
 from verification.io.common import chain_from_weights
 from verification.lipschitz import lipschitz
@@ -154,6 +154,8 @@ def test_linf_is_refused_with_a_clear_error():
 
 def test_a_stopped_solve_says_so_in_the_printed_result():
     net = _net([10, 16, 16, 16, 4], ReLU, seed=7, gain=1.4)
+    with pytest.raises(InvalidParameterError, match="unknown option.*max_newton"):
+        lipschitz(net, method="lipsdp-neuron", solver="ipm", max_newton=2)  # the removed barrier method's option
     r = lipschitz(net, method="lipsdp-neuron", solver="ipm", max_iter=2)
     assert r.certified and r.details["solver_status"] == "iteration limit"
     assert "stopped early (iteration limit)" in str(r)
