@@ -22,7 +22,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from verification.errors import SolverError
-from verification.lipschitz._kernels import lmi_newton_matrix
+from verification.lipschitz._kernels import lmi_newton_matrix, schur_selected
 
 __all__ = ["BlockTridiagonalLMI", "block_cholesky"]
 
@@ -81,6 +81,7 @@ class BlockTridiagonalLMI:
         var_all = np.concatenate([g.var for g in self.groups])
         self._one_to_one = None
         self._few_shared = None
+        self._selected = None
         self.membership = sp.csr_matrix(
             (np.ones(var_all.size), (np.arange(var_all.size), var_all)), shape=(var_all.size, m)
         )
@@ -166,6 +167,7 @@ class BlockTridiagonalLMI:
             if g.beta is not None:
                 g.beta = g.beta * dr[st[g.k + 1] : st[g.k + 2]][None, :]
             g.c = g.c * vr[g.var][:, None, None]
+        self._selected = None
         self.dscale, self.vscale = np.asarray(dnew, dtype=np.float64), np.asarray(vnew, dtype=np.float64)
 
     # ---------------------------------------------------------------------------------------- assembly
@@ -207,45 +209,86 @@ class BlockTridiagonalLMI:
         return z
 
     # ------------------------------------------------------------------------------- derivatives
-    def projections(self, mat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(P_αα, P_αβ, P_βα, P_ββ)`` with ``P_uv[a, b] = u_aᵀ mat v_b`` over all atoms (dense symmetric ``mat``)."""
+    def _atom_selection(self):
+        """``(bidx, bval)`` with ``β_a = bval[a]·e_{bidx[a]}`` (``-1``: no β) for every atom, or ``None`` if some β
+        is not a scaled unit vector (then the general projections are used)."""
+        if self._selected is None:
+            st = self.starts
+            bidx = np.full(self.n_atoms, -1, dtype=np.int64)
+            bval = np.zeros(self.n_atoms)
+            for g in self.groups:
+                if g.beta is None:
+                    continue
+                nz = g.beta != 0.0
+                cnt = nz.sum(axis=1)
+                if np.any(cnt > 1):
+                    self._selected = False
+                    return None
+                rows = np.flatnonzero(cnt == 1)
+                col = np.argmax(nz[rows], axis=1)
+                bidx[g.offset + rows] = st[g.k + 1] + col
+                bval[g.offset + rows] = g.beta[rows, col]
+            self._selected = (bidx, bval)
+        return self._selected or None
+
+    def projections(self, mat: np.ndarray):
+        """What :meth:`trace_products` and :meth:`schur` need of the dense symmetric ``mat``: ``T = αᵀ mat`` and
+        ``αᵀ mat α`` (per-layer products) when every β is a scaled unit vector (slope QCs), else the four
+        ``P_uv[a, b] = u_aᵀ mat v_b`` (u, v ∈ {α, β})."""
+        st = self.starts
+        if self._atom_selection() is None:
+            return self._projections_general(mat)
+        n_a = self.n_atoms
+        t = np.empty((n_a, self.n))
+        for g in self.groups:
+            t[g.offset : g.offset + g.var.size] = g.alpha @ mat[st[g.k] : st[g.k + 1]]
+        p = np.empty((n_a, n_a))
+        for g in self.groups:
+            p[:, g.offset : g.offset + g.var.size] = t[:, st[g.k] : st[g.k + 1]] @ g.alpha.T
+        return ("selected", t, p, mat)
+
+    def _projections_general(self, mat: np.ndarray):
         st = self.starts
         n_a = self.n_atoms
         mua = np.empty((self.n, n_a))
         mub = np.zeros((self.n, n_a))
-        sels = [_selection(g.beta) for g in self.groups]
-        for g, sel in zip(self.groups, sels):
+        for g in self.groups:
             cols = slice(g.offset, g.offset + g.var.size)
             mua[:, cols] = mat[:, st[g.k] : st[g.k + 1]] @ g.alpha.T
-            if sel is not None:  # β rows are scaled unit vectors (slope QCs): a column gather, no product
-                mub[:, cols] = mat[:, st[g.k + 1] + sel[0]] * sel[1][None, :]
-            elif g.beta is not None:
+            if g.beta is not None:
                 mub[:, cols] = mat[:, st[g.k + 1] : st[g.k + 2]] @ g.beta.T
         p_aa = np.empty((n_a, n_a))
         p_ab = np.zeros((n_a, n_a))
         p_bb = np.zeros((n_a, n_a))
-        for g, sel in zip(self.groups, sels):
+        for g in self.groups:
             rows = slice(g.offset, g.offset + g.var.size)
             blk0 = slice(st[g.k], st[g.k + 1])
             p_aa[rows] = g.alpha @ mua[blk0]
             p_ab[rows] = g.alpha @ mub[blk0]
-            if sel is not None:
-                p_bb[rows] = mub[st[g.k + 1] + sel[0]] * sel[1][:, None]
-            elif g.beta is not None:
+            if g.beta is not None:
                 p_bb[rows] = g.beta @ mub[st[g.k + 1] : st[g.k + 2]]
         del mua, mub
         p_ba = np.ascontiguousarray(p_ab.T)  # mat is symmetric
-        return p_aa, p_ab, p_ba, p_bb
+        return ("general", p_aa, p_ab, p_ba, p_bb)
 
     def atom_coefficients(self) -> np.ndarray:
         return np.ascontiguousarray(np.concatenate([g.c for g in self.groups]))  # (A, 2, 2)
 
     def trace_products(self, proj) -> np.ndarray:
         """``tr(C_a M)`` summed per variable, from the projections of ``M`` (``A(M)``, the adjoint map)."""
-        p_aa, p_ab, p_ba, p_bb = proj
         c = self.atom_coefficients()
-        g_atoms = (c[:, 0, 0] * np.diagonal(p_aa) + c[:, 0, 1] * np.diagonal(p_ba)
-                   + c[:, 1, 0] * np.diagonal(p_ab) + c[:, 1, 1] * np.diagonal(p_bb))
+        if proj[0] == "selected":
+            _, t, p, mat = proj
+            bidx, bval = self._atom_selection()
+            has = bidx >= 0
+            j = np.where(has, bidx, 0)
+            d_ab = np.where(has, t[np.arange(self.n_atoms), j] * bval, 0.0)
+            d_bb = np.where(has, mat[j, j] * bval * bval, 0.0)
+            g_atoms = c[:, 0, 0] * np.diagonal(p) + (c[:, 0, 1] + c[:, 1, 0]) * d_ab + c[:, 1, 1] * d_bb
+        else:
+            _, p_aa, p_ab, p_ba, p_bb = proj
+            g_atoms = (c[:, 0, 0] * np.diagonal(p_aa) + c[:, 0, 1] * np.diagonal(p_ba)
+                       + c[:, 1, 0] * np.diagonal(p_ab) + c[:, 1, 1] * np.diagonal(p_bb))
         return self.membership.T @ g_atoms
 
     def trace_pattern(self, xd: list[np.ndarray], xe: list[np.ndarray]) -> np.ndarray:
@@ -260,21 +303,23 @@ class BlockTridiagonalLMI:
             out.append(t)
         return self.membership.T @ np.concatenate(out)
 
-    def schur(self, proj_x, proj_z) -> np.ndarray:
-        """``H_vw = Σ tr(C_a X C_b Z)`` over the atoms of variables ``v, w`` (symmetrised)."""
-        h = self._aggregate(lmi_newton_matrix(self.atom_coefficients(), *proj_x, *proj_z))
+    def schur(self, proj_x, proj_z, lower: bool = False) -> np.ndarray:
+        """``H_vw = Σ tr(C_a X C_b Z)`` over the atoms of variables ``v, w`` (symmetric for symmetric X, Z).
+
+        With ``lower`` only the lower triangle is guaranteed (what a Cholesky factorisation reads)."""
+        c = self.atom_coefficients()
+        if proj_x[0] == "selected" and proj_z[0] == "selected":
+            bidx, bval = self._atom_selection()
+            var_all = np.concatenate([g.var for g in self.groups])
+            h = schur_selected(c, var_all, bidx, bval, self.m, proj_x[1], proj_x[2], proj_x[3],
+                               proj_z[1], proj_z[2], proj_z[3])
+            if lower:
+                return h
+            return h + np.tril(h, -1).T
+        px = proj_x[1:] if proj_x[0] == "general" else self._projections_general(proj_x[3])[1:]
+        pz = proj_z[1:] if proj_z[0] == "general" else self._projections_general(proj_z[3])[1:]
+        h = self._aggregate(lmi_newton_matrix(c, *px, *pz))
         return (h + h.T) / 2
-
-
-def _selection(beta: np.ndarray | None):
-    """``(index, value)`` per row if every row of ``beta`` has exactly one nonzero, else ``None``."""
-    if beta is None:
-        return None
-    nz = beta != 0.0
-    if not np.all(nz.sum(axis=1) == 1):
-        return None
-    idx = np.argmax(nz, axis=1)
-    return idx, beta[np.arange(beta.shape[0]), idx]
 
 
 def block_cholesky(dd: list[np.ndarray], ee: list[np.ndarray]):

@@ -108,26 +108,27 @@ def _clique_step(xd, xe, dd, de) -> float:
 
 
 def _bt_times(dd: list[np.ndarray], ee: list[np.ndarray], mat: np.ndarray, st: list[int]) -> np.ndarray:
-    """(block-tridiagonal ``(dd, ee)``) @ dense ``mat``."""
+    """(block-tridiagonal ``(dd, ee)``) @ dense ``mat``: one product per block row with ``[E_{k-1}ᵀ D_k E_k]``."""
     nb = len(dd)
     out = np.empty_like(mat)
     for k in range(nb):
-        acc = dd[k] @ mat[st[k] : st[k + 1]]
-        if k > 0:
-            acc += ee[k - 1].T @ mat[st[k - 1] : st[k]]
-        if k + 1 < nb:
-            acc += ee[k] @ mat[st[k + 1] : st[k + 2]]
-        out[st[k] : st[k + 1]] = acc
+        parts = ([ee[k - 1].T] if k > 0 else []) + [dd[k]] + ([ee[k]] if k + 1 < nb else [])
+        lo, hi = st[max(k - 1, 0)], st[min(k + 2, nb)]
+        np.matmul(np.hstack(parts), mat[lo:hi], out=out[st[k] : st[k + 1]])
     return out
 
 
 def _sym_pattern(a: np.ndarray, b: np.ndarray, st: list[int]):
-    """Pattern blocks of ``sym(a @ b)``, computing only the needed blocks."""
+    """Pattern blocks of ``sym(a @ b)``: one product per block row (its blocks k-1, k, k+1)."""
     nb = len(st) - 1
-    sl = [slice(st[k], st[k + 1]) for k in range(nb)]
+    rows = []
+    for k in range(nb):
+        lo, hi = st[max(k - 1, 0)], st[min(k + 2, nb)]
+        rows.append((lo, a[st[k] : st[k + 1]] @ b[:, lo:hi]))
 
     def blk(i, j):
-        return a[sl[i]] @ b[:, sl[j]]
+        lo, r = rows[i]
+        return r[:, st[j] - lo : st[j + 1] - lo]
 
     dd, ee = [], []
     for k in range(nb):
@@ -136,6 +137,28 @@ def _sym_pattern(a: np.ndarray, b: np.ndarray, st: list[int]):
         if k + 1 < nb:
             ee.append((blk(k, k + 1) + blk(k + 1, k).T) / 2)
     return dd, ee
+
+
+def _cholesky_lower(h: np.ndarray):
+    """Cholesky factor of the symmetric matrix whose lower triangle ``h`` holds (C order), scaled to unit diagonal
+    first (in place).  Returns ``(L, scaling)`` or ``None`` if it is not positive definite.  numpy's factorisation
+    reads only the lower triangle and runs on numpy's BLAS, the one whose threads the solver leaves enabled."""
+    jd = 1.0 / np.sqrt(np.maximum(np.diag(h).copy(), 1e-300))
+    h *= jd[:, None]
+    h *= jd[None, :]
+    try:
+        return np.linalg.cholesky(h), jd
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _cholesky_solve(cf, rhs: np.ndarray) -> np.ndarray:
+    low, jd = cf
+    # Lᵀ in Fortran order is L viewed transposed: LAPACK's upper-factor solve needs no copy
+    sol, info = sla.lapack.dpotrs(low.T, jd * rhs, lower=0)
+    if info != 0:
+        raise SolverError(f"triangular solve with the Schur complement failed (LAPACK info {info})")
+    return jd * sol
 
 
 def chain_pd_solve(
@@ -217,13 +240,11 @@ def chain_pd_solve(
         if time_limit is not None and time.perf_counter() - t_start > time_limit:
             status = "time limit"
             break
-        h = lmi.schur(proj_x, proj_z)
+        h = lmi.schur(proj_x, proj_z, lower=True)
         h[nn, nn] += xl / y[nn]
-        jd = 1.0 / np.sqrt(np.maximum(np.diag(h), 1e-300))
-        hs = jd[:, None] * h * jd[None, :]
-        try:
-            cf = sla.cho_factor(hs, lower=True, check_finite=False, overwrite_a=True)
-        except np.linalg.LinAlgError:
+        cf = _cholesky_lower(h)
+        del h
+        if cf is None:
             status = "Schur complement lost positive definiteness"
             break
         zd, ze = _pattern(z, st)
@@ -232,7 +253,7 @@ def chain_pd_solve(
 
         def direction(sigma):
             rhs = sigma * mu * (g + zinv_y) - cvec
-            dy = jd * sla.cho_solve(cf, jd * rhs, check_finite=False)
+            dy = _cholesky_solve(cf, rhs)
             dsd, dse = lmi.blocks(dy, constant=False)
             ymat = _bt_times(dsd, dse, z, st)  # Y = ΔS Z
             pd_, pe_ = _sym_pattern(xhat, ymat, st)  # P(sym(X̂ Y))

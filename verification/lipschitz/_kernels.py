@@ -101,3 +101,61 @@ def lmi_newton_matrix(
             r11 = a10 * m01 + a11 * m11
             h[a, b] = r00 * n00 + r01 * n10 + r10 * n01 + r11 * n11
     return h
+
+
+@njit(cache=True)
+def schur_selected(
+    c: np.ndarray, var: np.ndarray, bidx: np.ndarray, bval: np.ndarray, m_vars: int,
+    tx: np.ndarray, px: np.ndarray, x: np.ndarray, tz: np.ndarray, pz: np.ndarray, z: np.ndarray,
+) -> np.ndarray:
+    """Lower triangle of ``H_vw = Σ_{a of v, b of w} tr(C_a X C_b Z)`` for atoms whose second vector is a scaled
+    unit vector ``β_a = bval[a]·e_{bidx[a]}`` (``bidx[a] = -1``: no second vector).
+
+    ``tx = αᵀX`` (atoms x n), ``px = αᵀXα`` (atoms x atoms), ``x`` = X itself; likewise for Z.  The cross terms
+    ``αᵀXβ`` are gathered from ``tx`` and ``βᵀXβ`` from ``x``.  ``X`` and ``Z`` symmetric; the atom pairs are
+    visited in 64 x 64 tiles (the transposed gathers stay in cache).  Entries above the diagonal are zero."""
+    n_a = c.shape[0]
+    out = np.zeros((m_vars, m_vars))
+    tile = 64
+    for a0 in range(0, n_a, tile):
+        for b0 in range(0, a0 + 1, tile):
+            for a in range(a0, min(a0 + tile, n_a)):
+                ia = bidx[a]
+                va = bval[a]
+                a00 = c[a, 0, 0]
+                a01 = c[a, 0, 1]
+                a10 = c[a, 1, 0]
+                a11 = c[a, 1, 1]
+                for b in range(b0, min(b0 + tile, a + 1)):
+                    ib = bidx[b]
+                    vb = bval[b]
+                    m00 = px[a, b]
+                    q00 = pz[a, b]
+                    m01 = m10 = m11 = q01 = q10 = q11 = 0.0
+                    if ib >= 0:
+                        m01 = tx[a, ib] * vb
+                        q01 = tz[a, ib] * vb
+                    if ia >= 0:
+                        m10 = tx[b, ia] * va
+                        q10 = tz[b, ia] * va
+                        if ib >= 0:
+                            m11 = x[ia, ib] * va * vb
+                            q11 = z[ia, ib] * va * vb
+                    n00 = c[b, 0, 0] * q00 + c[b, 0, 1] * q01
+                    n01 = c[b, 0, 0] * q10 + c[b, 0, 1] * q11
+                    n10 = c[b, 1, 0] * q00 + c[b, 1, 1] * q01
+                    n11 = c[b, 1, 0] * q10 + c[b, 1, 1] * q11
+                    r00 = a00 * m00 + a01 * m10
+                    r01 = a00 * m01 + a01 * m11
+                    r10 = a10 * m00 + a11 * m10
+                    r11 = a10 * m01 + a11 * m11
+                    h = r00 * n00 + r01 * n10 + r10 * n01 + r11 * n11
+                    v = var[a]
+                    w = var[b]
+                    if v == w:
+                        out[v, v] += h if a == b else 2.0 * h
+                    elif v > w:
+                        out[v, w] += h
+                    else:
+                        out[w, v] += h
+    return out

@@ -150,10 +150,11 @@ def _raise_rho(check, rho_schur: float, a: float, hint: float | None, max_bumps:
     bump = 0
     failed = None
     while True:
-        ok, lam, tol, how = check(rho)
+        with np.errstate(over="ignore", invalid="ignore"):  # a hopeless candidate may overflow: it then fails
+            ok, lam, tol, how = check(rho)
         if ok:
             break
-        if bump >= max_bumps:
+        if bump >= max_bumps or not np.isfinite(rho):
             return Certificate(
                 hint if hint is not None else rho, False, lam, tol, rho_schur, bump, how,
                 f"the float64 {'eigenvalue' if how == 'eigvalsh' else 'Cholesky'} check still failed after "

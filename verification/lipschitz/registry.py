@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from verification._blas import scipy_blas_single_thread
 from verification.errors import InvalidParameterError
 from verification.lipschitz.result import LipschitzResult
 from verification.network import Network, output_vector
@@ -115,7 +116,8 @@ def lipschitz(
         raise InvalidParameterError(f"method {method!r} supports norm {spec.norms}, not {norm!r}")
     c = None if output is None else output_vector(output, cnet.out_dim)
     t0 = time.perf_counter()
-    res = spec.func(cnet, norm=norm, c=c, **options)
+    with scipy_blas_single_thread():  # numpy's and scipy's BLAS pools would oversubscribe the cores
+        res = spec.func(cnet, norm=norm, c=c, **options)
     seconds = time.perf_counter() - t0
     out_repr = None if output is None else (int(output) if isinstance(output, (int, np.integer)) else c.tolist())
     return replace(res, seconds=seconds, output=out_repr)
