@@ -13,8 +13,8 @@ from verification.errors import InvalidParameterError, SolverError
 from verification.io import load_network
 from verification.io.common import chain_from_weights
 from verification.lipschitz import lipschitz
-from verification.lipschitz._chain_ipm import BlockTridiagonalLMI
-from verification.lipschitz._chain_pd import _pattern, chain_pd_solve, completion_inverse
+from verification.lipschitz._chain_ipm import BlockTridiagonalLMI, block_cholesky
+from verification.lipschitz._chain_pd import _bt_solve, _pattern, chain_pd_solve, completion_inverse
 from verification.lipschitz.lipsdp import _chain_start, _initial_point, build_chain_sdp
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "lipsdp"
@@ -44,7 +44,9 @@ def _dense_blocks(dd, ee, st):
 @pytest.mark.parametrize(
     "dims, act, form",
     [([6, 5, 7, 4, 3], ReLU, "neuron"), ([6, 5, 7, 4, 3], ReLU, "layer"), ([5, 6, 6, 3], Tanh, "neuron"),
-     ([4, 6, 6, 2], MaxMin, "neuron")],
+     ([4, 6, 6, 2], MaxMin, "neuron"),
+     # more than one 64 x 64 tile of atom pairs in the Schur kernel, variables spanning tile boundaries
+     ([6, 40, 40, 30, 3], ReLU, "neuron"), ([6, 40, 40, 30, 3], ReLU, "layer")],
 )
 def test_structured_linear_algebra_equals_dense(dims, act, form):
     """Blocks, log det, K⁻¹, the adjoint map A(M) = (tr C_a M) and the Schur complement tr(C_a X C_b Z) agree with
@@ -61,7 +63,10 @@ def test_structured_linear_algebra_equals_dense(dims, act, form):
     zd = np.linalg.inv(k)
     assert np.abs(z - zd).max() <= 1e-9 * np.abs(zd).max()
     proj_z = lmi.projections(z)
+    # slope QCs (ReLU, tanh) take the gather path (β = scaled unit vectors), MaxMin the general one
+    assert proj_z[0] == ("general" if act is MaxMin else "selected")
     grad, hess = lmi.trace_products(proj_z), lmi.schur(proj_z, proj_z)
+    assert np.array_equal(np.tril(lmi.schur(proj_z, proj_z, lower=True)), np.tril(hess))
     m = y.size
     base = sdp.matrix(np.zeros(m))
     a = [sdp.matrix(np.eye(m)[i]) - base for i in range(m)]
@@ -78,6 +83,19 @@ def test_structured_linear_algebra_equals_dense(dims, act, form):
     h2_dense = np.array([[np.trace(ai @ x @ aj @ zd) for aj in a] for ai in a])
     assert np.abs(h2 - h2_dense).max() <= 1e-9 * np.abs(h2_dense).max()
     assert np.abs(lmi.trace_pattern(xd, xe) - [np.trace(ai @ x) for ai in a]).max() <= 1e-9 * np.abs(x).max()
+
+
+@pytest.mark.parametrize("sizes", [[3, 4, 2, 5, 3], [2, 2], [4, 1, 3]])
+def test_block_tridiagonal_solve(sizes):
+    """S⁻¹ R by block forward/back substitution (used by the second-order corrector) equals a dense solve."""
+    rng = np.random.default_rng(7)
+    st = list(np.concatenate([[0], np.cumsum(sizes)]))
+    b = rng.standard_normal((st[-1], st[-1]))
+    sd, se = _pattern(b @ b.T + st[-1] * np.eye(st[-1]), st)
+    s = _dense_blocks(sd, se, st)
+    _, chols = block_cholesky(sd, se)
+    r = rng.standard_normal((st[-1], 6))
+    assert np.abs(_bt_solve(se, chols, r, st) - np.linalg.solve(s, r)).max() <= 1e-12 * np.abs(r).max()
 
 
 @pytest.mark.parametrize("sizes", [[3, 4, 2, 5, 3], [2, 2], [4, 1, 3]])

@@ -1,0 +1,30 @@
+"""The BLAS thread guard (verification/_blas.py): scipy's private OpenBLAS runs one thread inside the block,
+numpy's keeps its count, and everything is restored afterwards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg  # noqa: F401  (loads scipy's BLAS)
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+from verification._blas import _private_blas_paths, scipy_blas_single_thread  # noqa: E402
+
+
+def _threads() -> dict[str, int]:
+    return {i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+
+
+def test_guard_limits_only_the_other_blas_and_restores():
+    before = _threads()
+    private = set(_private_blas_paths())
+    with scipy_blas_single_thread():
+        inside = _threads()
+        a = np.random.default_rng(0).standard_normal((200, 200))
+        scipy.linalg.cholesky(a @ a.T + 200 * np.eye(200))  # still computes
+    assert _threads() == before
+    for path, n in inside.items():
+        assert n == (1 if path in private else before[path])
+    if len(before) < 2:
+        assert private == set()  # one shared BLAS: nothing to separate
