@@ -290,9 +290,9 @@ def test_eclipse_fast_certificate_on_a_deep_net_is_not_looser_than_its_recursion
     assert neuron.value <= fast.value * (1 + 1e-9)
 
 
-def test_auto_uses_lipsdp_neuron_up_to_1100_rows_in_l2_but_600_in_linf():
-    """l2 LMIs go to the block-tridiagonal interior-point method, which solves 1024 rows (depth 16 x 64) in
-    seconds; l-inf LMIs still go to CVXOPT, so their cap stays at 600 rows."""
+def test_auto_uses_lipsdp_neuron_up_to_2100_rows_in_l2_but_600_in_linf():
+    """l2 LMIs go to the block-tridiagonal interior-point method, which solves 2048 rows (depth 32 x 64) in about
+    25 s; l-inf LMIs still go to CVXOPT, so their cap stays at 600 rows."""
     from verification.lipschitz.registry import available_methods
 
     ok = available_methods()["lipsdp-neuron"].auto_applicable
@@ -301,5 +301,6 @@ def test_auto_uses_lipsdp_neuron_up_to_1100_rows_in_l2_but_600_in_linf():
     net = chain_from_weights(ws, [None] * len(ws), [ReLU() for _ in ws[:-1]], "12 x 64")  # LMI 16 + 12*64 = 784 rows
     assert ok(net, 2, False)
     assert not ok(net, "inf", True)
-    deeper = chain_from_weights(ws[:1] + ws[1:2] * 17 + ws[-1:], [None] * 19, [ReLU()] * 18, "18 x 64")  # 1168 rows
-    assert not ok(deeper, 2, False)
+    deep = chain_from_weights(ws[:1] + ws[1:2] * 32 + ws[-1:], [None] * 34, [ReLU()] * 33, "33 x 64")  # 2128 rows
+    assert ok(chain_from_weights(ws[:1] + ws[1:2] * 31 + ws[-1:], [None] * 33, [ReLU()] * 32, "32 x 64"), 2, False)
+    assert not ok(deep, 2, False)
