@@ -60,6 +60,22 @@ def max_pattern_norm(w_out: np.ndarray, options: np.ndarray, norm_code: int) -> 
     return best, best_code
 
 
+@njit(cache=True, inline="always")
+def _pair_trace(c, a, b, m00, m01, m10, m11, q00, q01, q10, q11) -> float:
+    """``tr(C_a M C_b Qᵀ)`` for the 2 x 2 atom coefficients ``c[a], c[b]`` and 2 x 2 blocks ``M``, ``Q``."""
+    # N = C_b Qᵀ
+    n00 = c[b, 0, 0] * q00 + c[b, 0, 1] * q01
+    n01 = c[b, 0, 0] * q10 + c[b, 0, 1] * q11
+    n10 = c[b, 1, 0] * q00 + c[b, 1, 1] * q01
+    n11 = c[b, 1, 0] * q10 + c[b, 1, 1] * q11
+    # R = C_a M ; tr(R N)
+    r00 = c[a, 0, 0] * m00 + c[a, 0, 1] * m10
+    r01 = c[a, 0, 0] * m01 + c[a, 0, 1] * m11
+    r10 = c[a, 1, 0] * m00 + c[a, 1, 1] * m10
+    r11 = c[a, 1, 0] * m01 + c[a, 1, 1] * m11
+    return r00 * n00 + r01 * n10 + r10 * n01 + r11 * n11
+
+
 @njit(cache=True)
 def lmi_newton_matrix(
     c: np.ndarray,
@@ -76,30 +92,9 @@ def lmi_newton_matrix(
     n = c.shape[0]
     h = np.empty((n, n))
     for a in range(n):
-        a00 = c[a, 0, 0]
-        a01 = c[a, 0, 1]
-        a10 = c[a, 1, 0]
-        a11 = c[a, 1, 1]
         for b in range(n):
-            m00 = x_aa[a, b]
-            m01 = x_ab[a, b]
-            m10 = x_ba[a, b]
-            m11 = x_bb[a, b]
-            q00 = z_aa[a, b]
-            q01 = z_ab[a, b]
-            q10 = z_ba[a, b]
-            q11 = z_bb[a, b]
-            # N = C_b Qᵀ
-            n00 = c[b, 0, 0] * q00 + c[b, 0, 1] * q01
-            n01 = c[b, 0, 0] * q10 + c[b, 0, 1] * q11
-            n10 = c[b, 1, 0] * q00 + c[b, 1, 1] * q01
-            n11 = c[b, 1, 0] * q10 + c[b, 1, 1] * q11
-            # R = C_a M ; tr(R N)
-            r00 = a00 * m00 + a01 * m10
-            r01 = a00 * m01 + a01 * m11
-            r10 = a10 * m00 + a11 * m10
-            r11 = a10 * m01 + a11 * m11
-            h[a, b] = r00 * n00 + r01 * n10 + r10 * n01 + r11 * n11
+            h[a, b] = _pair_trace(c, a, b, x_aa[a, b], x_ab[a, b], x_ba[a, b], x_bb[a, b],
+                                  z_aa[a, b], z_ab[a, b], z_ba[a, b], z_bb[a, b])
     return h
 
 
@@ -122,15 +117,9 @@ def schur_selected(
             for a in range(a0, min(a0 + tile, n_a)):
                 ia = bidx[a]
                 va = bval[a]
-                a00 = c[a, 0, 0]
-                a01 = c[a, 0, 1]
-                a10 = c[a, 1, 0]
-                a11 = c[a, 1, 1]
                 for b in range(b0, min(b0 + tile, a + 1)):
                     ib = bidx[b]
                     vb = bval[b]
-                    m00 = px[a, b]
-                    q00 = pz[a, b]
                     m01 = m10 = m11 = q01 = q10 = q11 = 0.0
                     if ib >= 0:
                         m01 = tx[a, ib] * vb
@@ -141,15 +130,7 @@ def schur_selected(
                         if ib >= 0:
                             m11 = x[ia, ib] * va * vb
                             q11 = z[ia, ib] * va * vb
-                    n00 = c[b, 0, 0] * q00 + c[b, 0, 1] * q01
-                    n01 = c[b, 0, 0] * q10 + c[b, 0, 1] * q11
-                    n10 = c[b, 1, 0] * q00 + c[b, 1, 1] * q01
-                    n11 = c[b, 1, 0] * q10 + c[b, 1, 1] * q11
-                    r00 = a00 * m00 + a01 * m10
-                    r01 = a00 * m01 + a01 * m11
-                    r10 = a10 * m00 + a11 * m10
-                    r11 = a10 * m01 + a11 * m11
-                    h = r00 * n00 + r01 * n10 + r10 * n01 + r11 * n11
+                    h = _pair_trace(c, a, b, px[a, b], m01, m10, m11, pz[a, b], q01, q10, q11)
                     v = var[a]
                     w = var[b]
                     if v == w:
