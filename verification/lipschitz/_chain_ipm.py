@@ -10,8 +10,9 @@ blocks and provides what the interior-point method of :mod:`verification.lipschi
 * dense ``K⁻¹`` from the block-tridiagonal inversion recursion ``Z_kk = G_k + F_k Z_{k+1,k+1} F_kᵀ``,
   ``Z_{k,j} = -F_k Z_{k+1,j}`` (``G_k`` = inverse of the k-th forward Schur complement, ``F_k = G_k E_k``),
   ``O(n² s)`` flops instead of ``O(n³)``;
-* the projections ``P = Uᵀ M U`` of a dense matrix on the atoms (per-layer products), the adjoint map
-  ``A(M) = (tr C_a M)_a`` and the Schur complement ``H_ab = tr(C_a X C_b Z)`` (numba kernel)."""
+* the projections of a dense matrix on the atoms (per-layer products: ``αᵀM`` and ``αᵀMα`` when every second
+  atom vector is a scaled unit vector, as for slope QCs, else all four ``uᵀMv``), the adjoint map
+  ``A(M) = (tr C_a M)_a`` and the Schur complement ``H_ab = tr(C_a X C_b Z)`` (numba kernels)."""
 
 from __future__ import annotations
 

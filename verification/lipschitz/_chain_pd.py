@@ -24,9 +24,10 @@ of the dual barrier method on deep trained nets).  Mehrotra predictor-corrector:
 and the second-order term ``sym(ΔX̂ₐ ΔSₐ Z)`` with the *unprojected* affine ``ΔX̂ₐ = -X̂ - sym(X̂ ΔSₐ Z)`` (on the
 central path this is the derivative of the max-determinant completion), computed on the pattern in
 ``O(n² s)`` by block-tridiagonal solves.  It cut the iterations on the trained width-64 MLPs of depth
-8 / 16 / 32 from 36 / 39 / 47 to 16 / 22 / 31 (a pattern-only proxy of ``ΔX̂ₐ`` had made the steps shorter, and
-dropping either half of the term costs 5-20 iterations).  The dual iterate stays exactly feasible (``S = K(y)`` is recomputed), the primal
-one becomes feasible after a full step.  Every ``y`` is strictly feasible; the caller certifies it."""
+8 / 16 / 32 / 64 from 36 / 39 / 47 / 72 to 16 / 22 / 31 / 52 (a pattern-only proxy of ``ΔX̂ₐ`` had made the
+steps shorter, and dropping either half of the term costs 5-20 iterations).  The dual iterate stays exactly
+feasible (``S = K(y)`` is recomputed), the primal one becomes feasible after a full step.  Every ``y`` is
+strictly feasible; the caller certifies it."""
 
 from __future__ import annotations
 
