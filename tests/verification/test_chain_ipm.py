@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +163,30 @@ def test_every_iterate_is_feasible_so_an_early_stop_still_certifies_an_upper_bou
         cert = sdp.certify(y)
         assert cert.certified
         assert sdp.bound(cert.rho) >= best * (1 - 1e-9)
+
+
+def test_a_numerical_failure_stops_with_the_last_feasible_iterate(monkeypatch):
+    """A linear-algebra failure inside an iteration (here injected into the primal step) ends the solve with
+    a status instead of an exception, and the returned multipliers still certify an upper bound."""
+    pd = importlib.import_module("verification.lipschitz._chain_pd")
+
+    net = _net([10, 16, 16, 16, 4], ReLU, seed=7, gain=1.4)
+    sdp = build_chain_sdp(net, 2, None, "neuron")
+    best = sdp.bound(sdp.certify(chain_pd_solve(sdp, _chain_start(sdp))[0]).rho)
+    calls = {"n": 0}
+    real = pd._clique_step
+
+    def failing(*args):
+        calls["n"] += 1
+        if calls["n"] > 6:
+            raise np.linalg.LinAlgError("Eigenvalues did not converge")
+        return real(*args)
+
+    monkeypatch.setattr(pd, "_clique_step", failing)
+    y, info = chain_pd_solve(sdp, _chain_start(sdp))
+    assert info["status"].startswith("numerical failure") and info["iterations"] == 4
+    cert = sdp.certify(y)
+    assert cert.certified and sdp.bound(cert.rho) >= best * (1 - 1e-9)
 
 
 def test_linf_is_refused_with_a_clear_error():

@@ -236,134 +236,141 @@ def chain_pd_solve(
     it = 0
     last_print = t_start
     rel = res = float("nan")
-    while it < max_iter:
-        it += 1
-        wd, we = completion_inverse(xd, xe) or (None, None)
-        if wd is None:
-            status = "primal iterate left the cone"
-            break
-        wfac = block_cholesky(wd, we)
-        if wfac is None:
-            status = "completion lost definiteness"
-            break
-        xhat = lmi.inverse(wfac[1], we)
-        proj_x = lmi.projections(xhat)
-        gap = _inner(xd, xe, sd, se) + float(xl @ y[nn])
-        mu = gap / nu
-        rp = cvec - lmi.trace_pattern(xd, xe)
-        rp[nn] -= xl
-        rel = gap / max(abs(y[0]), 1e-300)
-        res = float(np.abs(rp).max())
-        if progress and time.perf_counter() - last_print > 2.0:
-            last_print = time.perf_counter()
-            print(f"[{label}] {last_print - t_start:7.1f} s  iter {it}  rho~{y[0] * lmi.vscale[0]:.9g}  "
-                  f"gap {rel:.1e}  primal residual {res:.1e}", file=sys.stderr, flush=True)
-        if rel <= rel_gap and res <= rel_gap:
-            status = "converged"
-            break
-        if time_limit is not None and time.perf_counter() - t_start > time_limit:
-            status = "time limit"
-            break
-        h = lmi.schur(proj_x, proj_z, lower=True)
-        h[nn, nn] += xl / y[nn]
-        cf = _cholesky_lower(h)
-        del h
-        if cf is None:
-            status = "Schur complement lost positive definiteness"
-            break
-        zd, ze = _pattern(z, st)
-        zinv_y = np.zeros(m)
-        zinv_y[nn] = 1.0 / y[nn]
+    try:
+        while it < max_iter:
+            it += 1
+            wd, we = completion_inverse(xd, xe) or (None, None)
+            if wd is None:
+                status = "primal iterate left the cone"
+                break
+            wfac = block_cholesky(wd, we)
+            if wfac is None:
+                status = "completion lost definiteness"
+                break
+            xhat = lmi.inverse(wfac[1], we)
+            proj_x = lmi.projections(xhat)
+            gap = _inner(xd, xe, sd, se) + float(xl @ y[nn])
+            mu = gap / nu
+            rp = cvec - lmi.trace_pattern(xd, xe)
+            rp[nn] -= xl
+            rel = gap / max(abs(y[0]), 1e-300)
+            res = float(np.abs(rp).max())
+            if progress and time.perf_counter() - last_print > 2.0:
+                last_print = time.perf_counter()
+                print(f"[{label}] {last_print - t_start:7.1f} s  iter {it}  rho~{y[0] * lmi.vscale[0]:.9g}  "
+                      f"gap {rel:.1e}  primal residual {res:.1e}", file=sys.stderr, flush=True)
+            if rel <= rel_gap and res <= rel_gap:
+                status = "converged"
+                break
+            if time_limit is not None and time.perf_counter() - t_start > time_limit:
+                status = "time limit"
+                break
+            h = lmi.schur(proj_x, proj_z, lower=True)
+            h[nn, nn] += xl / y[nn]
+            cf = _cholesky_lower(h)
+            del h
+            if cf is None:
+                status = "Schur complement lost positive definiteness"
+                break
+            zd, ze = _pattern(z, st)
+            zinv_y = np.zeros(m)
+            zinv_y[nn] = 1.0 / y[nn]
 
-        def direction(sigma, corr=None):
-            rhs = sigma * mu * (g + zinv_y) - cvec
-            if corr is not None:  # second-order term q: ΔX gets -P(q), so the Schur right-hand side gets -A(q)
-                aq = lmi.trace_pattern(corr[0], corr[1])
-                aq[nn] += corr[2]
-                rhs = rhs - aq
-            dy = _cholesky_solve(cf, rhs)
-            dsd, dse = lmi.blocks(dy, constant=False)
-            ymat = _bt_times(dsd, dse, z, st)  # Y = ΔS Z
-            pd_, pe_ = _sym_pattern(xhat, ymat, st)  # P(sym(X̂ Y))
-            dxd = [sigma * mu * a - b - c for a, b, c in zip(zd, xd, pd_)]
-            dxe = [sigma * mu * a - b - c for a, b, c in zip(ze, xe, pe_)]
-            dxl = sigma * mu / y[nn] - xl - xl * dy[nn] / y[nn]
-            if corr is not None:
-                dxd = [a - b for a, b in zip(dxd, corr[0])]
-                dxe = [a - b for a, b in zip(dxe, corr[1])]
-                dxl = dxl - corr[2]
-            return dy, (dsd, dse), dxd, dxe, dxl, (ymat, pd_, pe_)
+            def direction(sigma, corr=None):
+                rhs = sigma * mu * (g + zinv_y) - cvec
+                if corr is not None:  # second-order term q: ΔX gets -P(q), so the Schur right-hand side gets -A(q)
+                    aq = lmi.trace_pattern(corr[0], corr[1])
+                    aq[nn] += corr[2]
+                    rhs = rhs - aq
+                dy = _cholesky_solve(cf, rhs)
+                if not np.all(np.isfinite(dy)):
+                    raise FloatingPointError("non-finite search direction")
+                dsd, dse = lmi.blocks(dy, constant=False)
+                ymat = _bt_times(dsd, dse, z, st)  # Y = ΔS Z
+                pd_, pe_ = _sym_pattern(xhat, ymat, st)  # P(sym(X̂ Y))
+                dxd = [sigma * mu * a - b - c for a, b, c in zip(zd, xd, pd_)]
+                dxe = [sigma * mu * a - b - c for a, b, c in zip(ze, xe, pe_)]
+                dxl = sigma * mu / y[nn] - xl - xl * dy[nn] / y[nn]
+                if corr is not None:
+                    dxd = [a - b for a, b in zip(dxd, corr[0])]
+                    dxe = [a - b for a, b in zip(dxe, corr[1])]
+                    dxl = dxl - corr[2]
+                return dy, (dsd, dse), dxd, dxe, dxl, (ymat, pd_, pe_)
 
-        def corrector(ds, dy, dxl, pred):
-            """Pattern of ``q = sym(ΔX̂ₐ ΔSₐ Z)`` for the affine direction, with the unprojected
-            ``ΔX̂ₐ = -X̂ - sym(X̂ Yₐ)`` (``Yₐ = ΔSₐ Z``; on the central path it is the derivative of the
-            max-determinant completion): ``q = -sym(X̂Y) - ½ sym(X̂ Y Y) - ½ Yᵀ X̂ Y``, all in ``O(n² s)`` with
-            ``X̂ Y Y = (X̂ ΔS)(Z ΔS Z)`` and ``Yᵀ X̂ Y = Z (ΔS X̂ ΔS) Z`` through block-tridiagonal solves.
-            (In float32 the iteration stalled on every trained net: Z's entries span too many orders.)"""
-            ymat, pd_, pe_ = pred
-            u = _bt_times(ds[0], ds[1], xhat, st).T  # X̂ ΔS
-            v = _bt_solve(se, schol, ymat, st)  # Z ΔS Z
-            t2d, t2e = _sym_pattern(u, v, st)
-            del v
-            r = _bt_solve(se, schol, _bt_times(ds[0], ds[1], u, st), st)  # Z ΔS X̂ ΔS
-            del u
-            t3d, t3e = _sym_pattern(r, z, st)
-            del r
-            qd = [-a - 0.5 * (b + c) for a, b, c in zip(pd_, t2d, t3d)]
-            qe = [-a - 0.5 * (b + c) for a, b, c in zip(pe_, t2e, t3e)]
-            return qd, qe, dxl * dy[nn] / y[nn]
+            def corrector(ds, dy, dxl, pred):
+                """Pattern of ``q = sym(ΔX̂ₐ ΔSₐ Z)`` for the affine direction, with the unprojected
+                ``ΔX̂ₐ = -X̂ - sym(X̂ Yₐ)`` (``Yₐ = ΔSₐ Z``; on the central path it is the derivative of the
+                max-determinant completion): ``q = -sym(X̂Y) - ½ sym(X̂ Y Y) - ½ Yᵀ X̂ Y``, all in ``O(n² s)`` with
+                ``X̂ Y Y = (X̂ ΔS)(Z ΔS Z)`` and ``Yᵀ X̂ Y = Z (ΔS X̂ ΔS) Z`` through block-tridiagonal solves.
+                (In float32 the iteration stalled on every trained net: Z's entries span too many orders.)"""
+                ymat, pd_, pe_ = pred
+                u = _bt_times(ds[0], ds[1], xhat, st).T  # X̂ ΔS
+                v = _bt_solve(se, schol, ymat, st)  # Z ΔS Z
+                t2d, t2e = _sym_pattern(u, v, st)
+                del v
+                r = _bt_solve(se, schol, _bt_times(ds[0], ds[1], u, st), st)  # Z ΔS X̂ ΔS
+                del u
+                t3d, t3e = _sym_pattern(r, z, st)
+                del r
+                qd = [-a - 0.5 * (b + c) for a, b, c in zip(pd_, t2d, t3d)]
+                qe = [-a - 0.5 * (b + c) for a, b, c in zip(pe_, t2e, t3e)]
+                return qd, qe, dxl * dy[nn] / y[nn]
 
-        def steps(dy, ds, dxd, dxe, dxl):
-            neg = dxl < 0
-            ap = min(1.0, _clique_step(xd, xe, dxd, dxe), float(np.min(-xl[neg] / dxl[neg])) if neg.any() else np.inf)
-            negy = dy[nn] < 0
-            hi = min(1.0, float(np.min(-y[nn][negy] / dy[nn][negy])) if negy.any() else np.inf)
+            def steps(dy, ds, dxd, dxe, dxl):
+                neg = dxl < 0
+                ap = min(1.0, _clique_step(xd, xe, dxd, dxe), float(np.min(-xl[neg] / dxl[neg])) if neg.any() else np.inf)
+                negy = dy[nn] < 0
+                hi = min(1.0, float(np.min(-y[nn][negy] / dy[nn][negy])) if negy.any() else np.inf)
 
-            def dual_ok(a):
-                return block_cholesky([p + a * q for p, q in zip(sd, ds[0])],
-                                      [p + a * q for p, q in zip(se, ds[1])]) is not None
+                def dual_ok(a):
+                    return block_cholesky([p + a * q for p, q in zip(sd, ds[0])],
+                                          [p + a * q for p, q in zip(se, ds[1])]) is not None
 
-            ad = _max_step(dual_ok, hi * (1 - 1e-12))
-            return ap, ad
+                ad = _max_step(dual_ok, hi * (1 - 1e-12))
+                return ap, ad
 
-        dy, ds, dxd, dxe, dxl, pred = direction(0.0)
-        ap, ad = steps(dy, ds, dxd, dxe, dxl)
-        gap_aff = (_inner([p + ap * q for p, q in zip(xd, dxd)], [p + ap * q for p, q in zip(xe, dxe)],
-                          [p + ad * q for p, q in zip(sd, ds[0])], [p + ad * q for p, q in zip(se, ds[1])])
-                   + float((xl + ap * dxl) @ (y[nn] + ad * dy[nn])))
-        sigma = float(np.clip((max(gap_aff, 0.0) / gap) ** 3, 1e-4, 1.0))
-        corr = corrector(ds, dy, dxl, pred)
-        del pred
-        dy, ds, dxd, dxe, dxl, _ = direction(sigma, corr)
-        ap, ad = steps(dy, ds, dxd, dxe, dxl)
-        ap, ad = min(1.0, STEP_FRACTION * ap), min(1.0, STEP_FRACTION * ad)
-        xd = [p + ap * q for p, q in zip(xd, dxd)]
-        xe = [p + ap * q for p, q in zip(xe, dxe)]
-        xl = xl + ap * dxl
-        ynew = y + ad * dy
-        cur = dual_factor(ynew)
-        if cur is None or np.any(ynew[nn] <= 0):
-            status = "dual step lost feasibility"
-            break
-        # rebalance: S with unit diagonal and variables of order one (an exact change of coordinates; the
-        # multipliers of deep nets move by many orders of magnitude during the solve)
-        dr = 1.0 / np.sqrt(np.maximum(np.concatenate([np.diag(b) for b in cur[0]]), 1e-300))
-        vr = np.where(np.abs(ynew) > 0, np.abs(ynew), 1.0)
-        kappa = 1.0 / vr[0]  # the objective's scale changes with y₀'s: X and x follow
-        lmi.rescale(lmi.dscale * dr, lmi.vscale * vr)
-        y = ynew / vr
-        drs = [dr[st[k] : st[k + 1]] for k in range(lmi.nb)]
-        xd = [kappa * p / drs[k][:, None] / drs[k][None, :] for k, p in enumerate(xd)]
-        xe = [kappa * p / drs[k][:, None] / drs[k + 1][None, :] for k, p in enumerate(xe)]
-        xl = kappa * vr[nn] * xl
-        cur = dual_factor(y)
-        if cur is None:  # cannot happen in exact arithmetic; y is still the last iterate (certified by the caller)
-            status = "rescaling lost feasibility"
-            break
-        sd, se, schol = cur
-        z = lmi.inverse(schol, se)
-        proj_z = lmi.projections(z)
-        g = lmi.trace_products(proj_z)
+            dy, ds, dxd, dxe, dxl, pred = direction(0.0)
+            ap, ad = steps(dy, ds, dxd, dxe, dxl)
+            gap_aff = (_inner([p + ap * q for p, q in zip(xd, dxd)], [p + ap * q for p, q in zip(xe, dxe)],
+                              [p + ad * q for p, q in zip(sd, ds[0])], [p + ad * q for p, q in zip(se, ds[1])])
+                       + float((xl + ap * dxl) @ (y[nn] + ad * dy[nn])))
+            sigma = float(np.clip((max(gap_aff, 0.0) / gap) ** 3, 1e-4, 1.0))
+            corr = corrector(ds, dy, dxl, pred)
+            del pred
+            dy, ds, dxd, dxe, dxl, _ = direction(sigma, corr)
+            ap, ad = steps(dy, ds, dxd, dxe, dxl)
+            ap, ad = min(1.0, STEP_FRACTION * ap), min(1.0, STEP_FRACTION * ad)
+            xd = [p + ap * q for p, q in zip(xd, dxd)]
+            xe = [p + ap * q for p, q in zip(xe, dxe)]
+            xl = xl + ap * dxl
+            ynew = y + ad * dy
+            cur = dual_factor(ynew)
+            if cur is None or np.any(ynew[nn] <= 0):
+                status = "dual step lost feasibility"
+                break
+            # rebalance: S with unit diagonal and variables of order one (an exact change of coordinates; the
+            # multipliers of deep nets move by many orders of magnitude during the solve)
+            dr = 1.0 / np.sqrt(np.maximum(np.concatenate([np.diag(b) for b in cur[0]]), 1e-300))
+            vr = np.where(np.abs(ynew) > 0, np.abs(ynew), 1.0)
+            kappa = 1.0 / vr[0]  # the objective's scale changes with y₀'s: X and x follow
+            lmi.rescale(lmi.dscale * dr, lmi.vscale * vr)
+            y = ynew / vr
+            drs = [dr[st[k] : st[k + 1]] for k in range(lmi.nb)]
+            xd = [kappa * p / drs[k][:, None] / drs[k][None, :] for k, p in enumerate(xd)]
+            xe = [kappa * p / drs[k][:, None] / drs[k + 1][None, :] for k, p in enumerate(xe)]
+            xl = kappa * vr[nn] * xl
+            cur = dual_factor(y)
+            if cur is None:  # cannot happen in exact arithmetic; y is still the last iterate (certified by the caller)
+                status = "rescaling lost feasibility"
+                break
+            sd, se, schol = cur
+            z = lmi.inverse(schol, se)
+            proj_z = lmi.projections(z)
+            g = lmi.trace_products(proj_z)
+    except (np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
+        # a non-finite direction (e.g. from an extremely ill-conditioned start): stop with the last strictly
+        # feasible dual iterate, which the caller certifies like any other
+        status = f"numerical failure ({exc})"
     return y * lmi.vscale, {
         "iterations": it,
         "status": status,
