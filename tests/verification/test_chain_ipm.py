@@ -189,6 +189,42 @@ def test_a_numerical_failure_stops_with_the_last_feasible_iterate(monkeypatch):
     assert cert.certified and sdp.bound(cert.rho) >= best * (1 - 1e-9)
 
 
+def test_min_rho_matches_the_certificate_and_a_finite_difference_gradient():
+    """BlockTridiagonalLMI.min_rho: the exact minimal ρ for given multipliers (the certificate's Schur value) and
+    its envelope gradient (central differences)."""
+    sdp = build_chain_sdp(_net([6, 8, 8, 8, 8, 3], ReLU, seed=11, gain=1.3), 2, None, "neuron")
+    y = _initial_point(sdp)
+    lmi = BlockTridiagonalLMI(sdp)
+    rho, grad = lmi.min_rho(y)
+    assert rho == pytest.approx(sdp.certify(y).rho_schur, rel=1e-8)
+    for v in (1, 5, 12, 30):
+        h = 1e-5 * y[v]
+        up, dn = y.copy(), y.copy()
+        up[v] += h
+        dn[v] -= h
+        fd = (lmi.min_rho(up)[0] - lmi.min_rho(dn)[0]) / (2 * h)
+        assert grad[v] == pytest.approx(fd, rel=1e-4, abs=1e-9 * abs(rho) / y[v])
+    y_bad = y.copy()
+    y_bad[sdp.var_offsets[-1] :] = 0.0  # no multipliers in the last layer: the deep blocks are not definite
+    assert lmi.min_rho(y_bad)[0] == float("inf")
+
+
+def test_layer_scaled_start_is_strictly_feasible_lower_and_leads_to_the_same_optimum():
+    from verification.lipschitz.lipsdp import LAYER_SCALE_MIN_LAYERS, _fast_start, _layer_scaled_start
+
+    dims = [6] + [7] * LAYER_SCALE_MIN_LAYERS + [3]
+    sdp = build_chain_sdp(_net(dims, ReLU, seed=12, gain=1.5), 2, None, "neuron")
+    y_fast = _fast_start(sdp)
+    y = _layer_scaled_start(sdp, y_fast)
+    assert y is not None and y[0] < y_fast[0]
+    assert BlockTridiagonalLMI(sdp).factor(y) is not None and np.all(y[sdp.nonneg] > 0)
+    assert np.array_equal(_chain_start(sdp), y)  # used for nets this deep
+    a, ia = chain_pd_solve(sdp, y)
+    b, ib = chain_pd_solve(sdp, y_fast)
+    assert ia["status"] == ib["status"] == "converged"
+    assert sdp.bound(sdp.certify(a).rho) == pytest.approx(sdp.bound(sdp.certify(b).rho), rel=1e-6)
+
+
 def test_linf_is_refused_with_a_clear_error():
     net = _net([4, 6, 6, 2], ReLU, seed=8)
     with pytest.raises(SolverError, match="l2"):

@@ -184,6 +184,50 @@ class BlockTridiagonalLMI:
                 dd[g.k + 1] += (g.beta.T * w[:, 1, 1]) @ g.beta
         return dd, ee
 
+    def min_rho(self, z: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """Smallest ``ρ`` (variable 0) with ``K ⪰ 0`` at the other variables of ``z``, and its gradient in them.
+
+        Blocks ``1..`` are eliminated from the last one backwards (``T_k = D_k - E_k T_{k+1}⁻¹ E_kᵀ``, all must be
+        positive definite, else ``(inf, None)``); then ``ρ_min = λ_max(-R^{-1/2} T_0 R^{-1/2})`` with ``R`` the
+        (diagonal) coefficient of ``ρ`` in block 0.  The gradient is the envelope formula
+        ``∂ρ_min/∂z_v = -wᵀ C_v w / wᵀ R w`` with ``w`` the null vector of ``K`` at ``ρ_min`` (back substitution)."""
+        zz = np.array(z, dtype=np.float64)
+        zz[0] = 0.0
+        dd, ee = self.blocks(zz)
+        e0 = np.zeros(self.m)
+        e0[0] = 1.0
+        r0 = np.diag(self.blocks(e0, constant=False)[0][0]).copy()
+        if np.any(r0 <= 0):
+            return float("inf"), None
+        nb = self.nb
+        chol: list = [None] * nb
+        t = dd[-1]
+        for k in range(nb - 1, 0, -1):
+            if k < nb - 1:
+                v = sla.solve_triangular(chol[k + 1], ee[k].T, lower=True, check_finite=False)
+                t = dd[k] - v.T @ v
+            try:
+                chol[k] = np.linalg.cholesky((t + t.T) / 2)
+            except np.linalg.LinAlgError:
+                return float("inf"), None
+        v = sla.solve_triangular(chol[1], ee[0].T, lower=True, check_finite=False)
+        ri = 1.0 / np.sqrt(r0)
+        m = -(ri[:, None] * (dd[0] - v.T @ v) * ri[None, :])
+        lam, vec = np.linalg.eigh((m + m.T) / 2)
+        w = [ri * vec[:, -1]]
+        for k in range(1, nb):  # w_k = -T_k⁻¹ E_{k-1}ᵀ w_{k-1}
+            w.append(-sla.cho_solve((chol[k], True), ee[k - 1].T @ w[-1], check_finite=False))
+        parts = []
+        for g in self.groups:
+            pa = g.alpha @ w[g.k]
+            q = g.c[:, 0, 0] * pa * pa
+            if g.beta is not None:
+                pb = g.beta @ w[g.k + 1]
+                q = q + (g.c[:, 0, 1] + g.c[:, 1, 0]) * pa * pb + g.c[:, 1, 1] * pb * pb
+            parts.append(q)
+        grad = -(self.membership.T @ np.concatenate(parts)) / float(w[0] @ (r0 * w[0]))
+        return float(lam[-1]), grad
+
     def factor(self, z: np.ndarray):
         """Block Cholesky of ``K(z)``: returns ``(logdet, chol factors L_k, E blocks)`` or ``None`` if ``K(z)``
         is not positive definite."""

@@ -298,12 +298,74 @@ def _fast_start(sdp: ChainSDP) -> np.ndarray | None:
     return None
 
 
+LAYER_SCALE_MIX = 0.999  # weight of the layer-scaled point in the start (the rest: the ECLipsE-Fast start)
+LAYER_SCALE_MIN_LAYERS = 24  # below this the search costs about what it saves (depth 16: 22 -> 18 iterations)
+
+
+def _layer_scaled_start(sdp: ChainSDP, y_fast: np.ndarray, max_iter: int = 100) -> np.ndarray | None:
+    """The ECLipsE-Fast start with one scale per layer: minimise the exact minimal ρ over the log-scales of the
+    layers' multipliers, double the result and mix it with the strictly feasible ``y_fast``; ``None`` if that
+    fails or does not lower ρ.
+
+    The optimal LipSDP-Neuron multipliers differ from ECLipsE-Fast's mostly by a smooth factor per layer (on the
+    trained width-64 MLP of depth 16 the median ratio runs from 0.011 in layer 0 to 0.5 in layer 14); without
+    it the interior-point method spends most of its iterations creeping towards it.  Two stages: a tilt
+    ``exp(a + b·k/L)`` by Nelder-Mead, then L-BFGS on all per-layer log-scales with the envelope gradient of
+    :meth:`BlockTridiagonalLMI.min_rho` (each evaluation O(depth·s³)).  The mix is a convex combination with a
+    strictly feasible point, so the start is strictly feasible and keeps room in every block."""
+    from scipy.optimize import minimize
+
+    from verification.lipschitz._chain_ipm import BlockTridiagonalLMI
+
+    lmi = BlockTridiagonalLMI(sdp)
+    dd, _ = lmi.blocks(y_fast)
+    vscale = np.where(np.abs(y_fast) > 0, np.abs(y_fast), 1.0)
+    lmi.rescale(1.0 / np.sqrt(np.maximum(np.concatenate([np.diag(b) for b in dd]), 1e-300)), vscale)
+    n_layers = len(sdp.qcs)
+    layer = np.full(lmi.m, -1)
+    for k, qc in enumerate(sdp.qcs):
+        layer[sdp.var_offsets[k] : sdp.var_offsets[k] + qc.n_vars] = k
+    if np.any(layer[1:] < 0):
+        return None
+    depth = np.arange(n_layers) / max(n_layers - 1, 1)
+
+    def scaled(p):
+        z = y_fast / vscale
+        z[1:] *= np.exp(p[layer[1:]])
+        return z
+
+    def objective(p):
+        z = scaled(p)
+        rho, grad = lmi.min_rho(z)
+        if not (np.isfinite(rho) and rho > 0 and grad is not None):
+            return 1e10, np.zeros_like(p)
+        return float(np.log(rho)), np.bincount(layer[1:], weights=(grad * z)[1:], minlength=p.size) / rho
+
+    with np.errstate(all="ignore"):
+        try:
+            tilt = minimize(lambda ab: objective(ab[0] + ab[1] * depth)[0], np.zeros(2), method="Nelder-Mead",
+                            options={"xatol": 1e-3, "fatol": 1e-6, "maxfev": 300})
+            res = minimize(objective, tilt.x[0] + tilt.x[1] * depth, jac=True, method="L-BFGS-B",
+                           options={"maxiter": max_iter})
+            best = res.x if res.fun <= tilt.fun else tilt.x[0] + tilt.x[1] * depth
+            z = scaled(best)
+            z[0], _ = lmi.min_rho(z)
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+            return None
+        y = LAYER_SCALE_MIX * 2.0 * z * vscale + (1.0 - LAYER_SCALE_MIX) * y_fast
+    if not (np.all(np.isfinite(y)) and y[0] < y_fast[0] and np.all(y[sdp.nonneg] > 0)):
+        return None
+    return y if BlockTridiagonalLMI(sdp).factor(y) is not None else None
+
+
 def _chain_start(sdp: ChainSDP) -> np.ndarray:
     """Strictly feasible start for the interior-point method: :func:`_fast_start` (close to the optimum,
-    computed layer by layer so it does not overflow on deep nets), else :func:`_initial_point`."""
+    computed layer by layer so it does not overflow on deep nets), for deep nets improved by
+    :func:`_layer_scaled_start`, else :func:`_initial_point`."""
     y = _fast_start(sdp)
     if y is not None:
-        return y
+        better = _layer_scaled_start(sdp, y) if len(sdp.qcs) >= LAYER_SCALE_MIN_LAYERS else None
+        return y if better is None else better
     with np.errstate(all="ignore"):
         try:
             y = _initial_point(sdp)
