@@ -27,8 +27,9 @@ def _private_blas_paths() -> list[str]:
     infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
     if len(infos) < 2:
         return []
-    np_root = str(Path(np.__file__).resolve().parent)  # numpy's wheel puts its BLAS in "numpy.libs" next to it
-    own = [i for i in infos if str(Path(i["filepath"]).resolve()).startswith(np_root)]
+    pkg = Path(np.__file__).resolve().parent  # numpy's wheel puts its BLAS in "numpy.libs" next to the package
+    own_dirs = (pkg, pkg.with_name(pkg.name + ".libs"))
+    own = [i for i in infos if any(d in Path(i["filepath"]).resolve().parents for d in own_dirs)]
     if not own:
         return []
     return [i["filepath"] for i in infos if i not in own]

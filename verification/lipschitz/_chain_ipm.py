@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from verification.errors import SolverError
 from verification.lipschitz._kernels import lmi_newton_matrix, schur_selected
 
-__all__ = ["BlockTridiagonalLMI", "block_cholesky"]
+__all__ = ["BlockTridiagonalLMI", "backward_elimination", "block_cholesky"]
 
 
 @dataclass
@@ -83,6 +83,7 @@ class BlockTridiagonalLMI:
         self._one_to_one = None
         self._few_shared = None
         self._selected = None
+        self._rho_diag = None
         self.membership = sp.csr_matrix(
             (np.ones(var_all.size), (np.arange(var_all.size), var_all)), shape=(var_all.size, m)
         )
@@ -169,6 +170,7 @@ class BlockTridiagonalLMI:
                 g.beta = g.beta * dr[st[g.k + 1] : st[g.k + 2]][None, :]
             g.c = g.c * vr[g.var][:, None, None]
         self._selected = None
+        self._rho_diag = None
         self.dscale, self.vscale = np.asarray(dnew, dtype=np.float64), np.asarray(vnew, dtype=np.float64)
 
     # ---------------------------------------------------------------------------------------- assembly
@@ -194,28 +196,20 @@ class BlockTridiagonalLMI:
         zz = np.array(z, dtype=np.float64)
         zz[0] = 0.0
         dd, ee = self.blocks(zz)
-        e0 = np.zeros(self.m)
-        e0[0] = 1.0
-        r0 = np.diag(self.blocks(e0, constant=False)[0][0]).copy()
-        if np.any(r0 <= 0):
+        if self._rho_diag is None:  # ρ's coefficient in block 0 (changes only with the scaling)
+            e0 = np.zeros(self.m)
+            e0[0] = 1.0
+            self._rho_diag = np.diag(self.blocks(e0, constant=False)[0][0]).copy()
+        r0 = self._rho_diag
+        elim = backward_elimination(dd, ee)
+        if elim is None or np.any(r0 <= 0):
             return float("inf"), None
-        nb = self.nb
-        chol: list = [None] * nb
-        t = dd[-1]
-        for k in range(nb - 1, 0, -1):
-            if k < nb - 1:
-                v = sla.solve_triangular(chol[k + 1], ee[k].T, lower=True, check_finite=False)
-                t = dd[k] - v.T @ v
-            try:
-                chol[k] = np.linalg.cholesky((t + t.T) / 2)
-            except np.linalg.LinAlgError:
-                return float("inf"), None
-        v = sla.solve_triangular(chol[1], ee[0].T, lower=True, check_finite=False)
+        chol, s0 = elim
         ri = 1.0 / np.sqrt(r0)
-        m = -(ri[:, None] * (dd[0] - v.T @ v) * ri[None, :])
+        m = -(ri[:, None] * (dd[0] - s0) * ri[None, :])
         lam, vec = np.linalg.eigh((m + m.T) / 2)
         w = [ri * vec[:, -1]]
-        for k in range(1, nb):  # w_k = -T_k⁻¹ E_{k-1}ᵀ w_{k-1}
+        for k in range(1, self.nb):  # w_k = -T_k⁻¹ E_{k-1}ᵀ w_{k-1}
             w.append(-sla.cho_solve((chol[k], True), ee[k - 1].T @ w[-1], check_finite=False))
         parts = []
         for g in self.groups:
@@ -365,6 +359,28 @@ class BlockTridiagonalLMI:
         pz = proj_z[1:] if proj_z[0] == "general" else self._projections_general(proj_z[3])[1:]
         h = self._aggregate(lmi_newton_matrix(c, *px, *pz))
         return (h + h.T) / 2
+
+
+def backward_elimination(dd: list[np.ndarray], ee: list[np.ndarray]):
+    """Eliminate blocks ``1..`` of a symmetric block-tridiagonal matrix from the last one backwards:
+    ``T_k = D_k - E_k T_{k+1}⁻¹ E_kᵀ``.  Returns ``(chols, s0)`` with ``chols[k]`` the Cholesky factor of ``T_k``
+    (``chols[0] = None``) and ``s0 = E_0 T_1⁻¹ E_0ᵀ`` (block 0 is PSD-completed iff ``D_0 - s0 ⪰ 0``), or ``None`` if
+    some ``T_k`` is not positive definite (the trailing part of the matrix is not)."""
+    nb = len(dd)
+    chols: list = [None] * nb
+    t = dd[-1]
+    for k in range(nb - 1, 0, -1):
+        if k < nb - 1:
+            v = sla.solve_triangular(chols[k + 1], ee[k].T, lower=True, check_finite=False)
+            t = dd[k] - v.T @ v
+        try:
+            chols[k] = np.linalg.cholesky((t + t.T) / 2)
+        except np.linalg.LinAlgError:
+            return None
+    if nb == 1:
+        return chols, np.zeros_like(dd[0])
+    v = sla.solve_triangular(chols[1], ee[0].T, lower=True, check_finite=False)
+    return chols, v.T @ v
 
 
 def block_cholesky(dd: list[np.ndarray], ee: list[np.ndarray]):

@@ -143,15 +143,20 @@ def _sym_pattern(a: np.ndarray, b: np.ndarray, st: list[int]):
     return dd, ee
 
 
-def _bt_solve(ee: list[np.ndarray], chols: list[np.ndarray], rhs: np.ndarray, st: list[int]) -> np.ndarray:
-    """``S⁻¹ rhs`` for the block-tridiagonal ``S`` with super-diagonal blocks ``ee`` and block Cholesky diagonal
-    factors ``chols`` (:func:`block_cholesky`): block forward and back substitution, ``O(n·s·cols)``.  The
-    diagonal factors are inverted once (s x s), so every step is a matrix product."""
-    nb = len(chols)
-    sl = [slice(st[k], st[k + 1]) for k in range(nb)]
+def _bt_factors(ee: list[np.ndarray], chols: list[np.ndarray]):
+    """The factors :func:`_bt_solve` needs for ``S`` with super-diagonal blocks ``ee`` and block Cholesky diagonal
+    factors ``chols`` (:func:`block_cholesky`): ``S = L Lᵀ`` with ``L`` block lower bidiagonal, diagonal ``L_k``
+    and sub-diagonal ``V_kᵀ``, ``V_k = L_{k-1}⁻¹ E_{k-1}``; returns ``(L_k⁻¹, V_k)`` (inverted once, s x s)."""
     g = [sla.solve_triangular(lk, np.eye(lk.shape[0]), lower=True, check_finite=False) for lk in chols]
-    # S = L Lᵀ, L block lower bidiagonal: diagonal L_k, sub-diagonal V_kᵀ with V_k = L_{k-1}⁻¹ E_{k-1}
-    v = [None] + [g[k - 1] @ ee[k - 1] for k in range(1, nb)]
+    return g, [None] + [g[k - 1] @ ee[k - 1] for k in range(1, len(chols))]
+
+
+def _bt_solve(factors, rhs: np.ndarray, st: list[int]) -> np.ndarray:
+    """``S⁻¹ rhs`` by block forward and back substitution with :func:`_bt_factors` (every step a matrix product),
+    ``O(n·s·cols)``."""
+    g, v = factors
+    nb = len(g)
+    sl = [slice(st[k], st[k + 1]) for k in range(nb)]
     w = np.empty(rhs.shape, dtype=rhs.dtype)
     for k in range(nb):
         r = rhs[sl[k]] if k == 0 else rhs[sl[k]] - v[k].T @ w[sl[k - 1]]
@@ -305,10 +310,11 @@ def chain_pd_solve(
                 (In float32 the iteration stalled on every trained net: Z's entries span too many orders.)"""
                 ymat, pd_, pe_ = pred
                 u = _bt_times(ds[0], ds[1], xhat, st).T  # X̂ ΔS
-                v = _bt_solve(se, schol, ymat, st)  # Z ΔS Z
+                sfac = _bt_factors(se, schol)
+                v = _bt_solve(sfac, ymat, st)  # Z ΔS Z
                 t2d, t2e = _sym_pattern(u, v, st)
                 del v
-                r = _bt_solve(se, schol, _bt_times(ds[0], ds[1], u, st), st)  # Z ΔS X̂ ΔS
+                r = _bt_solve(sfac, _bt_times(ds[0], ds[1], u, st), st)  # Z ΔS X̂ ΔS
                 del u
                 t3d, t3e = _sym_pattern(r, z, st)
                 del r

@@ -190,7 +190,8 @@ def certify_block_tridiagonal(
     ``D K(ρ) D - tol·I`` succeeds", ``tol = 8·n·eps·||D K D||_F``.  A block Cholesky of a block-tridiagonal
     matrix performs the operations of the dense Cholesky on its band, so this is the same guarantee as the
     Cholesky check of :func:`certify_psd`."""
-    from verification.lipschitz._chain_ipm import block_cholesky  # local: _chain_ipm imports this package
+    # local: _chain_ipm imports this package
+    from verification.lipschitz._chain_ipm import backward_elimination, block_cholesky
 
     hint = float("nan") if rho_hint is None else float(rho_hint)
     nb = len(dd)
@@ -207,28 +208,12 @@ def certify_block_tridiagonal(
     fro2_rest = float(sum(np.sum(b * b) for b in dd[1:]) + 2.0 * sum(np.sum(b * b) for b in ee))
     # minimal rho: K_RR ≻ 0 and a ρ I ⪰ E_0 (K_RR⁻¹)_{11} E_0ᵀ - D_0, with (K_RR⁻¹)_{11} = T_1⁻¹ from the
     # backward Schur complements T_k = D_k - E_k T_{k+1}⁻¹ E_kᵀ
-    t = dd[-1]
-    for k in range(nb - 2, 0, -1):
-        try:
-            lt = np.linalg.cholesky((t + t.T) / 2)
-        except np.linalg.LinAlgError:
-            t = None
-            break
-        v = sla.solve_triangular(lt, ee[k].T, lower=True, check_finite=False)
-        t = dd[k] - v.T @ v
-    reason_rr = ("the multiplier part of the LMI is not positive definite at the returned multipliers "
-                 "(the solver answer is infeasible); raising rho cannot repair it")
-    if nb > 1:
-        try:
-            lt = np.linalg.cholesky((t + t.T) / 2) if t is not None else None
-        except np.linalg.LinAlgError:
-            lt = None
-        if lt is None:
-            return Certificate(hint, False, float("nan"), float("nan"), float("nan"), 0, "block cholesky", reason_rr)
-        v = sla.solve_triangular(lt, ee[0].T, lower=True, check_finite=False)
-        schur = v.T @ v - dd[0]
-    else:
-        schur = -dd[0]
+    elim = backward_elimination(dd, ee)
+    if elim is None:
+        reason_rr = ("the multiplier part of the LMI is not positive definite at the returned multipliers "
+                     "(the solver answer is infeasible); raising rho cannot repair it")
+        return Certificate(hint, False, float("nan"), float("nan"), float("nan"), 0, "block cholesky", reason_rr)
+    schur = elim[1] - dd[0]
     schur = (schur + schur.T) / 2
     rho_schur = float(np.linalg.eigvalsh(schur)[-1]) / a
     def check(rho):

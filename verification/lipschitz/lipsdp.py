@@ -355,7 +355,7 @@ def _layer_scaled_start(sdp: ChainSDP, y_fast: np.ndarray, max_iter: int = 100) 
         y = LAYER_SCALE_MIX * 2.0 * z * vscale + (1.0 - LAYER_SCALE_MIX) * y_fast
     if not (np.all(np.isfinite(y)) and y[0] < y_fast[0] and np.all(y[sdp.nonneg] > 0)):
         return None
-    return y if BlockTridiagonalLMI(sdp).factor(y) is not None else None
+    return y if lmi.factor(y / vscale) is not None else None  # scaled coordinates: same definiteness
 
 
 def _chain_start(sdp: ChainSDP) -> np.ndarray:
