@@ -223,6 +223,9 @@ def test_layer_scaled_start_is_strictly_feasible_lower_and_leads_to_the_same_opt
     a, ia = chain_pd_solve(sdp, y)
     b, ib = chain_pd_solve(sdp, y_fast)
     assert ia["status"] == ib["status"] == "converged"
+    # the per-iteration trace: one row per step taken, steps in (0, 1], the relative gap ends below the tolerance
+    assert len(ia["trace"]) == ia["iterations"] - 1 and ia["rel_gap"] <= 1e-7
+    assert all(0 < r[3] <= 1 and 0 < r[4] <= 1 and r[6] > 0 for r in ia["trace"])
     assert sdp.bound(sdp.certify(a).rho) == pytest.approx(sdp.bound(sdp.certify(b).rho), rel=1e-6)
     # an independent solver: at gain 1.5 CVXOPT and Clarabel both report this LMI infeasible (its entries span too
     # many orders), so the cross-check uses the same shape at gain 1; the ipm starts from the layer-scaled point

@@ -144,28 +144,35 @@ def _sym_pattern(a: np.ndarray, b: np.ndarray, st: list[int]):
 
 
 def _bt_factors(ee: list[np.ndarray], chols: list[np.ndarray]):
-    """The factors :func:`_bt_solve` needs for ``S`` with super-diagonal blocks ``ee`` and block Cholesky diagonal
-    factors ``chols`` (:func:`block_cholesky`): ``S = L Lᵀ`` with ``L`` block lower bidiagonal, diagonal ``L_k``
-    and sub-diagonal ``V_kᵀ``, ``V_k = L_{k-1}⁻¹ E_{k-1}``; returns ``(L_k⁻¹, V_k)`` (inverted once, s x s)."""
+    """The fused step matrices :func:`_bt_solve` needs for ``S`` with super-diagonal blocks ``ee`` and block
+    Cholesky diagonal factors ``chols`` (:func:`block_cholesky`): ``S = L Lᵀ`` with ``L`` block lower bidiagonal,
+    diagonal ``L_k`` and sub-diagonal ``V_kᵀ``, ``V_k = L_{k-1}⁻¹ E_{k-1}``.  With ``G_k = L_k⁻¹`` the forward step
+    is ``w_k = [-G_k V_kᵀ | G_k] [w_{k-1}; r_k]`` and the backward one ``x_k = [G_kᵀ | -G_kᵀ V_{k+1}] [w_k; x_{k+1}]``:
+    one matrix product each (inverted once, s x s)."""
     g = [sla.solve_triangular(lk, np.eye(lk.shape[0]), lower=True, check_finite=False) for lk in chols]
-    return g, [None] + [g[k - 1] @ ee[k - 1] for k in range(1, len(chols))]
+    v = [None] + [g[k - 1] @ ee[k - 1] for k in range(1, len(chols))]
+    fwd = [g[0]] + [np.hstack([-(g[k] @ v[k].T), g[k]]) for k in range(1, len(g))]
+    bwd = [np.hstack([g[k].T, -(g[k].T @ v[k + 1])]) for k in range(len(g) - 1)] + [g[-1].T]
+    return fwd, bwd
 
 
-def _bt_solve(factors, rhs: np.ndarray, st: list[int]) -> np.ndarray:
-    """``S⁻¹ rhs`` by block forward and back substitution with :func:`_bt_factors` (every step a matrix product),
-    ``O(n·s·cols)``."""
-    g, v = factors
-    nb = len(g)
-    sl = [slice(st[k], st[k + 1]) for k in range(nb)]
-    w = np.empty(rhs.shape, dtype=rhs.dtype)
+def _bt_solve(factors, rhs: np.ndarray, st: list[int], overwrite: bool = False) -> np.ndarray:
+    """``S⁻¹ rhs`` by block forward and back substitution with :func:`_bt_factors`, in place in one array (block
+    ``k-1`` already holds ``w_{k-1}`` when block ``k`` is computed, so each step reads one contiguous row band):
+    ``O(n·s·cols)``.  ``overwrite`` lets it use ``rhs`` (C order) as the work array."""
+    fwd, bwd = factors
+    nb = len(fwd)
+    w = rhs if overwrite and rhs.flags.c_contiguous else np.array(rhs, order="C")
+    buf = np.empty((max(st[k + 1] - st[k] for k in range(nb)),) + w.shape[1:], dtype=w.dtype)
     for k in range(nb):
-        r = rhs[sl[k]] if k == 0 else rhs[sl[k]] - v[k].T @ w[sl[k - 1]]
-        np.matmul(g[k], r, out=w[sl[k]])
-    out = np.empty(rhs.shape, dtype=rhs.dtype)
+        out = buf[: st[k + 1] - st[k]]
+        np.matmul(fwd[k], w[st[max(k - 1, 0)] : st[k + 1]], out=out)
+        w[st[k] : st[k + 1]] = out
     for k in range(nb - 1, -1, -1):
-        r = w[sl[k]] if k == nb - 1 else w[sl[k]] - v[k + 1] @ out[sl[k + 1]]
-        np.matmul(g[k].T, r, out=out[sl[k]])
-    return out
+        out = buf[: st[k + 1] - st[k]]
+        np.matmul(bwd[k], w[st[k] : st[min(k + 2, nb)]], out=out)
+        w[st[k] : st[k + 1]] = out
+    return w
 
 
 def _cholesky_lower(h: np.ndarray):
@@ -241,6 +248,7 @@ def chain_pd_solve(
     it = 0
     last_print = t_start
     rel = res = float("nan")
+    trace: list[tuple] = []  # per iteration: relative gap, primal residual, σ, primal step, dual step, seconds, ρ
     try:
         while it < max_iter:
             it += 1
@@ -311,10 +319,10 @@ def chain_pd_solve(
                 ymat, pd_, pe_ = pred
                 u = _bt_times(ds[0], ds[1], xhat, st).T  # X̂ ΔS
                 sfac = _bt_factors(se, schol)
-                v = _bt_solve(sfac, ymat, st)  # Z ΔS Z
+                v = _bt_solve(sfac, ymat, st, overwrite=True)  # Z ΔS Z (Y is not needed afterwards)
                 t2d, t2e = _sym_pattern(u, v, st)
                 del v
-                r = _bt_solve(sfac, _bt_times(ds[0], ds[1], u, st), st)  # Z ΔS X̂ ΔS
+                r = _bt_solve(sfac, _bt_times(ds[0], ds[1], u, st), st, overwrite=True)  # Z ΔS X̂ ΔS
                 del u
                 t3d, t3e = _sym_pattern(r, z, st)
                 del r
@@ -346,6 +354,7 @@ def chain_pd_solve(
             dy, ds, dxd, dxe, dxl, _ = direction(sigma, corr)
             ap, ad = steps(dy, ds, dxd, dxe, dxl)
             ap, ad = min(1.0, STEP_FRACTION * ap), min(1.0, STEP_FRACTION * ad)
+            trace.append((rel, res, sigma, ap, ad, time.perf_counter() - t_start, y[0] * lmi.vscale[0]))
             xd = [p + ap * q for p, q in zip(xd, dxd)]
             xe = [p + ap * q for p, q in zip(xe, dxe)]
             xl = xl + ap * dxl
@@ -383,4 +392,5 @@ def chain_pd_solve(
         "rel_gap": rel,
         "primal_residual": res,
         "seconds": time.perf_counter() - t_start,
+        "trace": trace,
     }
