@@ -40,32 +40,43 @@ import scipy.linalg as sla
 from verification.errors import SolverError
 from verification.lipschitz._chain_ipm import BlockTridiagonalLMI, block_cholesky
 
-__all__ = ["chain_pd_solve", "completion_inverse"]
+__all__ = ["chain_pd_solve", "clique_cholesky", "completion_inverse"]
 
 STEP_FRACTION = 0.9
 
 
-def completion_inverse(xd: list[np.ndarray], xe: list[np.ndarray]):
-    """Blocks ``(WD, WE)`` of ``W = X̂⁻¹`` for the max-determinant completion ``X̂`` of the block-tridiagonal
-    partial matrix ``(xd, xe)``, or ``None`` if a clique block is not positive definite."""
-    nb = len(xd)
-    wd = [np.zeros_like(b) for b in xd]
-    we = [np.zeros_like(b) for b in xe]
-    for k in range(nb - 1):
-        s0 = xd[k].shape[0]
+def clique_cholesky(xd: list[np.ndarray], xe: list[np.ndarray]) -> list[np.ndarray] | None:
+    """Cholesky factors of the clique blocks ``[[X_k, X_{k,k+1}], [·, X_{k+1}]]`` of the block-tridiagonal partial
+    matrix ``(xd, xe)``, or ``None`` if one is not positive definite (then ``X`` is not PD-completable)."""
+    out = []
+    for k in range(len(xd) - 1):
         c = np.block([[xd[k], xe[k]], [xe[k].T, xd[k + 1]]])
         try:
-            lc = np.linalg.cholesky((c + c.T) / 2)
+            out.append(np.linalg.cholesky((c + c.T) / 2))
         except np.linalg.LinAlgError:
             return None
-        li = sla.solve_triangular(lc, np.eye(c.shape[0]), lower=True, check_finite=False)
+    return out
+
+
+def completion_inverse(xd: list[np.ndarray], xe: list[np.ndarray], chols: list[np.ndarray] | None = None):
+    """Blocks ``(WD, WE)`` of ``W = X̂⁻¹`` for the max-determinant completion ``X̂`` of the block-tridiagonal
+    partial matrix ``(xd, xe)``, or ``None`` if a clique block is not positive definite.  ``chols``: the clique
+    factors from :func:`clique_cholesky` if already computed (a separator's factor is the leading block of the
+    next clique's)."""
+    chols = clique_cholesky(xd, xe) if chols is None else chols
+    if chols is None:
+        return None
+    wd = [np.zeros_like(b) for b in xd]
+    we = [np.zeros_like(b) for b in xe]
+    for k, lc in enumerate(chols):
+        s0 = xd[k].shape[0]
+        li = sla.solve_triangular(lc, np.eye(lc.shape[0]), lower=True, check_finite=False)
         ci = li.T @ li
         wd[k] += ci[:s0, :s0]
         we[k] += ci[:s0, s0:]
         wd[k + 1] += ci[s0:, s0:]
-        if 0 < k:
-            ls = np.linalg.cholesky((xd[k] + xd[k].T) / 2)
-            lsi = sla.solve_triangular(ls, np.eye(s0), lower=True, check_finite=False)
+        if 0 < k:  # separator X_k: its factor is the leading s0 x s0 block of this clique's
+            lsi = li[:s0, :s0]
             wd[k] -= lsi.T @ lsi
     return wd, we
 
@@ -96,13 +107,12 @@ def _max_step(ok, hi: float = 1.0, iters: int = 30) -> float:
     return lo
 
 
-def _clique_step(xd, xe, dd, de) -> float:
-    """Largest ``α`` keeping every clique block of ``X + α ΔX`` positive definite (exact, per clique)."""
+def _clique_step(chols, dd, de) -> float:
+    """Largest ``α`` keeping every clique block of ``X + α ΔX`` positive definite (exact, per clique; ``chols``:
+    :func:`clique_cholesky` of ``X``)."""
     alpha = np.inf
-    for k in range(len(xd) - 1):
-        c = np.block([[xd[k], xe[k]], [xe[k].T, xd[k + 1]]])
+    for k, lc in enumerate(chols):
         dc = np.block([[dd[k], de[k]], [de[k].T, dd[k + 1]]])
-        lc = np.linalg.cholesky((c + c.T) / 2)
         m = sla.solve_triangular(lc, sla.solve_triangular(lc, dc, lower=True, check_finite=False).T, lower=True,
                                  check_finite=False)
         lam = float(np.linalg.eigvalsh((m + m.T) / 2)[0])
@@ -252,7 +262,8 @@ def chain_pd_solve(
     try:
         while it < max_iter:
             it += 1
-            wd, we = completion_inverse(xd, xe) or (None, None)
+            xchol = clique_cholesky(xd, xe)
+            wd, we = (None, None) if xchol is None else completion_inverse(xd, xe, xchol)
             if wd is None:
                 status = "primal iterate left the cone"
                 break
@@ -332,7 +343,7 @@ def chain_pd_solve(
 
             def steps(dy, ds, dxd, dxe, dxl):
                 neg = dxl < 0
-                ap = min(1.0, _clique_step(xd, xe, dxd, dxe), float(np.min(-xl[neg] / dxl[neg])) if neg.any() else np.inf)
+                ap = min(1.0, _clique_step(xchol, dxd, dxe), float(np.min(-xl[neg] / dxl[neg])) if neg.any() else np.inf)
                 negy = dy[nn] < 0
                 hi = min(1.0, float(np.min(-y[nn][negy] / dy[nn][negy])) if negy.any() else np.inf)
 
