@@ -28,3 +28,23 @@ def test_guard_limits_only_the_other_blas_and_restores():
         assert n == (1 if path in private else before[path])
     if len(before) < 2:
         assert private == set()  # one shared BLAS: nothing to separate
+
+
+@pytest.mark.parametrize("upper", [True, False])
+def test_cholesky_in_place_matches_numpy_and_reports_indefinite(upper):
+    """LAPACK dpotrf on numpy's own BLAS (ctypes) or scipy's: the factor numpy computes, in place; an indefinite
+    matrix gives info > 0; a C-ordered array is refused rather than silently factorised transposed."""
+    from verification._blas import cholesky_inplace
+
+    rng = np.random.default_rng(3)
+    b = rng.standard_normal((300, 300))
+    a = b @ b.T + 300 * np.eye(300)
+    work = np.asfortranarray(a.copy())
+    assert cholesky_inplace(work, upper=upper) == 0
+    ref = np.linalg.cholesky(a)
+    got = np.triu(work).T if upper else np.tril(work)
+    assert np.abs(got - ref).max() <= 1e-12 * np.abs(ref).max()
+    bad = np.asfortranarray(a - 2 * np.linalg.eigvalsh(a)[-1] * np.eye(300))
+    assert cholesky_inplace(bad, upper=upper) > 0
+    with pytest.raises(ValueError, match="Fortran"):
+        cholesky_inplace(np.ascontiguousarray(a), upper=upper)

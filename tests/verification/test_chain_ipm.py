@@ -15,7 +15,17 @@ from verification.io import load_network
 from verification.io.common import chain_from_weights
 from verification.lipschitz import lipschitz
 from verification.lipschitz._chain_ipm import BlockTridiagonalLMI, block_cholesky
-from verification.lipschitz._chain_pd import _bt_factors, _bt_solve, _pattern, chain_pd_solve, completion_inverse
+from verification.lipschitz._chain_pd import (
+    _bt_factors,
+    _bt_solve,
+    _bt_times,
+    _gram_pattern,
+    _pattern,
+    _sym_of,
+    _sym_pattern,
+    chain_pd_solve,
+    completion_inverse,
+)
 from verification.lipschitz.lipsdp import _chain_start, _initial_point, build_chain_sdp
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "lipsdp"
@@ -98,6 +108,45 @@ def test_block_tridiagonal_solve(sizes):
     r = rng.standard_normal((st[-1], 6))
     x = _bt_solve(_bt_factors(se, chols), r, st)
     assert np.abs(x - np.linalg.solve(s, r)).max() <= 1e-12 * np.abs(r).max()
+
+
+@pytest.mark.parametrize("sizes", [[3, 4, 2, 5, 3], [2, 2], [4, 1, 3]])
+def test_corrector_products_from_the_completion_solve(sizes):
+    """The corrector's pattern terms from ``Y = ΔS Z`` and ``X̂ Y = W⁻¹ Y`` (block solves with the completion's
+    inverse ``W``): ``P(sym(X̂ Y))``, ``P(sym(X̂ Y Y))`` and ``P(Yᵀ X̂ Y)`` equal the dense products, and the
+    block-row products with a reused output array equal ``ΔS Z``."""
+    rng = np.random.default_rng(11)
+    st = list(np.concatenate([[0], np.cumsum(sizes)]))
+    n = st[-1]
+    b = rng.standard_normal((n, n))
+    xd, xe = _pattern(b @ b.T + 0.5 * np.eye(n), st)
+    wd, we = completion_inverse(xd, xe)
+    xhat = np.linalg.inv(_dense_blocks(wd, we, st))
+    c = rng.standard_normal((n, n))
+    z = np.linalg.inv(c @ c.T + n * np.eye(n))
+    dd, de = _pattern(rng.standard_normal((n, n)), st)
+    dd = [(d + d.T) / 2 for d in dd]
+    ds = _dense_blocks(dd, de, st)
+    out = np.full((n, n), np.nan)
+    y = _bt_times(dd, de, z, st, out=out)
+    assert y is out and np.abs(y - ds @ z).max() <= 1e-12 * np.abs(ds @ z).max()
+    _, wchols = block_cholesky(wd, we)
+    xy = _bt_solve(_bt_factors(we, wchols), y.copy(), st, overwrite=True)
+    assert np.abs(xy - xhat @ y).max() <= 1e-9 * np.abs(xhat @ y).max()
+
+    def dense_pattern(m):
+        return _dense_blocks(*_pattern(m, st), st)
+
+    def sym(m):
+        return (m + m.T) / 2
+
+    for (got_d, got_e), want in (
+        (_sym_of(xy, st), sym(xhat @ y)),
+        (_sym_pattern(xy, y, st), sym(xhat @ y @ y)),
+        (_gram_pattern(y, xy, st), y.T @ xhat @ y),
+        (_sym_pattern(xhat, y, st), sym(xhat @ y)),
+    ):
+        assert np.abs(_dense_blocks(got_d, got_e, st) - dense_pattern(want)).max() <= 1e-9 * np.abs(want).max()
 
 
 @pytest.mark.parametrize("sizes", [[3, 4, 2, 5, 3], [2, 2], [4, 1, 3]])

@@ -229,10 +229,11 @@ class BlockTridiagonalLMI:
         fac = block_cholesky(dd, ee)
         return None if fac is None else (fac[0], fac[1], ee)
 
-    def inverse(self, chols, ee) -> np.ndarray:
-        """Dense ``Z = K⁻¹`` from the block Cholesky factors (block-tridiagonal inversion recursion)."""
+    def inverse(self, chols, ee, out: np.ndarray | None = None) -> np.ndarray:
+        """Dense ``Z = K⁻¹`` from the block Cholesky factors (block-tridiagonal inversion recursion); ``out``: an
+        ``n x n`` C-ordered array to fill (reused work arrays avoid the page faults of a fresh one)."""
         st, n, nb = self.starts, self.n, self.nb
-        z = np.empty((n, n))
+        z = np.empty((n, n)) if out is None else out
         g = []
         for lk in chols:
             li = sla.solve_triangular(lk, np.eye(lk.shape[0]), lower=True, check_finite=False)
@@ -270,20 +271,20 @@ class BlockTridiagonalLMI:
             self._selected = (bidx, bval)
         return self._selected or None
 
-    def projections(self, mat: np.ndarray):
+    def projections(self, mat: np.ndarray, out: tuple[np.ndarray, np.ndarray] | None = None):
         """What :meth:`trace_products` and :meth:`schur` need of the dense symmetric ``mat``: ``T = αᵀ mat`` and
         ``αᵀ mat α`` (per-layer products) when every β is a scaled unit vector (slope QCs), else the four
-        ``P_uv[a, b] = u_aᵀ mat v_b`` (u, v ∈ {α, β})."""
+        ``P_uv[a, b] = u_aᵀ mat v_b`` (u, v ∈ {α, β}).  ``out``: work arrays for ``T`` (atoms x n) and
+        ``αᵀ mat α`` (atoms x atoms), used in the first case."""
         st = self.starts
         if self._atom_selection() is None:
             return self._projections_general(mat)
         n_a = self.n_atoms
-        t = np.empty((n_a, self.n))
+        t, p = (np.empty((n_a, self.n)), np.empty((n_a, n_a))) if out is None else out
         for g in self.groups:
-            t[g.offset : g.offset + g.var.size] = g.alpha @ mat[st[g.k] : st[g.k + 1]]
-        p = np.empty((n_a, n_a))
-        for g in self.groups:
-            p[:, g.offset : g.offset + g.var.size] = t[:, st[g.k] : st[g.k + 1]] @ g.alpha.T
+            np.matmul(g.alpha, mat[st[g.k] : st[g.k + 1]], out=t[g.offset : g.offset + g.var.size])
+        for g in self.groups:  # αᵀ mat α is symmetric: row bands (contiguous writes)
+            np.matmul(g.alpha, t[:, st[g.k] : st[g.k + 1]].T, out=p[g.offset : g.offset + g.var.size])
         return ("selected", t, p, mat)
 
     def _projections_general(self, mat: np.ndarray):
@@ -333,25 +334,26 @@ class BlockTridiagonalLMI:
     def trace_pattern(self, xd: list[np.ndarray], xe: list[np.ndarray]) -> np.ndarray:
         """``A(X) = (Σ_{a of v} tr(C_a X))_v`` for ``X`` given only on the block-tridiagonal pattern."""
         out = []
-        for g in self.groups:
-            t = g.c[:, 0, 0] * np.einsum("ai,ij,aj->a", g.alpha, xd[g.k], g.alpha)
+        for g in self.groups:  # row-wise quadratic forms uᵀ M v with one product each (einsum without BLAS was slow)
+            t = g.c[:, 0, 0] * ((g.alpha @ xd[g.k]) * g.alpha).sum(axis=1)
             if g.beta is not None:
-                cross = np.einsum("ai,ij,aj->a", g.alpha, xe[g.k], g.beta)
+                cross = ((g.alpha @ xe[g.k]) * g.beta).sum(axis=1)
                 t = t + (g.c[:, 0, 1] + g.c[:, 1, 0]) * cross
-                t = t + g.c[:, 1, 1] * np.einsum("ai,ij,aj->a", g.beta, xd[g.k + 1], g.beta)
+                t = t + g.c[:, 1, 1] * ((g.beta @ xd[g.k + 1]) * g.beta).sum(axis=1)
             out.append(t)
         return self.membership.T @ np.concatenate(out)
 
-    def schur(self, proj_x, proj_z, lower: bool = False) -> np.ndarray:
+    def schur(self, proj_x, proj_z, lower: bool = False, out: np.ndarray | None = None) -> np.ndarray:
         """``H_vw = Σ tr(C_a X C_b Z)`` over the atoms of variables ``v, w`` (symmetric for symmetric X, Z).
 
-        With ``lower`` only the lower triangle is guaranteed (what a Cholesky factorisation reads)."""
+        With ``lower`` only the lower triangle is guaranteed (what a Cholesky factorisation reads); ``out``: an
+        ``m x m`` work array for that case."""
         c = self.atom_coefficients()
         if proj_x[0] == "selected" and proj_z[0] == "selected":
             bidx, bval = self._atom_selection()
             var_all = np.concatenate([g.var for g in self.groups])
             h = schur_selected(c, var_all, bidx, bval, self.m, proj_x[1], proj_x[2], proj_x[3],
-                               proj_z[1], proj_z[2], proj_z[3])
+                               proj_z[1], proj_z[2], proj_z[3], np.empty((self.m, self.m)) if out is None else out)
             if lower:
                 return h
             return h + np.tril(h, -1).T

@@ -37,12 +37,15 @@ import time
 import numpy as np
 import scipy.linalg as sla
 
+from verification._blas import cholesky_inplace
 from verification.errors import SolverError
 from verification.lipschitz._chain_ipm import BlockTridiagonalLMI, block_cholesky
 
 __all__ = ["chain_pd_solve", "clique_cholesky", "completion_inverse"]
 
-STEP_FRACTION = 0.9
+STEP_FRACTION = 0.9  # of the largest feasible step
+STEP_FRACTION_FAST = 0.98  # when the centring parameter σ is below FAST_SIGMA
+FAST_SIGMA = 0.05
 
 
 def clique_cholesky(xd: list[np.ndarray], xe: list[np.ndarray]) -> list[np.ndarray] | None:
@@ -58,19 +61,26 @@ def clique_cholesky(xd: list[np.ndarray], xe: list[np.ndarray]) -> list[np.ndarr
     return out
 
 
-def completion_inverse(xd: list[np.ndarray], xe: list[np.ndarray], chols: list[np.ndarray] | None = None):
+def clique_inverse_factors(chols: list[np.ndarray]) -> list[np.ndarray]:
+    """``L⁻¹`` for every clique factor ``L`` of :func:`clique_cholesky` (shared by the completion and the step)."""
+    return [sla.solve_triangular(lc, np.eye(lc.shape[0]), lower=True, check_finite=False) for lc in chols]
+
+
+def completion_inverse(xd: list[np.ndarray], xe: list[np.ndarray], chols: list[np.ndarray] | None = None,
+                       inverses: list[np.ndarray] | None = None):
     """Blocks ``(WD, WE)`` of ``W = X̂⁻¹`` for the max-determinant completion ``X̂`` of the block-tridiagonal
-    partial matrix ``(xd, xe)``, or ``None`` if a clique block is not positive definite.  ``chols``: the clique
-    factors from :func:`clique_cholesky` if already computed (a separator's factor is the leading block of the
-    next clique's)."""
-    chols = clique_cholesky(xd, xe) if chols is None else chols
-    if chols is None:
-        return None
+    partial matrix ``(xd, xe)``, or ``None`` if a clique block is not positive definite.  ``chols`` / ``inverses``:
+    the clique factors from :func:`clique_cholesky` / their inverses if already computed (a separator's factor is
+    the leading block of the next clique's)."""
+    if inverses is None:
+        chols = clique_cholesky(xd, xe) if chols is None else chols
+        if chols is None:
+            return None
+        inverses = clique_inverse_factors(chols)
     wd = [np.zeros_like(b) for b in xd]
     we = [np.zeros_like(b) for b in xe]
-    for k, lc in enumerate(chols):
+    for k, li in enumerate(inverses):
         s0 = xd[k].shape[0]
-        li = sla.solve_triangular(lc, np.eye(lc.shape[0]), lower=True, check_finite=False)
         ci = li.T @ li
         wd[k] += ci[:s0, :s0]
         we[k] += ci[:s0, s0:]
@@ -91,8 +101,9 @@ def _inner(ad, ae, bd, be) -> float:
     return float(sum(np.vdot(a, b) for a, b in zip(ad, bd)) + 2.0 * sum(np.vdot(a, b) for a, b in zip(ae, be)))
 
 
-def _max_step(ok, hi: float = 1.0, iters: int = 30) -> float:
-    """Largest ``α ∈ (0, hi]`` with ``ok(α)`` by bisection (``ok`` monotone: true on ``[0, α*)``)."""
+def _max_step(ok, hi: float = 1.0, iters: int = 30, rtol: float = 1e-3) -> float:
+    """Largest ``α ∈ (0, hi]`` with ``ok(α)`` by bisection (``ok`` monotone: true on ``[0, α*)``) to the relative
+    accuracy ``rtol`` (the result is always a point where ``ok`` holds)."""
     if ok(hi):
         return hi
     lo = 0.0
@@ -102,29 +113,34 @@ def _max_step(ok, hi: float = 1.0, iters: int = 30) -> float:
             lo = mid
         else:
             hi = mid
-        if hi - lo <= 1e-3 * hi:
+        if hi - lo <= rtol * hi:
             break
     return lo
 
 
-def _clique_step(chols, dd, de) -> float:
-    """Largest ``α`` keeping every clique block of ``X + α ΔX`` positive definite (exact, per clique; ``chols``:
-    :func:`clique_cholesky` of ``X``)."""
-    alpha = np.inf
-    for k, lc in enumerate(chols):
+def _clique_step(inverses, dd, de) -> float:
+    """Largest ``α`` keeping every clique block of ``X + α ΔX`` positive definite (exact, per clique;
+    ``inverses``: :func:`clique_inverse_factors` of ``X``): ``-1 / λ_min(L⁻¹ ΔX_C L⁻ᵀ)``, the eigenvalues of
+    equal-sized cliques in one batched call."""
+    ms = []
+    for k, li in enumerate(inverses):
         dc = np.block([[dd[k], de[k]], [de[k].T, dd[k + 1]]])
-        m = sla.solve_triangular(lc, sla.solve_triangular(lc, dc, lower=True, check_finite=False).T, lower=True,
-                                 check_finite=False)
-        lam = float(np.linalg.eigvalsh((m + m.T) / 2)[0])
-        if lam < 0:
-            alpha = min(alpha, -1.0 / lam)
-    return alpha
+        m = li @ dc @ li.T
+        ms.append((m + m.T) / 2)
+    if len({m.shape for m in ms}) == 1:
+        lam = float(np.linalg.eigvalsh(np.stack(ms))[:, 0].min())
+    else:
+        lam = min(float(np.linalg.eigvalsh(m)[0]) for m in ms)
+    return -1.0 / lam if lam < 0 else np.inf
 
 
-def _bt_times(dd: list[np.ndarray], ee: list[np.ndarray], mat: np.ndarray, st: list[int]) -> np.ndarray:
-    """(block-tridiagonal ``(dd, ee)``) @ dense ``mat``: one product per block row with ``[E_{k-1}ᵀ D_k E_k]``."""
+def _bt_times(dd: list[np.ndarray], ee: list[np.ndarray], mat: np.ndarray, st: list[int],
+              out: np.ndarray | None = None) -> np.ndarray:
+    """(block-tridiagonal ``(dd, ee)``) @ dense ``mat``: one product per block row with ``[E_{k-1}ᵀ D_k E_k]``.
+    ``out``: a C-ordered array of ``mat``'s shape to write into (a reused work array: no page faults)."""
     nb = len(dd)
-    out = np.empty(mat.shape, dtype=mat.dtype)  # C order also for a transposed ``mat``
+    if out is None:
+        out = np.empty(mat.shape, dtype=mat.dtype)
     for k in range(nb):
         parts = ([ee[k - 1].T] if k > 0 else []) + [dd[k]] + ([ee[k]] if k + 1 < nb else [])
         lo, hi = st[max(k - 1, 0)], st[min(k + 2, nb)]
@@ -150,6 +166,29 @@ def _sym_pattern(a: np.ndarray, b: np.ndarray, st: list[int]):
         dd.append((d + d.T) / 2)
         if k + 1 < nb:
             ee.append((blk(k, k + 1) + blk(k + 1, k).T) / 2)
+    return dd, ee
+
+
+def _sym_of(mat: np.ndarray, st: list[int]):
+    """Pattern blocks of ``sym(mat)``."""
+    nb = len(st) - 1
+    sl = [slice(st[k], st[k + 1]) for k in range(nb)]
+    dd = [(mat[sl[k], sl[k]] + mat[sl[k], sl[k]].T) / 2 for k in range(nb)]
+    ee = [(mat[sl[k], sl[k + 1]] + mat[sl[k + 1], sl[k]].T) / 2 for k in range(nb - 1)]
+    return dd, ee
+
+
+def _gram_pattern(a: np.ndarray, b: np.ndarray, st: list[int]):
+    """Pattern blocks of ``aᵀ b`` for a product known to be symmetric: per block column ``k`` one product of
+    ``a``'s column band ``k`` with ``b``'s bands ``k, k+1``."""
+    nb = len(st) - 1
+    dd, ee = [], []
+    for k in range(nb):
+        r = a[:, st[k] : st[k + 1]].T @ b[:, st[k] : st[min(k + 2, nb)]]
+        s0 = st[k + 1] - st[k]
+        dd.append((r[:, :s0] + r[:, :s0].T) / 2)
+        if k + 1 < nb:
+            ee.append(r[:, s0:])
     return dd, ee
 
 
@@ -192,9 +231,10 @@ def _cholesky_lower(h: np.ndarray):
     h *= jd[:, None]
     h *= jd[None, :]
     # the lower triangle of a C-ordered array is the upper triangle of its (Fortran-ordered) transpose: LAPACK
-    # factorises it in place (n = 4033: 0.50 s; numpy's cholesky copies first and took 0.75 s on one thread)
-    fac, info = sla.lapack.dpotrf(h.T, lower=0, clean=0, overwrite_a=1)
-    if info != 0:
+    # factorises it in place (n = 4097: 0.30 s with numpy's BLAS threads, 0.53 s with scipy's held to one;
+    # numpy's cholesky copies first and took 0.46 s)
+    fac = h.T
+    if cholesky_inplace(fac, upper=True) != 0:
         return None
     return fac, jd
 
@@ -245,8 +285,15 @@ def chain_pd_solve(
     if cur is None or np.any(y[nn] <= 0):
         raise SolverError(f"{label}: the starting point of the interior-point method is not strictly feasible")
     sd, se, schol = cur
-    z = lmi.inverse(schol, se)
-    proj_z = lmi.projections(z)
+    # work arrays reused by every iteration (at depth 64 each is 140 MB: freshly allocated ones cost page faults,
+    # 30-70 % on the products that fill them)
+    n_a = lmi.n_atoms
+    work = {key: np.empty((lmi.n, lmi.n)) for key in ("z", "xhat", "y", "xy")}
+    work.update({key: np.empty((n_a, lmi.n)) for key in ("tz", "tx")})
+    work.update({key: np.empty((n_a, n_a)) for key in ("pz", "px")})
+    work["h"] = np.empty((m, m))
+    z = lmi.inverse(schol, se, out=work["z"])
+    proj_z = lmi.projections(z, out=(work["tz"], work["pz"]))
     g = lmi.trace_products(proj_z)  # A(Z)
     # primal start on the central path's shape: X = μ Z (its completion is μZ itself), x = μ / y
     gl = g.copy()
@@ -263,7 +310,8 @@ def chain_pd_solve(
         while it < max_iter:
             it += 1
             xchol = clique_cholesky(xd, xe)
-            wd, we = (None, None) if xchol is None else completion_inverse(xd, xe, xchol)
+            xinv = None if xchol is None else clique_inverse_factors(xchol)
+            wd, we = (None, None) if xchol is None else completion_inverse(xd, xe, inverses=xinv)
             if wd is None:
                 status = "primal iterate left the cone"
                 break
@@ -271,8 +319,6 @@ def chain_pd_solve(
             if wfac is None:
                 status = "completion lost definiteness"
                 break
-            xhat = lmi.inverse(wfac[1], we)
-            proj_x = lmi.projections(xhat)
             gap = _inner(xd, xe, sd, se) + float(xl @ y[nn])
             mu = gap / nu
             rp = cvec - lmi.trace_pattern(xd, xe)
@@ -289,7 +335,10 @@ def chain_pd_solve(
             if time_limit is not None and time.perf_counter() - t_start > time_limit:
                 status = "time limit"
                 break
-            h = lmi.schur(proj_x, proj_z, lower=True)
+            xhat = lmi.inverse(wfac[1], we, out=work["xhat"])  # (after the convergence test: not needed then)
+            proj_x = lmi.projections(xhat, out=(work["tx"], work["px"]))
+            wsol = _bt_factors(we, wfac[1])
+            h = lmi.schur(proj_x, proj_z, lower=True, out=work["h"])
             h[nn, nn] += xl / y[nn]
             cf = _cholesky_lower(h)
             del h
@@ -310,8 +359,15 @@ def chain_pd_solve(
                 if not np.all(np.isfinite(dy)):
                     raise FloatingPointError("non-finite search direction")
                 dsd, dse = lmi.blocks(dy, constant=False)
-                ymat = _bt_times(dsd, dse, z, st)  # Y = ΔS Z
-                pd_, pe_ = _sym_pattern(xhat, ymat, st)  # P(sym(X̂ Y))
+                ymat = _bt_times(dsd, dse, z, st, out=work["y"])  # Y = ΔS Z
+                if corr is None:  # predictor: the corrector needs all of X̂ Y = W⁻¹ Y (solves with the completion's W)
+                    xy = work["xy"]
+                    np.copyto(xy, ymat)
+                    _bt_solve(wsol, xy, st, overwrite=True)
+                    pd_, pe_ = _sym_of(xy, st)  # P(sym(X̂ Y))
+                else:  # only its pattern: one product per block row (cheaper than the solves)
+                    xy = None
+                    pd_, pe_ = _sym_pattern(xhat, ymat, st)
                 dxd = [sigma * mu * a - b - c for a, b, c in zip(zd, xd, pd_)]
                 dxe = [sigma * mu * a - b - c for a, b, c in zip(ze, xe, pe_)]
                 dxl = sigma * mu / y[nn] - xl - xl * dy[nn] / y[nn]
@@ -319,31 +375,24 @@ def chain_pd_solve(
                     dxd = [a - b for a, b in zip(dxd, corr[0])]
                     dxe = [a - b for a, b in zip(dxe, corr[1])]
                     dxl = dxl - corr[2]
-                return dy, (dsd, dse), dxd, dxe, dxl, (ymat, pd_, pe_)
+                return dy, (dsd, dse), dxd, dxe, dxl, (ymat, xy, pd_, pe_)
 
-            def corrector(ds, dy, dxl, pred):
+            def corrector(dy, dxl, pred):
                 """Pattern of ``q = sym(ΔX̂ₐ ΔSₐ Z)`` for the affine direction, with the unprojected
                 ``ΔX̂ₐ = -X̂ - sym(X̂ Yₐ)`` (``Yₐ = ΔSₐ Z``; on the central path it is the derivative of the
-                max-determinant completion): ``q = -sym(X̂Y) - ½ sym(X̂ Y Y) - ½ Yᵀ X̂ Y``, all in ``O(n² s)`` with
-                ``X̂ Y Y = (X̂ ΔS)(Z ΔS Z)`` and ``Yᵀ X̂ Y = Z (ΔS X̂ ΔS) Z`` through block-tridiagonal solves.
+                max-determinant completion): ``q = -sym(X̂Y) - ½ sym(X̂ Y Y) - ½ Yᵀ X̂ Y``, all in ``O(n² s)`` from
+                ``Y`` and ``X̂ Y = W⁻¹ Y`` (the direction's): ``P(X̂ Y Y)`` and ``P(Yᵀ (X̂ Y))`` are pattern products.
                 (In float32 the iteration stalled on every trained net: Z's entries span too many orders.)"""
-                ymat, pd_, pe_ = pred
-                u = _bt_times(ds[0], ds[1], xhat, st).T  # X̂ ΔS
-                sfac = _bt_factors(se, schol)
-                v = _bt_solve(sfac, ymat, st, overwrite=True)  # Z ΔS Z (Y is not needed afterwards)
-                t2d, t2e = _sym_pattern(u, v, st)
-                del v
-                r = _bt_solve(sfac, _bt_times(ds[0], ds[1], u, st), st, overwrite=True)  # Z ΔS X̂ ΔS
-                del u
-                t3d, t3e = _sym_pattern(r, z, st)
-                del r
+                ymat, xy, pd_, pe_ = pred
+                t2d, t2e = _sym_pattern(xy, ymat, st)  # P(sym(X̂ Y Y))
+                t3d, t3e = _gram_pattern(ymat, xy, st)  # P(Yᵀ X̂ Y)
                 qd = [-a - 0.5 * (b + c) for a, b, c in zip(pd_, t2d, t3d)]
                 qe = [-a - 0.5 * (b + c) for a, b, c in zip(pe_, t2e, t3e)]
                 return qd, qe, dxl * dy[nn] / y[nn]
 
-            def steps(dy, ds, dxd, dxe, dxl):
+            def steps(dy, ds, dxd, dxe, dxl, rtol):
                 neg = dxl < 0
-                ap = min(1.0, _clique_step(xchol, dxd, dxe), float(np.min(-xl[neg] / dxl[neg])) if neg.any() else np.inf)
+                ap = min(1.0, _clique_step(xinv, dxd, dxe), float(np.min(-xl[neg] / dxl[neg])) if neg.any() else np.inf)
                 negy = dy[nn] < 0
                 hi = min(1.0, float(np.min(-y[nn][negy] / dy[nn][negy])) if negy.any() else np.inf)
 
@@ -351,20 +400,24 @@ def chain_pd_solve(
                     return block_cholesky([p + a * q for p, q in zip(sd, ds[0])],
                                           [p + a * q for p, q in zip(se, ds[1])]) is not None
 
-                ad = _max_step(dual_ok, hi * (1 - 1e-12))
+                ad = _max_step(dual_ok, hi * (1 - 1e-12), rtol=rtol)
                 return ap, ad
 
             dy, ds, dxd, dxe, dxl, pred = direction(0.0)
-            ap, ad = steps(dy, ds, dxd, dxe, dxl)
+            ap, ad = steps(dy, ds, dxd, dxe, dxl, 5e-2)  # only for σ
             gap_aff = (_inner([p + ap * q for p, q in zip(xd, dxd)], [p + ap * q for p, q in zip(xe, dxe)],
                               [p + ad * q for p, q in zip(sd, ds[0])], [p + ad * q for p, q in zip(se, ds[1])])
                        + float((xl + ap * dxl) @ (y[nn] + ad * dy[nn])))
             sigma = float(np.clip((max(gap_aff, 0.0) / gap) ** 3, 1e-4, 1.0))
-            corr = corrector(ds, dy, dxl, pred)
+            corr = corrector(dy, dxl, pred)
             del pred
             dy, ds, dxd, dxe, dxl, _ = direction(sigma, corr)
-            ap, ad = steps(dy, ds, dxd, dxe, dxl)
-            ap, ad = min(1.0, STEP_FRACTION * ap), min(1.0, STEP_FRACTION * ad)
+            ap, ad = steps(dy, ds, dxd, dxe, dxl, 1e-2)
+            # σ small: the affine predictor nearly reached the boundary, the iterate is well centred and the
+            # second-order direction is accurate; go closer to the boundary (depth 64: 35 -> 33 iterations, the
+            # tail gap falls 10-20x per step instead of 7x; SDPT3's 0.9 + 0.09·min(αp, αd) in every phase: 40)
+            gam = STEP_FRACTION_FAST if sigma < FAST_SIGMA else STEP_FRACTION
+            ap, ad = min(1.0, gam * ap), min(1.0, gam * ad)
             trace.append((rel, res, sigma, ap, ad, time.perf_counter() - t_start, y[0] * lmi.vscale[0]))
             xd = [p + ap * q for p, q in zip(xd, dxd)]
             xe = [p + ap * q for p, q in zip(xe, dxe)]
@@ -390,8 +443,8 @@ def chain_pd_solve(
                 status = "rescaling lost feasibility"
                 break
             sd, se, schol = cur
-            z = lmi.inverse(schol, se)
-            proj_z = lmi.projections(z)
+            z = lmi.inverse(schol, se, out=work["z"])
+            proj_z = lmi.projections(z, out=(work["tz"], work["pz"]))
             g = lmi.trace_products(proj_z)
     except (np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
         # a non-finite direction (e.g. from an extremely ill-conditioned start): stop with the last strictly

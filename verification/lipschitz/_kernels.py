@@ -101,16 +101,17 @@ def lmi_newton_matrix(
 @njit(cache=True)
 def schur_selected(
     c: np.ndarray, var: np.ndarray, bidx: np.ndarray, bval: np.ndarray, m_vars: int,
-    tx: np.ndarray, px: np.ndarray, x: np.ndarray, tz: np.ndarray, pz: np.ndarray, z: np.ndarray,
+    tx: np.ndarray, px: np.ndarray, x: np.ndarray, tz: np.ndarray, pz: np.ndarray, z: np.ndarray, out: np.ndarray,
 ) -> np.ndarray:
     """Lower triangle of ``H_vw = Σ_{a of v, b of w} tr(C_a X C_b Z)`` for atoms whose second vector is a scaled
     unit vector ``β_a = bval[a]·e_{bidx[a]}`` (``bidx[a] = -1``: no second vector).
 
     ``tx = αᵀX`` (atoms x n), ``px = αᵀXα`` (atoms x atoms), ``x`` = X itself; likewise for Z.  The cross terms
     ``αᵀXβ`` are gathered from ``tx`` and ``βᵀXβ`` from ``x``.  ``X`` and ``Z`` symmetric; the atom pairs are
-    visited in 64 x 64 tiles (the transposed gathers stay in cache).  Entries above the diagonal are zero."""
+    visited in 64 x 64 tiles (the transposed gathers stay in cache).  Written into ``out`` (``m_vars x m_vars``, a
+    reused work array); entries above the diagonal are zero."""
     n_a = c.shape[0]
-    out = np.zeros((m_vars, m_vars))
+    out[:, :] = 0.0
     tile = 64
     for a0 in range(0, n_a, tile):
         for b0 in range(0, a0 + 1, tile):
