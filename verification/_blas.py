@@ -99,7 +99,7 @@ def cholesky_inplace(a, upper: bool) -> int:
     """LAPACK ``dpotrf`` in place on the Fortran-ordered square ``a`` (the ``upper`` or lower triangle is read and
     overwritten); returns LAPACK's ``info`` (0: positive definite).  Uses numpy's BLAS when it is a separate
     library: its threads are the ones the big matrix products already use (scipy's pool is held to one thread,
-    see :func:`scipy_blas_single_thread`); n = 4097: 0.30 s instead of 0.53 s on the 2-core machine."""
+    see :func:`scipy_blas_single_thread`); n = 4033: 0.30 s instead of 0.53 s on the 2-core machine."""
     import numpy as np
     import scipy.linalg as sla
 

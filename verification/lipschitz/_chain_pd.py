@@ -231,7 +231,7 @@ def _cholesky_lower(h: np.ndarray):
     h *= jd[:, None]
     h *= jd[None, :]
     # the lower triangle of a C-ordered array is the upper triangle of its (Fortran-ordered) transpose: LAPACK
-    # factorises it in place (n = 4097: 0.30 s with numpy's BLAS threads, 0.53 s with scipy's held to one;
+    # factorises it in place (n = 4033: 0.30 s with numpy's BLAS threads, 0.53 s with scipy's held to one;
     # numpy's cholesky copies first and took 0.46 s)
     fac = h.T
     if cholesky_inplace(fac, upper=True) != 0:
