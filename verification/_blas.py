@@ -17,22 +17,25 @@ from pathlib import Path
 __all__ = ["scipy_blas_single_thread"]
 
 
-def _private_blas_paths() -> list[str]:
-    """File paths of the loaded BLAS libraries other than numpy's own, if numpy has its own."""
+def _blas_libraries() -> tuple[list[str], list[str]]:
+    """File paths of the loaded BLAS libraries: ``(numpy's own, the others)``; numpy's wheel puts its BLAS in
+    "numpy.libs" next to the package (empty first list: numpy has no separate one, or threadpoolctl is missing)."""
     try:
         import numpy as np
         from threadpoolctl import threadpool_info
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        return []
-    infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    if len(infos) < 2:
-        return []
-    pkg = Path(np.__file__).resolve().parent  # numpy's wheel puts its BLAS in "numpy.libs" next to the package
+        return [], []
+    paths = [i["filepath"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    pkg = Path(np.__file__).resolve().parent
     own_dirs = (pkg, pkg.with_name(pkg.name + ".libs"))
-    own = [i for i in infos if any(d in Path(i["filepath"]).resolve().parents for d in own_dirs)]
-    if not own:
-        return []
-    return [i["filepath"] for i in infos if i not in own]
+    own = [p for p in paths if any(d in Path(p).resolve().parents for d in own_dirs)]
+    return own, [p for p in paths if p not in own]
+
+
+def _private_blas_paths() -> list[str]:
+    """File paths of the loaded BLAS libraries other than numpy's own, if numpy has its own."""
+    own, others = _blas_libraries()
+    return others if own else []
 
 
 @contextmanager
@@ -61,12 +64,8 @@ def _numpy_potrf():
         import ctypes
 
         import numpy as np
-        from threadpoolctl import threadpool_info
 
-        pkg = Path(np.__file__).resolve().parent
-        own_dirs = (pkg, pkg.with_name(pkg.name + ".libs"))
-        paths = [i["filepath"] for i in threadpool_info() if i.get("user_api") == "blas"
-                 and any(d in Path(i["filepath"]).resolve().parents for d in own_dirs)]
+        paths = _blas_libraries()[0]
         if len(paths) != 1:
             return None
         lib = ctypes.CDLL(paths[0])
