@@ -68,9 +68,11 @@ def test_fixture_kernels_match_neural_tangents(act, nngp, ntk_):
     np.testing.assert_allclose(k.nngp, nngp, rtol=0, atol=1e-8)
     np.testing.assert_allclose(k.ntk, ntk_, rtol=0, atol=1e-8)
     np.testing.assert_allclose(k.var1, np.diag(nngp), atol=1e-8)
-    # general (non-symmetric) path and blocked path agree with the symmetric one
+    # general (non-symmetric) path and blocked path agree with the symmetric one: every entry (also
+    # x·x through the general path) comes from the same scalar computations, so bit for bit
     k2 = _net(act)(X4, X4.copy())
-    np.testing.assert_allclose(k2.ntk, k.ntk, rtol=1e-7, atol=1e-12)
+    np.testing.assert_array_equal(k2.ntk, k.ntk)
+    np.testing.assert_array_equal(k2.nngp, k.nngp)
     kb = _net(act).kernel_fn(X4, batch_size=3)
     np.testing.assert_allclose(kb.ntk, k.ntk, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(kb.nngp, k.nngp, rtol=1e-13, atol=1e-13)
@@ -147,6 +149,145 @@ def test_relu_angle_identities():
     assert k.ntk[0, 0] == pytest.approx(2 * q / (2 * math.pi), abs=1e-12)  # Θ2 = Ė·Θ1 + Σ2 = 0·… + E
 
 
+# --- round-off at the ends θ = 0 and θ = π, independent of the BLAS kernel (OPENBLAS_CORETYPE)
+#
+# Reference: the closed forms iterated in mpmath (40 digits) on the input covariances of the pair; the
+# only inexact inputs are the float64 data themselves.  The arc-cosine kernels have a square-root
+# singularity at c = ±1, so an inconsistency of one ulp between Σ(x, x') and √(q q') used to give
+# θ ~ 1e−8 and errors growing ~5e−9 per layer (3.6e−7 at depth 100 for ReLU, 8.7e−7 for Abs).
+
+_DEEP_ACTS = {
+    "relu": (ntk.Relu(), ("abrelu", 0.0, 1.0), 1.5, 0.05),
+    "relu_nobias": (ntk.Relu(), ("abrelu", 0.0, 1.0), math.sqrt(2.0), None),
+    "abs": (ntk.Abs(), ("abrelu", -1.0, 1.0), 1.0, 0.05),
+    "leaky": (ntk.LeakyRelu(0.1), ("abrelu", 0.1, 1.0), 1.4, 0.05),
+    "abrelu": (ntk.ABRelu(-0.5, 2.0), ("abrelu", -0.5, 2.0), 0.6, 0.1),
+    "erf": (ntk.Erf(), ("erf",), 1.5, 0.05),
+    "erf_abc": (ntk.Erf(a=1.3, b=0.7, c=0.2), ("erf", 1.3, 0.7, 0.2), 1.2, 0.05),
+}
+
+
+def _deep_net(act: ntk.Layer, depth: int, w_std: float, b_std: float | None) -> ntk.Serial:
+    layers = [ntk.Dense(W_std=w_std, b_std=b_std)]
+    for _ in range(depth):
+        layers += [act, ntk.Dense(W_std=w_std, b_std=b_std)]
+    return ntk.serial(*layers)
+
+
+def _mp_pair(spec, depth: int, w_std: float, b_std: float | None, x1: np.ndarray, x2: np.ndarray):
+    """(Σ12, Θ12, Σ11, Θ11) of :func:`_deep_net` for one pair of inputs, in mpmath."""
+    import mpmath as mp
+
+    with mp.workdps(40):
+        d = x1.size
+        w2 = mp.mpf(w_std**2)  # the float64 W_std² that the layers use
+        b2 = mp.mpf(0) if b_std is None else mp.mpf(b_std**2)
+        dot = lambda a, b: mp.fsum(mp.mpf(float(p)) * mp.mpf(float(q)) for p, q in zip(a, b)) / d  # noqa: E731
+        q1, q2, s = w2 * dot(x1, x1) + b2, w2 * dot(x2, x2) + b2, w2 * dot(x1, x2) + b2
+        t12, t11 = s, q1
+
+        def act(q1, q2, s):
+            if spec[0] == "abrelu":
+                a, b = mp.mpf(spec[1]), mp.mpf(spec[2])
+                c = max(min(s / mp.sqrt(q1 * q2), mp.mpf(1)), mp.mpf(-1))
+                th = mp.acos(c)
+                lin = (a * a + b * b) / 2 - (a - b) ** 2 / (2 * mp.pi) * th
+                return (a - b) ** 2 / (2 * mp.pi) * mp.sqrt(q1 * q2) * mp.sin(th) + lin * s, lin
+            a, b, cc = (mp.mpf(v) for v in (spec[1:] if len(spec) > 1 else (1, 1, 0)))
+            q1, q2, s = b * b * q1, b * b * q2, b * b * s
+            prod = (1 + 2 * q1) * (1 + 2 * q2)
+            e = 2 / mp.pi * mp.asin(2 * s / mp.sqrt(prod))
+            return a * a * e + cc * cc, a * a * b * b * 4 / mp.pi / mp.sqrt(prod - 4 * s * s)
+
+        for _ in range(depth):
+            e12, l12 = act(q1, q2, s)
+            e11, l11 = act(q1, q1, q1)
+            e22, _ = act(q2, q2, q2)
+            t12, t11 = t12 * l12, t11 * l11
+            s, q1, q2 = w2 * e12 + b2, w2 * e11 + b2, w2 * e22 + b2
+            t12, t11 = w2 * t12 + s, w2 * t11 + q1
+        return tuple(float(v) for v in (s, t12, q1, t11))
+
+
+def _inputs_for_ends():
+    rng = np.random.default_rng(7)
+    return [np.array([1.2, -0.4])] + [rng.standard_normal(d) for d in (2, 3, 5, 16, 33)]
+
+
+@pytest.mark.parametrize("name", list(_DEEP_ACTS))
+@pytest.mark.parametrize("depth", [10, 100])
+def test_identical_inputs_exact_at_depth(name, depth):
+    act, spec, w_std, b_std = _DEEP_ACTS[name]
+    net = _deep_net(act, depth, w_std, b_std)
+    for u in _inputs_for_ends():
+        k = net(u[None], u[None].copy())  # general path, x2 a different array holding the same row
+        # angle exactly 0: the cross term equals both variances bit for bit, whatever the BLAS kernel
+        assert k.nngp[0, 0] == k.var1[0] == k.var2[0]
+        ks = net(u[None])  # symmetric path
+        assert k.ntk[0, 0] == ks.ntk[0, 0] and k.nngp[0, 0] == ks.nngp[0, 0]
+        s, t, _, _ = _mp_pair(spec, depth, w_std, b_std, u, u)
+        # round-off only: ~depth × a few ulps (measured ≤ 1.4e−14 at depth 100)
+        assert k.nngp[0, 0] == pytest.approx(s, rel=1e-12, abs=0)
+        assert k.ntk[0, 0] == pytest.approx(t, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("name", list(_DEEP_ACTS))
+@pytest.mark.parametrize("depth", [1, 10, 100])
+def test_opposite_inputs_exact_at_depth(name, depth):
+    # no bias, so that the first activation sees c = −1 exactly (a bias moves Σ(x, −x) off −q); the
+    # following layers have generic angles whose 1 − c ~ 1/ℓ² is resolved to ~1e−16/(1 − c) only, which
+    # is conditioning, not error: measured ≤ 3e−14 relative at depth 100
+    act, spec, w_std, _ = _DEEP_ACTS[name]
+    net = _deep_net(act, depth, w_std, None)
+    for u in _inputs_for_ends():
+        k = net(u[None], -u[None])  # θ = π at the first activation
+        s, t, q11, t11 = _mp_pair(spec, depth, w_std, None, u, -u)
+        # relative to the diagonal Σ(x, x), Θ(x, x): the pair's own values can vanish (ReLU at depth 1)
+        assert abs(k.nngp[0, 0] - s) <= 1e-12 * q11
+        assert abs(k.ntk[0, 0] - t) <= 1e-12 * t11
+
+
+def test_relu_opposite_inputs_give_zero():
+    # θ = π: E[σσ] = 0 and E[σ'σ'] = 0 exactly (was 8e−9 from arccos/√(q1q2 − Σ²) at c = −1 + ulp)
+    for u in _inputs_for_ends():
+        k = ntk.serial(ntk.Dense(b_std=None), ntk.Relu(), ntk.Dense(b_std=None))(u[None], -u[None])
+        assert k.nngp[0, 0] == 0.0 and k.ntk[0, 0] == 0.0
+        k = ntk.serial(ntk.Dense(b_std=None), ntk.Abs())(u[None], -u[None])  # |−u| = |u|
+        assert k.nngp[0, 0] == k.var1[0] == k.var2[0]
+
+
+@pytest.mark.parametrize(
+    "act",
+    [ntk.Relu(), ntk.Abs(), ntk.LeakyRelu(0.1), ntk.Erf(), ntk.Identity(), ntk.Elementwise(np.tanh, lambda x: 1 - np.tanh(x) ** 2, degree=24)],
+    ids=["relu", "abs", "leaky", "erf", "identity", "elementwise"],
+)
+def test_repeated_rows_give_identical_rows(act):
+    rng = np.random.default_rng(11)
+    base = rng.standard_normal((5, 6))
+    x = np.concatenate([base, base[[1, 3]], -base[[1]], base[[1]]])  # rows 5, 8 repeat 1; 6 repeats 3
+    depth = 20 if isinstance(act, ntk.Elementwise) else 100
+    net = _deep_net(act, depth, 1.2, 0.05)
+    for k in (net(x), net(x, x.copy()), net.kernel_fn(x, batch_size=3)):
+        for i, j in [(1, 5), (1, 8), (3, 6)]:
+            np.testing.assert_array_equal(k.ntk[i], k.ntk[j])
+            np.testing.assert_array_equal(k.nngp[i], k.nngp[j])
+            np.testing.assert_array_equal(k.ntk[:, i], k.ntk[:, j])
+            # the entry between two copies is the diagonal value itself (angle exactly 0)
+            assert k.nngp[i, j] == k.nngp[i, i] == k.var1[i] == k.var1[j]
+            assert k.ntk[i, j] == k.ntk[i, i]
+    k, kg = net(x), net(x, x.copy())
+    np.testing.assert_array_equal(kg.ntk, k.ntk)
+    np.testing.assert_array_equal(kg.nngp, k.nngp)
+
+
+def test_elementwise_identical_inputs_exact():
+    net = _deep_net(ntk.Elementwise(np.sin, np.cos, degree=32), 30, 1.1, 0.05)
+    for u in _inputs_for_ends():
+        k = net(u[None], u[None].copy())
+        assert k.nngp[0, 0] == k.var1[0] == k.var2[0]
+        assert k.ntk[0, 0] == net(u[None]).ntk[0, 0]
+
+
 def test_elementwise_quadrature_exact_and_vs_closed_form():
     x = _pair_inputs(0.8, 1.3, 0.5)
     k = ntk.serial(ntk.Dense(b_std=None), ntk.Elementwise(np.sin, np.cos))(x)
@@ -187,12 +328,13 @@ def test_kernels_symmetric_psd(act):
         lam = np.linalg.eigvalsh(m)
         assert lam.min() > -1e-10 * lam.max()
     assert np.all(np.diag(k.ntk) >= np.diag(k.nngp))
-    # rectangular and blocked evaluations agree with the symmetric one
-    # (identical pairs via the general path: the arc-cosine kernel has a √ singularity at c = 1, so
-    # rounding in Σ12 gives θ ~ 1e−8 and relative differences ~1e−9; the symmetric path uses θ = 0)
+    # rectangular and blocked evaluations agree with the symmetric one bit for bit (Gram entries from
+    # one position-independent routine, not BLAS; the cores are symmetric in (x, x'); identical pairs
+    # via the general path get c = 1 exactly, so the √ singularity of the arc-cosine kernel at c = 1
+    # is never hit by rounding)
     kr = _net(act).kernel_fn(x[:13], x, batch_size=5)
-    np.testing.assert_allclose(kr.ntk, k.ntk[:13], rtol=1e-7, atol=1e-12)
-    np.testing.assert_allclose(kr.var2, k.var1, rtol=1e-12)
+    np.testing.assert_array_equal(kr.ntk, k.ntk[:13])
+    np.testing.assert_array_equal(kr.var2, k.var1)
     only = _net(act).kernel_fn(x, get="nngp")
     assert only.ntk is None
     np.testing.assert_allclose(only.nngp, k.nngp, rtol=1e-14)
@@ -375,3 +517,50 @@ def test_deep_limit_is_a_singular_kernel_vote(name, power):
     ks, _ = ntk.deep_ntk(x[:20], None, dual, 20, scale_diagonal=True)
     np.testing.assert_allclose(np.diag(ks), 1.0, rtol=1e-14)
     np.testing.assert_allclose(ks, k / k[0, 0], rtol=1e-12, atol=0)
+
+
+def _mp_deep(name: str, depth: int, rho: float) -> tuple[float, float]:
+    """(K_L, ρ_L) of the deep NTK recursion for the duals relu, erf, optimal_2d, in mpmath."""
+    import mpmath as mp
+
+    with mp.workdps(40):
+        if name == "relu":
+            v = lambda r: (r * (mp.pi - mp.acos(r)) + mp.sqrt(1 - r * r)) / mp.pi  # noqa: E731
+            dv = lambda r: (mp.pi - mp.acos(r)) / mp.pi  # noqa: E731
+        elif name == "erf":
+            c = mp.asin(mp.mpf(2) / 3)
+            v = lambda r: mp.asin(2 * r / 3) / c  # noqa: E731
+            dv = lambda r: (mp.mpf(2) / 3) / mp.sqrt(1 - (2 * r / 3) ** 2) / c  # noqa: E731
+        else:
+            v = lambda r: r**7 / 2 + r / 2  # noqa: E731
+            dv = lambda r: 7 * r**6 / 2 + mp.mpf(1) / 2  # noqa: E731
+        r = mp.mpf(rho)
+        k = r
+        for _ in range(depth):
+            k, r = v(r) + k * dv(r), max(min(v(r), mp.mpf(1)), mp.mpf(-1))
+        return float(k), float(r)
+
+
+@pytest.mark.parametrize("name", ["relu", "erf", "optimal_2d"])
+@pytest.mark.parametrize("depth", [10, 100])
+def test_deep_ntk_exact_at_the_ends(name, depth):
+    # identical rows: ρ = 1 and K = κ_L; opposite rows: ρ = −1 (1 + ρ from ||x + z||²/2, and the ReLU dual
+    # via atan2 is exact at ρ = −1; optimal_2d has ν̌'(−1) = 4, so any rounding there grew 4^L)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 6))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x = np.concatenate([x, x[[0, 2]], -x[[0]]])
+    k, rho = ntk.deep_ntk(x, None, name, depth)
+    kappa, _ = _mp_deep(name, depth, 1.0)
+    kpi, rpi = _mp_deep(name, depth, -1.0)
+    assert np.all(np.diag(rho) == 1.0)
+    np.testing.assert_allclose(np.diag(k), kappa, rtol=1e-12, atol=0)
+    for i, j in [(0, 4), (2, 5)]:
+        np.testing.assert_array_equal(k[i], k[j])
+        assert k[i, j] == k[i, i] and rho[i, j] == 1.0
+    assert rho[0, 6] == pytest.approx(rpi, rel=1e-12, abs=1e-15)
+    assert k[0, 6] == pytest.approx(kpi, rel=1e-12, abs=1e-12 * kappa)
+    if name == "relu":
+        assert np.all(np.diag(k) == depth + 1)  # K_L(x, x) = L + 1 exactly
+    ks, _ = ntk.deep_ntk(x, x.copy(), name, depth, scale_diagonal=True)
+    assert np.all(np.diag(ks) == 1.0) and ks[0, 4] == 1.0

@@ -22,6 +22,7 @@ import scipy.linalg as sla
 from scipy.special import gammaln
 
 from theorytools.errors import TheoryError
+from theorytools.ntk import _kernels
 
 __all__ = [
     "DualActivation",
@@ -76,12 +77,16 @@ def dual_activation(name: str, *, a: float = 1.0, k: int = 1) -> DualActivation:
         k: degree of ``"hermite"`` (int >= 1).
     """
     if name == "relu":
+        # π − arccos ρ = atan2(√((1−ρ)(1+ρ)), −ρ): exact at both ends (0 at ρ = −1, π at ρ = 1, the IEEE
+        # special values of atan2), where arccos and √(1 − ρ²) lose digits
         def value(r):
             r = np.clip(r, -1.0, 1.0)
-            return (r * (math.pi - np.arccos(r)) + np.sqrt(1.0 - r * r)) / math.pi
+            sn = np.sqrt((1.0 - r) * (1.0 + r))
+            return (r * np.arctan2(sn, -r) + sn) / math.pi
 
         def deriv(r):
-            return (math.pi - np.arccos(np.clip(r, -1.0, 1.0))) / math.pi
+            r = np.clip(r, -1.0, 1.0)
+            return np.arctan2(np.sqrt((1.0 - r) * (1.0 + r)), -r) / math.pi
 
         return DualActivation("relu", value, deriv)
     if name == "erf":
@@ -130,17 +135,13 @@ def _unit_rows(name: str, x, owner: str, normalize: bool) -> np.ndarray:
 
 
 def _cosines(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
-    """ρ = x·z for unit vectors, with 1 − ρ = ||x − z||²/2 computed from differences where ρ > 1/2.
+    """ρ = x·z for unit vectors, with 1 − ρ = ||x − z||²/2 where ρ > 1/2 and 1 + ρ = ||x + z||²/2 where
+    ρ < −1/2, so identical rows give ρ = 1 and opposite rows ρ = −1 exactly.
 
-    Duals with ν̌'(1) > 1 amplify 1 − ρ by ν̌'(1) per layer, so the rounding error of a dot product
-    (~1e−16) would make even ρ(x, x) drift away from 1 within ~25 layers."""
-    rho = np.clip(x1 @ x2.T, -1.0, 1.0)
-    near = np.argwhere(rho > 0.5)
-    for start in range(0, len(near), 1 << 20):
-        i, j = near[start : start + (1 << 20)].T
-        diff = x1[i] - x2[j]
-        rho[i, j] = 1.0 - 0.5 * np.einsum("ij,ij->i", diff, diff)
-    return rho
+    Duals with ν̌'(1) > 1 amplify 1 − ρ by ν̌'(1) per layer (and 1 + ρ by ν̌'(−1)), so the rounding
+    error of a dot product (~1e−16) would make even ρ(x, x) drift away from 1 within ~25 layers.  All
+    entries come from one numba routine (not BLAS), so repeated rows give identical rows."""
+    return _kernels.unit_cosines(np.ascontiguousarray(x1), np.ascontiguousarray(x2))
 
 
 def deep_ntk(
@@ -185,12 +186,17 @@ def deep_ntk(
     inv = 1.0  # 1/κ_ℓ
     for target in depths:
         while level < target:
-            nu = dual.value(rho)
+            one = rho == 1.0  # ν̌(1) = 1 and ν̌'(1) = a by definition: keep ρ(x, x) = 1, K(x, x) = κ_ℓ exact
+            nu = np.asarray(dual.value(rho), dtype=np.float64)
+            dnu = np.asarray(dual.deriv(rho), dtype=np.float64)
+            if np.any(one):
+                nu = np.where(one, 1.0, nu)
+                dnu = np.where(one, a, dnu)
             if scale_diagonal:  # k̃_{ℓ+1} = (ν̌(ρ) + κ_ℓ k̃_ℓ ν̌'(ρ))/κ_{ℓ+1}
-                k = (nu * inv + k * dual.deriv(rho)) / (inv + a)
+                k = (nu * inv + k * dnu) / (inv + a)
                 inv = inv / (inv + a)
             else:
-                k = nu + k * dual.deriv(rho)
+                k = nu + k * dnu
             rho = np.clip(nu, -1.0, 1.0)
             level += 1
         ks.append(k.copy())

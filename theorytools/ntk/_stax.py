@@ -139,15 +139,16 @@ class Dense(Layer):
                 )
             c_e, c_0 = float(st.width), (0.0 if self.b_std is None else 1.0)  # Θ_out = N_in·E + W²Θ (+1)
         _kernels.affine_inplace(st.nngp, st.ntk, w2, b2, c_e, c_0, st.do_ntk, st.symmetric)
-        st.var1 = w2 * st.var1 + b2
-        st.var2 = st.var1 if st.symmetric else w2 * st.var2 + b2
+        st.var1 = _kernels.affine_diag(st.var1, w2, b2)  # same expression as the cross terms
+        st.var2 = st.var1 if st.symmetric else _kernels.affine_diag(st.var2, w2, b2)
         st.width = self.width
         return st
 
 
 @dataclass(frozen=True)
 class ABRelu(Layer):
-    """σ(x) = a·min(x, 0) + b·max(x, 0); closed form of Cho & Saul (2009) with θ via arctan2."""
+    """σ(x) = a·min(x, 0) + b·max(x, 0); closed form of Cho & Saul (2009) with cos θ = Σ/√(q1q2) and
+    θ via arctan2, exact at θ = 0 and θ = π (variances and cross terms by the same formula)."""
 
     a: float = 0.0
     b: float = 1.0
@@ -157,10 +158,10 @@ class ABRelu(Layer):
         _check_float("b", type(self).__name__, self.b)
 
     def _apply(self, st: _State) -> _State:
-        _kernels.abrelu_inplace(st.nngp, st.ntk, st.var1, st.var2, float(self.a), float(self.b), st.do_ntk, st.symmetric)
-        half = 0.5 * (self.a**2 + self.b**2)
-        st.var1 = half * st.var1
-        st.var2 = st.var1 if st.symmetric else half * st.var2
+        a, b = float(self.a), float(self.b)
+        _kernels.abrelu_inplace(st.nngp, st.ntk, st.var1, st.var2, a, b, st.do_ntk, st.symmetric)
+        st.var1 = _kernels.abrelu_diag(st.var1, a, b)  # = (a² + b²)/2·q, by the cross-term formula
+        st.var2 = st.var1 if st.symmetric else _kernels.abrelu_diag(st.var2, a, b)
         return st
 
 
@@ -220,7 +221,12 @@ class Erf(Layer):
         st.nngp += c2
 
         def diag(q: np.ndarray) -> np.ndarray:
-            return a2 * (2.0 / math.pi) * np.arcsin(np.clip(2.0 * q / (1.0 + 2.0 * q), -1.0, 1.0)) + c2
+            # (2/π)·arcsin(2q/(1+2q)) by the cross-term formula, then the same a², c² operations
+            e = _kernels.erf_diag(q)
+            if a2 != 1.0:
+                e *= a2
+            e += c2
+            return e
 
         st.var1 = diag(st.var1)
         st.var2 = st.var1 if st.symmetric else diag(st.var2)
@@ -271,22 +277,37 @@ class Elementwise(Layer):
         h = 1e-6
         return (np.asarray(self.fn(x + h)) - np.asarray(self.fn(x - h))) / (2 * h)
 
-    def _expect(self, g: Callable, s: np.ndarray, q1: np.ndarray, q2: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
-        out = np.empty_like(s)
+    @staticmethod
+    def _correlation(s: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
+        """c = Σ/√(q1q2) in [−1, 1] (0 where a variance vanishes); exactly 1 for identical inputs,
+        since √(fl(q·q)) = q."""
+        den = np.sqrt(np.maximum(q1, 0.0)[:, None] * np.maximum(q2, 0.0)[None, :])
+        c = np.divide(s, den, out=np.zeros_like(s), where=den > 0)
+        return np.clip(c, -1.0, 1.0)
+
+    def _expect(self, g: Callable, c: np.ndarray, q1: np.ndarray, q2: np.ndarray, z: np.ndarray, w: np.ndarray) -> np.ndarray:
+        out = np.empty_like(c)
         r1 = np.sqrt(np.maximum(q1, 0.0))
         r2 = np.sqrt(np.maximum(q2, 0.0))
-        gu = g(r1[:, None] * z[None, :]) * w[None, :]  # (n1, m), weights folded in
-        for i0 in range(0, s.shape[0], self.batch_rows):
+        gu = np.ascontiguousarray(g(r1[:, None] * z[None, :]) * w[None, :])  # (n1, m), weights folded in
+        for i0 in range(0, c.shape[0], self.batch_rows):
             sl = slice(i0, i0 + self.batch_rows)
-            den = r1[sl, None] * r2[None, :]
-            c = np.divide(s[sl], den, out=np.zeros_like(s[sl]), where=den > 0)
-            c = np.clip(c, -1.0, 1.0)
-            sc = np.sqrt(1.0 - c * c)
+            sc = np.sqrt((1.0 - c[sl]) * (1.0 + c[sl]))
             # v[i, j, a, b] = r2_j (c_ij z_a + sc_ij z_b)
-            v = r2[None, :, None, None] * (c[:, :, None, None] * z[None, None, :, None] + sc[:, :, None, None] * z[None, None, None, :])
-            gv = g(v) @ w  # (b, n2, m): sum over z_b
-            out[sl] = np.einsum("ia,ija->ij", gu[sl], gv)
+            v = r2[None, :, None, None] * (c[sl, :, None, None] * z[None, None, :, None] + sc[:, :, None, None] * z[None, None, None, :])
+            gv = np.ascontiguousarray(g(v), dtype=np.float64)
+            # Σ_a gu_ia Σ_b gv_ijab w_b, summed in numba (not BLAS) so each entry depends on its values only
+            _kernels.quadrature_pairs(gu[sl], gv, w, out[sl])
         return out
+
+    @staticmethod
+    def _exact_ends(e: np.ndarray, c: np.ndarray, q1: np.ndarray, q2: np.ndarray, d1: np.ndarray) -> None:
+        """Where c = 1 and q1 = q2 (identical inputs, repeated rows) the bivariate expectation is the
+        univariate one: use the variance value d1 itself, so cross terms equal variances exactly."""
+        same = (c == 1.0) & (q1[:, None] == q2[None, :])
+        if np.any(same):
+            i, j = np.nonzero(same)
+            e[i, j] = d1[i]
 
     def _apply(self, st: _State) -> _State:
         z, w = np.polynomial.hermite_e.hermegauss(int(self.degree))
@@ -294,18 +315,33 @@ class Elementwise(Layer):
         fn = lambda x: np.asarray(self.fn(x), dtype=np.float64)  # noqa: E731
         if st.symmetric:
             _mirror_upper(st)
-        s = st.nngp
+        c = self._correlation(st.nngp, st.var1, st.var2)
+
+        def expect(g: Callable) -> np.ndarray:
+            # the tensor rule is not symmetric in (u, v): average both orientations, so that the
+            # symmetric, rectangular and blocked evaluations give the same entries bit for bit
+            e = self._expect(g, c, st.var1, st.var2, z, w)
+            if st.symmetric:  # c is exactly symmetric
+                return 0.5 * (e + e.T)
+            return 0.5 * (e + self._expect(g, np.ascontiguousarray(c.T), st.var2, st.var1, z, w).T)
+
+        def diag(g: Callable, q: np.ndarray) -> np.ndarray:
+            return np.sum(g(np.sqrt(np.maximum(q, 0.0))[:, None] * z[None, :]) ** 2 * w[None, :], axis=1)
+
         if st.do_ntk:
-            st.ntk *= self._expect(self._deriv, s, st.var1, st.var2, z, w)
-        st.nngp = np.ascontiguousarray(self._expect(fn, s, st.var1, st.var2, z, w))
-
-        def diag(q: np.ndarray) -> np.ndarray:
-            return (fn(np.sqrt(np.maximum(q, 0.0))[:, None] * z[None, :]) ** 2) @ w
-
-        st.var1 = diag(st.var1)
-        st.var2 = st.var1 if st.symmetric else diag(st.var2)
-        if st.symmetric:  # keep the exact diagonal and symmetry
-            st.nngp = 0.5 * (st.nngp + st.nngp.T)
+            ed = expect(self._deriv)
+            self._exact_ends(ed, c, st.var1, st.var2, diag(self._deriv, st.var1))
+            st.ntk *= ed
+        e = expect(fn)
+        if st.symmetric:
+            var1 = var2 = diag(fn, st.var1)
+        else:  # one evaluation for both sides, so equal variances map to equal values
+            both = diag(fn, np.concatenate([st.var1, st.var2]))
+            var1, var2 = both[: st.var1.size], both[st.var1.size :]
+        self._exact_ends(e, c, st.var1, st.var2, var1)
+        st.nngp = np.ascontiguousarray(e)
+        st.var1, st.var2 = var1, var2
+        if st.symmetric:  # keep the exact diagonal
             np.fill_diagonal(st.nngp, st.var1)
         return st
 
@@ -432,10 +468,10 @@ def _initial_state(x1: np.ndarray, x2: np.ndarray | None, symmetric: bool, do_nt
     d = x1.shape[1]
     if symmetric:
         x2 = x1
-    nngp = np.ascontiguousarray(x1 @ x2.T) / d
-    var1 = np.einsum("ij,ij->i", x1, x1) / d
-    var2 = var1 if symmetric else np.einsum("ij,ij->i", x2, x2) / d
+    # one routine for cross terms and variances (not BLAS, whose rounding depends on the kernel and
+    # on the position of a row): identical rows give Σ(x, x') = Σ(x, x) = Σ(x', x') bit for bit
+    nngp, var1, var2 = _kernels.gram(x1, x2, symmetric)
     if symmetric:
-        np.fill_diagonal(nngp, var1)
+        var2 = var1
     ntk = np.zeros(nngp.shape) if do_ntk else np.zeros((1, 1))
     return _State(nngp=nngp, ntk=ntk, var1=var1, var2=var2, width=d, symmetric=symmetric, do_ntk=do_ntk)
