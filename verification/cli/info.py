@@ -24,5 +24,8 @@ def run(args: argparse.Namespace) -> int:
         "layers": [l.describe() for l in net.layers],
         "has_input_domain": net.input_lower is not None,
     }
+    for key in ("assumed", "dropped"):
+        if net.metadata.get(key):
+            obj[key] = net.metadata[key]
     emit(obj, args.json, f"{net.metadata.get('format', '?')} model: {net.describe()}")
     return 0

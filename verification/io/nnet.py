@@ -15,13 +15,14 @@ so that the network takes raw inputs and returns raw outputs (the header's clipp
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from verification.activations import ReLU
 from verification.errors import ModelFormatError
-from verification.io.common import chain_from_weights
+from verification.io.common import chain_from_weights, check_dense_size
 from verification.network import Dense, Network
 
 __all__ = ["load"]
@@ -29,17 +30,26 @@ __all__ = ["load"]
 
 def _numbers(line: str, lineno: int, fname: str) -> list[float]:
     try:
-        return [float(t) for t in line.replace(",", " ").split()]
+        vals = [float(t) for t in line.replace(",", " ").split()]
     except ValueError:
         raise ModelFormatError(f"{fname}: line {lineno} is not a list of numbers: {line[:60]!r}") from None
+    if not all(math.isfinite(v) for v in vals):
+        raise ModelFormatError(f"{fname}: line {lineno} contains NaN or inf")
+    return vals
+
+
+def _sizes(vals: list[float], what: str, fname: str) -> list[int]:
+    if any(v != int(v) or v <= 0 for v in vals):
+        raise ModelFormatError(f"{fname}: {what} must be positive integers, got {[f'{v:g}' for v in vals[:6]]}")
+    return [int(v) for v in vals]
 
 
 def load(path: Path, include_normalization: bool = False) -> Network:
     fname = path.name
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ModelFormatError(f"{fname}: not a text .nnet file") from None
+        raise ModelFormatError(f"{fname}: not a text .nnet file (invalid UTF-8)") from None
     lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip() and not ln.lstrip().startswith("//")]
     pos = 0
 
@@ -55,17 +65,25 @@ def load(path: Path, include_normalization: bool = False) -> Network:
         return vals
 
     head = take()
-    if len(head) < 3 or any(v != int(v) or v <= 0 for v in head[:3]):
+    if len(head) < 3:
         raise ModelFormatError(f"{fname}: first line must be 'layers, inputs, outputs, max width'")
-    n_layers, n_in, n_out = (int(v) for v in head[:3])
-    sizes = [int(v) for v in take(n_layers + 1)]
+    n_layers, n_in, n_out = _sizes(head[:3], "the first line's layers, inputs and outputs", fname)
+    if n_layers > len(lines):
+        raise ModelFormatError(f"{fname}: the header declares {n_layers} layers, more than the file can hold (truncated?)")
+    sizes = _sizes(take(n_layers + 1), "layer sizes", fname)
     if sizes[0] != n_in or sizes[-1] != n_out:
-        raise ModelFormatError(f"{fname}: layer sizes {sizes} disagree with {n_in} inputs / {n_out} outputs")
+        raise ModelFormatError(f"{fname}: layer sizes {sizes[:8]} disagree with {n_in} inputs / {n_out} outputs")
+    for k in range(n_layers):
+        check_dense_size(sizes[k + 1], sizes[k], fname)
+        if sizes[k + 1] > len(lines):
+            raise ModelFormatError(f"{fname}: layer {k} declares {sizes[k + 1]} rows, more than the file holds (truncated?)")
     take()  # symmetric flag, unused
     mins, maxs = np.array(take(n_in)), np.array(take(n_in))
     means, ranges = np.array(take(n_in + 1)), np.array(take(n_in + 1))
     if np.any(ranges == 0):
         raise ModelFormatError(f"{fname}: a normalisation range is zero")
+    if np.any(mins > maxs):
+        raise ModelFormatError(f"{fname}: an input minimum exceeds its maximum")
     weights, biases = [], []
     for k in range(n_layers):
         w = np.array([take(sizes[k]) for _ in range(sizes[k + 1])])

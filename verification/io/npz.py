@@ -1,50 +1,140 @@
 """Our ``.npz`` exchange format.
 
-Arrays ``W0, b0, W1, b1, ...`` (weights ``(out, in)``), optional ``activations`` (JSON list of activation
-specs, one per hidden layer; default ReLU), optional ``input_lower`` / ``input_upper``.
+Arrays ``W0 .. W{n-1}`` (weights ``(out, in)``, real floats), optional ``b0 .. b{n-1}``, optional
+``activations`` (a string: JSON list of activation specs, one per hidden layer), optional ``input_lower`` /
+``input_upper``.  Nothing else: gaps in the numbering, unknown keys, complex / string / object arrays and
+malformed specs are refused.  Without ``activations`` the activations come from ``arch``, else ReLU between
+layers is assumed and recorded in ``metadata["assumed"]``.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 
 import numpy as np
 
-from verification.activations import Activation, from_spec
-from verification.errors import ModelFormatError
-from verification.io.common import chain_from_weights
+from verification.activations import Activation, GroupSort, Householder, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
+from verification.errors import InvalidParameterError, ModelFormatError, ShapeMismatchError
+from verification.io.common import assumed_activations, chain_from_weights, parse_arch, real_array
 from verification.network import Network
 
 __all__ = ["load", "save"]
 
+_OPTIONAL = {"activations", "input_lower", "input_upper"}
+_SPEC_KEYS = {
+    "identity": set(), "relu": set(), "tanh": set(), "sigmoid": set(),
+    "leaky_relu": {"negative_slope"}, "groupsort": {"group_size"}, "maxmin": {"group_size"}, "householder": {"v"},
+}
 
-def load(path: Path) -> Network:
+
+def _open(path: Path) -> dict[str, np.ndarray]:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ModelFormatError(f"{path.name!r} is not an .npz archive (not a zip file; truncated or a single .npy?)")
     try:
-        data = np.load(str(path), allow_pickle=False)
-        keys = set(data.files)
+        with np.load(str(path), allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
     except Exception as exc:
-        raise ModelFormatError(f"could not read .npz file {path.name!r}: {exc}") from None
-    n = 0
-    while f"W{n}" in keys:
-        n += 1
-    if n == 0:
-        raise ModelFormatError(f"{path.name!r} has no arrays W0, b0, W1, b1, ...")
-    weights = [data[f"W{k}"] for k in range(n)]
-    biases = [data[f"b{k}"] if f"b{k}" in keys else None for k in range(n)]
-    if "activations" in keys:
-        specs = json.loads(str(data["activations"]))
-        acts = [from_spec(s) for s in specs]
-        if len(acts) != n - 1:
-            raise ModelFormatError(f"{path.name!r}: {len(acts)} activations for {n} weights")
-    else:
-        from verification.activations import ReLU
+        msg = " ".join(str(exc).split())[:160]
+        raise ModelFormatError(f"could not read .npz file {path.name!r} (truncated or corrupt?): {msg}") from None
 
-        acts = [ReLU() for _ in range(n - 1)]
-    net = chain_from_weights(weights, biases, acts, path.name)
-    lo = data["input_lower"] if "input_lower" in keys else None
-    hi = data["input_upper"] if "input_upper" in keys else None
-    return Network(net.layers, lo, hi)
+
+def _check_keys(keys: set[str], fname: str) -> int:
+    """Number of layers ``n``; refuses gaps and unknown keys."""
+    numbered = [k for k in keys if re.fullmatch(r"[Wb](0|[1-9][0-9]{0,5})", k)]
+    n = 1 + max((int(k[1:]) for k in numbered if k[0] == "W"), default=-1)
+    if n == 0:
+        raise ModelFormatError(f"{fname!r} has no arrays W0, b0, W1, b1, ...")
+    missing = [f"W{k}" for k in range(n) if f"W{k}" not in keys]
+    if missing:
+        raise ModelFormatError(f"{fname!r} has W{n - 1} but no {missing[0]}: weights must be numbered W0..W{n - 1} without gaps")
+    allowed = {f"W{k}" for k in range(n)} | {f"b{k}" for k in range(n)} | _OPTIONAL
+    unknown = sorted(keys - allowed)
+    if unknown:
+        raise ModelFormatError(
+            f"{fname!r}: unknown array(s) {unknown[:4]}; expected W0..W{n - 1}, b0..b{n - 1}, activations, "
+            "input_lower, input_upper"
+        )
+    return n
+
+
+def _number(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ModelFormatError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _activation(spec, what: str) -> Activation:
+    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+        raise ModelFormatError(f"{what} must be an object with a 'type', got {str(spec)[:60]!r}")
+    kind = spec["type"]
+    if kind not in _SPEC_KEYS:
+        raise ModelFormatError(f"{what} has unknown type {kind!r}; expected one of {sorted(_SPEC_KEYS)}")
+    extra = set(spec) - {"type"} - _SPEC_KEYS[kind]
+    if extra:
+        raise ModelFormatError(f"{what} ({kind}) has unknown field(s) {sorted(extra)}")
+    if kind == "leaky_relu":
+        return LeakyReLU(_number(spec.get("negative_slope", 0.01), f"{what} negative_slope"))
+    if kind in ("groupsort", "maxmin"):
+        g = _number(spec.get("group_size", 2), f"{what} group_size")
+        if g != int(g) or g < 2 or (kind == "maxmin" and g != 2):
+            raise ModelFormatError(f"{what} ({kind}) group_size must be an integer >= 2 (2 for maxmin), got {g:g}")
+        return GroupSort(int(g))
+    if kind == "householder":
+        v = spec.get("v")
+        if not isinstance(v, list) or len(v) < 2:
+            raise ModelFormatError(f"{what} (householder) needs a list 'v' of at least 2 numbers")
+        return Householder(np.array([_number(c, f"{what} v entry") for c in v]))
+    return {"identity": Identity, "relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid}[kind]()
+
+
+def _activations(raw: np.ndarray, n_hidden: int, fname: str) -> list[Activation]:
+    if raw.dtype.kind != "U" or raw.ndim != 0:
+        raise ModelFormatError(f"{fname!r}: 'activations' must be a string holding a JSON list (got dtype {raw.dtype}, shape {raw.shape})")
+    try:
+        specs = json.loads(str(raw))
+    except (ValueError, RecursionError) as exc:
+        raise ModelFormatError(f"{fname!r}: 'activations' is not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(specs, list):
+        raise ModelFormatError(f"{fname!r}: 'activations' must be a JSON list of activation specs")
+    if len(specs) != n_hidden:
+        raise ShapeMismatchError(f"{fname!r}: {len(specs)} activations for {n_hidden + 1} weights (need {n_hidden})")
+    return [_activation(s, f"{fname!r}: activation {k}") for k, s in enumerate(specs)]
+
+
+def load(path: Path, arch: str | None = None) -> Network:
+    fname = path.name
+    data = _open(path)
+    n = _check_keys(set(data), fname)
+    weights = [data[f"W{k}"] for k in range(n)]
+    biases = [data.get(f"b{k}") for k in range(n)]
+    if "activations" in data:
+        if arch is not None:
+            raise InvalidParameterError(f"{fname!r} stores its activations; do not pass --arch / arch")
+        acts = _activations(data["activations"], n - 1, fname)
+    else:
+        acts = parse_arch(arch, n - 1)
+    net = chain_from_weights(weights, biases, acts, fname)
+    domain = [_bound(data, k, fname) for k in ("input_lower", "input_upper")]
+    if (domain[0] is None) != (domain[1] is None):
+        raise ModelFormatError(f"{fname!r}: 'input_lower' and 'input_upper' must be given together")
+    meta = {}
+    if "activations" not in data and arch is None:
+        meta["assumed"] = assumed_activations(n - 1, "the .npz file")
+    return Network(net.layers, domain[0], domain[1], meta)
+
+
+def _bound(data: dict, key: str, fname: str) -> np.ndarray | None:
+    if key not in data:
+        return None
+    arr = real_array(data[key], f"{fname!r}: {key!r}")
+    if not np.all(np.isfinite(arr)):
+        raise ModelFormatError(f"{fname!r}: {key!r} has a NaN or infinite entry")
+    return arr
 
 
 def save(net: Network, path: Path) -> None:
@@ -60,4 +150,3 @@ def save(net: Network, path: Path) -> None:
     if cnet.input_upper is not None:
         arrays["input_upper"] = cnet.input_upper
     np.savez(str(path), **arrays)
-

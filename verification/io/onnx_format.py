@@ -1,32 +1,109 @@
 """ONNX loader: a single-input chain of affine and activation nodes.
 
-Supported nodes: Gemm, MatMul, Add, Sub, Mul, Div (with constants), Relu, LeakyRelu, Tanh, Sigmoid,
-Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout, Constant.  Consecutive affine nodes are folded
-into one dense layer; each activation closes a dense layer.  Anything else (Conv, residual branches, ...)
-raises :class:`UnsupportedLayerError` naming the operator and the node.
+Data-path nodes: Gemm, MatMul, Add, Sub, Mul, Div (with constants), Relu, LeakyRelu, Tanh, Sigmoid,
+Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout, Cast (to a float type), and a final Softmax /
+LogSoftmax (refused unless ``drop_softmax=True``).  Constant subgraphs (Constant, Shape, Gather, Concat,
+Cast, Unsqueeze, Squeeze, Reshape, Identity, arithmetic) are folded.  Consecutive affine nodes become one
+dense layer; each activation closes a dense layer.  Anything else (Conv, residual branches, custom
+domains, ...) raises :class:`UnsupportedLayerError` naming the operator and the node.
+
+The initial affine map is kept lazily (identity or diagonal) so that memory follows the model's own
+weights; no dense layer may exceed :data:`~verification.io.common.MAX_DENSE_ENTRIES` entries.  After
+loading, the network is checked against onnxruntime (:mod:`verification.io._crosscheck`).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from verification.activations import Activation, LeakyReLU, ReLU, Sigmoid, Tanh
 from verification.errors import ModelFormatError, ShapeMismatchError, UnsupportedLayerError
-from verification.network import Dense, Layer, Network
+from verification.io.common import MAX_DENSE_ENTRIES, check_dense_size, check_widths, real_array
+from verification.network import Dense, Network
 
 __all__ = ["load"]
 
-_ACTIVATIONS = {"Relu": lambda n: ReLU(), "Tanh": lambda n: Tanh(), "Sigmoid": lambda n: Sigmoid()}
-_RESHAPES = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
+_ACTIVATIONS = {"Relu": lambda n: ReLU(), "Tanh": lambda n: Tanh(), "Sigmoid": lambda n: Sigmoid(),
+                "LeakyRelu": lambda n: LeakyReLU(_num(n, "alpha", 0.01))}
+_SHAPE_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast"}
+_SOFTMAX = {"Softmax", "LogSoftmax"}
+_STANDARD_DOMAINS = ("", "ai.onnx")
+# element types: TensorProto codes
+_FLOAT_INPUTS = {1: np.float32, 11: np.float64, 10: np.float16}
+_NUMERIC_TENSORS = {1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13}
 
 
 class _Var:
-    """The data-dependent tensor: ``value = (A @ h + c).reshape(shape)`` with ``h`` the last activation output."""
+    """The data tensor: ``value = (A h + c).reshape(shape)``, ``h`` the last activation's output.
 
-    def __init__(self, a: np.ndarray, c: np.ndarray, shape: tuple[int, ...]):
-        self.a, self.c, self.shape = a, c, shape
+    ``A`` is ``None`` (identity), a 1-D array (diagonal) or a dense matrix."""
+
+    def __init__(self, a, c: np.ndarray, shape: tuple[int, ...]):
+        self.a, self.c, self.shape = a, c, tuple(int(s) for s in shape)
+
+    @property
+    def n(self) -> int:
+        return int(self.c.shape[0])
+
+    def matrix(self, where: str) -> np.ndarray:
+        if self.a is None or self.a.ndim == 1:
+            check_dense_size(self.n, self.n, where)
+            return np.eye(self.n) if self.a is None else np.diag(self.a)
+        return self.a
+
+    def scaled(self, k: np.ndarray):
+        """``diag(k) A`` in the lazy representation."""
+        if self.a is None:
+            return k.copy()
+        return k * self.a if self.a.ndim == 1 else k[:, None] * self.a
+
+    def left_matmul(self, wt: np.ndarray, where: str) -> np.ndarray:
+        """``wt @ A`` for ``wt`` of shape ``(m, n)``."""
+        n_in = self.n if self.a is None or self.a.ndim == 1 else self.a.shape[1]
+        check_dense_size(wt.shape[0], n_in, where)
+        if self.a is None:
+            return np.ascontiguousarray(wt)
+        return wt * self.a[None, :] if self.a.ndim == 1 else wt @ self.a
+
+
+class _Graph:
+    """Constants of the graph (initializers, Constant nodes, folded subgraphs), converted on first use."""
+
+    def __init__(self, graph, fname: str):
+        self.fname = fname
+        self.protos = {t.name: t for t in graph.initializer}
+        self.values: dict[str, np.ndarray] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.values or name in self.protos
+
+    def get(self, name: str, label: str) -> np.ndarray:
+        if name not in self.values:
+            if name not in self.protos:
+                raise UnsupportedLayerError(
+                    f"{self.fname!r}: {label} combines two data-dependent tensors (branches are not supported)"
+                )
+            self.values[name] = _tensor(self.protos[name], f"{self.fname!r}: initializer {name!r}")
+        return self.values[name]
+
+
+def _tensor(proto, what: str) -> np.ndarray:
+    from onnx import numpy_helper
+
+    if proto.data_type not in _NUMERIC_TENSORS:
+        raise ModelFormatError(f"{what} has ONNX element type {proto.data_type}, not a real number type")
+    if proto.data_location == proto.EXTERNAL:
+        raise ModelFormatError(f"{what} is stored in an external data file; save the model with all tensors inside it")
+    if math.prod(proto.dims) > MAX_DENSE_ENTRIES:
+        raise UnsupportedLayerError(f"{what} has {math.prod(proto.dims):.3g} entries, above the limit of {MAX_DENSE_ENTRIES:.0e}")
+    try:
+        arr = numpy_helper.to_array(proto)
+    except Exception as exc:
+        raise ModelFormatError(f"{what} cannot be decoded (corrupt?): {type(exc).__name__}") from None
+    return np.asarray(arr)
 
 
 def _attrs(node) -> dict:
@@ -35,120 +112,451 @@ def _attrs(node) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
+def _num(node, name: str, default: float) -> float:
+    """A finite float attribute (``default`` if absent)."""
+    value = _attrs(node).get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ModelFormatError(f"{node.op_type} node {node.name!r}: attribute {name!r} must be a number, got {value!r}")
+    return float(value)
+
+
+def _ints(node, name: str) -> list[int] | None:
+    """An ints attribute (``None`` if absent)."""
+    value = _attrs(node).get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ModelFormatError(f"{node.op_type} node {node.name!r}: attribute {name!r} must be a list of integers")
+    return value
+
+
+def _int(node, name: str, default: int) -> int:
+    """An int attribute (``default`` if absent)."""
+    value = _attrs(node).get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ModelFormatError(f"{node.op_type} node {node.name!r}: attribute {name!r} must be an integer, got {value!r}")
+    return value
+
+
 def _node_label(node, idx: int) -> str:
     return f"node {idx} ({node.name!r})" if node.name else f"node {idx}"
 
 
-def load(path: Path) -> Network:
+def _read(path: Path):
     import onnx
-    from onnx import numpy_helper
 
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise ModelFormatError(f"could not parse ONNX file {path.name!r} (truncated or corrupt?): {type(exc).__name__}") from None
-    graph = model.graph
-    consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in consts]
+        raise ModelFormatError(
+            f"could not parse ONNX file {path.name!r} (truncated or corrupt?): {type(exc).__name__}"
+        ) from None
+    if not model.HasField("graph") or not len(model.graph.node):
+        raise ModelFormatError(f"could not parse ONNX file {path.name!r} (truncated or corrupt?): the graph has no nodes")
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        raise ModelFormatError(
+            f"{path.name!r} keeps tensors in external data files; save the model with all tensors inside the file"
+        )
+    return model
+
+
+def _graph_input(graph, fname: str) -> tuple[str, type, tuple[int, ...], bool]:
+    """Name, float dtype, static shape (leading symbolic axis as 1) and whether that axis is symbolic."""
+    inits = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in inits]
     if len(inputs) != 1:
-        raise UnsupportedLayerError(f"{path.name!r}: expected one graph input, found {len(inputs)}")
-    dims = [d.dim_value if d.dim_value > 0 else 1 for d in inputs[0].type.tensor_type.shape.dim]
-    if not dims:
-        raise UnsupportedLayerError(f"{path.name!r}: the graph input has no static shape")
-    shape = tuple(dims)
-    n_in = int(np.prod(shape))
-    var_name = inputs[0].name
-    var = _Var(np.eye(n_in), np.zeros(n_in), shape)
-    layers: list[Layer] = []
-
-    def const_of(name: str, label: str) -> np.ndarray:
-        if name not in consts:
-            raise UnsupportedLayerError(f"{path.name!r}: {label} combines two data-dependent tensors (branches are not supported)")
-        return consts[name]
-
-    for idx, node in enumerate(graph.node):
-        op, label = node.op_type, _node_label(node, idx)
-        if op == "Constant":
-            from onnx import helper
-
-            consts[node.output[0]] = np.asarray(numpy_helper.to_array(helper.get_attribute_value(node.attribute[0])), dtype=np.float64)
-            continue
-        data_inputs = [i for i in node.input if i == var_name]
-        if not data_inputs:
-            if all(i in consts or i == "" for i in node.input) and op in ("Reshape", "Identity", "Cast"):
-                consts[node.output[0]] = consts[node.input[0]]
-                continue
-            raise UnsupportedLayerError(f"{path.name!r}: {label} ({op}) does not read the network's data path")
-        if len(data_inputs) > 1:
-            raise UnsupportedLayerError(f"{path.name!r}: {label} ({op}) uses the data tensor twice (residual/branching graphs are not supported)")
-        try:
-            var = _apply(op, node, var, var_name, const_of, label, layers, path.name)
-        except ValueError as exc:  # numpy broadcasting / shape errors
-            raise ShapeMismatchError(f"{path.name!r}: {label} ({op}): {exc}") from None
-        var_name = node.output[0]
-    outputs = [o.name for o in graph.output]
-    if outputs != [var_name]:
-        raise UnsupportedLayerError(f"{path.name!r}: the graph output {outputs} is not the end of a single chain ({var_name!r})")
-    layers.append(Dense(var.a, var.c))
-    return Network(tuple(layers), metadata={"onnx_input": inputs[0].name, "onnx_input_shape": list(shape)})
-
-
-def _apply(op, node, var: _Var, var_name: str, const_of, label: str, layers: list, fname: str) -> _Var:
-    n = var.a.shape[0]
-    if op in _ACTIVATIONS or op == "LeakyRelu":
-        act: Activation = LeakyReLU(_attrs(node).get("alpha", 0.01)) if op == "LeakyRelu" else _ACTIVATIONS[op](node)
-        layers.append(Dense(var.a, var.c))
-        layers.append(act)
-        return _Var(np.eye(n), np.zeros(n), var.shape)
-    if op in _RESHAPES:
-        if op == "Flatten":
-            axis = _attrs(node).get("axis", 1)
-            lead = int(np.prod(var.shape[:axis])) if axis else 1
-            shape = (lead, n // lead)
-        elif op == "Reshape":
-            target = [int(s) for s in const_of(node.input[1], label)]
-            target = [var.shape[i] if s == 0 else s for i, s in enumerate(target)]
-            shape = tuple(np.empty(var.shape).reshape(target).shape)
+        raise UnsupportedLayerError(f"{fname!r}: expected one graph input, found {len(inputs)}")
+    inp = inputs[0]
+    tt = inp.type.tensor_type if inp.type.HasField("tensor_type") else None
+    if tt is None or tt.elem_type not in _FLOAT_INPUTS:
+        raise UnsupportedLayerError(f"{fname!r}: the graph input {inp.name!r} is not a float32/float64/float16 tensor")
+    if not tt.HasField("shape") or not len(tt.shape.dim):
+        raise UnsupportedLayerError(f"{fname!r}: the graph input {inp.name!r} has no static shape")
+    dims, batch = [], False
+    for i, d in enumerate(tt.shape.dim):
+        if d.HasField("dim_value"):
+            if d.dim_value <= 0:
+                raise ShapeMismatchError(f"{fname!r}: input dimension {i} is {d.dim_value} (a zero-width or invalid input)")
+            dims.append(int(d.dim_value))
+        elif i == 0 and len(tt.shape.dim) > 1:
+            dims.append(1)
+            batch = True
         else:
-            shape = (n,) if op in ("Squeeze", "Unsqueeze") else var.shape
-        return _Var(var.a, var.c, shape)
+            raise UnsupportedLayerError(
+                f"{fname!r}: input dimension {i} is symbolic ({d.dim_param or '?'}); only the leading batch axis may be"
+            )
+    n_in = math.prod(dims)
+    if n_in > MAX_DENSE_ENTRIES:
+        raise UnsupportedLayerError(f"{fname!r}: the input has {n_in:.3g} entries, above the limit of {MAX_DENSE_ENTRIES:.0e}")
+    return inp.name, _FLOAT_INPUTS[tt.elem_type], tuple(dims), batch
+
+
+def _check_domains(graph, fname: str) -> None:
+    for idx, node in enumerate(graph.node):
+        if node.domain not in _STANDARD_DOMAINS:
+            raise UnsupportedLayerError(
+                f"{fname!r}: {_node_label(node, idx)} ({node.op_type}) is from the custom domain {node.domain!r}; "
+                "only standard ONNX operators (domain '' or 'ai.onnx') are supported"
+            )
+    if len(graph.sparse_initializer):
+        raise UnsupportedLayerError(f"{fname!r}: sparse initializers are not supported")
+
+
+def load(path: Path, drop_softmax: bool = False, check: bool = True) -> Network:
+    model = _read(path)
+    graph, fname = model.graph, path.name
+    _check_domains(graph, fname)
+    in_name, dtype, shape, batch = _graph_input(graph, fname)
+    walk = _Walk(graph, fname, in_name, shape, dtype)
+    for idx, node in enumerate(graph.node):
+        walk.step(idx, node, drop_softmax)
+    outputs = [o.name for o in graph.output]
+    if outputs != [walk.var_name]:
+        raise UnsupportedLayerError(f"{fname!r}: the graph output {outputs} is not the end of a single chain ({walk.var_name!r})")
+    walk.layers.append(Dense(walk.var.matrix(fname), walk.var.c))
+    meta = {"onnx_input": in_name, "onnx_input_shape": list(shape)}
+    if walk.dropped:
+        meta["dropped"] = f"final {walk.dropped[0]}"
+    net = check_widths(Network(tuple(walk.layers), metadata=meta), fname)
+    if check:
+        precision = max(walk.precisions, key=lambda t: np.finfo(t).eps)
+        meta["crosscheck"] = _check_with_onnxruntime(net, model, path, in_name, (dtype, precision), shape, batch, walk.dropped)
+    return net
+
+
+class _Walk:
+    """State of the walk along the data path: the lazy affine map since the last activation, the layers so
+    far, the current data tensor's name, a dropped final softmax and the float types the data went through."""
+
+    def __init__(self, graph, fname: str, in_name: str, shape: tuple[int, ...], dtype):
+        self.graph, self.fname = graph, fname
+        self.consts = _Graph(graph, fname)
+        self.var = _Var(None, np.zeros(math.prod(shape)), shape)
+        self.var_name, self.layers, self.dropped, self.precisions = in_name, [], None, [dtype]
+
+    def step(self, idx: int, node, drop_softmax: bool) -> None:
+        op, label, fname = node.op_type, _node_label(node, idx), self.fname
+        if op == "Shape" and node.input and node.input[0] == self.var_name:
+            self.consts.values[node.output[0]] = _shape_of(self.var.shape, _attrs(node))
+            return
+        data_inputs = [i for i in node.input if i == self.var_name]
+        if not data_inputs:
+            _fold_constant(node, self.consts, label, fname)
+            return
+        if len(data_inputs) > 1:
+            raise UnsupportedLayerError(
+                f"{fname!r}: {label} ({op}) uses the data tensor twice (residual/branching graphs are not supported)"
+            )
+        if op in _SOFTMAX:
+            self.dropped = _final_softmax(node, self.graph, label, fname, drop_softmax, self.var_name)
+        else:
+            if op == "Cast" and _int(node, "to", 0) in _FLOAT_INPUTS:
+                self.precisions.append(_FLOAT_INPUTS[_int(node, "to", 0)])
+            try:
+                self.var = _apply(op, node, self.var, self.var_name, self.consts, label, self.layers, fname)
+            except ValueError as exc:  # numpy broadcasting / shape errors
+                raise ShapeMismatchError(f"{fname!r}: {label} ({op}): {exc}") from None
+        self.var_name = node.output[0]
+
+
+def _final_softmax(node, graph, label: str, fname: str, drop: bool, var_name: str):
+    op = node.op_type
+    if [o.name for o in graph.output] != [node.output[0]]:
+        raise UnsupportedLayerError(
+            f"{fname!r}: unsupported ONNX operator {op!r} at {label}: only a {op} at the very end of the graph "
+            "can be handled (dropped with --drop-softmax)"
+        )
+    if not drop:
+        raise UnsupportedLayerError(
+            f"{fname!r}: unsupported ONNX operator {op!r} at {label}: the model ends with a {op}; pass "
+            "--drop-softmax (drop_softmax=True) to analyse the logits before it"
+        )
+    return (op, var_name, node)
+
+
+def _shape_of(shape: tuple[int, ...], attrs: dict) -> np.ndarray:
+    start, end = attrs.get("start", 0), attrs.get("end", None)
+    return np.array(shape[start:end], dtype=np.int64)
+
+
+def _int_list(arr: np.ndarray, what: str) -> list[int]:
+    a = np.asarray(arr).reshape(-1)
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a) & (a == np.round(a))):
+        raise ModelFormatError(f"{what} must hold integers, got {a[:8]}")
+    if a.dtype.kind not in "fiu":
+        raise ModelFormatError(f"{what} must hold integers (dtype {a.dtype})")
+    return [int(v) for v in a]
+
+
+def _reshape_target(shape: tuple[int, ...], target: list[int], allowzero: int) -> tuple[int, ...]:
+    n = math.prod(shape)
+    out = [shape[i] if (s == 0 and not allowzero and i < len(shape)) else s for i, s in enumerate(target)]
+    if out.count(-1) > 1 or any(s < -1 for s in out):
+        raise ValueError(f"invalid Reshape target {target}")
+    if -1 in out:
+        known = math.prod(s for s in out if s != -1)
+        if known == 0 or n % known:
+            raise ValueError(f"cannot reshape {shape} to {target}")
+        out[out.index(-1)] = n // known
+    if math.prod(out) != n:
+        raise ValueError(f"cannot reshape {shape} ({n} entries) to {target}")
+    return tuple(out)
+
+
+def _squeeze_axes(node, consts: _Graph, label: str, rank: int) -> list[int] | None:
+    axes = _ints(node, "axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = _int_list(consts.get(node.input[1], label), f"{label} axes")
+    if axes is None:
+        return None
+    if any(not -rank <= a < rank for a in axes):
+        raise ValueError(f"axes {axes} out of range for rank {rank}")
+    return sorted(a % rank for a in axes)
+
+
+def _new_shape(op: str, node, shape: tuple[int, ...], consts: _Graph, label: str) -> tuple[int, ...]:
+    """Output shape of a shape-only operator."""
+    n = math.prod(shape)
+    if op == "Flatten":
+        axis = _int(node, "axis", 1)
+        if not -len(shape) <= axis <= len(shape):
+            raise ValueError(f"Flatten axis {axis} out of range for shape {shape}")
+        lead = math.prod(shape[: axis + len(shape) if axis < 0 else axis])
+        return (lead, n // lead)
+    if op == "Reshape":
+        target = _int_list(consts.get(node.input[1], label), f"{label} shape")
+        return _reshape_target(shape, target, _int(node, "allowzero", 0))
+    if op == "Squeeze":
+        axes = _squeeze_axes(node, consts, label, len(shape))
+        if axes is None:
+            return tuple(s for s in shape if s != 1)
+        if any(shape[a] != 1 for a in axes):
+            raise ValueError(f"cannot squeeze axes {axes} of shape {shape}")
+        return tuple(s for i, s in enumerate(shape) if i not in axes)
+    if op == "Unsqueeze":
+        raw = _ints(node, "axes")
+        if raw is None:
+            if len(node.input) < 2 or not node.input[1]:
+                raise ValueError("Unsqueeze without axes")
+            raw = _int_list(consts.get(node.input[1], label), f"{label} axes")
+        rank = len(shape) + len(raw)
+        axes = {a % rank for a in raw if -rank <= a < rank}
+        if len(axes) != len(raw):
+            raise ValueError(f"invalid Unsqueeze axes {raw} for shape {shape}")
+        it = iter(shape)
+        return tuple(1 if i in axes else next(it) for i in range(rank))
+    return shape
+
+
+def _apply(op: str, node, var: _Var, var_name: str, consts: _Graph, label: str, layers: list, fname: str) -> _Var:
+    where = f"{fname!r}: {label} ({op})"
+    if op in _ACTIVATIONS:
+        act: Activation = _ACTIVATIONS[op](node)
+        layers.append(Dense(var.matrix(where), var.c))
+        layers.append(act)
+        return _Var(None, np.zeros(var.n), var.shape)
+    if op in _SHAPE_OPS:
+        _check_shape_op(op, node, consts, label, fname)
+        return _Var(var.a, var.c, _new_shape(op, node, var.shape, consts, label))
     if op in ("Add", "Sub", "Mul", "Div"):
-        i_var = list(node.input).index(var_name)
-        k = const_of(node.input[1 - i_var], label)
-        full = np.broadcast_to(k, np.broadcast_shapes(k.shape, var.shape))
-        if full.shape != var.shape and int(np.prod(full.shape)) != n:
-            raise ValueError(f"constant of shape {k.shape} broadcasts the data tensor {var.shape} to {full.shape}")
-        kf = np.ascontiguousarray(full).reshape(-1)
-        if op == "Add":
-            return _Var(var.a, var.c + kf, var.shape)
-        if op == "Sub":
-            if i_var == 0:
-                return _Var(var.a, var.c - kf, var.shape)
-            return _Var(-var.a, kf - var.c, var.shape)
-        if op == "Mul":
-            return _Var(kf[:, None] * var.a, kf * var.c, var.shape)
-        if i_var != 0:
-            raise UnsupportedLayerError(f"{fname}: {label} (Div) divides a constant by the data tensor (not affine)")
-        return _Var(var.a / kf[:, None], var.c / kf, var.shape)
+        return _elementwise(op, node, var, var_name, consts, label, fname)
     if op in ("MatMul", "Gemm"):
-        if list(node.input).index(var_name) != 0:
-            raise UnsupportedLayerError(f"{fname}: {label} ({op}) multiplies the data tensor from the right side only is supported")
-        w = const_of(node.input[1], label)
-        bias = None
-        if op == "Gemm":
-            at = _attrs(node)
-            if at.get("transA", 0):
-                raise UnsupportedLayerError(f"{fname}: {label} (Gemm) with transA=1 is not supported")
-            w = (w.T if at.get("transB", 0) else w) * at.get("alpha", 1.0)
-            if len(node.input) > 2 and node.input[2]:
-                bias = const_of(node.input[2], label) * at.get("beta", 1.0)
-        if w.ndim != 2:
-            raise UnsupportedLayerError(f"{fname}: {label} ({op}) with a {w.ndim}-D weight is not supported")
-        rows = int(np.prod(var.shape[:-1]))
-        if rows != 1 or var.shape[-1] != w.shape[0]:
-            raise ValueError(f"data tensor of shape {var.shape} cannot be multiplied by a weight of shape {w.shape}")
-        a, c = w.T @ var.a, w.T @ var.c
-        if bias is not None:
-            c = c + np.broadcast_to(bias, (w.shape[1],))
-        return _Var(a, c, var.shape[:-1] + (w.shape[1],))
-    raise UnsupportedLayerError(f"{fname}: unsupported ONNX operator {op!r} at {label}")
+        return _matmul(op, node, var, var_name, consts, label, where)
+    raise UnsupportedLayerError(f"{fname!r}: unsupported ONNX operator {op!r} at {label}")
+
+
+def _check_shape_op(op: str, node, consts: _Graph, label: str, fname: str) -> None:
+    if op == "Cast":
+        from onnx import helper
+
+        to = _int(node, "to", 0)
+        if to not in _FLOAT_INPUTS:
+            raise UnsupportedLayerError(
+                f"{fname!r}: {label} casts the data tensor to {helper.tensor_dtype_to_string(to) if to else to} "
+                "(only casts to float types keep the network affine)"
+            )
+    if op == "Dropout" and len(node.input) > 2 and node.input[2]:
+        if np.any(consts.get(node.input[2], label)):
+            raise UnsupportedLayerError(f"{fname!r}: {label} (Dropout) runs in training mode (random outputs)")
+
+
+def _elementwise(op: str, node, var: _Var, var_name: str, consts: _Graph, label: str, fname: str) -> _Var:
+    i_var = list(node.input).index(var_name)
+    k = real_array(consts.get(node.input[1 - i_var], label), f"{fname!r}: {label} constant")
+    out_shape = np.broadcast_shapes(k.shape, var.shape)
+    if math.prod(out_shape) != var.n:
+        raise ValueError(f"constant of shape {k.shape} broadcasts the data tensor {var.shape} to {out_shape}")
+    kf = np.ascontiguousarray(np.broadcast_to(k, out_shape)).reshape(-1)
+    if op == "Add":
+        return _Var(var.a, var.c + kf, out_shape)
+    if op == "Sub":
+        if i_var == 0:
+            return _Var(var.a, var.c - kf, out_shape)
+        return _Var(var.scaled(-np.ones(var.n)), kf - var.c, out_shape)
+    if op == "Mul":
+        return _Var(var.scaled(kf), kf * var.c, out_shape)
+    if i_var != 0:
+        raise UnsupportedLayerError(f"{fname!r}: {label} (Div) divides a constant by the data tensor (not affine)")
+    with np.errstate(all="ignore"):
+        return _Var(var.scaled(1.0 / kf) if var.a is None else _divide(var.a, kf), var.c / kf, out_shape)
+
+
+def _divide(a: np.ndarray, kf: np.ndarray) -> np.ndarray:
+    return a / kf if a.ndim == 1 else a / kf[:, None]
+
+
+def _matmul(op: str, node, var: _Var, var_name: str, consts: _Graph, label: str, where: str) -> _Var:
+    if list(node.input).index(var_name) != 0:
+        raise UnsupportedLayerError(f"{where}: only the data tensor times a constant weight (data on the left) is supported")
+    w = real_array(consts.get(node.input[1], label), f"{where} weight")
+    bias = None
+    if op == "Gemm":
+        if _int(node, "transA", 0):
+            raise UnsupportedLayerError(f"{where} with transA=1 is not supported")
+        if len(var.shape) != 2:
+            raise ValueError(f"Gemm needs a 2-D data tensor, got shape {var.shape}")
+        w = (w.T if _int(node, "transB", 0) else w) * _num(node, "alpha", 1.0)
+        if len(node.input) > 2 and node.input[2]:
+            bias = real_array(consts.get(node.input[2], label), f"{where} bias") * _num(node, "beta", 1.0)
+    if w.ndim != 2:
+        raise UnsupportedLayerError(f"{where} with a {w.ndim}-D weight is not supported")
+    rows = math.prod(var.shape[:-1])
+    if rows != 1 or var.shape[-1] != w.shape[0]:
+        raise ValueError(f"data tensor of shape {var.shape} cannot be multiplied by a weight of shape {w.shape}")
+    a, c = var.left_matmul(w.T, where), w.T @ var.c
+    if bias is not None:
+        c = c + np.broadcast_to(bias, (1, w.shape[1])).reshape(-1)
+    return _Var(a, c, var.shape[:-1] + (w.shape[1],))
+
+
+# ------------------------------------------------------------------ constant folding
+def _fold_constant(node, consts: _Graph, label: str, fname: str) -> None:
+    """Evaluate a node whose inputs are all constants (shape arithmetic exported by PyTorch)."""
+    op = node.op_type
+    if op == "Constant":
+        consts.values[node.output[0]] = _constant_value(node, label, fname)
+        return
+    if not node.input or not all(i in consts or i == "" for i in node.input):
+        raise UnsupportedLayerError(f"{fname!r}: {label} ({op}) does not read the network's data path")
+    args = [consts.get(i, label) if i else None for i in node.input]
+    try:
+        value = _fold(op, node, args, consts, label)
+    except (ValueError, IndexError, TypeError) as exc:
+        raise ShapeMismatchError(f"{fname!r}: {label} ({op}) on constants: {exc}") from None
+    if value is None:
+        raise UnsupportedLayerError(f"{fname!r}: unsupported ONNX operator {op!r} at {label} (on constants)")
+    if np.asarray(value).size > MAX_DENSE_ENTRIES:
+        raise UnsupportedLayerError(f"{fname!r}: {label} ({op}) builds a constant above the size limit")
+    consts.values[node.output[0]] = np.asarray(value)
+
+
+def _fold(op: str, node, args: list, consts: _Graph, label: str):
+    x = args[0]
+    if op == "Identity":
+        return x
+    if op == "Cast":
+        return _cast(x, _int(node, "to", 0))
+    if x is None:
+        return None
+    if op in ("Reshape", "Squeeze", "Unsqueeze", "Flatten"):
+        return x.reshape(_new_shape(op, node, x.shape, consts, label))
+    if op == "Concat":
+        return np.concatenate([a for a in args if a is not None], axis=_int(node, "axis", 0))
+    if op == "Gather":
+        idx = np.asarray(args[1])
+        if idx.dtype.kind not in "iu":
+            raise ValueError("Gather indices must be integers")
+        return np.take(x, idx, axis=_int(node, "axis", 0))
+    if op in ("Add", "Sub", "Mul", "Div") and len(args) == 2 and args[1] is not None:
+        fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}[op]
+        if op == "Div" and x.dtype.kind in "iu":
+            return np.asarray(np.trunc(np.divide(x, args[1])), dtype=x.dtype)
+        return fn(x, args[1])
+    return None
+
+
+def _cast(x: np.ndarray, to) -> np.ndarray:
+    from onnx import helper
+
+    if to not in _NUMERIC_TENSORS:
+        raise ValueError(f"Cast to ONNX element type {to} is not supported on constants")
+    dt = np.dtype(helper.tensor_dtype_to_np_dtype(to))
+    if dt.kind in "iu" and x.dtype.kind == "f":
+        x = np.trunc(x)
+    with np.errstate(all="ignore"):
+        return x.astype(dt)
+
+
+def _constant_value(node, label: str, fname: str) -> np.ndarray:
+    attrs = list(node.attribute)
+    if len(attrs) != 1:
+        raise ModelFormatError(f"{fname!r}: {label} (Constant) must have exactly one value attribute, found {len(attrs)}")
+    a = attrs[0]
+    if a.name == "value":
+        return _tensor(a.t, f"{fname!r}: {label} (Constant)")
+    if a.name == "value_float":
+        return np.array(a.f, dtype=np.float32)
+    if a.name == "value_floats":
+        return np.array(list(a.floats), dtype=np.float32)
+    if a.name == "value_int":
+        return np.array(a.i, dtype=np.int64)
+    if a.name == "value_ints":
+        return np.array(list(a.ints), dtype=np.int64)
+    raise UnsupportedLayerError(f"{fname!r}: {label} (Constant) with attribute {a.name!r} is not supported (numbers only)")
+
+
+# ------------------------------------------------------------------ the guard
+def _check_with_onnxruntime(net: Network, model, path: Path, in_name: str, dtypes, shape, batch, dropped) -> dict:
+    """``dtypes``: the input's dtype and the lowest float precision on the data path."""
+    from verification.io._crosscheck import crosscheck
+
+    source = str(path) if dropped is None else _without_final_softmax(model, dropped)
+    run = _ort_runner(source, path.name, in_name, dtypes[0], shape, batch)
+    return crosscheck(net, run, dtypes[0], repr(path.name), "onnxruntime", precision=dtypes[1])
+
+
+def _without_final_softmax(model, dropped) -> bytes:
+    """The model with its final Softmax removed and the logits as the graph output."""
+    import onnx
+    from onnx import helper
+
+    _, logits, node = dropped
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    keep = [n for n in m.graph.node if not (n.op_type == node.op_type and list(n.output) == list(node.output))]
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    elem = m.graph.output[0].type.tensor_type.elem_type or 1
+    del m.graph.output[:]
+    m.graph.output.append(helper.make_tensor_value_info(logits, elem, None))
+    return m.SerializeToString()
+
+
+def _ort_runner(source, fname: str, in_name: str, dtype, shape: tuple[int, ...], batch: bool):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 4
+    try:
+        sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        msg = " ".join(str(exc).split())[:200]
+        raise ModelFormatError(
+            f"{fname!r}: onnxruntime cannot load the model, so the loaded network cannot be checked against it: {msg}"
+        ) from None
+
+    def one_by_one(x: np.ndarray) -> np.ndarray:
+        return np.stack([np.asarray(sess.run(None, {in_name: xi.astype(dtype).reshape(shape)})[0]).reshape(-1) for xi in x])
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if batch and len(x) > 1:
+            try:
+                out = sess.run(None, {in_name: x.astype(dtype).reshape((len(x),) + shape[1:])})[0]
+                return np.asarray(out).reshape(len(x), -1)
+            except Exception:  # e.g. a Reshape with a hard-coded batch of 1
+                pass
+        return one_by_one(x)
+
+    return run

@@ -2,68 +2,98 @@
 
 Accepted contents, in order of preference:
 
-1. a **state_dict** (possibly under a ``"state_dict"`` / ``"model_state_dict"`` key): 2-D ``*.weight``
-   tensors in insertion order with their ``*.bias``; hidden activations from ``arch`` (default ReLU);
-2. a **TorchScript** archive (``torch.jit.save``) of an ``nn.Sequential``-style module;
+1. a **state_dict** (possibly under a ``"state_dict"`` / ``"model_state_dict"`` / ``"model"`` key): 2-D
+   ``*.weight`` tensors in insertion order with their ``*.bias``, nothing else; the activations are not in
+   the file: they come from ``arch``, else ReLU between layers is assumed and recorded in
+   ``metadata["assumed"]``;
+2. a **TorchScript** archive (``torch.jit.save``, scripted or traced) of an ``nn.Sequential``-style module;
 3. a whole pickled ``nn.Module`` (``torch.save(model)``): unpickling runs code from the file, so it is
    refused unless ``trust=True``.
 
-Everything except (3) is read with ``torch.load(..., weights_only=True)``.  Modules are walked as a chain of
-Linear, Conv2d (lowered to an exact dense matrix, needs ``input_shape``), Flatten, ReLU, LeakyReLU, Tanh,
-Sigmoid, Identity and Dropout children; nested Sequentials are flattened.
+Everything except (3) is read with ``torch.load(..., weights_only=True)``; zip archives must pass their CRC
+check.  Modules are walked as a chain of Linear, Conv2d (lowered to an exact dense matrix, every padding
+mode: from its weights and options, or for traced modules, which keep no options, by evaluating the layer
+on the unit basis; needs ``input_shape``), Flatten, ReLU, LeakyReLU, Tanh, Sigmoid, Identity and Dropout
+children, nested Sequentials flattened; a final Softmax / LogSoftmax is refused unless ``drop_softmax``.
+The module itself is then run (in float64 when it converts) and compared with the loaded network
+(:mod:`verification.io._crosscheck`), so a custom ``forward`` that is not the chain is refused.
 """
 
 from __future__ import annotations
 
+import math
+import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from verification.activations import LeakyReLU, ReLU, Sigmoid, Tanh
-from verification.errors import ModelFormatError, UnsupportedLayerError, UntrustedModelError
-from verification.io.common import chain_from_weights, parse_arch
+from verification.errors import (
+    InvalidParameterError,
+    ModelFormatError,
+    ShapeMismatchError,
+    UnsupportedLayerError,
+    UntrustedModelError,
+)
+from verification.io.common import (
+    assumed_activations,
+    chain_from_weights,
+    check_dense_size,
+    check_input_shape,
+    check_widths,
+    parse_arch,
+)
 from verification.network import Dense, Layer, Network
 
 __all__ = ["load"]
 
+_SKIP = {"Flatten", "Identity", "Dropout"}
+_ACTS = {"ReLU": ReLU, "Tanh": Tanh, "Sigmoid": Sigmoid}
+_SOFTMAX = {"Softmax", "LogSoftmax"}
+_BASIS_CHUNK = 1 << 22  # entries of the basis batch and its image per lowering step
+
 
 def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    names = zipfile.ZipFile(path).namelist()
+    """Whether ``path`` is a TorchScript archive; refuses zip archives whose members fail their CRC check."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            bad = zf.testzip()
+    except Exception as exc:
+        raise ModelFormatError(f"{path.name!r} is a corrupt zip archive (truncated?): {type(exc).__name__}") from None
+    if bad is not None:
+        raise ModelFormatError(f"{path.name!r} is corrupt: member {bad!r} fails its CRC check")
     return any(n.endswith("constants.pkl") for n in names) or any("/code/" in n for n in names)
 
 
-def load(path: Path, trust: bool = False, arch: str | None = None, input_shape=None) -> Network:
-    import pickle
-
+def load(
+    path: Path,
+    trust: bool = False,
+    arch: str | None = None,
+    input_shape=None,
+    drop_softmax: bool = False,
+    check: bool = True,
+) -> Network:
     import torch
 
-    if _is_torchscript(path):
-        try:
-            module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:
-            raise ModelFormatError(f"could not load TorchScript file {path.name!r}: {type(exc).__name__}") from None
-        return _from_module(module, path.name, input_shape)
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights_only" not in str(exc) and "Unsupported global" not in str(exc):
-            raise ModelFormatError(f"could not read PyTorch file {path.name!r}: {str(exc).splitlines()[0]}") from None
-        if not trust:
-            raise UntrustedModelError(
-                f"{path.name!r} contains a pickled Python object (a whole nn.Module); unpickling it runs code "
-                "from the file. Save a state_dict or TorchScript instead, or pass --trust / trust=True if you trust it"
-            ) from None
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=False)  # explicit trust given
-        except Exception as exc2:
-            raise ModelFormatError(f"could not unpickle {path.name!r}: {type(exc2).__name__}: {exc2}") from None
-    except Exception as exc:
-        raise ModelFormatError(f"could not read PyTorch file {path.name!r} (truncated or corrupt?): {type(exc).__name__}") from None
-    if isinstance(obj, torch.nn.Module):
-        return _from_module(obj, path.name, input_shape)
+    input_shape = check_input_shape(input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if _is_torchscript(path):
+            try:
+                module = torch.jit.load(str(path), map_location="cpu")
+            except Exception as exc:
+                raise ModelFormatError(
+                    f"could not load TorchScript file {path.name!r} (truncated or corrupt?): {type(exc).__name__}"
+                ) from None
+            return _module_network(module, path.name, arch, input_shape, drop_softmax, check)
+        obj = _torch_load(path, trust)
+        if isinstance(obj, torch.nn.Module):
+            return _module_network(obj, path.name, arch, input_shape, drop_softmax, check)
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model"):
             if key in obj and isinstance(obj[key], dict):
@@ -73,48 +103,193 @@ def load(path: Path, trust: bool = False, arch: str | None = None, input_shape=N
     raise ModelFormatError(f"{path.name!r} holds a {type(obj).__name__}, not a state_dict or module")
 
 
+def _torch_load(path: Path, trust: bool):
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" not in str(exc) and "Unsupported global" not in str(exc):
+            raise ModelFormatError(f"could not read PyTorch file {path.name!r}: {str(exc).splitlines()[0][:200]}") from None
+    except Exception as exc:
+        raise ModelFormatError(
+            f"could not read PyTorch file {path.name!r} (truncated or corrupt?): {type(exc).__name__}"
+        ) from None
+    if not trust:
+        raise UntrustedModelError(
+            f"{path.name!r} contains a pickled Python object (a whole nn.Module); unpickling it runs code "
+            "from the file. Save a state_dict or TorchScript instead, or pass --trust / trust=True if you trust it"
+        )
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=False)  # explicit trust given
+    except Exception as exc:
+        raise ModelFormatError(f"could not unpickle {path.name!r}: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+# ------------------------------------------------------------------ state_dict
+def _tensor(val, key: str, fname: str) -> np.ndarray:
+    if val.is_complex():
+        raise ModelFormatError(f"{fname}: state_dict entry {key!r} is complex; complex weights are not supported")
+    if not val.is_floating_point():
+        raise ModelFormatError(f"{fname}: state_dict entry {key!r} has dtype {val.dtype}, not a float type")
+    return val.detach().cpu().double().numpy()
+
+
 def _from_state_dict(sd: dict, fname: str, arch: str | None) -> Network:
     import torch
 
-    weights, biases = [], []
+    weights, biases, used = [], [], set()
     for key, val in sd.items():
         if not isinstance(val, torch.Tensor):
+            raise ModelFormatError(f"{fname}: state_dict entry {key!r} is a {type(val).__name__}, not a tensor")
+        if not (isinstance(key, str) and key.endswith("weight")):
             continue
-        if key.endswith("weight"):
-            if val.ndim != 2:
-                raise UnsupportedLayerError(
-                    f"{fname}: state_dict entry {key!r} has shape {tuple(val.shape)}; only Linear (2-D) weights can be "
-                    "read from a state_dict (export convolutional models to ONNX or TorchScript)"
-                )
-            weights.append(val.detach().double().numpy())
-            bkey = key[: -len("weight")] + "bias"
-            b = sd.get(bkey)
-            biases.append(None if b is None else b.detach().double().numpy())
+        if val.ndim != 2:
+            raise UnsupportedLayerError(
+                f"{fname}: state_dict entry {key!r} has shape {tuple(val.shape)}; only Linear (2-D) weights can be "
+                "read from a state_dict (save other models as TorchScript or export them to ONNX)"
+            )
+        weights.append(_tensor(val, key, fname))
+        bkey = key[: -len("weight")] + "bias"
+        used.update({key, bkey})
+        biases.append(_tensor(sd[bkey], bkey, fname) if bkey in sd else None)
     if not weights:
         raise ModelFormatError(f"{fname}: no '*.weight' tensors found in the state_dict")
-    return chain_from_weights(weights, biases, parse_arch(arch, len(weights) - 1), fname)
+    _check_order([k for k in sd if k in used and k.endswith("weight")], fname)
+    extra = [k for k in sd if k not in used]
+    if extra:
+        raise UnsupportedLayerError(
+            f"{fname}: state_dict entries {extra[:4]} are not Linear weights or biases; only chains of Linear "
+            "layers can be read from a state_dict (export other models to ONNX or TorchScript)"
+        )
+    net = chain_from_weights(weights, biases, parse_arch(arch, len(weights) - 1), fname)
+    if arch is None:
+        net.metadata["assumed"] = assumed_activations(len(weights) - 1, "the state_dict")
+    return net
 
 
-def _children(module) -> list:
+def _check_order(weight_keys: list[str], fname: str) -> None:
+    """Sequential-style keys (``layers.0.weight``, ``layers.2.weight``) must be stored in index order."""
+    idx = [tuple(int(c) for c in k.split(".")[:-1] if c.isdigit()) for k in weight_keys]
+    if all(idx) and any(a >= b for a, b in zip(idx, idx[1:])):
+        raise UnsupportedLayerError(
+            f"{fname}: the state_dict stores its layers out of index order ({', '.join(weight_keys[:4])}); "
+            "the forward order is unknown"
+        )
+
+
+# ------------------------------------------------------------------ modules
+def _kind(m) -> str:
+    return getattr(m, "original_name", None) or type(m).__name__
+
+
+def _children(module, fname: str) -> list:
+    """Leaf modules in order; containers must be Sequential (or wrap a single child)."""
     import torch
 
     kids = list(module.children())
     if not kids:
         return [module]
-    is_seq = isinstance(module, torch.nn.Sequential) or getattr(module, "original_name", "") == "Sequential"
+    is_seq = isinstance(module, torch.nn.Sequential) or _kind(module) == "Sequential"
     if not is_seq and len(kids) > 1:
         raise UnsupportedLayerError(
-            f"module {type(module).__name__} ({getattr(module, 'original_name', '')}) is not an nn.Sequential: its "
-            "forward order is unknown; export it to ONNX or save a state_dict with --arch"
+            f"{fname}: module {_kind(module)} is not an nn.Sequential: its forward order is unknown; "
+            "export it to ONNX or save a state_dict with --arch"
         )
     out = []
     for k in kids:
-        out.extend(_children(k))
+        out.extend(_children(k, fname))
     return out
 
 
-def _kind(m) -> str:
-    return getattr(m, "original_name", None) or type(m).__name__
+def _to_float64(module) -> tuple:
+    """``(module, converted)``: the module in float64 (``converted`` if it was not already), or unchanged
+    (``None``) if it does not convert."""
+    import torch
+
+    params = list(module.parameters()) + list(module.buffers())
+    if all(p.dtype == torch.float64 for p in params if p.is_floating_point()):
+        return module, False
+    try:
+        return module.double(), True
+    except Exception:
+        return module, None
+
+
+def _module_network(module, fname: str, arch, input_shape, drop_softmax: bool, check: bool) -> Network:
+    import torch
+
+    if arch is not None:
+        raise InvalidParameterError(
+            f"--arch / arch applies to weight-only files (state_dict, .mat, .npz without activations); {fname!r} "
+            "is a module that defines its own activations"
+        )
+    module.eval()
+    module, converted = _to_float64(module)
+    with torch.no_grad():
+        leaves = _children(module, fname)
+        net, dropped = _walk(leaves, fname, input_shape, drop_softmax)
+        net = check_widths(net, fname)
+        if dropped is not None:
+            net.metadata["dropped"] = f"final {_kind(dropped)}"
+        if check:
+            net.metadata["crosscheck"] = _check_in_best_precision(net, module, converted, dropped, input_shape, fname)
+    return net
+
+
+def _check_in_best_precision(net: Network, module, converted, dropped, input_shape, fname: str) -> dict:
+    """Check in float64; a float32 module whose forward does not survive conversion is checked as float32."""
+    if converted is None:
+        return _check_with_torch(net, module, dropped, np.float32, input_shape, fname)
+    try:
+        return _check_with_torch(net, module, dropped, np.float64, input_shape, fname)
+    except UnsupportedLayerError:
+        if not converted:
+            raise
+    return _check_with_torch(net, module.float(), dropped, np.float32, input_shape, fname)
+
+
+def _walk(leaves: list, fname: str, input_shape, drop_softmax: bool):
+    layers: list[Layer] = []
+    shape = input_shape
+    dropped = None
+    for idx, m in enumerate(leaves):
+        kind = _kind(m)
+        where = f"{fname}: {kind} at position {idx}"
+        if kind in _SKIP:
+            if kind == "Flatten" and shape is not None:
+                shape = (math.prod(shape),)
+        elif kind == "Linear":
+            dense, shape = _linear(m, shape, where)
+            layers.append(dense)
+        elif kind == "Conv2d":
+            if shape is None:
+                raise UnsupportedLayerError(f"{where} needs --input-shape C,H,W (input_shape) to be lowered")
+            dense, shape = _conv2d(m, shape, where)
+            layers.append(dense)
+        elif kind in _ACTS:
+            layers.append(_ACTS[kind]())
+        elif kind == "LeakyReLU":
+            layers.append(LeakyReLU(_leaky_slope(m)))
+        elif kind in _SOFTMAX:
+            dropped = _final_softmax(m, leaves[idx + 1 :], where, drop_softmax)
+            break
+        else:
+            raise UnsupportedLayerError(f"{fname}: unsupported PyTorch layer {kind!r} at position {idx}")
+    if not any(isinstance(l, Dense) for l in layers):
+        raise ModelFormatError(f"{fname}: the module has no Linear or Conv2d layer")
+    return Network(tuple(layers)), dropped
+
+
+def _final_softmax(m, rest: list, where: str, drop: bool):
+    kind = _kind(m)
+    if any(_kind(r) not in _SKIP for r in rest):
+        raise UnsupportedLayerError(f"{where}: a {kind} is supported only as the last layer (dropped with --drop-softmax)")
+    if not drop:
+        raise UnsupportedLayerError(
+            f"{where}: the model ends with a {kind}; pass --drop-softmax (drop_softmax=True) to analyse the logits before it"
+        )
+    return m
 
 
 def _param(m, name: str):
@@ -122,51 +297,115 @@ def _param(m, name: str):
     return None if t is None else t.detach().double().cpu().numpy()
 
 
-def _from_module(module, fname: str, input_shape) -> Network:
-    layers: list[Layer] = []
-    shape = tuple(input_shape) if input_shape else None
-    for idx, m in enumerate(_children(module)):
-        kind = _kind(m)
-        if kind == "Linear":
-            layers.append(Dense(_param(m, "weight"), _param(m, "bias")))
-            shape = None
-        elif kind == "Conv2d":
-            if shape is None:
-                raise UnsupportedLayerError(f"{fname}: Conv2d at position {idx} needs --input-shape C,H,W to be lowered")
-            dense, shape = _lower_conv(m, shape)
-            layers.append(dense)
-        elif kind in ("Flatten", "Identity", "Dropout"):
-            continue
-        elif kind == "ReLU":
-            layers.append(ReLU())
-        elif kind == "LeakyReLU":
-            layers.append(LeakyReLU(float(m.negative_slope)))
-        elif kind == "Tanh":
-            layers.append(Tanh())
-        elif kind == "Sigmoid":
-            layers.append(Sigmoid())
-        else:
-            raise UnsupportedLayerError(f"{fname}: unsupported PyTorch layer {kind!r} at position {idx}")
-    if not any(isinstance(l, Dense) for l in layers):
-        raise ModelFormatError(f"{fname}: the module has no Linear or Conv2d layer")
-    return Network(tuple(layers))
+def _linear(m, shape, where: str) -> tuple[Dense, tuple | None]:
+    """A Linear layer from its parameters, or lowered on the unit basis if it acts on a multi-axis tensor."""
+    if shape is not None and len(shape) > 1:
+        return _lower_by_basis(m, shape, where)
+    w = _param(m, "weight")
+    if w is None or w.ndim != 2:
+        raise UnsupportedLayerError(f"{where} has no 2-D weight")
+    if shape is not None and shape[0] != w.shape[1]:
+        raise ShapeMismatchError(f"{where} expects {w.shape[1]} inputs but gets {shape[0]}")
+    check_dense_size(w.shape[0], w.shape[1], where)
+    return Dense(w, _param(m, "bias")), (w.shape[0],)
 
 
-def _lower_conv(m, shape: tuple) -> tuple[Dense, tuple]:
-    """Exact dense matrix of a Conv2d on inputs of shape (C, H, W), by applying it to the unit basis."""
+def _conv2d(m, shape: tuple, where: str) -> tuple[Dense, tuple]:
+    """A Conv2d from its weights and options; traced modules (which keep no options) on the unit basis."""
+    from verification.io._conv import conv2d_matrix
+
+    opts = ("stride", "padding", "dilation", "groups", "padding_mode")
+    w = _param(m, "weight")
+    if w is None or w.ndim != 4 or not all(hasattr(m, a) for a in opts):
+        return _lower_by_basis(m, shape, where)
+    padding = m.padding if isinstance(m.padding, str) else tuple(m.padding)
+    mat, bias, out = conv2d_matrix(
+        w, _param(m, "bias"), shape, tuple(m.stride), padding, tuple(m.dilation), int(m.groups), str(m.padding_mode), where
+    )
+    return Dense(mat, bias), out
+
+
+def _leaky_slope(m) -> float:
+    """The negative slope (attribute, or probed on -1 for traced modules that keep no attributes)."""
     import torch
 
-    c, h, w = shape
-    n = c * h * w
-    with torch.no_grad():
-        basis = torch.eye(n, dtype=torch.float64).reshape(n, c, h, w)
-        weight = m.weight.detach().double()
-        out = torch.nn.functional.conv2d(
-            basis, weight, None, stride=m.stride, padding=m.padding, dilation=m.dilation, groups=m.groups
-        )
-    out_shape = tuple(out.shape[1:])
-    mat = out.reshape(n, -1).T.numpy()
-    bias = np.zeros(out_shape)
-    if m.bias is not None:
-        bias += m.bias.detach().double().numpy()[:, None, None]
-    return Dense(mat, bias.reshape(-1)), out_shape
+    slope = getattr(m, "negative_slope", None)
+    if slope is None:
+        dtype = next((p.dtype for p in m.parameters()), torch.float64)
+        slope = -float(m(torch.tensor([-1.0], dtype=dtype))[0])
+    return float(slope)
+
+
+def _lower_by_basis(m, shape: tuple, where: str) -> tuple[Dense, tuple]:
+    """Exact dense matrix of an affine layer on inputs of ``shape``: its bias is set to zero while the
+    layer is applied to the unit basis (each output is then one weight times 1), then restored."""
+    import torch
+
+    dtype = next((p.dtype for p in m.parameters()), torch.float64)
+    n = math.prod(shape)
+    try:
+        bias_map = m(torch.zeros((1,) + tuple(shape), dtype=dtype))
+    except Exception as exc:
+        msg = " ".join(str(exc).split())[:160]
+        raise ShapeMismatchError(f"{where} cannot be applied to inputs of shape {tuple(shape)}: {msg}") from None
+    out_shape = tuple(bias_map.shape[1:])
+    n_out = math.prod(out_shape)
+    check_dense_size(n_out, n, where)
+    bias = getattr(m, "bias", None)
+    saved = None if bias is None else bias.detach().clone()
+    mat = np.empty((n_out, n))
+    step = max(1, _BASIS_CHUNK // max(n, n_out))
+    try:
+        if bias is not None:
+            bias.zero_()
+        for start in range(0, n, step):
+            k = min(step, n - start)
+            basis = torch.zeros((k, n), dtype=dtype)
+            basis[torch.arange(k), torch.arange(start, start + k)] = 1.0
+            mat[:, start : start + k] = m(basis.reshape((k,) + tuple(shape))).reshape(k, n_out).double().numpy().T
+    finally:
+        if saved is not None:
+            bias.copy_(saved)
+    return Dense(mat, bias_map.reshape(-1).double().numpy()), out_shape
+
+
+# ------------------------------------------------------------------ the guard
+def _check_with_torch(net: Network, module, dropped, dtype, input_shape, fname: str) -> dict:
+    import torch
+
+    from verification.io._crosscheck import crosscheck
+
+    tdtype = torch.float64 if dtype == np.float64 else torch.float32
+    shape = tuple(input_shape) if input_shape else (net.in_dim,)
+    if math.prod(shape) != net.in_dim:
+        raise ShapeMismatchError(f"{fname}: input_shape {shape} has {math.prod(shape)} entries, the network takes {net.in_dim}")
+    transform, hook = None, None
+    if isinstance(dropped, torch.jit.ScriptModule):  # no hooks: compare after the (log)softmax
+        transform = _softmax_transform(_kind(dropped), getattr(dropped, "dim", None))
+    elif dropped is not None:  # the logits themselves: the dropped layer returns its input
+        hook = dropped.register_forward_hook(lambda mod, inp, out: inp[0])
+
+    def run(x: np.ndarray) -> np.ndarray:
+        out = module(torch.from_numpy(np.ascontiguousarray(x)).to(tdtype).reshape((len(x),) + shape))
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"the module returns a {type(out).__name__}, not a tensor")
+        return out.detach().double().numpy()
+
+    try:
+        return crosscheck(net, run, dtype, fname, "the torch module", transform=transform)
+    finally:
+        if hook is not None:
+            hook.remove()
+
+
+def _softmax_transform(kind: str, dim):
+    """Our logits -> the source's output, for a dropped final (Log)Softmax over the features."""
+
+    def apply(y: np.ndarray) -> np.ndarray:
+        z = y - y.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return z - lse if kind == "LogSoftmax" else np.exp(z - lse)
+
+    if dim not in (None, 1, -1):
+        raise UnsupportedLayerError(f"a final {kind} over dim={dim} (not the features) cannot be dropped")
+    return apply
