@@ -6,29 +6,52 @@ A VNN-LIB file declares real constants ``X_0 .. X_{n-1}`` (network inputs) and `
 constraint.  Supported:
 
 * ``(declare-const X_i Real)`` / ``(declare-const Y_j Real)`` (also ``(declare-fun X_i () Real)``);
-* ``(assert F)`` with ``F`` built from ``and``, ``or`` and comparisons ``<= >= < > =`` between linear terms
-  (numbers, variables, ``+``, ``-``, ``*`` by a constant);
+* ``(assert F)`` with ``F`` built from ``and``, ``or``, ``true``, ``false`` and (chained) comparisons
+  ``<= >= < > =`` between linear terms (numerals, variables, ``+``, ``-``, ``*`` and ``/`` by constants);
 * input atoms must bound a single ``X_i``; output atoms may be any linear inequality over the ``Y_j``;
   atoms mixing ``X`` and ``Y`` are rejected;
-* ``(check-sat)``, ``(get-model)``, ``(set-logic ...)``, ``(set-info ...)``, ``(exit)`` are ignored.
+* ``(check-sat)``, ``(get-model)``, ``(set-logic ...)``, ``(set-info ...)``, ``(set-option ...)``,
+  ``(exit)`` are ignored.
 
-Strict inequalities are read as non-strict (as VNN-COMP's own tools do); the difference is a set of
-measure zero and does not change any benchmark answer.
+**Exact values.**  Numerals (decimal, scientific ``1e-3``, hexadecimal floats ``0x1.8p-3``) are read as
+exact rationals (:class:`~fractions.Fraction`: ``0.1`` is 1/10) and terms are folded exactly.  Every
+numeral, every folded constant and every final coefficient / bound must lie in the float64 range
+(``|v| <= 1.797e308``); NaN and infinity are errors.  Each constraint keeps its exact value
+(``A_exact``, ``b_exact``, ``lower_exact``, ``upper_exact``) next to float64 arrays: output rows and
+bounds are the nearest floats; input boxes are rounded **outward** (``lower``/``upper``: proofs on the float
+box cover the exact box) and :meth:`InputRegion.inner_bounds` gives the floats inside the exact box.
+
+**Strictness.**  ``<`` and ``>`` are recorded per row (``OutputConstraint.strict``) and per box bound
+(``InputRegion.lower_strict``/``upper_strict``); ``=`` gives two non-strict rows.  Proofs may treat ``<`` as
+``<=`` (that only enlarges the unsafe set, so it is sound); a counterexample must satisfy the property as
+written: :meth:`VnnlibProperty.is_violated_exactly` checks the float input point and exact outputs in
+rational arithmetic, strict rows strictly.
 
 The formula is brought to disjunctive normal form and grouped by input box: :class:`VnnlibProperty` holds
-a tuple of :class:`InputRegion` (box + a disjunction of output polytopes ``A y <= b``).  Any malformed or
-unsupported construct raises :class:`~verification.errors.PropertyFormatError` naming the file and line.
+a tuple of :class:`InputRegion` (box + a disjunction of output polytopes ``A y <= b``).  Disjuncts with an
+empty input box are dropped; if every disjunct is empty the file is rejected.  The reader is iterative and
+linear in the file size (no recursion, any nesting depth up to ``_MAX_DEPTH``).  Any malformed or
+unsupported construct raises :class:`~verification.errors.PropertyFormatError` (one line, naming the file
+and line).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import os
 import re
+import sys
+from collections import deque
 from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from verification.errors import PropertyFormatError
+from verification.errors import PropertyFormatError, ShapeMismatchError
 
 __all__ = [
     "OutputConstraint",
@@ -40,51 +63,280 @@ __all__ = [
     "robustness_property",
 ]
 
-_MAX_DNF_TERMS = 100_000
-_VAR_RE = re.compile(r"^([XY])_(\d+)$")
+# ----------------------------------------------------------------------------------------------- limits
+_MAX_FILE_BYTES = 200 * 2**20  # larger files are refused before reading
+_MAX_DEPTH = 200_000  # parenthesis nesting (memory: about 0.5 kB per open level)
+_MAX_DNF_TERMS = 100_000  # disjuncts of the normal form
+_MAX_DNF_ATOMS = 5_000_000  # atoms copied while distributing `and` over `or`
+_MAX_DENSE = 20_000_000  # float entries of all boxes and output matrices together
+_MAX_DIGITS = 400  # significant digits of a numeral
+_MIN_EXP10, _MAX_EXP10 = -400, 308  # decimal order of magnitude of a nonzero numeral
+_MAX_BITS = 8192  # numerator + denominator bits of any exact value
+
 _IGNORED = {"check-sat", "get-model", "set-logic", "set-info", "set-option", "exit"}
+_CMP = {"<=", ">=", "<", ">", "="}
+# one match per token: whitespace and comments skipped possessively (no backtracking), `\Z` ends the text
+_TOKEN_RE = re.compile(
+    r'(?:[ \t\r\n\f\v]++|;[^\n]*+)*+([()]|"[^"]*+(?:""[^"]*+)*+"|\|[^|]*+\||[^ \t\r\n\f\v();"|]++|["|]|\Z)'
+)
+_SIMPLE_RE = re.compile(  # a whole `(assert (OP A B))` without comments: the common case, matched at once
+    r'(\()[ \t\r\n\f\v]*+assert[ \t\r\n\f\v]*+(\()[ \t\r\n\f\v]*+(<=|>=|<|>|=)[ \t\r\n\f\v]++'
+    r'([^ \t\r\n\f\v();"|]++)[ \t\r\n\f\v]++([^ \t\r\n\f\v();"|]++)[ \t\r\n\f\v]*+\)[ \t\r\n\f\v]*+\)'
+)
+_CMP_RE = re.compile(  # `(OP A B)` inside a formula
+    r'(\()[ \t\r\n\f\v]*+(<=|>=|<|>|=)[ \t\r\n\f\v]++'
+    r'([^ \t\r\n\f\v();"|]++)[ \t\r\n\f\v]++([^ \t\r\n\f\v();"|]++)[ \t\r\n\f\v]*+\)'
+)
+_VAR_RE = re.compile(r"([XY])_([0-9]+)")
+_PLAIN_RE = re.compile(r"([+-]?)([0-9]{1,18})(?:\.([0-9]{0,18}))?")
+_POW10 = [10**k for k in range(19)]
+_DEC_RE = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?")
+_HEX_RE = re.compile(r"([+-]?)0[xX]([0-9a-fA-F]*)(?:\.([0-9a-fA-F]*))?(?:[pP]([+-]?[0-9]+))?")
+_NONFINITE_RE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_ZERO, _ONE = Fraction(0), Fraction(1)
+_FMAX = sys.float_info.max
+_FMAX_Q = Fraction(_FMAX)
+
+
+# ----------------------------------------------------------------------------------------------- exact <-> float
+def _down(q: Fraction) -> float:
+    """Largest float64 ``<= q`` (``q`` within the float range)."""
+    n, d = q.numerator, q.denominator
+    f = n / d  # correctly rounded
+    fn, fd = f.as_integer_ratio()
+    return math.nextafter(f, -math.inf) if fn * d > n * fd else f
+
+
+def _up(q: Fraction) -> float:
+    """Smallest float64 ``>= q`` (``q`` within the float range)."""
+    n, d = q.numerator, q.denominator
+    f = n / d
+    fn, fd = f.as_integer_ratio()
+    return math.nextafter(f, math.inf) if fn * d < n * fd else f
+
+
+def _le(f: float, q: Fraction) -> bool:
+    """``f <= q`` exactly."""
+    n, d = f.as_integer_ratio()
+    return n * q.denominator <= q.numerator * d
+
+
+def _ge(f: float, q: Fraction) -> bool:
+    """``f >= q`` exactly."""
+    n, d = f.as_integer_ratio()
+    return n * q.denominator >= q.numerator * d
+
+
+def _in_float_range(q: Fraction) -> bool:
+    try:
+        f = q.numerator / q.denominator
+    except OverflowError:
+        return False
+    return abs(f) < _FMAX or abs(q) <= _FMAX_Q
+
+
+def _fractions(values, n: int, what: str) -> tuple[Fraction, ...] | None:
+    """``values`` as exact Fractions (floats exactly), ``None`` if one is NaN / infinite."""
+    vals = values.reshape(-1).tolist() if isinstance(values, np.ndarray) else list(values)
+    if len(vals) != n:
+        raise ShapeMismatchError(f"{what} has {len(vals)} entries, the property expects {n}")
+    try:
+        return tuple(v if type(v) is Fraction else Fraction(v) for v in vals)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _exact(values) -> tuple[Fraction, ...]:
+    """Exact values (Fractions kept, floats / ints / decimal strings converted exactly); finite only."""
+    try:
+        out = tuple(v if type(v) is Fraction else Fraction(v) for v in values)
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise PropertyFormatError(f"exact value is not a finite number ({_one_line(str(exc))})") from None
+    if any(q.numerator.bit_length() - q.denominator.bit_length() >= 1023 and not _in_float_range(q) for q in out):
+        raise PropertyFormatError("exact value outside the float64 range")
+    return out
+
+
+def _fmt(q: Fraction) -> str:
+    f = float(q)
+    return repr(f) if Fraction(f) == q else f"{f!r} (exactly {q})"
+
+
+def _show(tok: str) -> str:
+    """A token for an error message: quoted, ASCII-escaped, at most 40 characters."""
+    return ascii(tok if len(tok) <= 40 else tok[:40] + "...")
+
+
+def _one_line(s: str) -> str:
+    """``s`` with control characters (line breaks, NUL, ...) escaped."""
+    return _CONTROL_RE.sub(lambda m: ascii(m.group())[1:-1], s)
 
 
 # ----------------------------------------------------------------------------------------------- results
 @dataclass(frozen=True, eq=False)
 class OutputConstraint:
-    """Conjunction ``A y <= b`` (rows of ``A`` index outputs).  Zero rows means "any output"."""
+    """Conjunction of rows ``A_r y <= b_r`` (``A_r y < b_r`` where ``strict[r]``); zero rows means "any output".
+
+    ``A_exact`` / ``b_exact`` are the exact values as written (default: the exact values of the floats);
+    ``A`` / ``b`` are their nearest float64 values.
+    """
 
     A: np.ndarray
     b: np.ndarray
+    strict: np.ndarray | None = None
+    A_exact: tuple | None = None
+    b_exact: tuple | None = None
 
     def __post_init__(self) -> None:
         A = np.ascontiguousarray(np.asarray(self.A, dtype=np.float64))
         b = np.ascontiguousarray(np.asarray(self.b, dtype=np.float64).reshape(-1))
         if A.ndim != 2 or A.shape[0] != b.shape[0]:
             raise PropertyFormatError(f"output constraint needs A (m, out_dim) and b (m,), got {A.shape}, {b.shape}")
-        object.__setattr__(self, "A", A)
-        object.__setattr__(self, "b", b)
+        if not (np.isfinite(A).all() and np.isfinite(b).all()):
+            raise PropertyFormatError("output constraint has a NaN or infinite coefficient or bound")
+        m, n = A.shape
+        strict = np.zeros(m, dtype=bool) if self.strict is None else np.asarray(self.strict, dtype=bool).reshape(-1).copy()
+        A_ex = tuple(map(_exact, A.tolist() if self.A_exact is None else self.A_exact))
+        b_ex = _exact(b.tolist() if self.b_exact is None else self.b_exact)
+        if strict.shape != (m,) or len(A_ex) != m or len(b_ex) != m or any(len(r) != n for r in A_ex):
+            raise PropertyFormatError(f"output constraint: strict / A_exact / b_exact do not match A {A.shape}")
+        for k, v in (("A", A), ("b", b), ("strict", strict), ("A_exact", A_ex), ("b_exact", b_ex)):
+            object.__setattr__(self, k, v)
 
     def margin(self, y: np.ndarray) -> np.ndarray:
-        """``max_r (A y - b)_r`` per row of ``y`` (batched); ``<= 0`` iff ``y`` lies in the unsafe polytope."""
+        """``max_r (A y - b)_r`` per row of ``y`` (batched, float64, strictness ignored); ``<= 0`` iff ``y`` lies
+        in the closure of the unsafe polytope."""
         y = np.atleast_2d(np.asarray(y, dtype=np.float64))
         if self.A.shape[0] == 0:
             return np.full(y.shape[0], -np.inf)
         return (y @ self.A.T - self.b).max(axis=1)
 
+    def contains(self, y: np.ndarray, atol: float = 0.0) -> np.ndarray:
+        """Batched float64 membership: every row ``A_r y - b_r <= atol`` (``< atol`` for strict rows)."""
+        y = np.atleast_2d(np.asarray(y, dtype=np.float64))
+        if self.A.shape[0] == 0:
+            return np.ones(y.shape[0], dtype=bool)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN / inf outputs are simply not contained
+            r = y @ self.A.T - self.b
+        return np.where(self.strict, r < atol, r <= atol).all(axis=1)
+
+    def contains_exact(self, y: Sequence) -> bool:
+        """Exact rational membership of ``y`` (Fractions, or floats taken exactly), strict rows strictly."""
+        yq = _fractions(y, self.A.shape[1], "y")
+        if yq is None:
+            return False
+        for row, bq, st in zip(self._sparse, self.b_exact, self.strict.tolist()):
+            s = sum(a * yq[j] for j, a in row)
+            if not (s < bq if st else s <= bq):
+                return False
+        return True
+
+    @cached_property
+    def _sparse(self) -> tuple:
+        return tuple(tuple((j, a) for j, a in enumerate(r) if a) for r in self.A_exact)
+
 
 @dataclass(frozen=True, eq=False)
 class InputRegion:
-    """An input box ``lower <= x <= upper`` with a disjunction of unsafe output polytopes."""
+    """An input box with a disjunction of unsafe output polytopes.
+
+    ``lower_exact`` / ``upper_exact`` (Fractions) and ``lower_strict`` / ``upper_strict`` (bool arrays) give
+    the box as written; ``lower`` / ``upper`` are float64 rounded **outward** (the closed float box contains
+    the exact box).  Without exact values the floats are taken as exact and non-strict.
+    """
 
     lower: np.ndarray
     upper: np.ndarray
     outputs: tuple[OutputConstraint, ...]
+    lower_exact: tuple | None = None
+    upper_exact: tuple | None = None
+    lower_strict: np.ndarray | None = None
+    upper_strict: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lower", np.asarray(self.lower, dtype=np.float64).reshape(-1).copy())
-        object.__setattr__(self, "upper", np.asarray(self.upper, dtype=np.float64).reshape(-1).copy())
-        object.__setattr__(self, "outputs", tuple(self.outputs))
+        lo = np.asarray(self.lower, dtype=np.float64).reshape(-1).copy()
+        hi = np.asarray(self.upper, dtype=np.float64).reshape(-1).copy()
+        if lo.shape != hi.shape or not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+            raise PropertyFormatError("an input box needs finite lower and upper bounds of equal length")
+        n = lo.size
+        lo_ex = _exact(lo.tolist() if self.lower_exact is None else self.lower_exact)
+        hi_ex = _exact(hi.tolist() if self.upper_exact is None else self.upper_exact)
+        ls = np.zeros(n, bool) if self.lower_strict is None else np.asarray(self.lower_strict, bool).reshape(-1).copy()
+        hs = np.zeros(n, bool) if self.upper_strict is None else np.asarray(self.upper_strict, bool).reshape(-1).copy()
+        if len(lo_ex) != n or len(hi_ex) != n or ls.shape != (n,) or hs.shape != (n,):
+            raise PropertyFormatError(f"input box: exact bounds / strictness do not match {n} inputs")
+        for k, v in (("lower", lo), ("upper", hi), ("outputs", tuple(self.outputs)), ("lower_exact", lo_ex),
+                     ("upper_exact", hi_ex), ("lower_strict", ls), ("upper_strict", hs)):
+            object.__setattr__(self, k, v)
+        self._check_box()
+
+    def _check_box(self) -> None:
+        """Refuse an empty exact box and float bounds that do not contain the exact box."""
+        for i, (lq, hq, s1, s2) in enumerate(zip(self.lower_exact, self.upper_exact, self.lower_strict.tolist(),
+                                                  self.upper_strict.tolist())):
+            if lq > hq or (lq == hq and (s1 or s2)):
+                raise PropertyFormatError(f"empty input box: X_{i} has lower {_fmt(lq)} > upper {_fmt(hq)}"
+                                          if lq > hq else f"empty input box: X_{i} = {_fmt(lq)} with a strict bound")
+        if not (all(map(_le, self.lower.tolist(), self.lower_exact))
+                and all(map(_ge, self.upper.tolist(), self.upper_exact))):
+            raise PropertyFormatError("input box: the float bounds do not contain the exact bounds")
+
+    @classmethod
+    def from_exact(cls, lower_exact, upper_exact, outputs, lower_strict=None, upper_strict=None) -> "InputRegion":
+        """Region from exact bounds (Fractions within the float range); floats rounded outward."""
+        lo = np.array([_down(q) for q in lower_exact], dtype=np.float64)
+        hi = np.array([_up(q) for q in upper_exact], dtype=np.float64)
+        return cls(lo, hi, outputs, tuple(lower_exact), tuple(upper_exact), lower_strict, upper_strict)
 
     def margin(self, y: np.ndarray) -> np.ndarray:
-        """``min_k max_r (A_k y - b_k)_r``: ``<= 0`` iff ``y`` is unsafe for this region."""
+        """``min_k max_r (A_k y - b_k)_r``: ``<= 0`` iff ``y`` is unsafe for this region (strictness ignored)."""
         return np.min(np.stack([c.margin(y) for c in self.outputs]), axis=0)
+
+    def inner_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Float64 bounds rounded inward: the floats ``x`` with ``lo <= x <= hi`` are exactly the floats in the
+        exact (possibly half-open, for strict bounds) interval.  ``lo[i] > hi[i]`` where no float lies in it."""
+        lo, hi = self._inner
+        return lo.copy(), hi.copy()
+
+    @cached_property
+    def _inner(self) -> tuple[np.ndarray, np.ndarray]:
+        lo = [_up(q) for q in self.lower_exact]
+        hi = [_down(q) for q in self.upper_exact]
+        for i in np.flatnonzero(self.lower_strict):
+            if Fraction(lo[i]) == self.lower_exact[i]:
+                lo[i] = math.nextafter(lo[i], math.inf)
+        for i in np.flatnonzero(self.upper_strict):
+            if Fraction(hi[i]) == self.upper_exact[i]:
+                hi[i] = math.nextafter(hi[i], -math.inf)
+        return np.array(lo, dtype=np.float64), np.array(hi, dtype=np.float64)
+
+    def contains_input_exact(self, x: np.ndarray) -> bool:
+        """Whether the float point ``x`` lies in the exact box (strict bounds strictly), in exact arithmetic."""
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        if x.shape != self.lower.shape:
+            raise ShapeMismatchError(f"x has {x.size} entries, the property expects {self.lower.size}")
+        if not np.all((x >= self.lower) & (x <= self.upper)):  # outward box: a superset (NaN fails)
+            return False
+        lo, hi = self._inner  # lo >= exact lower, hi <= exact upper: strictly between is inside
+        for i in np.flatnonzero((x <= lo) | (x >= hi)).tolist():
+            q = Fraction(float(x[i]))
+            lq, hq = self.lower_exact[i], self.upper_exact[i]
+            if not (q > lq if self.lower_strict[i] else q >= lq) or not (q < hq if self.upper_strict[i] else q <= hq):
+                return False
+        return True
+
+    def contains_output(self, y: np.ndarray, atol: float = 0.0) -> np.ndarray:
+        """Batched float64: ``y`` meets some output constraint (see :meth:`OutputConstraint.contains`)."""
+        y = np.atleast_2d(np.asarray(y, dtype=np.float64))
+        out = np.zeros(y.shape[0], dtype=bool)
+        for oc in self.outputs:
+            out |= oc.contains(y, atol)
+        return out
+
+    def contains_output_exact(self, y: Sequence) -> bool:
+        """Exact: the outputs ``y`` (Fractions) meet some output constraint, strict rows strictly."""
+        return any(oc.contains_exact(y) for oc in self.outputs)
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,15 +350,33 @@ class VnnlibProperty:
     metadata: dict = field(default_factory=dict)
 
     def is_violated_by(self, x: np.ndarray, y: np.ndarray, atol: float = 0.0) -> bool:
-        """True if ``x`` lies in some region's box (within ``atol``) and ``y`` meets its output constraint
-        (margin ``<= atol``)."""
+        """Float64 check: ``x`` lies in some region's (outward float) box within ``atol`` and ``y`` meets one of
+        its output constraints loosened by ``atol`` (rows ``A y - b <= atol``, strict rows ``< atol``; a
+        negative ``atol`` demands a margin).  For the exact check use :meth:`is_violated_exactly`."""
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if x.size != self.in_dim or y.size != self.out_dim:
+            raise ShapeMismatchError(f"x, y have {x.size}, {y.size} entries; the property has {self.in_dim} inputs "
+                                     f"and {self.out_dim} outputs")
         for reg in self.regions:
-            if np.all(x >= reg.lower - atol) and np.all(x <= reg.upper + atol):
-                if reg.margin(y)[0] <= atol:
-                    return True
+            if np.all(x >= reg.lower - atol) and np.all(x <= reg.upper + atol) and reg.contains_output(y, atol)[0]:
+                return True
         return False
+
+    def is_violated_exactly(self, x: np.ndarray, y: Sequence) -> bool:
+        """Exact check: the float point ``x`` lies in some region's exact box and the exact outputs ``y`` (a
+        sequence of Fractions computed by the caller) satisfy one of its output constraints, strict rows
+        strictly."""
+        yq = _fractions(y, self.out_dim, "y")
+        if yq is None:
+            return False
+        return any(reg.contains_input_exact(x) and reg.contains_output_exact(yq) for reg in self.regions)
+
+    @cached_property
+    def has_strict(self) -> bool:
+        """Whether some input bound or output row is strict (``<`` / ``>``)."""
+        return any(r.lower_strict.any() or r.upper_strict.any() or any(oc.strict.any() for oc in r.outputs)
+                   for r in self.regions)
 
     def describe(self) -> str:
         n_out = sum(len(r.outputs) for r in self.regions)
@@ -117,306 +387,720 @@ class VnnlibProperty:
 
 
 # ----------------------------------------------------------------------------------------------- parsing
-@dataclass
-class _Node:
-    items: list  # of _Node or (token, line) tuples
-    line: int
+class _Lin:
+    """Exact linear term ``s * sum(d[k] * var_k) + c`` (keys: ``i`` for X_i, ``-1-j`` for Y_j).  The scale ``s``
+    makes negation and scaling O(1); values are consumed once, so operations mutate their arguments."""
+
+    __slots__ = ("s", "d", "c")
+
+    def __init__(self, s: Fraction, d: dict, c: Fraction):
+        self.s, self.d, self.c = s, d, c
 
 
-def _err(src: str, line: int, msg: str) -> PropertyFormatError:
-    return PropertyFormatError(f"{src}:{line}: {msg}")
+class _Conj:
+    """``and`` of atoms with ``factors`` (disjunctions not yet distributed); ``terms`` = DNF size."""
+
+    __slots__ = ("atoms", "factors", "terms")
+
+    def __init__(self, atoms: deque, factors: list, terms: int):
+        self.atoms, self.factors, self.terms = atoms, factors, terms
 
 
-def _tokenize(text: str, src: str) -> list[tuple[str, int]]:
-    toks: list[tuple[str, int]] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        i = 0
-        n = len(line)
-        while i < n:
-            c = line[i]
-            if c == ";":
-                break
-            if c.isspace():
-                i += 1
-            elif c in "()":
-                toks.append((c, lineno))
-                i += 1
-            elif c == '"':
-                j = line.find('"', i + 1)
-                if j < 0:
-                    raise _err(src, lineno, "unterminated string literal")
-                toks.append((line[i : j + 1], lineno))
-                i = j + 1
-            else:
-                j = i
-                while j < n and not line[j].isspace() and line[j] not in "();":
-                    j += 1
-                toks.append((line[i:j], lineno))
-                i = j
-    return toks
+class _Disj:
+    """``or`` of flat conjunctions (deques of atoms); empty = false."""
+
+    __slots__ = ("conjs",)
+
+    def __init__(self, conjs: deque):
+        self.conjs = conjs
 
 
-def _parse_sexprs(toks: list[tuple[str, int]], src: str) -> list[_Node]:
-    stack: list[_Node] = []
-    top: list[_Node] = []
-    for tok, line in toks:
-        if tok == "(":
-            stack.append(_Node([], line))
-        elif tok == ")":
-            if not stack:
-                raise _err(src, line, "unbalanced ')'")
-            node = stack.pop()
-            if stack:
-                stack[-1].items.append(node)
-            else:
-                top.append(node)
-        else:
-            if not stack:
-                raise _err(src, line, f"unexpected token {tok!r} outside parentheses")
-            stack[-1].items.append((tok, line))
-    if stack:
-        raise _err(src, stack[-1].line, "unbalanced '(': missing ')' before end of file")
-    return top
+class _Frame:
+    """An open parenthesis.  ``kind``: pending head '0' (command) / 'f' (formula) / 't' (term), or
+    'A' assert, 'D' declare, 'S' skipped command, 'F' and/or, 'C' comparison, 'T' term operator, 'R' raw list."""
+
+    __slots__ = ("kind", "op", "pos", "args", "skip")
+
+    def __init__(self, kind: str, pos: int):
+        self.kind, self.pos, self.args, self.skip = kind, pos, [], 0
+        self.op = "" if kind == "R" else None
 
 
-def _head(node: _Node, src: str) -> str:
-    if not node.items or isinstance(node.items[0], _Node):
-        raise _err(src, node.line, "expected an operator after '('")
-    return node.items[0][0]
+_CHILD = {"A": "f", "F": "f", "C": "t", "T": "t", "D": "R", "R": "R"}
 
 
-def _line_of(item) -> int:
-    return item.line if isinstance(item, _Node) else item[1]
+def _concat(parts: list) -> deque:
+    """Concatenate deques in order, extending the largest one (small-to-large: linear overall)."""
+    if not parts:
+        return deque()
+    k = max(range(len(parts)), key=lambda i: len(parts[i]))
+    base = parts[k]
+    for p in reversed(parts[:k]):
+        base.extendleft(reversed(p))
+    for p in parts[k + 1:]:
+        base.extend(p)
+    return base
 
 
-def _number(tok: str) -> float | None:
-    try:
-        v = float(tok)
-    except ValueError:
+def _tighten(b: list, atom: tuple) -> None:
+    """Apply an input atom ``(0, i, bound, is_upper, strict, pos)`` to ``b = [lo, ls, lline, hi, hs, hline]``."""
+    _, _, v, up, st, ln = atom
+    j = 3 if up else 0
+    cur = b[j]
+    if cur is None or (v < cur if up else v > cur):
+        b[j], b[j + 1], b[j + 2] = v, st, ln
+    elif v == cur and st and not b[j + 1]:
+        b[j + 1], b[j + 2] = True, ln
+
+
+def _box_key(ov: dict, box: dict) -> tuple:
+    """Canonical key of a disjunct's box: its bounds that differ from the common box, sorted."""
+    out = []
+    for i, b in ov.items():
+        base = box.get(i)
+        if base is None or (b[0], b[1], b[3], b[4]) != (base[0], base[1], base[3], base[4]):
+            lo, hi = b[0], b[3]  # bounded here; integer pairs hash much faster than Fractions
+            out.append((i, lo.numerator, lo.denominator, b[1], hi.numerator, hi.denominator, b[4]))
+    return tuple(sorted(out))
+
+
+def _empty_reason(i: int, b: list) -> tuple[int, str] | None:
+    """``(position, message)`` if the bounds ``b`` of X_i leave no value, else ``None``."""
+    lo, ls, p1, hi, hs, p2 = b
+    if lo is None or hi is None or lo < hi or (lo == hi and not (ls or hs)):
         return None
-    return v if np.isfinite(v) else None
+    what = f"lower {_fmt(lo)} > upper {_fmt(hi)}" if lo > hi else f"lower = upper = {_fmt(lo)} with a strict bound"
+    return max(p1, p2), f"the input constraints are contradictory (X_{i}: {what})"
 
 
-class _Parser:
+class _Reader:
+    """Streaming VNN-LIB reader: each closing parenthesis reduces its list to a value at once (no syntax
+    tree, no recursion); top-level conjunctions are folded into a common box and common output rows."""
+
     def __init__(self, src: str):
         self.src = src
-        self.vars: dict[str, tuple[str, int]] = {}  # name -> (kind, index)
+        self.names: dict[str, int] = {}
+        self.key_names: dict[int, tuple[str, int]] = {}
+        self.text = ""
+        self.box: dict[int, list] = {}  # common input bounds: i -> [lo, ls, lo_pos, hi, hs, hi_pos]
+        self.rows: dict[tuple, list] = {}  # common output rows: sparse row -> [rhs, strict, pos]
+        self.factors: list[_Disj] = []
+        self.terms = 1
+        self.n_assert = 0
+        self.false_pos: int | None = None  # an assert that is false for every input
+        self.first_false: int | None = None  # first constant comparison / literal that is false
+        self.budget = _MAX_DNF_ATOMS
 
-    # linear term -> (dict var->coef, const)
-    def term(self, item) -> tuple[dict, float]:
-        if not isinstance(item, _Node):
-            tok, line = item
-            if tok in self.vars:
-                return {tok: 1.0}, 0.0
-            v = _number(tok)
-            if v is not None:
-                return {}, v
-            if _VAR_RE.match(tok):
-                raise _err(self.src, line, f"variable {tok} is used but not declared")
-            raise _err(self.src, line, f"unknown symbol {tok!r} (expected a number or a declared X_i/Y_j)")
-        op = _head(item, self.src)
-        args = [self.term(a) for a in item.items[1:]]
-        if op == "+":
-            return self._lin_sum(args, [1.0] * len(args))
+    def _mark_false(self, pos: int) -> None:
+        if self.first_false is None:
+            self.first_false = pos
+
+    def line(self, pos: int) -> int:
+        """Line number of a character offset (positions are kept instead of lines: cheaper to track)."""
+        nl = "\n" if "\n" in self.text else "\r"  # old Mac line endings
+        return self.text.count(nl, 0, pos) + 1
+
+    def err(self, pos: int, msg: str) -> PropertyFormatError:
+        return PropertyFormatError(f"{self.src}:{self.line(pos)}: {msg}")
+
+    # ---------------------------------------------------------------- tokens and frames
+    def run(self, text: str) -> None:
+        self.text = text
+        stack: list[_Frame] = []
+        token, simple, cmp, at = _TOKEN_RE.match, _SIMPLE_RE.match, _CMP_RE.match, 0
+        while True:
+            m = token(text, at)
+            tok = m.group(1)
+            if not tok:
+                break
+            at = m.end()
+            c = tok[0]
+            if c == "(":
+                if not stack:
+                    s = simple(text, m.start(1))
+                    if s:
+                        self._simple_assert(s)
+                        at = s.end()
+                        continue
+                elif stack[-1].kind in "AF":
+                    s = cmp(text, m.start(1))
+                    if s:
+                        stack[-1].args.append(self._simple_compare(s, 1))
+                        at = s.end()
+                        continue
+                self._open(stack, m.start(1))
+            elif c == ")":
+                self._close(stack, m.start(1))
+            elif c == '"' or c == "|":
+                if len(tok) == 1:
+                    raise self.err(m.start(1), "unterminated string literal" if c == '"' else "unterminated |quoted symbol|")
+                self._leaf(stack, tok[1:-1] if c == "|" else tok, m.start(1))
+            else:
+                self._leaf(stack, tok, m.start(1))
+        if stack:
+            raise self.err(stack[-1].pos, "unbalanced '(': missing ')' before end of file")
+
+    def _simple_compare(self, m: re.Match, g: int):
+        """Fast path for ``(OP A B)`` with plain symbols A, B (groups g..g+3): the general path's reductions."""
+        f = _Frame("C", m.start(g))
+        f.op = m.group(g + 1)
+        f.args = [self._term_leaf(m.group(g + 2), m.start(g + 2)), self._term_leaf(m.group(g + 3), m.start(g + 3))]
+        return self._compare(f)
+
+    def _simple_assert(self, m: re.Match) -> None:
+        """Fast path for a whole ``(assert (OP A B))``."""
+        a = _Frame("A", m.start(1))
+        a.op = "assert"
+        a.args = [self._simple_compare(m, 2)]
+        self._assert(a)
+
+    def _open(self, stack: list, pos: int) -> None:
+        if not stack:
+            stack.append(_Frame("0", pos))
+            return
+        p = stack[-1]
+        if p.kind == "S":
+            p.skip += 1
+        elif p.op is None:
+            raise self.err(p.pos, "expected an operator after '('")
+        elif len(stack) >= _MAX_DEPTH:
+            raise self.err(pos, f"nesting deeper than {_MAX_DEPTH} levels")
+        else:
+            stack.append(_Frame(_CHILD[p.kind], pos))
+
+    def _close(self, stack: list, pos: int) -> None:
+        if not stack:
+            raise self.err(pos, "unbalanced ')'")
+        f = stack[-1]
+        if f.skip:
+            f.skip -= 1
+            return
+        stack.pop()
+        if f.op is None:
+            raise self.err(f.pos, "expected an operator after '('")
+        k = f.kind
+        if k == "A":
+            self._assert(f)
+        elif k == "D":
+            self._declare(f)
+        elif k != "S":
+            v = self._term(f) if k == "T" else self._compare(f) if k == "C" else tuple(f.args) if k == "R" else (
+                self._and(f) if f.op == "and" else self._or(f))
+            stack[-1].args.append(v)
+
+    def _leaf(self, stack: list, tok: str, pos: int) -> None:
+        if not stack:
+            raise self.err(pos, f"unexpected token {_show(tok)} outside parentheses")
+        f = stack[-1]
+        k = f.kind
+        if f.op is None:
+            self._head(f, tok)
+        elif k == "C" or k == "T":
+            f.args.append(self._term_leaf(tok, pos))
+        elif k == "A" or k == "F":
+            f.args.append(self._formula_leaf(tok, pos))
+        elif k != "S":
+            f.args.append(tok)
+
+    def _head(self, f: _Frame, tok: str) -> None:
+        k = f.kind
+        if k == "0":
+            if tok in ("declare-const", "declare-fun"):
+                f.kind = "D"
+            elif tok == "assert":
+                f.kind = "A"
+            elif tok in _IGNORED:
+                f.kind = "S"
+            else:
+                raise self.err(f.pos, f"unsupported command {_show(tok)}")
+        elif k == "f":
+            if tok == "and" or tok == "or":
+                f.kind = "F"
+            elif tok in _CMP:
+                f.kind = "C"
+            elif tok == "not":
+                raise self.err(f.pos, "'not' is not in the supported VNN-LIB subset (rewrite the comparison)")
+            else:
+                raise self.err(f.pos, f"unsupported formula operator {_show(tok)}")
+        elif tok in ("+", "-", "*", "/"):
+            f.kind = "T"
+        else:
+            raise self.err(f.pos, f"unsupported term operator {_show(tok)}")
+        f.op = tok
+
+    # ---------------------------------------------------------------- numbers and terms
+    def _check(self, q: Fraction, pos: int, what: str = "folded constant") -> Fraction:
+        """``q`` if it is small enough to compute with and within the float64 range, else an error."""
+        if q.numerator.bit_length() + q.denominator.bit_length() > _MAX_BITS:
+            raise self.err(pos, f"{what} needs more than {_MAX_BITS} bits as an exact fraction")
+        if not _in_float_range(q):
+            raise self.err(pos, f"{what} is outside the float64 range (|v| > 1.7976931348623157e308, the largest float64)")
+        return q
+
+    def _bits(self, q: Fraction, pos: int) -> Fraction:
+        if q.numerator.bit_length() + q.denominator.bit_length() > _MAX_BITS:
+            raise self.err(pos, f"exact coefficient needs more than {_MAX_BITS} bits")
+        return q
+
+    def _numeral(self, tok: str, pos: int) -> Fraction | None:
+        """Exact value of a decimal / scientific / hex-float numeral, ``None`` if ``tok`` is not one."""
+        m = _PLAIN_RE.fullmatch(tok)
+        if m:  # fast path: at most 18 + 18 digits, no exponent
+            fp = m.group(3) or ""
+            q = Fraction(int(m.group(2) + fp), _POW10[len(fp)])
+            return -q if m.group(1) == "-" else q
+        m = _DEC_RE.fullmatch(tok)
+        if m and (m.group(2) or m.group(3)):
+            sign, ip, fp, ex, base, per = m.group(1), m.group(2), m.group(3) or "", m.group(4), 10, 1
+        else:
+            m = _HEX_RE.fullmatch(tok)
+            if not (m and (m.group(2) or m.group(3))):
+                return None
+            sign, ip, fp, ex, base, per = m.group(1), m.group(2), m.group(3) or "", m.group(4), 2, 4
+        digits = (ip + fp).lstrip("0")
+        if not digits:
+            return _ZERO
+        ex_digits = (ex or "0").lstrip("+-").lstrip("0") or "0"
+        if len(ex_digits) > 7:
+            raise self.err(pos, f"number {_show(tok)} has an absurd exponent")
+        sig = digits.rstrip("0")
+        e = int(ex_digits) * (-1 if ex and ex[0] == "-" else 1) - per * len(fp) + per * (len(digits) - len(sig))
+        mant = int(sig, 16 if base == 2 else 10) if len(sig) <= _MAX_DIGITS else None
+        if mant is None:
+            raise self.err(pos, f"number {_show(tok)} has more than {_MAX_DIGITS} significant digits")
+        order = (len(sig) - 1 + e) if base == 10 else (mant.bit_length() - 1 + e) * 0.30103
+        if not _MIN_EXP10 <= order <= _MAX_EXP10 + 1:
+            raise self.err(pos, f"number {_show(tok)} is outside the float64 range"
+                           if order > 0 else f"number {_show(tok)} is too small (below 1e{_MIN_EXP10})")
+        q = Fraction(mant * base**e) if e >= 0 else Fraction(mant, base**-e)
+        q = -q if sign == "-" else q
+        # below 1e307 the value is in range and (by the caps above) far below _MAX_BITS
+        return q if order < _MAX_EXP10 - 1 else self._check(q, pos, f"number {_show(tok)}")
+
+    def _term_leaf(self, tok: str, pos: int) -> _Lin:
+        key = self.names.get(tok)
+        if key is not None:
+            return _Lin(_ONE, {key: _ONE}, _ZERO)
+        q = self._numeral(tok, pos)
+        if q is not None:
+            return _Lin(_ONE, {}, q)
+        if _VAR_RE.fullmatch(tok):
+            raise self.err(pos, f"variable {tok} is used but not declared")
+        if _NONFINITE_RE.fullmatch(tok):
+            raise self.err(pos, f"non-finite number {_show(tok)}: NaN and infinity are not allowed")
+        raise self.err(pos, f"unknown symbol {_show(tok)} (expected a number or a declared X_i/Y_j)")
+
+    def _scale(self, t: _Lin, k: Fraction, pos: int) -> _Lin:
+        if not k:
+            return _Lin(_ONE, {}, _ZERO)
+        if t.d:
+            t.s = self._bits(t.s * k, pos)
+        if t.c:
+            t.c = self._check(t.c * k, pos)
+        return t
+
+    def _add(self, a: _Lin, b: _Lin, pos: int) -> _Lin:
+        if len(a.d) < len(b.d):
+            a, b = b, a
+        if b.d:
+            r = b.s / a.s
+            d = a.d
+            for k, v in b.d.items():
+                w = v if r == 1 else self._bits(v * r, pos)
+                old = d.get(k)
+                d[k] = w if old is None else self._bits(old + w, pos)
+        if b.c:
+            a.c = self._check(a.c + b.c, pos)
+        return a
+
+    def _term(self, f: _Frame) -> _Lin:
+        op, args, pos = f.op, f.args, f.pos
+        if not args:
+            raise self.err(pos, f"'{op}' needs at least one argument")
+        if op == "+" or (op == "-" and len(args) > 1):
+            acc = args[0]
+            for a in args[1:]:
+                acc = self._add(acc, a if op == "+" else self._scale(a, -_ONE, pos), pos)
+            return acc
         if op == "-":
-            if len(args) == 1:
-                return self._lin_sum(args, [-1.0])
-            if not args:
-                raise _err(self.src, item.line, "'-' needs at least one argument")
-            return self._lin_sum(args, [1.0] + [-1.0] * (len(args) - 1))
+            return self._scale(args[0], -_ONE, pos)
+        lin, k = None, _ONE
+        for a in args if op == "*" else args[1:]:
+            if a.d:
+                if op == "/":
+                    raise self.err(pos, "division by a variable is not supported")
+                if lin is not None:
+                    raise self.err(pos, "non-linear product of two variables is not supported")
+                lin = a
+            else:
+                k = self._check(k * a.c, pos)
         if op == "*":
-            coef, lin = 1.0, None
-            for (d, c) in args:
-                if d:
-                    if lin is not None:
-                        raise _err(self.src, item.line, "non-linear product of two variables is not supported")
-                    lin = (d, c)
-                else:
-                    coef *= c
-            if lin is None:
-                return {}, coef
-            return {k: coef * v for k, v in lin[0].items()}, coef * lin[1]
-        if op == "/" and len(args) == 2 and not args[1][0] and args[1][1] != 0:
-            s = 1.0 / args[1][1]
-            return {k: s * v for k, v in args[0][0].items()}, s * args[0][1]
-        raise _err(self.src, item.line, f"unsupported term operator {op!r}")
+            return _Lin(_ONE, {}, k) if lin is None else self._scale(lin, k, pos)
+        if len(args) < 2:
+            raise self.err(pos, "'/' needs at least two arguments")
+        if not k:
+            raise self.err(pos, "division by zero")
+        return self._scale(args[0], 1 / k, pos)
+
+    # ---------------------------------------------------------------- formulas
+    def _formula_leaf(self, tok: str, pos: int):
+        if tok == "true":
+            return _Conj(deque(), [], 1)
+        if tok == "false":
+            self._mark_false(pos)
+            return _Disj(deque())
+        raise self.err(pos, f"expected a formula, got {_show(tok)}")
 
     @staticmethod
-    def _lin_sum(args, signs) -> tuple[dict, float]:
-        out: dict = {}
-        const = 0.0
-        for (d, c), s in zip(args, signs):
-            for k, v in d.items():
-                out[k] = out.get(k, 0.0) + s * v
-            const += s * c
-        return out, const
+    def _normal(t: _Lin) -> tuple[dict, Fraction]:
+        s = t.s
+        if s is _ONE or s == 1:
+            return {k: v for k, v in t.d.items() if v}, t.c
+        return {k: v * s for k, v in t.d.items() if v}, t.c
 
-    # formula -> DNF: list of conjunctions, each a list of atoms (coef dict, rhs, line) meaning sum <= rhs
-    def formula(self, item) -> list[list]:
-        if not isinstance(item, _Node):
-            tok, line = item
-            if tok == "true":
-                return [[]]
-            if tok == "false":
-                return []
-            raise _err(self.src, line, f"expected a formula, got {tok!r}")
-        op = _head(item, self.src)
-        args = item.items[1:]
-        if op == "and":
-            dnf: list[list] = [[]]
-            for a in args:
-                sub = self.formula(a)
-                if len(dnf) * max(len(sub), 1) > _MAX_DNF_TERMS:
-                    raise _err(self.src, item.line, f"formula too large: more than {_MAX_DNF_TERMS} DNF terms")
-                dnf = [c1 + c2 for c1 in dnf for c2 in sub]
-            return dnf
-        if op == "or":
-            out: list[list] = []
-            for a in args:
-                out.extend(self.formula(a))
-                if len(out) > _MAX_DNF_TERMS:
-                    raise _err(self.src, item.line, f"formula too large: more than {_MAX_DNF_TERMS} DNF terms")
-            return out
-        if op in ("<=", ">=", "<", ">", "="):
-            if len(args) < 2:
-                raise _err(self.src, item.line, f"'{op}' needs at least two arguments")
-            terms = [self.term(a) for a in args]
-            atoms = []
-            for (d1, c1), (d2, c2) in zip(terms[:-1], terms[1:]):
-                # lhs - rhs as a linear form
-                diff = dict(d1)
-                for k, v in d2.items():
-                    diff[k] = diff.get(k, 0.0) - v
-                const = c2 - c1  # d1 + c1 <op> d2 + c2  <=>  diff <op> const
-                if op in ("<=", "<", "="):
-                    atoms.append((diff, const, item.line))
-                if op in (">=", ">", "="):
-                    atoms.append(({k: -v for k, v in diff.items()}, -const, item.line))
-            return [atoms]
-        if op == "not":
-            raise _err(self.src, item.line, "'not' is not in the supported VNN-LIB subset (rewrite the comparison)")
-        raise _err(self.src, item.line, f"unsupported formula operator {op!r}")
-
-    def declare(self, node: _Node, cmd: str) -> None:
-        items = node.items
-        if cmd == "declare-const":
-            ok = len(items) == 3 and not isinstance(items[1], _Node) and not isinstance(items[2], _Node)
-            sort = items[2][0] if ok else None
-        else:  # declare-fun NAME () Real
-            ok = (
-                len(items) == 4 and not isinstance(items[1], _Node) and isinstance(items[2], _Node)
-                and not items[2].items and not isinstance(items[3], _Node)
-            )
-            sort = items[3][0] if ok else None
+    def _compare(self, f: _Frame):
+        op, pos = f.op, f.pos
+        if len(f.args) < 2:
+            raise self.err(pos, f"'{op}' needs at least two arguments")
+        forms = [self._normal(t) for t in f.args]
+        strict = op == "<" or op == ">"
+        atoms: list = []
+        ok = True
+        for (d1, c1), (d2, c2) in zip(forms, forms[1:]):  # d1 + c1 <op> d2 + c2  <=>  d1 - d2 <op> c2 - c1
+            diff = dict(d1)
+            for k, v in d2.items():
+                w = diff.get(k)
+                diff[k] = -v if w is None else w - v
+            rhs = c2 if not c1 else -c1 if not c2 else self._check(c2 - c1, pos)
+            if op != ">=" and op != ">":
+                ok &= self._atom(diff, rhs, strict, pos, atoms)
+            if op != "<=" and op != "<":
+                ok &= self._atom({k: -v for k, v in diff.items()}, -rhs, strict, pos, atoms)
         if not ok:
-            raise _err(self.src, node.line, f"malformed {cmd}: expected ({cmd} NAME{' ()' if cmd == 'declare-fun' else ''} Real)")
-        name = items[1][0]
-        if sort != "Real":
-            raise _err(self.src, node.line, f"variable {name} has sort {sort!r}; only Real is supported")
-        m = _VAR_RE.match(name)
-        if not m:
-            raise _err(self.src, node.line, f"variable name {name!r} is not of the form X_i or Y_j")
-        if name in self.vars:
-            raise _err(self.src, node.line, f"variable {name} is declared twice")
-        self.vars[name] = (m.group(1), int(m.group(2)))
+            self._mark_false(pos)
+            return _Disj(deque())
+        return _Conj(deque(atoms), [], 1)
 
-
-def parse_vnnlib(text: str, source: str = "<string>") -> VnnlibProperty:
-    """Parse VNN-LIB text (see the module docstring for the subset) into a :class:`VnnlibProperty`."""
-    toks = _tokenize(text, source)
-    nodes = _parse_sexprs(toks, source)
-    p = _Parser(source)
-    dnf: list[list] = [[]]
-    n_assert = 0
-    for node in nodes:
-        cmd = _head(node, source)
-        if cmd in ("declare-const", "declare-fun"):
-            p.declare(node, cmd)
-        elif cmd == "assert":
-            if len(node.items) != 2:
-                raise _err(source, node.line, "assert takes exactly one formula")
-            sub = p.formula(node.items[1])
-            if len(dnf) * max(len(sub), 1) > _MAX_DNF_TERMS:
-                raise _err(source, node.line, f"formula too large: more than {_MAX_DNF_TERMS} DNF terms")
-            dnf = [c1 + c2 for c1 in dnf for c2 in sub]
-            n_assert += 1
-        elif cmd in _IGNORED:
-            continue
+    def _atom(self, coefs: dict, rhs: Fraction, strict: bool, pos: int, out: list) -> bool:
+        """Append ``sum coefs <= rhs`` (``<`` if strict) as an input / output atom; a variable-free atom is not
+        appended and its truth value returned."""
+        if not all(coefs.values()):
+            coefs = {k: v for k, v in coefs.items() if v}
+        if not coefs:
+            return 0 < rhs if strict else 0 <= rhs
+        nx = sum(1 for k in coefs if k >= 0)
+        if nx == 0:
+            row = tuple(sorted((-1 - k, v if abs(v) == 1 else self._check(v, pos, "coefficient"))
+                               for k, v in coefs.items()))
+            out.append((1, row, rhs, strict, pos))
+        elif nx == len(coefs):
+            if nx > 1:
+                raise self.err(pos, "input constraints must bound a single X_i (general input polytopes are not supported)")
+            ((i, a),) = coefs.items()
+            bound = rhs if a is _ONE or a == 1 else -rhs if a == -1 else self._check(rhs / a, pos, f"bound of X_{i}")
+            out.append((0, i, bound, a > 0, strict, pos))
         else:
-            raise _err(source, node.line, f"unsupported command {cmd!r}")
+            raise self.err(pos, "constraints mixing inputs X and outputs Y are not supported")
+        return True
 
-    idx = {"X": sorted(i for k, i in p.vars.values() if k == "X"), "Y": sorted(i for k, i in p.vars.values() if k == "Y")}
-    for kind, name in (("X", "input"), ("Y", "output")):
-        if not idx[kind]:
-            raise _err(source, 1, f"no {name} variables {kind}_i declared")
-        if idx[kind] != list(range(len(idx[kind]))):
-            missing = sorted(set(range(max(idx[kind]) + 1)) - set(idx[kind]))
-            raise _err(source, 1, f"{name} variables must be {kind}_0..{kind}_{max(idx[kind])} without gaps; missing {kind}_{missing[0]}")
-    if n_assert == 0:
-        raise _err(source, 1, "no assert: the file states no property")
-    n_in, n_out = len(idx["X"]), len(idx["Y"])
-
-    groups: dict[bytes, tuple[np.ndarray, np.ndarray, list]] = {}
-    order: list[bytes] = []
-    for conj in dnf:
-        lo = np.full(n_in, -np.inf)
-        hi = np.full(n_in, np.inf)
-        rows, rhs = [], []
-        feasible = True
-        for coefs, const, line in conj:
-            coefs = {k: v for k, v in coefs.items() if v != 0.0}
-            kinds = {p.vars[k][0] for k in coefs}
-            if not kinds:
-                if not 0.0 <= const:
-                    feasible = False
-                continue
-            if kinds == {"X", "Y"}:
-                raise _err(source, line, "constraints mixing inputs X and outputs Y are not supported")
-            if kinds == {"X"}:
-                if len(coefs) != 1:
-                    raise _err(source, line, "input constraints must bound a single X_i (general input polytopes are not supported)")
-                (name, a), = coefs.items()
-                i = p.vars[name][1]
-                if a > 0:
-                    hi[i] = min(hi[i], const / a)
-                else:
-                    lo[i] = max(lo[i], const / a)
+    def _and(self, f: _Frame):
+        parts, factors, terms, false = [], [], 1, False
+        for v in f.args:
+            if type(v) is _Conj:
+                parts.append(v.atoms)
+                factors.extend(v.factors)
+                terms *= v.terms
+            elif len(v.conjs) == 1:
+                parts.append(v.conjs[0])
+            elif not v.conjs:
+                false = True
             else:
-                row = np.zeros(n_out)
-                for name, a in coefs.items():
-                    row[p.vars[name][1]] += a
-                rows.append(row)
-                rhs.append(const)
-        if not feasible or np.any(lo > hi):
-            continue  # this disjunct is empty: it cannot witness a violation
-        unb = np.flatnonzero(~(np.isfinite(lo) & np.isfinite(hi)))
-        if unb.size:
-            raise _err(source, 1, f"input X_{unb[0]} has no finite {'lower' if not np.isfinite(lo[unb[0]]) else 'upper'} bound in some disjunct; bounded input boxes are required")
-        key = lo.tobytes() + hi.tobytes()
-        oc = OutputConstraint(np.array(rows).reshape(len(rows), n_out), np.array(rhs))
-        if key not in groups:
-            groups[key] = (lo, hi, [])
-            order.append(key)
-        groups[key][2].append(oc)
-    regions = tuple(InputRegion(groups[k][0], groups[k][1], tuple(groups[k][2])) for k in order)
-    return VnnlibProperty(n_in, n_out, regions, source)
+                factors.append(v)
+                terms *= len(v.conjs)
+            if terms > _MAX_DNF_TERMS:
+                raise self.err(f.pos, f"formula too large: more than {_MAX_DNF_TERMS} DNF terms")
+        return _Disj(deque()) if false else _Conj(_concat(parts), factors, terms)
+
+    def _or(self, f: _Frame) -> _Disj:
+        parts, total = [], 0
+        for v in f.args:
+            p = self._expand(v, f.pos) if type(v) is _Conj else v.conjs
+            total += len(p)
+            if total > _MAX_DNF_TERMS:
+                raise self.err(f.pos, f"formula too large: more than {_MAX_DNF_TERMS} DNF terms")
+            parts.append(p)
+        if total == 0:
+            self._mark_false(f.pos)
+        return _Disj(_concat(parts))
+
+    def _spend(self, factors: list, base: int, terms: int, pos: int) -> None:
+        """Charge the atoms that distributing ``factors`` (``terms`` combinations) will touch to the budget."""
+        work = base * terms + sum(sum(map(len, g.conjs)) * (terms // len(g.conjs)) for g in factors)
+        self.budget -= work
+        if self.budget < 0:
+            raise self.err(pos, f"formula too large: its disjunctive normal form has more than {_MAX_DNF_ATOMS} atoms")
+
+    def _expand(self, v: _Conj, pos: int) -> deque:
+        """Distribute a conjunction over its factors: a deque of flat conjunctions."""
+        if not v.factors:
+            return deque([v.atoms])
+        self._spend(v.factors, len(v.atoms), v.terms, pos)
+        res = [v.atoms]
+        for g in v.factors:
+            res = [deque(itertools.chain(p, q)) for p in res for q in g.conjs]
+        return deque(res)
+
+    # ---------------------------------------------------------------- commands
+    def _assert(self, f: _Frame) -> None:
+        if len(f.args) != 1:
+            raise self.err(f.pos, "assert takes exactly one formula")
+        self.n_assert += 1
+        v = f.args[0]
+        if type(v) is _Conj:
+            atoms, factors = v.atoms, v.factors
+        elif len(v.conjs) > 1:
+            atoms, factors = (), [v]
+        elif v.conjs:
+            atoms, factors = v.conjs[0], []
+        else:
+            self.false_pos = f.pos if self.false_pos is None else self.false_pos
+            return
+        for a in atoms:
+            self._common(a)
+        for g in factors:
+            self.terms *= len(g.conjs)
+            if self.terms > _MAX_DNF_TERMS:
+                raise self.err(f.pos, f"formula too large: more than {_MAX_DNF_TERMS} DNF terms")
+            self.factors.append(g)
+
+    def _common(self, a: tuple) -> None:
+        """Fold an atom that holds in every disjunct into the common box / rows."""
+        if a[0] == 0:
+            b = self.box.get(a[1])
+            if b is None:
+                b = self.box[a[1]] = [None, False, 0, None, False, 0]
+            _tighten(b, a)
+            return
+        _, key, rhs, st, ln = a
+        cur = self.rows.get(key)
+        if cur is None:
+            self.rows[key] = [rhs, st, ln]
+        elif rhs < cur[0] or (rhs == cur[0] and st and not cur[1]):
+            cur[0], cur[1], cur[2] = rhs, st, ln
+
+    def _declare(self, f: _Frame) -> None:
+        cmd, a = f.op, f.args
+        if cmd == "declare-const":
+            ok = len(a) == 2 and isinstance(a[0], str) and isinstance(a[1], str)
+        else:
+            ok = len(a) == 3 and isinstance(a[0], str) and a[1] == () and isinstance(a[2], str)
+        if not ok:
+            raise self.err(f.pos, f"malformed {cmd}: expected ({cmd} NAME{' ()' if cmd == 'declare-fun' else ''} Real)")
+        name, sort = a[0], a[-1]
+        if sort != "Real":
+            raise self.err(f.pos, f"variable {_show(name)} has sort {_show(sort)}; only Real is supported")
+        m = _VAR_RE.fullmatch(name)
+        if not m:
+            raise self.err(f.pos, f"variable name {_show(name)} is not of the form X_i or Y_j")
+        if name in self.names:
+            raise self.err(f.pos, f"variable {name} is declared twice")
+        if len(m.group(2).lstrip("0")) > 9:
+            raise self.err(f.pos, f"variable {_show(name)}: index too large")
+        idx = int(m.group(2))
+        key = idx if m.group(1) == "X" else -1 - idx
+        if key in self.key_names:
+            other, opos = self.key_names[key]
+            raise self.err(f.pos, f"{name} and {other} (line {self.line(opos)}) both name {'input' if key >= 0 else 'output'} {idx}")
+        self.names[name] = key
+        self.key_names[key] = (name, f.pos)
+
+    # ---------------------------------------------------------------- normal form
+    def _dims(self) -> tuple[int, int]:
+        xs = sorted(k for k in self.key_names if k >= 0)
+        ys = sorted(-1 - k for k in self.key_names if k < 0)
+        for idx, kind, name in ((xs, "X", "input"), (ys, "Y", "output")):
+            if not idx:
+                raise self.err(0, f"no {name} variables {kind}_i declared")
+            gap = next((i for i, v in enumerate(idx) if i != v), None)
+            if gap is not None:
+                raise self.err(0, f"{name} variables must be {kind}_0..{kind}_{idx[-1]} without gaps; missing {kind}_{gap}")
+        return len(xs), len(ys)
+
+    def build(self) -> VnnlibProperty:
+        n_in, n_out = self._dims()
+        if self.n_assert == 0:
+            raise self.err(0, "no assert: the file states no property")
+        if self.false_pos is not None:
+            hint = "" if self.first_false is None else f" (first false comparison at line {self.line(self.first_false)})"
+            raise self.err(self.false_pos, f"the constraints are contradictory: this assert is false for every input{hint}")
+        for i, b in self.box.items():
+            why = _empty_reason(i, b)
+            if why:
+                raise self.err(*why)
+        return _Builder(self, n_in, n_out).run()
+
+
+class _Builder:
+    """Disjuncts (common part x one choice per factor) -> regions grouped by exact input box."""
+
+    def __init__(self, r: _Reader, n_in: int, n_out: int):
+        self.r, self.n_in, self.n_out = r, n_in, n_out
+        self.dense = 0
+        self.unbounded = [i for i in range(n_in) if (b := r.box.get(i)) is None or b[0] is None or b[3] is None]
+        self.common = [(1, key, rhs, st, ln) for key, (rhs, st, ln) in r.rows.items()]
+        self.common_dense = self._dense_rows(self.common)
+
+    def _charge(self, n: int) -> None:
+        self.dense += n
+        if self.dense > _MAX_DENSE:
+            raise self.r.err(0, f"property too large: its normal form has more than {_MAX_DENSE} matrix entries")
+
+    def _dense_rows(self, rows: list) -> tuple:
+        """Float rows, bounds, strictness, exact rows and exact bounds of sparse output atoms."""
+        self._charge(len(rows) * self.n_out)
+        A = np.zeros((len(rows), self.n_out))
+        ex = []
+        for k, (_, row, _, _, _) in enumerate(rows):
+            full = [_ZERO] * self.n_out
+            for j, a in row:
+                A[k, j] = float(a)
+                full[j] = a
+            ex.append(tuple(full))
+        return A, [float(a[2]) for a in rows], [a[3] for a in rows], tuple(ex), tuple(a[2] for a in rows)
+
+    def _constraint(self, own: list) -> OutputConstraint:
+        """The output constraint of one disjunct: the common rows, then its own rows."""
+        A, b, st, ex, bex = self.common_dense
+        self._charge(A.size)
+        if own:
+            A2, b2, st2, ex2, bex2 = self._dense_rows(own)
+            A, b, st, ex, bex = np.vstack([A, A2]), b + b2, st + st2, ex + ex2, bex + bex2
+        return OutputConstraint(A.copy(), np.array(b, dtype=np.float64).reshape(-1), np.array(st, dtype=bool), ex, bex)
+
+    def _disjuncts(self):
+        """Each disjunct as a tuple of flat conjunctions (one per factor), lazily."""
+        r = self.r
+        if not r.factors:
+            return [()]
+        r._spend(r.factors, 0, r.terms, 0)
+        return itertools.product(*(g.conjs for g in r.factors))
+
+    def _split(self, combo: tuple) -> tuple[dict, list]:
+        """A disjunct's own input bounds (``i -> bounds``, starting from the common box) and output atoms."""
+        box, ov, own = self.r.box, {}, []
+        for a in itertools.chain.from_iterable(combo):
+            if a[0] == 0:
+                b = ov.get(a[1])
+                if b is None:
+                    base = box.get(a[1])
+                    b = ov[a[1]] = list(base) if base else [None, False, 0, None, False, 0]
+                _tighten(b, a)
+            else:
+                own.append(a)
+        return ov, own
+
+    def _require_bounded(self, ov: dict) -> None:
+        for u in self.unbounded:
+            b = ov.get(u) or self.r.box.get(u)
+            if b is None or b[0] is None or b[3] is None:
+                side = "lower" if b is None or b[0] is None else "upper"
+                raise self.r.err(0, f"input X_{u} has no finite {side} bound in some disjunct; bounded input boxes are required")
+
+    def run(self) -> VnnlibProperty:
+        """Group the non-empty disjuncts by exact box; refuse the property if every disjunct is empty."""
+        groups: dict[tuple, tuple[dict, list]] = {}
+        first_empty = None
+        for combo in self._disjuncts():
+            ov, own = self._split(combo)
+            why = next((w for i, b in ov.items() if (w := _empty_reason(i, b))), None)
+            if why:
+                first_empty = first_empty or why
+                continue
+            self._require_bounded(ov)
+            key = _box_key(ov, self.r.box)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = (ov, [])
+            group[1].append(self._constraint(own))
+        if not groups:
+            raise self.r.err(*first_empty)
+        regions = tuple(self._region(ov, ocs) for ov, ocs in groups.values())
+        return VnnlibProperty(self.n_in, self.n_out, regions, self.r.src)
+
+    def _region(self, ov: dict, ocs: list) -> InputRegion:
+        self._charge(2 * self.n_in)
+        lo, ls, hi, hs = [], [], [], []
+        for i in range(self.n_in):
+            b = ov.get(i) or self.r.box[i]
+            lo.append(b[0])
+            ls.append(b[1])
+            hi.append(b[3])
+            hs.append(b[4])
+        return InputRegion.from_exact(lo, hi, tuple(ocs), np.array(ls, bool), np.array(hs, bool))
+
+
+def _decode(data: bytes, src: str) -> str:
+    """UTF-8 text of a VNN-LIB file (a BOM is dropped), whatever the locale; one-line errors otherwise."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise PropertyFormatError(f"{src}:1: UTF-16 text is not supported; save the VNN-LIB file as UTF-8")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise PropertyFormatError(f"{src}:{line}: not a text file (NUL byte at offset {nul})")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise PropertyFormatError(f"{src}:{line}: invalid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                                  "VNN-LIB files must be UTF-8 text") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def parse_vnnlib(text: str | bytes, source: str = "<string>") -> VnnlibProperty:
+    """Parse VNN-LIB text (see the module docstring for the subset and semantics) into a :class:`VnnlibProperty`."""
+    src = _one_line(str(source))
+    if isinstance(text, (bytes, bytearray)):
+        text = _decode(bytes(text), src)
+    if not isinstance(text, str):
+        raise PropertyFormatError(f"{src}: VNN-LIB text must be str or bytes, got {type(text).__name__}")
+    if len(text) > _MAX_FILE_BYTES:
+        raise PropertyFormatError(f"{src}: VNN-LIB text larger than {_MAX_FILE_BYTES >> 20} MiB")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    reader = _Reader(src)
+    reader.run(text)
+    return reader.build()
 
 
 def read_vnnlib(path: str | Path) -> VnnlibProperty:
-    """Read a VNN-LIB file into a :class:`VnnlibProperty` (errors name file and line)."""
+    """Read a VNN-LIB file (UTF-8, at most 200 MiB) into a :class:`VnnlibProperty` (errors name file and line)."""
     path = Path(path)
+    src = _one_line(str(path))
     try:
-        text = path.read_text()
+        with open(path, "rb") as fh:
+            size = _file_size(fh)
+            if size > _MAX_FILE_BYTES:
+                raise PropertyFormatError(f"{src}: VNN-LIB file of {size >> 20} MiB is larger than the "
+                                          f"{_MAX_FILE_BYTES >> 20} MiB limit")
+            data = fh.read(_MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise PropertyFormatError(f"{path}: no such VNN-LIB file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PropertyFormatError(f"{path}: cannot read VNN-LIB file ({exc})") from None
-    return parse_vnnlib(text, str(path))
+        raise PropertyFormatError(f"{src}: no such VNN-LIB file") from None
+    except IsADirectoryError:
+        raise PropertyFormatError(f"{src}: is a directory, not a VNN-LIB file") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL character in the path
+        raise PropertyFormatError(f"{src}: cannot read VNN-LIB file ({_one_line(str(getattr(exc, 'strerror', None) or exc))})") from None
+    if len(data) > _MAX_FILE_BYTES:
+        raise PropertyFormatError(f"{src}: VNN-LIB file larger than the {_MAX_FILE_BYTES >> 20} MiB limit")
+    return parse_vnnlib(_decode(data, src), src)
+
+
+def _file_size(fh) -> int:
+    return os.fstat(fh.fileno()).st_size
 
 
 # ----------------------------------------------------------------------------------------------- builders
 def box_property(lower, upper, A, b) -> VnnlibProperty:
-    """Property "some x in [lower, upper] has A f(x) <= b" (one box, one unsafe polytope)."""
+    """Property "some x in [lower, upper] has A f(x) <= b" (one box, one unsafe polytope; floats taken exactly)."""
     lo = np.asarray(lower, dtype=np.float64).reshape(-1)
     hi = np.asarray(upper, dtype=np.float64).reshape(-1)
     A = np.atleast_2d(np.asarray(A, dtype=np.float64))
@@ -427,9 +1111,11 @@ def box_property(lower, upper, A, b) -> VnnlibProperty:
 
 def robustness_property(lower, upper, label: int, out_dim: int) -> VnnlibProperty:
     """Unsafe iff some x in the box has ``f_j(x) >= f_label(x)`` for a class ``j != label`` (ties count as
-    violations, as in VNN-COMP robustness specs)."""
+    violations, as in VNN-COMP robustness specs; all rows non-strict)."""
     lo = np.asarray(lower, dtype=np.float64).reshape(-1)
     hi = np.asarray(upper, dtype=np.float64).reshape(-1)
+    if not (isinstance(label, (int, np.integer)) and 0 <= label < out_dim):
+        raise PropertyFormatError(f"robustness_property: label {label!r} is not a class in 0..{out_dim - 1}")
     outs = []
     for j in range(out_dim):
         if j == label:

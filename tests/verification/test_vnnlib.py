@@ -1,5 +1,6 @@
 """VNN-LIB reader: the ACAS Xu properties, DNF handling, and malformed files (errors name the line)."""
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,13 @@ def test_acas_prop1_box_and_threshold():
     p = read_vnnlib(ACAS / "prop_1.vnnlib")
     assert (p.in_dim, p.out_dim, len(p.regions)) == (5, 5, 1)
     r = p.regions[0]
-    np.testing.assert_array_equal(r.lower, [0.6, -0.5, -0.5, 0.45, -0.5])
-    np.testing.assert_array_equal(r.upper, [0.679857769, 0.5, 0.5, 0.5, -0.45])
+    # exact values as written; float boxes rounded outward (within one ulp of the nearest float)
+    assert r.lower_exact == tuple(map(Fraction, ["0.6", "-0.5", "-0.5", "0.45", "-0.5"]))
+    assert r.upper_exact == tuple(map(Fraction, ["0.679857769", "0.5", "0.5", "0.5", "-0.45"]))
+    assert all(Fraction(f) <= q for f, q in zip(r.lower.tolist(), r.lower_exact))
+    assert all(Fraction(f) >= q for f, q in zip(r.upper.tolist(), r.upper_exact))
+    np.testing.assert_allclose(r.lower, [0.6, -0.5, -0.5, 0.45, -0.5], rtol=2.3e-16, atol=0)
+    np.testing.assert_allclose(r.upper, [0.679857769, 0.5, 0.5, 0.5, -0.45], rtol=2.3e-16, atol=0)
     (oc,) = r.outputs
     # Y_0 >= 3.991125645861615  <=>  -Y_0 <= -3.99...
     np.testing.assert_array_equal(oc.A, [[-1, 0, 0, 0, 0]])
