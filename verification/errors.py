@@ -17,6 +17,7 @@ __all__ = [
     "InvalidParameterError",
     "PreconditionError",
     "SolverError",
+    "InternalCheckError",
 ]
 
 
@@ -58,3 +59,8 @@ class PreconditionError(VerificationError):
 
 class SolverError(VerificationError):
     """A numerical solver failed or returned an answer that could not be certified."""
+
+
+class InternalCheckError(VerificationError):
+    """A self-check failed: e.g. a value attained by the network exceeds a bound we computed as certified.
+    This is a bug of ours, never bad input; the CLI reports it with exit code 4 and prints no result."""

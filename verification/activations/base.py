@@ -8,7 +8,11 @@ module:
 * ``jacobian(z)``: the ``(N, n, n)`` Jacobian (one element of the Clarke Jacobian at kinks);
 * ``slope_bounds()``: ``(alpha, beta)`` if the map is elementwise and slope-restricted, else ``None``;
 * ``lipschitz(norm)``: Lipschitz constant of the activation map in the l2 or l-inf norm;
-* ``is_piecewise_linear``: whether the map is piecewise linear (exact SMT encodings exist).
+* ``is_piecewise_linear``: whether the map is piecewise linear (exact SMT encodings exist);
+* ``monotone``: whether every output is non-decreasing in every input (never assumed: each class states it);
+* ``two_piece_slope``: ``a`` for maps ``z -> z (z > 0), a z (z <= 0)`` (ReLU: 0), else ``None``;
+* ``interval(l, u)``: sound (for piecewise-linear maps exact) bounds of ``phi`` on a box.  There is no
+  default: an activation that does not define it cannot be used by bound propagation.
 
 Methods that need more (linear relaxations on ``[l, u]``, Z3 terms) add them here as methods, each
 activation class overriding them.
@@ -21,7 +25,25 @@ from typing import ClassVar
 
 import numpy as np
 
-__all__ = ["Activation"]
+__all__ = ["Activation", "monotone_interval", "breakpoint_interval"]
+
+
+def monotone_interval(phi, lower: np.ndarray, upper: np.ndarray, widen: bool = False):
+    """``[phi(lower), phi(upper)]`` for a non-decreasing elementwise ``phi``; ``widen`` moves both ends one
+    float outwards (for maps computed by libm, e.g. tanh, whose float result may be off by an ulp)."""
+    lo, hi = phi(np.asarray(lower, dtype=np.float64)), phi(np.asarray(upper, dtype=np.float64))
+    if widen:
+        lo, hi = np.nextafter(lo, -np.inf), np.nextafter(hi, np.inf)
+    return lo, hi
+
+
+def breakpoint_interval(phi, lower: np.ndarray, upper: np.ndarray, breakpoints=(0.0,)):
+    """Exact range of a continuous piecewise-linear elementwise ``phi`` whose kinks are ``breakpoints``: the
+    extremes over ``[l, u]`` are attained at ``l``, ``u`` or a kink inside (no monotonicity assumed)."""
+    l = np.asarray(lower, dtype=np.float64)
+    u = np.asarray(upper, dtype=np.float64)
+    vals = [phi(l), phi(u)] + [phi(np.clip(np.float64(b), l, u)) for b in breakpoints]
+    return np.minimum.reduce(vals), np.maximum.reduce(vals)
 
 
 @dataclass(frozen=True)
@@ -31,6 +53,13 @@ class Activation:
     name: ClassVar[str] = "activation"
     elementwise: ClassVar[bool] = True
     is_piecewise_linear: ClassVar[bool] = False
+    monotone: ClassVar[bool] = False
+
+    @property
+    def two_piece_slope(self) -> float | None:
+        """``a`` if the map is ``z (z > 0), a z (z <= 0)`` elementwise (ReLU: 0, leaky ReLU: its slope), else
+        ``None``."""
+        return None
 
     def __call__(self, z: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -60,10 +89,11 @@ class Activation:
         return float(max(abs(bounds[0]), abs(bounds[1])))
 
     def interval(self, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sound elementwise bounds on ``phi(z)`` for ``lower <= z <= upper`` (batched ``(N, n)``).
+        """Sound bounds ``(lo, hi)`` on ``phi(z)`` for ``lower <= z <= upper`` (batched ``(N, n)``).
 
-        The default is for monotone non-decreasing elementwise maps: ``[phi(lower), phi(upper)]``."""
-        return self(lower), self(upper)
+        No default: monotonicity is a property each activation states, never an assumption of the base class
+        (see :func:`monotone_interval` and :func:`breakpoint_interval` for the usual implementations)."""
+        raise NotImplementedError(f"{self.describe()} defines no interval bounds")
 
     def linear_relaxation(self, lower: np.ndarray, upper: np.ndarray) -> tuple:
         """Linear bounds ``(ls, lb, us, ub)`` with ``ls*z + lb <= phi(z) <= us*z + ub`` on ``[lower, upper]``
@@ -84,6 +114,10 @@ class Activation:
     def to_spec(self) -> dict:
         """JSON-serialisable description (inverse of :func:`verification.activations.from_spec`)."""
         return {"type": self.name}
+
+    def exact_call(self, z: list) -> list:
+        """``phi`` on one vector of :class:`fractions.Fraction` values, exactly (piecewise-linear maps only)."""
+        raise NotImplementedError(f"{self.describe()} has no exact rational evaluation")
 
     def z3_terms(self, z: list, lower=None, upper=None) -> list:
         """Exact Z3 real terms of ``phi(z)`` for a list ``z`` of Z3 real terms (one per neuron).

@@ -7,7 +7,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from verification.activations.base import Activation
+from verification.activations.base import Activation, breakpoint_interval, monotone_interval
+from verification.errors import InvalidParameterError
 
 __all__ = ["Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid"]
 
@@ -18,6 +19,10 @@ class Identity(Activation):
 
     name: ClassVar[str] = "identity"
     is_piecewise_linear: ClassVar[bool] = True
+    monotone: ClassVar[bool] = True
+
+    def interval(self, lower, upper):
+        return monotone_interval(self, lower, upper)
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         return np.asarray(z, dtype=np.float64)
@@ -26,6 +31,9 @@ class Identity(Activation):
         return np.ones_like(z, dtype=np.float64)
 
     def z3_terms(self, z: list, lower=None, upper=None) -> list:
+        return list(z)
+
+    def exact_call(self, z: list) -> list:
         return list(z)
 
     def slope_bounds(self) -> tuple[float, float]:
@@ -46,12 +54,23 @@ class ReLU(Activation):
 
     name: ClassVar[str] = "relu"
     is_piecewise_linear: ClassVar[bool] = True
+    monotone: ClassVar[bool] = True
+
+    @property
+    def two_piece_slope(self) -> float:
+        return 0.0
+
+    def interval(self, lower, upper):
+        return monotone_interval(self, lower, upper)
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         return np.maximum(z, 0.0)
 
     def derivative(self, z: np.ndarray) -> np.ndarray:
         return (z > 0).astype(np.float64)
+
+    def exact_call(self, z: list) -> list:
+        return [v if v > 0 else 0 * v for v in z]
 
     def z3_terms(self, z: list, lower=None, upper=None) -> list:
         """``If(z > 0, z, 0)``; ``z`` itself if ``lower >= 0``, ``0`` if ``upper <= 0``."""
@@ -85,20 +104,48 @@ class ReLU(Activation):
 
 @dataclass(frozen=True)
 class LeakyReLU(Activation):
-    """``phi(z) = z`` for ``z > 0`` and ``a·z`` otherwise; slope-restricted on [min(a,1), max(a,1)]."""
+    """``phi(z) = z`` for ``z > 0`` and ``a·z`` otherwise, for any finite ``a``; slope-restricted on
+    ``[min(a,1), max(a,1)]``.  Monotone only for ``a >= 0``: with ``a < 0`` it is V-shaped (``a = -1`` is
+    ``|z|``), convex for ``a <= 1`` and concave for ``a > 1``."""
 
     negative_slope: float = 0.01
     name: ClassVar[str] = "leaky_relu"
     is_piecewise_linear: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "negative_slope", float(self.negative_slope))
+        try:
+            a = float(self.negative_slope)
+        except (TypeError, ValueError):
+            a = float("nan")
+        if not np.isfinite(a):
+            raise InvalidParameterError(
+                f"The slope of leaky_relu must be a finite number. Got {self.negative_slope!r} instead."
+            )
+        object.__setattr__(self, "negative_slope", a)
+
+    @property
+    def monotone(self) -> bool:  # type: ignore[override]
+        return self.negative_slope >= 0.0
+
+    @property
+    def two_piece_slope(self) -> float:
+        return self.negative_slope
+
+    def interval(self, lower, upper):
+        """Exact range: the extremes lie at ``l``, ``u`` or the kink 0 (V-shaped for ``a < 0``)."""
+        return breakpoint_interval(self, lower, upper)
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         return np.where(z > 0, z, self.negative_slope * z)
 
     def derivative(self, z: np.ndarray) -> np.ndarray:
         return np.where(z > 0, 1.0, self.negative_slope)
+
+    def exact_call(self, z: list) -> list:
+        from fractions import Fraction
+
+        a = Fraction(self.negative_slope)
+        return [v if v > 0 else a * v for v in z]
 
     def z3_terms(self, z: list, lower=None, upper=None) -> list:
         """``If(z > 0, z, a z)`` with the slope ``a`` as an exact rational; one piece when bounds fix the sign."""
@@ -144,12 +191,18 @@ class Tanh(Activation):
     """``phi(z) = tanh(z)``; slope-restricted on [0, 1]."""
 
     name: ClassVar[str] = "tanh"
+    monotone: ClassVar[bool] = True
+
+    def interval(self, lower, upper):
+        return monotone_interval(self, lower, upper, widen=True)
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         return np.tanh(z)
 
     def derivative(self, z: np.ndarray) -> np.ndarray:
-        return 1.0 - np.tanh(z) ** 2
+        """``1 / cosh(z)^2``: accurate to a few ulps everywhere (``1 - tanh(z)^2`` cancels to 0 for |z| > 19)."""
+        with np.errstate(over="ignore"):
+            return 1.0 / np.cosh(z) ** 2
 
     def slope_bounds(self) -> tuple[float, float]:
         return (0.0, 1.0)
@@ -171,14 +224,19 @@ class Sigmoid(Activation):
     """``phi(z) = 1/(1+exp(-z))``; slope-restricted on [0, 1/4]."""
 
     name: ClassVar[str] = "sigmoid"
+    monotone: ClassVar[bool] = True
+
+    def interval(self, lower, upper):
+        return monotone_interval(self, lower, upper, widen=True)
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         # stable in both tails
         return np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
 
     def derivative(self, z: np.ndarray) -> np.ndarray:
-        s = self(z)
-        return s * (1.0 - s)
+        """``e^{-|z|} / (1 + e^{-|z|})^2``: no cancellation in the tails (``s (1 - s)`` gives 0 for z > 37)."""
+        e = np.exp(-np.abs(z))
+        return e / (1.0 + e) ** 2
 
     def slope_bounds(self) -> tuple[float, float]:
         return (0.0, 0.25)

@@ -30,6 +30,7 @@ class GroupSort(Activation):
     name: ClassVar[str] = "groupsort"
     elementwise: ClassVar[bool] = False
     is_piecewise_linear: ClassVar[bool] = True
+    monotone: ClassVar[bool] = True  # the k-th largest entry is non-decreasing in every entry
 
     def __post_init__(self) -> None:
         if int(self.group_size) != self.group_size or self.group_size < 2:
@@ -79,6 +80,10 @@ class GroupSort(Activation):
         from verification.bounds._relax import groupsort_relaxation
 
         return groupsort_relaxation(self.group_size, lower, upper)
+
+    def exact_call(self, z: list) -> list:
+        g = self.group_size
+        return [v for k in range(0, len(z), g) for v in sorted(z[k : k + g], reverse=True)]
 
     def z3_terms(self, z: list, lower=None, upper=None) -> list:
         """Descending sort of each group by a bubble network of exact ``If`` compare-exchanges.  For
@@ -184,6 +189,18 @@ class Householder(Activation):
         if norm == 2:
             return 1.0
         return float(max(1.0, np.abs(self.reflection).sum(axis=1).max()))
+
+    def exact_call(self, z: list) -> list:
+        from fractions import Fraction
+
+        d = self.group_size
+        v = [Fraction(float(c)) for c in self.v]
+        out = []
+        for k in range(0, len(z), d):
+            grp = z[k : k + d]
+            s = sum(vi * t for vi, t in zip(v, grp))
+            out.extend(grp if s > 0 else [t - 2 * s * vi for vi, t in zip(v, grp)])
+        return out
 
     def z3_terms(self, z: list, lower=None, upper=None) -> list:
         """``z`` if ``v·z > 0`` else ``z - 2 (v·z) v``, with ``v`` as exact rationals (of its float64 values)."""

@@ -124,7 +124,7 @@ def s_shaped_derivative_bounds(df, lower, upper):
     u = np.asarray(upper, dtype=np.float64)
     du = df(np.clip(0.0, l, u))
     dl = np.minimum(df(l), df(u))
-    return dl * (1 - 1e-12), du * (1 + 1e-12)
+    return dl * (1 - 1e-12), du * (1 + 1e-12) + 1e-300  # a few ulps of df, and its underflow to 0
 
 
 def groupsort_relaxation(group_size: int, lower, upper):

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from verification.bounds.crown import _two_piece_slope, crown_layers
+from verification.bounds.crown import crown_layers
 from verification.bounds.jacobian import derivative_ranges, jacobian_l1_upper
 from verification.network import Network
 
@@ -122,7 +122,7 @@ class BranchAndBound:
         self.net, self.lo, self.hi, self.c = net, lo, hi, np.asarray(c, dtype=np.float64)
         self.relaxation, self.batch_size, self.max_domains, self.lp_internal = relaxation, batch_size, max_domains, lp_internal
         self.widths = [d.out_features for d in net.dense_layers[:-1]]
-        self.splittable = [_two_piece_slope(a) is not None for a in net.activations]
+        self.splittable = [a.two_piece_slope is not None for a in net.activations]
         self.counter = itertools.count()
         self.best_lower, self.witness, self.closed = float(lower), None, -np.inf
         self.heap: list = []

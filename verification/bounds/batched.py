@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verification.activations import LeakyReLU, ReLU
 from verification.bounds.crown import (_apply_choice, _ibp_next, _make_relax, _two_piece_slope, backsubstitute,
                                        backsubstitute_from, check_supported, crown_layers, make_relaxations)
 from verification.errors import InvalidParameterError, UnsupportedLayerError
@@ -46,11 +45,19 @@ class SpecBounds:
 
     ``lower[b, r]`` is a lower bound of row ``r`` on box ``b``; it is the minimum over the box of the linear
     function ``coef[b, r] · e + lower[b, r] + ||coef[b, r]||_1`` (``e``: normalised input), itself a lower
-    bound of the row on the box.  ``pre[j] = (l, u)``: pre-activation bounds of activation ``j``."""
+    bound of the row on the box.  ``pre[j] = (l, u)``: pre-activation bounds of activation ``j``.
+    ``scale[b, r]``: magnitude of the terms summed into ``lower`` (float64 rounding is relative to it; a
+    refutation must clear a margin proportional to it)."""
 
     lower: np.ndarray  # (B, R)
     coef: np.ndarray  # (B, R, n0)
     pre: list
+    scale: np.ndarray | None = None  # (B, R)
+
+    def guarded(self, tol: float) -> np.ndarray:
+        """``lower - tol * (1 + scale)``: a row is refuted on a box when this is ``> 0``."""
+        scale = 0.0 if self.scale is None else self.scale
+        return self.lower - tol * (1.0 + scale)
 
     def unstable_counts(self) -> np.ndarray:
         """Number of neurons with ``l < 0 < u`` per box."""
@@ -60,10 +67,10 @@ class SpecBounds:
 
 
 def is_two_piece(net: Network) -> bool:
-    """True if every activation is ReLU or leaky ReLU with slope in [0, 1] (what :func:`incremental_crown`
-    and exact pattern / Z3 leaves support)."""
-    return all(isinstance(a, ReLU) or (isinstance(a, LeakyReLU) and 0.0 <= a.negative_slope <= 1.0)
-               for a in net.activations)
+    """True if every activation is a convex two-piece map ``max(z, a z)``: ReLU, or leaky ReLU with slope
+    ``a <= 1`` (negative slopes included; what :func:`incremental_crown`, alpha-CROWN on the specification and
+    the exact pattern / MILP leaves support)."""
+    return all(a.two_piece_slope is not None and a.two_piece_slope <= 1.0 for a in net.activations)
 
 
 def incremental_crown(net: Network, lo: np.ndarray, hi: np.ndarray, prior: list | None = None) -> list:
@@ -75,7 +82,7 @@ def incremental_crown(net: Network, lo: np.ndarray, hi: np.ndarray, prior: list 
     then CROWN back-substitution (:func:`~verification.bounds.crown.backsubstitute`) of the neurons still
     unstable in some box.  Returns ``[(l_j, u_j)]`` per activation."""
     if not is_two_piece(net):
-        raise UnsupportedLayerError("incremental_crown needs ReLU / leaky-ReLU (slope in [0, 1]) activations")
+        raise UnsupportedLayerError("incremental_crown needs ReLU / leaky-ReLU (slope <= 1) activations")
     dense, acts = net.dense_layers, net.activations
     mid, rad = (hi + lo) / 2.0, (hi - lo) / 2.0
     B = lo.shape[0]
@@ -171,12 +178,18 @@ def spec_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, cb:
         lam, bias, _, _ = backsubstitute(net, L, C, relax, B)
         mid, rad = (hi + lo) / 2.0, (hi - lo) / 2.0
         lower = np.einsum("bmi,bi->bm", lam, mid) - np.einsum("bmi,bi->bm", np.abs(lam), rad) + bias + cb
-        return SpecBounds(lower, lam * rad[:, None, :], pre)
+        return SpecBounds(lower, lam * rad[:, None, :], pre, _scale(lam, bias, mid, rad, cb))
     # interval bounds of the output
     l, u = _ibp(net, lo, hi)[1]
     Cp, Cn = np.maximum(C, 0.0), np.minimum(C, 0.0)
     lower = l @ Cp.T + u @ Cn.T + cb
-    return SpecBounds(lower, np.zeros((B, C.shape[0], lo.shape[1])), pre)
+    scale = np.abs(l) @ np.abs(Cp).T + np.abs(u) @ np.abs(Cn).T + np.abs(cb)
+    return SpecBounds(lower, np.zeros((B, C.shape[0], lo.shape[1])), pre, scale)
+
+
+def _scale(lam: np.ndarray, bias: np.ndarray, mid: np.ndarray, rad: np.ndarray, cb) -> np.ndarray:
+    """Magnitude ``|lam|·(|mid| + rad) + |bias| + |cb|`` of a row bound ``lam·x + bias + cb`` on a box."""
+    return np.einsum("bmi,bi->bm", np.abs(lam), np.abs(mid) + rad) + np.abs(bias) + np.abs(cb)
 
 
 def alpha_spec_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, cb: np.ndarray, pre: list,
@@ -199,13 +212,14 @@ def alpha_spec_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, C: np.ndarra
     optimised and their best bounds ``lower`` (``(idx.size, R)``); boxes it marks are no longer optimised.  Returns :class:`SpecBounds` (``lower``, ``coef`` of the best iterate per row, ``pre``).
     Float64 without directed rounding, like :func:`spec_bounds`."""
     if not is_two_piece(net):
-        raise UnsupportedLayerError("alpha_spec_bounds needs ReLU / leaky-ReLU (slope in [0, 1]) activations")
+        raise UnsupportedLayerError("alpha_spec_bounds needs ReLU / leaky-ReLU (slope <= 1) activations")
     dense, acts = net.dense_layers, net.activations
     L = len(acts)
     B, R = lo.shape[0], C.shape[0]
     C = np.asarray(C, dtype=np.float64)
     mid, rad = (hi + lo) / 2.0, (hi - lo) / 2.0
     best = np.full((B, R), -np.inf)
+    best_scale = np.zeros((B, R))
     best_lam = np.zeros((B, R, lo.shape[1]))
     act_idx = np.arange(B)  # boxes still optimised
     alphas = []
@@ -224,6 +238,7 @@ def alpha_spec_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, C: np.ndarra
         val = np.einsum("bmi,bi->bm", lam, m) - np.einsum("bmi,bi->bm", np.abs(lam), r) + bias + cb
         better = val > best[act_idx]
         best[act_idx] = np.where(better, val, best[act_idx])
+        best_scale[act_idx] = np.where(better, _scale(lam, bias, m, r, cb), best_scale[act_idx])
         best_lam[act_idx] = np.where(better[..., None], lam, best_lam[act_idx])
         if it == iters:
             break
@@ -248,4 +263,4 @@ def alpha_spec_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, C: np.ndarra
             alphas = [a[keep] for a in alphas]
             mom = [a[keep] for a in mom]
             vel = [a[keep] for a in vel]
-    return SpecBounds(best, best_lam * rad[:, None, :], pre)
+    return SpecBounds(best, best_lam * rad[:, None, :], pre, best_scale)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verification.activations import GroupSort, LeakyReLU, ReLU
+from verification.activations import GroupSort
 from verification.bounds._relax import two_piece_relaxation
 from verification.errors import UnsupportedLayerError
 from verification.network import Network
@@ -51,11 +51,7 @@ def _is_maxmin(act) -> bool:
 
 
 def _two_piece_slope(act):
-    if isinstance(act, ReLU):
-        return 0.0
-    if isinstance(act, LeakyReLU):
-        return act.negative_slope
-    return None
+    return act.two_piece_slope
 
 
 def check_supported(net: Network) -> None:

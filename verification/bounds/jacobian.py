@@ -78,8 +78,8 @@ def derivative_ranges(net: Network, lb: LayerBounds, splits=None) -> list:
             raise UnsupportedLayerError(
                 f"local Lipschitz bounds do not support the activation {act.describe()}"
             ) from None
-        if splits is not None and splits[j] is not None:
-            a = getattr(act, "negative_slope", 0.0)
+        a = act.two_piece_slope
+        if splits is not None and splits[j] is not None and a is not None:
             s = splits[j]
             dl = np.where(s > 0, 1.0, np.where(s < 0, a, dl))
             du = np.where(s > 0, 1.0, np.where(s < 0, a, du))

@@ -13,7 +13,8 @@ from verification._json import jsonable
 
 from verification.bounds.crown import check_supported, crown_layers
 from verification.bounds.jacobian import RELAXATIONS, derivative_ranges, jacobian_l1_upper
-from verification.errors import InvalidParameterError
+from verification.errors import InternalCheckError, InvalidParameterError
+from verification.evaluate import differentiable_at
 from verification.network import Network, output_vector
 
 __all__ = ["LocalLipschitzResult", "local_lipschitz"]
@@ -94,7 +95,10 @@ def _sampled_lower(net: Network, lo, hi, cs, n_samples: int, seed: int, extra=()
     x = np.concatenate(pts)
 
     def norms(points):
-        return np.abs(_row_gradients(net, points, cs)).sum(-1)
+        # only points where the network is provably differentiable: at a kink the float "Jacobian" is an
+        # arbitrary choice that can exceed the local constant (e.g. relu(x) - relu(-x) - x at 0)
+        ok = differentiable_at(net, points)
+        return np.abs(_row_gradients(net, points, cs)).sum(-1) * ok[:, None]
 
     vals = norms(x)
     best = vals.max(0)
@@ -113,6 +117,18 @@ def _sampled_lower(net: Network, lo, hi, cs, n_samples: int, seed: int, extra=()
         step = step * 0.85
     best = np.maximum(best, cur_v.reshape(cs.shape[0], m).max(1))
     return best
+
+
+def _consistent(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Attained values must not exceed certified bounds (equal up to rounding when a bound is exact); an
+    excess is a soundness bug of ours, so no bound is reported."""
+    if np.any(lower > upper * (1 + 1e-9) + 1e-300) or not np.all(np.isfinite(upper)):
+        k = int(np.argmax(np.where(np.isfinite(upper), lower - upper, np.inf)))
+        raise InternalCheckError(
+            f"local Lipschitz self-check failed: the gradient norm {lower[k]!r} attained on the box exceeds the "
+            f"bound {upper[k]!r} of output {k}; no bound is reported (please report this network)"
+        )
+    return np.minimum(lower, upper)
 
 
 def local_lipschitz(
@@ -221,10 +237,11 @@ def local_lipschitz(
     jb = jacobian_l1_upper(cnet, ranges, cs, relaxation)
     upper = jb.value.copy()
     lower = _sampled_lower(cnet, lo, hi, cs, n_samples, seed)
-    # equal up to rounding when the bound is exact (a larger gap would be a soundness bug: keep it visible)
-    lower = np.where(lower <= upper * (1 + 1e-9) + 1e-12, np.minimum(lower, upper), lower)
+    lower = _consistent(lower, upper)
     details: dict = {"intermediate": intermediate, "n_samples": n_samples, "box_lower": lo, "box_upper": hi,
                      "unstable": [int(((l < 0) & (u > 0)).sum()) for l, u in lb.pre]}
+    if net.metadata.get("assumed"):
+        details["assumed"] = net.metadata["assumed"]
     method = relaxation
     if bab:
         from verification.bounds.bab import BranchAndBound
@@ -252,6 +269,7 @@ def local_lipschitz(
             if runs[k].witness is not None:  # re-evaluate the gradient at BaB's interior witness point
                 w = np.asarray(runs[k].witness)
                 lower[k] = max(lower[k], float(np.abs(cs[k] @ cnet.jacobian(w)).sum()))
+        lower = _consistent(lower, upper)
         details["bab"] = {int(k): r.stats() for k, r in runs.items()}
         details["timeout"] = budget
     per_up = tuple(float(v) for v in upper)

@@ -1,17 +1,21 @@
 """Command-line interface: ``verification <command> ...``.
 
 Each command is a module in this package defining ``HELP``, ``add_arguments(parser)`` and ``run(args)``
-(returning an exit code).  Errors derived from :class:`VerificationError` become a one-line message on
-stderr and exit code 2.
+(returning an exit code).  Errors derived from :class:`VerificationError` and bad command-line options
+become a one-line message on stderr and exit code 2; a failed internal consistency check or an unexpected
+exception (a bug of ours) becomes one line and exit code 4.  Warnings are not printed: stderr carries the
+error line and the loader's ``note:`` lines only.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 
-from verification.errors import VerificationError
+from verification.errors import InternalCheckError, VerificationError
 
 __all__ = ["main", "COMMANDS"]
 
@@ -24,8 +28,24 @@ COMMANDS = {
 }
 
 
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 4
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {' '.join(message.split())} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="verification",
         description="Certified Lipschitz bounds and verification of neural networks.",
     )
@@ -42,12 +62,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args._run(args) or 0)
-    except VerificationError as exc:
-        msg = " ".join(str(exc).split())  # one line
-        print(f"verification {args.command}: error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"verification {args.command}: interrupted", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy / torch / scipy warnings would break the one-line contract
+        try:
+            return int(args._run(args) or 0)
+        except InternalCheckError as exc:
+            print(f"verification {args.command}: internal error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_INTERNAL
+        except VerificationError as exc:
+            print(f"verification {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            print(f"verification {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except MemoryError:
+            print(f"verification {args.command}: error: out of memory (the model or property is too large)",
+                  file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except Exception as exc:  # a bug of ours: one line, the traceback only on request
+            if os.environ.get("VERIFICATION_DEBUG"):
+                raise
+            print(f"verification {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+                  "(please report; VERIFICATION_DEBUG=1 shows the traceback)", file=sys.stderr)
+            return EXIT_INTERNAL

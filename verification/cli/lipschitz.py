@@ -54,19 +54,15 @@ def run(args: argparse.Namespace) -> int:
 
     net = load_model(args)
     output = parse_output(args.output, net.out_dim)
-    from verification.lipschitz.registry import _auto_method, available_methods, normalize_norm
-
     norm = 2 if args.norm == "2" else "inf"
     method = args.method
-    if method == "auto":  # resolve here so that solver options reach the SDP method auto picks
-        method = _auto_method(net.canonical(), normalize_norm(norm), output is not None, available_methods())
     options = {}
-    if method.startswith("lipsdp"):
+    if args.solver != "auto":
+        if method not in ("auto", "eclipse") and not method.startswith("lipsdp"):
+            raise InvalidParameterError(f"--solver applies to the SDP methods, not to --method {method}")
         options["solver"] = args.solver
-        if args.progress:
-            options["progress"] = True
-    elif method == "eclipse" and args.solver != "auto":
-        options["solver"] = args.solver
+    if args.progress and (method == "auto" or method.startswith("lipsdp")):
+        options["progress"] = True
     res = lipschitz(net, method=method, norm=norm, output=output, **options)
     emit(res.to_dict(), args.json, str(res))
     # exit 1 when an upper-bound method could not certify its answer

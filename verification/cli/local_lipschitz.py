@@ -31,17 +31,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def parse_center(text: str, n: int) -> np.ndarray:
     """A file (.npy, or text with numbers separated by commas/whitespace) or comma-separated values."""
     try:
-        if os.path.exists(text):
+        if os.path.isfile(text):
+            if os.path.getsize(text) > 64 * 2**20:
+                raise ValueError("file larger than 64 MB")
             if text.endswith(".npy"):
                 vals = np.load(text, allow_pickle=False)
+                if vals.dtype.kind not in "biuf":
+                    raise ValueError(f"array of dtype {vals.dtype}, expected real numbers")
             else:
-                with open(text) as fh:
+                with open(text, encoding="utf-8", errors="strict") as fh:
                     vals = np.array([float(t) for t in fh.read().replace(",", " ").split()])
         else:
             vals = np.array([float(t) for t in text.split(",") if t.strip()])
-    except (ValueError, OSError) as exc:
-        raise InvalidParameterError(f"--center must be a file or comma-separated numbers; got {text!r} ({exc})") from None
-    vals = np.asarray(vals, dtype=np.float64).reshape(-1)
+        vals = np.asarray(vals, dtype=np.float64).reshape(-1)
+    except (ValueError, TypeError, OSError, UnicodeDecodeError, EOFError) as exc:
+        msg = " ".join(str(exc).split())[:200]
+        raise InvalidParameterError(f"--center must be a file or comma-separated numbers; got {text[:100]!r} ({msg})") from None
+    if vals.size == 0 or not np.all(np.isfinite(vals)):
+        raise InvalidParameterError("--center must give finite numbers (no NaN or inf)")
     if vals.size == 1:
         vals = np.full(n, vals[0])
     if vals.size != n:

@@ -90,11 +90,22 @@ def encode_network(net: Network, x: list, pre_bounds: list | None = None, tol: f
     raise AssertionError("canonical network must end with a dense layer")  # pragma: no cover
 
 
-def z3_decide(net: Network, lower, upper, outputs, pre_bounds=None, timeout: float | None = None):
+def _frac_or_float(exact, i, j=None, fallback=0.0):
+    """Exact constant as written if the property kept it, else the float's exact value."""
+    if exact is None:
+        return Fraction(float(fallback))
+    v = exact[i] if j is None else exact[i][j]
+    return Fraction(v)
+
+
+def z3_decide(net: Network, lower, upper, outputs, pre_bounds=None, timeout: float | None = None, region=None):
     """Decide exactly whether some ``x`` in ``[lower, upper]`` has ``A_k net(x) <= b_k`` for some k.
 
-    ``outputs``: sequence of objects with ``A`` and ``b`` (unsafe polytopes, a disjunction).
-    Returns ``("sat", x)`` with ``x`` the model as float64, ``("unsat", None)`` or ``("unknown", reason)``.
+    ``outputs``: sequence of objects with ``A`` and ``b`` (unsafe polytopes, a disjunction); where they carry
+    the constants as written (``A_exact``, ``b_exact``) and ``strict`` rows, those are encoded (``<`` for strict
+    rows).  ``region``: optional :class:`~verification.vnnlib.InputRegion` whose exact box (and strict bounds)
+    is asserted as well.  Returns ``("sat", x)`` with ``x`` the model as float64, ``("unsat", None)`` or
+    ``("unknown", reason)``.
     """
     import z3
 
@@ -109,13 +120,25 @@ def z3_decide(net: Network, lower, upper, outputs, pre_bounds=None, timeout: flo
         s.set("timeout", max(1, int(timeout * 1000)))
     for xi, lo, hi in zip(x, lower, upper):
         s.add(xi >= _q(lo), xi <= _q(hi))
+    if region is not None and getattr(region, "lower_exact", None) is not None:
+        ls = getattr(region, "lower_strict", None)
+        us = getattr(region, "upper_strict", None)
+        for i, xi in enumerate(x):
+            lo_e, hi_e = z3.RealVal(Fraction(region.lower_exact[i])), z3.RealVal(Fraction(region.upper_exact[i]))
+            s.add(xi > lo_e if ls is not None and ls[i] else xi >= lo_e)
+            s.add(xi < hi_e if us is not None and us[i] else xi <= hi_e)
     s.add(*cons)
     disj = []
     for oc in outputs:
         rows = []
-        for arow, bv in zip(oc.A, oc.b):
-            terms = [_q(a) * t for a, t in zip(arow, y) if a != 0.0]
-            rows.append((z3.Sum(terms) if terms else z3.RealVal(0)) <= _q(bv))
+        a_ex, b_ex = getattr(oc, "A_exact", None), getattr(oc, "b_exact", None)
+        strict = getattr(oc, "strict", None)
+        for r, (arow, bv) in enumerate(zip(oc.A, oc.b)):
+            terms = [z3.RealVal(_frac_or_float(a_ex, r, j, a)) * t for j, (a, t) in enumerate(zip(arow, y))
+                     if (a != 0.0 if a_ex is None else a_ex[r][j] != 0)]
+            lhs = z3.Sum(terms) if terms else z3.RealVal(0)
+            rhs = z3.RealVal(_frac_or_float(b_ex, r, None, bv))
+            rows.append(lhs < rhs if strict is not None and strict[r] else lhs <= rhs)
         disj.append(z3.And(rows) if rows else z3.BoolVal(True))
     s.add(z3.Or(disj) if disj else z3.BoolVal(False))
     res = s.check()

@@ -109,9 +109,15 @@ def verify_region(
 
 
 def _violates(net: Network, x: np.ndarray, label: int) -> tuple[bool, np.ndarray]:
+    """Float screening, then the exact confirmation every reported counterexample gets."""
+    from verification.smt.confirm import confirm_property
+
     y = net(x)
     others = np.delete(y, label)
-    return bool(others.max() >= y[label]), y
+    if not others.max() >= y[label]:
+        return False, y
+    prop = robustness_property(x, x, label, net.out_dim)
+    return confirm_property(net, prop, x), y
 
 
 def _grid(values: list[np.ndarray], max_points: int):
@@ -163,8 +169,8 @@ def _dlv(net, x0, lo, hi, label, timeout, layers, n_features, num_span, max_poin
             Y = net(X)
             others = np.delete(Y, label, axis=1).max(axis=1)
             bad = np.flatnonzero(others >= Y[:, label])
-            if bad.size:
-                x = X[bad[0]]
+            for i in bad[:8]:
+                x = X[i]
                 ok, y = _violates(net, x, label)
                 if ok:
                     return VerifyResult("violated", x, y, time.monotonic() - t0, "dlv", "counterexample (input layer)", details)

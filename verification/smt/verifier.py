@@ -38,18 +38,21 @@ from pathlib import Path
 
 import numpy as np
 
-from verification.errors import InvalidParameterError, PropertyFormatError, ShapeMismatchError
+from verification.errors import InvalidParameterError, ShapeMismatchError
 from verification.network import Network
 from verification.bounds.batched import INTERMEDIATE, alpha_spec_bounds, is_two_piece, spec_bounds
 from verification.smt.encode import z3_decide
 from verification.smt._pattern import certified_box_margin, pattern_leaf
+from verification.smt.confirm import confirm, confirm_property, point_in_region
 from verification.smt.result import VerifyResult
 from verification.vnnlib import InputRegion, VnnlibProperty, read_vnnlib
 
 __all__ = ["verify", "METHODS"]
 
 METHODS = ("auto", "input-split", "relu-split", "z3-plain")
-_TOL = 1e-9  # a refuting lower bound must exceed this (float64 rounding guard)
+# A refuting lower bound must exceed _TOL * (1 + scale), scale = magnitude of the terms summed into it: a
+# float64 rounding guard relative to the numbers involved (an absolute 1e-9 is no guard at magnitude 1e8).
+_TOL = 1e-9
 
 
 class _Found(Exception):
@@ -70,6 +73,7 @@ class _Ctx:
     patterns_ok: bool = False
     intermediate: str = "incremental"
     slopes: tuple = ()
+    exact_ok: bool = True
 
     def __init__(self, net: Network, prop: VnnlibProperty, deadline: float, rng, stats: dict):
         self.net, self.prop, self.deadline, self.rng, self.stats = net, prop, deadline, rng, stats
@@ -82,16 +86,21 @@ class _Ctx:
         return max(0.0, self.deadline - time.monotonic())
 
     def check(self, region: InputRegion, X: np.ndarray) -> np.ndarray:
-        """Raise _Found if some row of X (clipped into the box) is a float64 counterexample; else return
-        the unsafe margins of the rows (``<= 0`` iff unsafe)."""
+        """Raise _Found if some row of X (clipped into the box) is a counterexample of the property as written
+        (float64 screening, then :func:`~verification.smt.confirm.confirm` in exact terms); else return the
+        float unsafe margins of the rows (``<= 0`` where float64 finds them unsafe, non-strictly)."""
         X = np.clip(np.atleast_2d(X), region.lower, region.upper)
         Y = self.net(X)
         m = region.margin(Y)
-        hit = np.flatnonzero(m <= 0.0)
+        hit = np.flatnonzero(region.contains_output(Y))
         self.stats["evaluations"] = self.stats.get("evaluations", 0) + X.shape[0]
         if hit.size:
-            i = hit[np.argmin(m[hit])]
-            raise _Found(X[i].copy(), Y[i].copy())
+            for i in hit[np.argsort(m[hit], kind="stable")][:4]:
+                x = point_in_region(region, X[i])
+                if x is not None and confirm(self.net, region, x):
+                    raise _Found(x.copy(), self.net(x))
+            # float64 says unsafe, exact arithmetic does not (a boundary point, a strict row): keep searching
+            self.stats["rejected_candidates"] = self.stats.get("rejected_candidates", 0) + int(hit.size)
         return m
 
 
@@ -180,8 +189,9 @@ def _active_rows(vals: np.ndarray, grp: np.ndarray, K: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ exact leaves
-def _lp_leaf(ctx: _Ctx, region: InputRegion, lo, hi, G, h, pre_l, pre_u, k: int) -> bool:
-    """All neurons stable on [lo, hi]: rows ``G e + h`` are exact.  Return True if disjunct k is refuted."""
+def _lp_leaf(ctx: _Ctx, region: InputRegion, lo, hi, G, h, pre_l, pre_u, k: int, tol: float) -> bool:
+    """All neurons stable on [lo, hi]: rows ``G e + h`` are exact (for other activations: a valid linear lower
+    bound of the rows).  Return True if disjunct k is refuted (certified margin ``> tol``)."""
     from scipy.optimize import linprog
 
     ctx.stats["lp_leaves"] = ctx.stats.get("lp_leaves", 0) + 1
@@ -194,7 +204,7 @@ def _lp_leaf(ctx: _Ctx, region: InputRegion, lo, hi, G, h, pre_l, pre_u, k: int)
     cen, rad = (hi + lo) / 2, (hi - lo) / 2
     if res.status == 0:
         # HiGHS works to ~1e-7 tolerances, so its optimum is not a proof; its duals give one (weak duality)
-        if certified_box_margin(G, h, -res.ineqlin.marginals) > _TOL:
+        if certified_box_margin(G, h, -res.ineqlin.marginals) > tol:
             return True
         ctx.check(region, cen + rad * res.x[:d])
     return _z3_leaf(ctx, region, lo, hi, pre_l, pre_u, k)
@@ -251,13 +261,14 @@ def _milp_leaf(ctx: _Ctx, region: InputRegion, lo, hi, pre_l, pre_u, k: int) -> 
         rows.append(oc.A[r] @ P - e_t); lb_r.append(-np.inf); ub_r.append(oc.b[r] - oc.A[r] @ p)
     lb_v = np.concatenate([lo, np.full(n_u, -np.inf), np.zeros(n_u), [-np.inf]])
     ub_v = np.concatenate([hi, np.full(n_u, np.inf), np.ones(n_u), [np.inf]])
-    # outputs of unstable neurons lie in [alpha l, u]
+    # outputs of unstable neurons lie in the activation's exact range on [l, u]
     ai = 0
     for j, act in enumerate(acts):
         l, u = pre_l[j], pre_u[j]
         m = (l < 0) & (u > 0)
-        lb_v[d + ai:d + ai + m.sum()] = _leaky_slope(act) * l[m]
-        ub_v[d + ai:d + ai + m.sum()] = u[m]
+        al, au = act.interval(l[m][None, :], u[m][None, :])
+        lb_v[d + ai:d + ai + m.sum()] = al[0]
+        ub_v[d + ai:d + ai + m.sum()] = au[0]
         ai += int(m.sum())
     integrality = np.concatenate([np.zeros(d + n_u), np.ones(n_u), [0]])
     res = milp(e_t, constraints=LinearConstraint(np.array(rows), lb_r, ub_r), integrality=integrality,
@@ -272,13 +283,19 @@ def _milp_leaf(ctx: _Ctx, region: InputRegion, lo, hi, pre_l, pre_u, k: int) -> 
 
 
 def _leaky_slope(act) -> float:
-    return float(getattr(act, "negative_slope", 0.0))
+    a = act.two_piece_slope
+    return 0.0 if a is None else float(a)
 
 
 def _z3_leaf(ctx: _Ctx, region: InputRegion, lo, hi, pre_l, pre_u, k: int) -> bool:
+    if not ctx.exact_ok:  # tanh / sigmoid: no exact encoding; the box stays undecided
+        ctx.stats["undecided_leaves"] = ctx.stats.get("undecided_leaves", 0) + 1
+        ctx.unresolved += 1
+        return True
     ctx.stats["z3_leaves"] = ctx.stats.get("z3_leaves", 0) + 1
     pre = list(zip(pre_l, pre_u)) if pre_l is not None else None
-    status, val = z3_decide(ctx.net, lo, hi, [region.outputs[k]], pre, timeout=min(ctx.remaining(), 60.0))
+    status, val = z3_decide(ctx.net, lo, hi, [region.outputs[k]], pre, timeout=min(ctx.remaining(), 60.0),
+                            region=region)
     if status == "unsat":
         return True
     if status == "sat":
@@ -297,7 +314,8 @@ def _root_refuted(ctx: _Ctx, region: InputRegion, intermediate: str) -> bool:
         return False
     sb = spec_bounds(ctx.net, region.lower[None, :], region.upper[None, :], C, cb, method=intermediate)
     ctx.stats["boxes"] = ctx.stats.get("boxes", 0) + 1
-    return all(sb.lower[0, grp == k].max() > _TOL for k in range(K))
+    g = sb.guarded(_TOL)
+    return all(g[0, grp == k].max() > 0 for k in range(K))
 
 
 def _input_split(ctx: _Ctx, region: InputRegion, batch: int, intermediate: str = "incremental") -> None:
@@ -343,10 +361,11 @@ def _input_split(ctx: _Ctx, region: InputRegion, batch: int, intermediate: str =
         if ctx.max_boxes is not None and ctx.stats["boxes"] > ctx.max_boxes:
             raise _BoxLimit
         sb = spec_bounds(net, lo, hi, C, cb, method=intermediate, prior=prior)
-        lb = np.maximum(sb.lower, plb)  # the parent's bound is sound on the child box too
+        # lb: guarded row bounds (refuted where > 0); the parent's guarded bound holds on the child box too
+        lb = np.maximum(sb.guarded(_TOL), plb)
         dk = np.stack([lb[:, grp == k].max(axis=1) for k in range(K)], axis=1)  # (n, K)
-        alive &= ~(dk > _TOL)
-        coef_all = sb.coef
+        alive &= ~(dk > 0)
+        coef_all, low_all, scale_all = sb.coef, sb.lower, sb.scale
         if use_alpha:
             # alpha-CROWN on the specification rows of the boxes CROWN leaves open with few unstable neurons
             sel = np.flatnonzero(alive.any(axis=1) & (sb.unstable_counts() <= ctx.alpha_unstable))
@@ -354,22 +373,26 @@ def _input_split(ctx: _Ctx, region: InputRegion, batch: int, intermediate: str =
                 ctx.stats["alpha_boxes"] = ctx.stats.get("alpha_boxes", 0) + sel.size
                 al_sel = alive[sel]
 
-                def refuted(idx, low, al_sel=al_sel):
-                    return np.all([~al_sel[idx, k] | (low[:, grp == k].max(axis=1) > _TOL) for k in range(K)], axis=0)
+                def refuted(idx, low, al_sel=al_sel, sc=sb.scale[sel]):
+                    g = low - _TOL * (1.0 + sc[idx])  # the alpha iterates' scale is close to CROWN's
+                    return np.all([~al_sel[idx, k] | (g[:, grp == k].max(axis=1) > 0) for k in range(K)], axis=0)
 
                 ab = alpha_spec_bounds(net, lo[sel], hi[sel], C, cb, [(l[sel], u[sel]) for l, u in sb.pre],
                                        iters=ctx.alpha_iters, done=refuted)
-                better = ab.lower > lb[sel]
-                lb[sel] = np.where(better, ab.lower, lb[sel])
-                coef_all = coef_all.copy()
+                ga = ab.guarded(_TOL)
+                better = ga > lb[sel]
+                lb[sel] = np.where(better, ga, lb[sel])
+                coef_all, low_all, scale_all = coef_all.copy(), low_all.copy(), scale_all.copy()
                 coef_all[sel] = np.where(better[..., None], ab.coef, coef_all[sel])
+                low_all[sel] = np.where(better, ab.lower, low_all[sel])
+                scale_all[sel] = np.where(better, ab.scale, scale_all[sel])
                 dk = np.stack([lb[:, grp == k].max(axis=1) for k in range(K)], axis=1)
-                alive &= ~(dk > _TOL)
+                alive &= ~(dk > 0)
         keep = alive.any(axis=1)
         if not keep.any():
             continue
         lo, hi, alive, lb, dk = lo[keep], hi[keep], alive[keep], lb[keep], dk[keep]
-        coef = coef_all[keep]
+        coef, low, scl = coef_all[keep], low_all[keep], scale_all[keep]
         pre = [(l[keep], u[keep]) for l, u in sb.pre]
         n = lo.shape[0]
         cen, rad = (hi + lo) / 2, (hi - lo) / 2
@@ -399,7 +422,8 @@ def _input_split(ctx: _Ctx, region: InputRegion, batch: int, intermediate: str =
             for k in np.flatnonzero(alive[i]):
                 ctx.stats["pattern_leaves"] = ctx.stats.get("pattern_leaves", 0) + 1
                 oc = region.outputs[k]
-                if pattern_leaf(net.dense_layers, ctx.slopes, list(zip(pl, pu)), lo[i], hi[i], oc.A, oc.b, _TOL,
+                tol = _TOL * (1.0 + scl[i, grp == k].max())
+                if pattern_leaf(net.dense_layers, ctx.slopes, list(zip(pl, pu)), lo[i], hi[i], oc.A, oc.b, tol,
                                 lambda X: ctx.check(region, X)):
                     alive[i, k] = False
             split[i] = bool(alive[i].any())
@@ -413,8 +437,8 @@ def _input_split(ctx: _Ctx, region: InputRegion, batch: int, intermediate: str =
                 if unstable[i] == 0:
                     # the backward bound is exact when nothing is unstable: value = lower + |G|.sum
                     Gk = coef[i, idx]
-                    hk = sb.lower[keep][i, idx] + np.abs(Gk).sum(axis=1)
-                    _lp_leaf(ctx, region, lo[i], hi[i], Gk, hk, pl, pu, k)
+                    hk = low[i, idx] + np.abs(Gk).sum(axis=1)
+                    _lp_leaf(ctx, region, lo[i], hi[i], Gk, hk, pl, pu, k, _TOL * (1.0 + scl[i, idx].max()))
                 elif few[i] and not tiny[i]:
                     if _milp_leaf(ctx, region, lo[i], hi[i], pl, pu, k):
                         alive[i, k] = False
@@ -517,15 +541,16 @@ def _relu_split(ctx: _Ctx, region: InputRegion, use_bounds: bool = True) -> None
     if use_bounds:
         sb = spec_bounds(ctx.net, region.lower[None, :], region.upper[None, :], C, cb, method=ctx.intermediate)
         if C.shape[0]:
-            dk = np.array([sb.lower[0, grp == k].max() if (grp == k).any() else -np.inf for k in range(K)])
-            alive = ~(dk > _TOL)
+            g = sb.guarded(_TOL)
+            dk = np.array([g[0, grp == k].max() if (grp == k).any() else -np.inf for k in range(K)])
+            alive = ~(dk > 0)
         pre = [(l[0], u[0]) for l, u in sb.pre]
         ctx.stats["unstable_after_bounds"] = int(sb.unstable_counts()[0]) if sb.pre else 0
     outs = [region.outputs[k] for k in np.flatnonzero(alive)]
     if not outs:
         return
     ctx.stats["z3_leaves"] = ctx.stats.get("z3_leaves", 0) + 1
-    status, val = z3_decide(ctx.net, region.lower, region.upper, outs, pre, timeout=ctx.remaining())
+    status, val = z3_decide(ctx.net, region.lower, region.upper, outs, pre, timeout=ctx.remaining(), region=region)
     if status == "sat":
         ctx.check(region, val[None, :])
         ctx.unresolved += 1
@@ -617,10 +642,13 @@ def verify(
             f"the property has {prop.in_dim} inputs and {prop.out_dim} outputs, the network has "
             f"{net.in_dim} inputs and {net.out_dim} outputs"
         )
-    if method == "auto":
-        method = "input-split" if net.in_dim <= 12 else "relu-split"
     exact_ok = all(a.is_piecewise_linear for a in net.activations)
+    if method == "auto":
+        # ReLU splitting hands the leaves to Z3, which needs piecewise-linear activations
+        method = "input-split" if net.in_dim <= 12 or not exact_ok else "relu-split"
     stats: dict = {}
+    if net.metadata.get("assumed"):
+        stats["assumed"] = net.metadata["assumed"]
     ctx = _Ctx(net, prop, t0 + timeout, np.random.default_rng(seed), stats)
     if max_boxes is not None:
         if not (isinstance(max_boxes, (int, np.integer)) and max_boxes >= 1):
@@ -636,6 +664,7 @@ def verify(
     ctx.alpha_unstable = int(alpha_unstable)
     ctx.slopes = [_leaky_slope(a) for a in net.activations]
     ctx.intermediate = intermediate
+    ctx.exact_ok = exact_ok
 
     def done(status, x=None, y=None, reason=""):
         return VerifyResult(status, x, y, time.monotonic() - t0, method, reason, stats)
@@ -659,23 +688,26 @@ def verify(
             if method == "input-split":
                 # non piecewise-linear nets: bounds + splitting still prove; leaves are left unresolved
                 _input_split(ctx, region, batch, intermediate)
+            elif not exact_ok:  # bounds and the attack may still settle it; otherwise unknown, never an error
+                if method != "relu-split" or not _root_refuted(ctx, region, intermediate):
+                    ctx.unresolved += 1
+                    ctx.stats["undecided_leaves"] = ctx.stats.get("undecided_leaves", 0) + 1
             else:
-                if not exact_ok:
-                    raise PropertyFormatError(
-                        "relu-split needs piecewise-linear activations (use method='input-split' for tanh/sigmoid)"
-                    )
                 _relu_split(ctx, region, use_bounds=(method == "relu-split"))
     except _Found as f:
         x = f.x
-        # re-check in float64 from scratch
-        y2 = net(x)
-        if not prop.is_violated_by(x, y2):  # pragma: no cover - defensive
+        # re-check from scratch against the whole property as written (exact box, exact rows, strictness)
+        if not confirm_property(net, prop, x):  # pragma: no cover - defensive
             return done("unknown", reason="counterexample failed re-evaluation")
-        return done("violated", x, y2, "counterexample")
+        return done("violated", x, net(x), "counterexample")
     except TimeoutError:
         return done("unknown", reason="timeout")
     except _BoxLimit:
         return done("unknown", reason="box limit")
     if ctx.unresolved:
+        if not exact_ok:
+            names = sorted({a.describe() for a in net.activations if not a.is_piecewise_linear})
+            return done("unknown", reason=f"{ctx.unresolved} region(s) undecided: bounds did not refute them, no "
+                        f"counterexample was found, and {', '.join(names)} has no exact encoding")
         return done("unknown", reason=f"{ctx.unresolved} leaf problem(s) unresolved")
     return done("holds", reason="proved")
