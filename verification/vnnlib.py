@@ -69,9 +69,9 @@ _MAX_DEPTH = 200_000  # parenthesis nesting (memory: about 0.5 kB per open level
 _MAX_DNF_TERMS = 100_000  # disjuncts of the normal form
 _MAX_DNF_ATOMS = 5_000_000  # atoms copied while distributing `and` over `or`
 _MAX_DENSE = 20_000_000  # float entries of all boxes and output matrices together
-_MAX_DIGITS = 400  # significant digits of a numeral
+_MAX_DIGITS = 1100  # significant digits of a numeral (exact float64 decimals need up to 767)
 _MIN_EXP10, _MAX_EXP10 = -400, 308  # decimal order of magnitude of a nonzero numeral
-_MAX_BITS = 8192  # numerator + denominator bits of any exact value
+_MAX_BITS = 16384  # numerator + denominator bits of any exact value
 
 _IGNORED = {"check-sat", "get-model", "set-logic", "set-info", "set-option", "exit"}
 _CMP = {"<=", ">=", "<", ">", "="}

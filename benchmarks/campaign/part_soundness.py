@@ -216,6 +216,12 @@ def check_lipschitz(ctx, model, rng, methods, full_sweep: bool, norms=None, outp
             ctx.camp.fail(part, "wrong_exit", f"{tag}:exit {run.rc} for certified={cert}",
                           f"exit {run.rc} but certified={cert}, kind={'lower_bound' if lower_kind else None}",
                           run, files, facts)
+        if v is None and not cert and run.rc == 1 and obj.get("reason"):  # the solver failed: no bound, exit 1
+            ctx.camp.tally("lipschitz solver failures (exit 1, no bound)", f"{m}: {str(obj['reason'])[:70]}")
+            if m in require_cert:
+                ctx.camp.fail(part, "wrong_exit", f"{tag}:no certified bound for a valid network",
+                              f"`lipschitz --method {m}` gave no bound (exit 1) for a valid network", run, files, facts)
+            continue
         if not isinstance(v, (int, float)) or v != v:
             ctx.camp.fail(part, "wrong_answer", f"{tag}:non-numeric value", f"value {v!r}", run, files, facts)
             continue

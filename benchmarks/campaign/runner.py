@@ -248,7 +248,8 @@ def success_issues(r: Run, expected_rc: set, limit: float) -> list[tuple[str, st
     if r.rc not in expected_rc:
         first = (r.stderr.strip().splitlines() or [""])[0][:140]
         issues.append(("wrong_exit", f"exit {r.rc}, expected {sorted(expected_rc)}: {first!r}"))
-    noise = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith(NOTE_PREFIX)]
+    noise = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith(NOTE_PREFIX)
+             and not (r.rc == 1 and ": not certified: " in ln)]  # exit 1's one-line reason is not noise
     if noise and not issues:
         issues.append(("stderr_noise", f"{len(noise)} non-note stderr lines: {noise[0][:120]!r}"))
     return issues

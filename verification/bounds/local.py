@@ -240,8 +240,9 @@ def local_lipschitz(
     lower = _consistent(lower, upper)
     details: dict = {"intermediate": intermediate, "n_samples": n_samples, "box_lower": lo, "box_upper": hi,
                      "unstable": [int(((l < 0) & (u > 0)).sum()) for l, u in lb.pre]}
-    if net.metadata.get("assumed"):
-        details["assumed"] = net.metadata["assumed"]
+    for key in ("assumed", "dropped"):  # what the loader assumed about the file, carried into the result
+        if net.metadata.get(key):
+            details[key] = net.metadata[key]
     method = relaxation
     if bab:
         from verification.bounds.bab import BranchAndBound

@@ -2,7 +2,8 @@
 
 Each command is a module in this package defining ``HELP``, ``add_arguments(parser)`` and ``run(args)``
 (returning an exit code).  Errors derived from :class:`VerificationError` and bad command-line options
-become a one-line message on stderr and exit code 2; a failed internal consistency check or an unexpected
+become a one-line message on stderr and exit code 2; a solver that ran on valid input but produced no
+certified answer (:class:`SolverError`) gives one line and exit code 1 (not certified); a failed internal consistency check or an unexpected
 exception (a bug of ours) becomes one line and exit code 4.  Warnings are not printed: stderr carries the
 error line and the loader's ``note:`` lines only.
 """
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 import warnings
 
-from verification.errors import InternalCheckError, VerificationError
+from verification.errors import InternalCheckError, SolverError, VerificationError
 
 __all__ = ["main", "COMMANDS"]
 
@@ -28,6 +30,7 @@ COMMANDS = {
 }
 
 
+EXIT_NOT_CERTIFIED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 4
 
@@ -69,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         except InternalCheckError as exc:
             print(f"verification {args.command}: internal error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_INTERNAL
+        except SolverError as exc:  # valid input, but the method produced no certified answer
+            msg = _one_line(exc)
+            if getattr(args, "json", False):
+                print(json.dumps({"certified": False, "value": None, "reason": msg}))
+            print(f"verification {args.command}: not certified: {msg}", file=sys.stderr)
+            return EXIT_NOT_CERTIFIED
         except VerificationError as exc:
             print(f"verification {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_BAD_INPUT

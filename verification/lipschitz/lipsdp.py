@@ -412,7 +412,7 @@ def _solve_cvxpy_problem(prob, solver: str, **kwargs) -> str:
 
     solver = solver.upper()
     if solver not in _cvxpy_solvers():
-        raise SolverError(f"solver {solver} is not installed (installed: {', '.join(_cvxpy_solvers())})")
+        raise InvalidParameterError(f"solver {solver} is not installed (installed: {', '.join(_cvxpy_solvers())})")
     opts = dict(kwargs)
     if solver == "SCS":
         opts.setdefault("eps", 1e-6)

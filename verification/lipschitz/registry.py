@@ -106,7 +106,7 @@ def lipschitz(
 
     Every certified value is checked against a few attained difference quotients before it is returned
     (:class:`~verification.errors.InternalCheckError` if one exceeds it: a bug of ours, never reported as
-    a bound).  ``details["assumed"]`` repeats what the loader assumed about the model, if anything.
+    a bound).  ``details["assumed"]`` and ``["dropped"]`` repeat what the loader assumed or dropped, if anything.
     """
     if not isinstance(net, Network):
         raise InvalidParameterError(f"lipschitz expects a verification.Network. Got {type(net).__name__}.")
@@ -131,8 +131,9 @@ def lipschitz(
     seconds = time.perf_counter() - t0
     out_repr = None if output is None else (int(output) if isinstance(output, (int, np.integer)) else c.tolist())
     details = dict(res.details)
-    if net.metadata.get("assumed"):
-        details["assumed"] = net.metadata["assumed"]
+    for key in ("assumed", "dropped"):  # what the loader assumed about the file, carried into the result
+        if net.metadata.get(key):
+            details[key] = net.metadata[key]
     return replace(res, seconds=seconds, output=out_repr, details=details)
 
 

@@ -647,8 +647,9 @@ def verify(
         # ReLU splitting hands the leaves to Z3, which needs piecewise-linear activations
         method = "input-split" if net.in_dim <= 12 or not exact_ok else "relu-split"
     stats: dict = {}
-    if net.metadata.get("assumed"):
-        stats["assumed"] = net.metadata["assumed"]
+    for key in ("assumed", "dropped"):  # what the loader assumed about the file, carried into the result
+        if net.metadata.get(key):
+            stats[key] = net.metadata[key]
     ctx = _Ctx(net, prop, t0 + timeout, np.random.default_rng(seed), stats)
     if max_boxes is not None:
         if not (isinstance(max_boxes, (int, np.integer)) and max_boxes >= 1):
