@@ -22,7 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from verification.network import Dense, Network
+from verification.activations import Activation
+from verification.network import AffineLayer, Network
 
 __all__ = ["enclose", "enclose_trace", "differentiable_at", "exact_forward", "has_exact_forward"]
 
@@ -34,24 +35,23 @@ def _gamma(n: int) -> float:
     return n * _U / (1.0 - n * _U)
 
 
-def _affine(layer: Dense, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rigorous enclosure of ``W h + b`` for ``h`` in ``[lo, hi]`` (batched rows)."""
-    w = layer.weight
-    aw = np.abs(w)
+def _affine(layer: AffineLayer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rigorous enclosure of ``W h + b`` for ``h`` in ``[lo, hi]`` (batched rows); ``in_features`` bounds the
+    number of terms of every row."""
     mid = (lo + hi) / 2.0
     # [lo, hi] within [mid - rad, mid + rad] exactly: the subtractions round by at most half an ulp
     rad = np.maximum(hi - mid, mid - lo) * (1.0 + 4 * _U) + _TINY
-    n = w.shape[1] + 2
-    c = mid @ w.T + layer.bias  # |error| <= gamma_n (|W||mid| + |b|)
-    r = (rad @ aw.T) * (1.0 + 2 * _gamma(n))  # >= the exact |W| rad
-    mag = ((np.abs(mid) @ aw.T) + np.abs(layer.bias)) * (1.0 + 2 * _gamma(n))
+    n = layer.in_features + 2
+    c = layer(mid)  # |error| <= gamma_n (|W||mid| + |b|)
+    r = layer.abs_linear(rad) * (1.0 + 2 * _gamma(n))  # >= the exact |W| rad
+    mag = (layer.abs_linear(np.abs(mid)) + np.abs(layer.bias)) * (1.0 + 2 * _gamma(n))
     r = (r + _gamma(n) * mag * (1.0 + 8 * _U) + _TINY) * (1.0 + 4 * _U)
     return np.nextafter(c - r, -np.inf), np.nextafter(c + r, np.inf)
 
 
 def _widen(act, l, u, lo, hi) -> tuple[np.ndarray, np.ndarray]:
     """Allow for rounding inside ``act.interval``: a few ulps of the magnitudes involved."""
-    g = int(getattr(act, "group_size", 1) or 1)
+    g = act.group_size
     k = (8.0 * (g + 2)) if act.is_piecewise_linear else 64.0 * (g + 2)
     mag = np.maximum.reduce([np.abs(l), np.abs(u), np.abs(lo), np.abs(hi)])
     if g > 1:  # grouped maps mix a group's entries
@@ -69,7 +69,7 @@ def enclose_trace(net: Network, x: np.ndarray, upper: np.ndarray | None = None) 
     lo, hi = h, (h if upper is None else np.atleast_2d(np.asarray(upper, dtype=np.float64)))
     trace = [(lo, hi)]
     for layer in net.layers:
-        if isinstance(layer, Dense):
+        if isinstance(layer, AffineLayer):
             lo, hi = _affine(layer, lo, hi)
         else:
             al, au = layer.interval(lo, hi)
@@ -87,26 +87,8 @@ def differentiable_at(net: Network, x: np.ndarray) -> np.ndarray:
     trace = enclose_trace(net, x)
     ok = np.ones(trace[0][0].shape[0], dtype=bool)
     for k, layer in enumerate(net.layers):
-        if isinstance(layer, Dense) or not layer.is_piecewise_linear:
-            continue
-        lo, hi = trace[k]
-        if layer.two_piece_slope is not None:
-            ok &= np.all((lo > 0) | (hi < 0), axis=1)
-        elif getattr(layer, "name", "") == "identity":
-            continue
-        elif hasattr(layer, "v"):  # Householder: the sign of v·z per group
-            g = layer.group_size
-            glo, ghi = lo.reshape(lo.shape[0], -1, g), hi.reshape(hi.shape[0], -1, g)
-            mid, rad = (glo + ghi) / 2, (ghi - glo) / 2
-            s = mid @ layer.v
-            r = rad @ np.abs(layer.v) + 4 * (g + 2) * _U * (np.abs(mid) + rad) @ np.abs(layer.v) + _TINY
-            ok &= np.all((s - r > 0) | (s + r < 0), axis=1)
-        else:  # GroupSort: entries of a group pairwise separated
-            g = layer.group_size
-            glo, ghi = lo.reshape(lo.shape[0], -1, g), hi.reshape(hi.shape[0], -1, g)
-            sep = (glo[..., :, None] > ghi[..., None, :]) | (ghi[..., :, None] < glo[..., None, :])
-            sep |= np.eye(g, dtype=bool)
-            ok &= np.all(sep, axis=(1, 2, 3))
+        if isinstance(layer, Activation):
+            ok &= layer.kink_free(*trace[k])
     return ok
 
 
@@ -130,9 +112,9 @@ def exact_forward(net: Network, x: Sequence[float]) -> list[Fraction]:
     """Exact outputs at one float input ``x`` as Fractions (piecewise-linear activations only)."""
     h = [Fraction(float(v)) for v in np.asarray(x, dtype=np.float64).reshape(-1)]
     for layer in net.layers:
-        if isinstance(layer, Dense):
+        if isinstance(layer, AffineLayer):
             out = []
-            for row, b in zip(layer.weight, layer.bias):
+            for row, b in zip(layer.as_matrix(), layer.bias):
                 acc = Fraction(float(b))
                 for w, v in zip(row, h):
                     if w != 0.0 and v:

@@ -18,9 +18,10 @@ from typing import Any, Iterator, Sequence, Union
 import numpy as np
 
 from verification.activations import Activation, Identity
+from verification.layers import AffineLayer, Dense
 from verification.errors import InvalidParameterError, InvalidWeightsError, ShapeMismatchError
 
-__all__ = ["Dense", "Layer", "Network"]
+__all__ = ["AffineLayer", "Dense", "Layer", "Network"]
 
 
 def _as_f64(a: Any) -> np.ndarray:
@@ -29,45 +30,7 @@ def _as_f64(a: Any) -> np.ndarray:
     return arr
 
 
-@dataclass(frozen=True, eq=False)
-class Dense:
-    """Affine layer ``x -> weight @ x + bias`` with ``weight`` of shape ``(out_features, in_features)``."""
-
-    weight: np.ndarray
-    bias: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        w = np.asarray(self.weight)
-        if w.ndim != 2:
-            raise ShapeMismatchError(f"dense weight must be a 2-D matrix, got shape {w.shape}")
-        b = np.zeros(w.shape[0]) if self.bias is None else np.asarray(self.bias).reshape(-1)
-        if b.shape[0] != w.shape[0]:
-            raise ShapeMismatchError(
-                f"dense bias has {b.shape[0]} entries but the weight has {w.shape[0]} output rows"
-            )
-        object.__setattr__(self, "weight", _as_f64(w))
-        object.__setattr__(self, "bias", _as_f64(b))
-
-    @property
-    def in_features(self) -> int:
-        return int(self.weight.shape[1])
-
-    @property
-    def out_features(self) -> int:
-        return int(self.weight.shape[0])
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.weight.T + self.bias
-
-    def describe(self) -> str:
-        return f"dense({self.in_features}->{self.out_features})"
-
-    @staticmethod
-    def identity(n: int) -> "Dense":
-        return Dense(np.eye(n), np.zeros(n))
-
-
-Layer = Union[Dense, Activation]
+Layer = Union[AffineLayer, Activation]
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,16 +57,16 @@ class Network:
     def __post_init__(self) -> None:
         layers = tuple(self.layers)
         object.__setattr__(self, "layers", layers)
-        if not any(isinstance(l, Dense) for l in layers):
+        if not any(isinstance(l, AffineLayer) for l in layers):
             raise ShapeMismatchError("a network needs at least one dense layer")
         for i, layer in enumerate(layers):
-            if not isinstance(layer, (Dense, Activation)):
-                raise InvalidParameterError(f"layer {i} is a {type(layer).__name__}, not a Dense or Activation")
+            if not isinstance(layer, (AffineLayer, Activation)):
+                raise InvalidParameterError(f"layer {i} is a {type(layer).__name__}, not an affine layer or Activation")
         width = None
         for i, layer in enumerate(layers):
-            if isinstance(layer, Dense):
-                if not (np.all(np.isfinite(layer.weight)) and np.all(np.isfinite(layer.bias))):
-                    bad = "weight" if not np.all(np.isfinite(layer.weight)) else "bias"
+            if isinstance(layer, AffineLayer):
+                bad = layer.check_finite()
+                if bad:
                     raise InvalidWeightsError(f"layer {i} ({layer.describe()}) has a NaN or infinite {bad} entry")
                 if width is not None and layer.in_features != width:
                     raise ShapeMismatchError(
@@ -128,7 +91,7 @@ class Network:
     # ------------------------------------------------------------------ structure
     @property
     def in_dim(self) -> int:
-        return next(l for l in self.layers if isinstance(l, Dense)).in_features
+        return next(l for l in self.layers if isinstance(l, AffineLayer)).in_features
 
     @property
     def out_dim(self) -> int:
@@ -139,12 +102,18 @@ class Network:
         """Width after each layer, preceded by the input width."""
         out = [self.in_dim]
         for layer in self.layers:
-            out.append(layer.out_features if isinstance(layer, Dense) else out[-1])
+            out.append(layer.out_features if isinstance(layer, AffineLayer) else out[-1])
         return out
 
     @property
-    def dense_layers(self) -> list[Dense]:
-        return [l for l in self.layers if isinstance(l, Dense)]
+    def affine_layers(self) -> list[AffineLayer]:
+        """The affine layers, in order (each implements :class:`~verification.layers.AffineLayer`)."""
+        return [l for l in self.layers if isinstance(l, AffineLayer)]
+
+    @property
+    def dense_layers(self) -> list[AffineLayer]:
+        """Alias of :attr:`affine_layers` (kept for existing callers)."""
+        return self.affine_layers
 
     @property
     def activations(self) -> list[Activation]:
@@ -152,12 +121,12 @@ class Network:
 
     @property
     def weights(self) -> list[np.ndarray]:
-        """Weight matrices of the dense layers, ``(out, in)`` each."""
-        return [l.weight for l in self.dense_layers]
+        """Dense weight matrices of the affine layers, ``(out, in)`` each (``as_matrix()``; for small nets)."""
+        return [l.as_matrix() for l in self.affine_layers]
 
     @property
     def biases(self) -> list[np.ndarray]:
-        return [l.bias for l in self.dense_layers]
+        return [l.bias for l in self.affine_layers]
 
     @property
     def is_canonical(self) -> bool:
@@ -165,7 +134,7 @@ class Network:
         ls = self.layers
         return (
             len(ls) % 2 == 1
-            and all(isinstance(l, Dense) for l in ls[0::2])
+            and all(isinstance(l, AffineLayer) for l in ls[0::2])
             and all(isinstance(l, Activation) for l in ls[1::2])
         )
 
@@ -173,7 +142,7 @@ class Network:
     def hidden_widths(self) -> list[int]:
         """Widths of the activation layers of the canonical form."""
         net = self.canonical()
-        return [d.out_features for d in net.dense_layers[:-1]]
+        return [d.out_features for d in net.affine_layers[:-1]]
 
     def slope_bounds(self) -> list[tuple[float, float] | None]:
         """Slope bounds ``(alpha, beta)`` of each activation (``None`` if not elementwise slope-restricted)."""
@@ -193,10 +162,9 @@ class Network:
         out: list[Layer] = []
         width = self.in_dim
         for layer in self.layers:
-            if isinstance(layer, Dense):
-                if out and isinstance(out[-1], Dense):
-                    prev = out.pop()
-                    layer = Dense(layer.weight @ prev.weight, layer.weight @ prev.bias + layer.bias)
+            if isinstance(layer, AffineLayer):
+                if out and isinstance(out[-1], AffineLayer):
+                    layer = layer.compose(out.pop())
                 out.append(layer)
                 width = layer.out_features
             else:
@@ -214,7 +182,7 @@ class Network:
         net = self.canonical()
         vec = output_vector(c, net.out_dim)
         last = net.layers[-1]
-        new_last = Dense(vec[None, :] @ last.weight, np.array([vec @ last.bias]))
+        new_last = last.select(vec[None, :])
         return Network(net.layers[:-1] + (new_last,), net.input_lower, net.input_upper, dict(net.metadata))
 
     def rounded(self, dtype: type = np.float32) -> "Network":
@@ -223,7 +191,7 @@ class Network:
         E.g. an ``.nnet`` file (decimal text) and its ONNX export (float32 tensors) define the same function
         only after rounding the ``.nnet`` weights to float32."""
         layers = tuple(
-            Dense(l.weight.astype(dtype), l.bias.astype(dtype)) if isinstance(l, Dense) else l for l in self.layers
+            l.rounded(dtype) if isinstance(l, AffineLayer) else l for l in self.layers
         )
         return Network(layers, self.input_lower, self.input_upper, dict(self.metadata))
 
@@ -265,8 +233,8 @@ class Network:
             inputs = self._layer_inputs(h)
             jac = np.broadcast_to(np.eye(self.in_dim), (h.shape[0], self.in_dim, self.in_dim)).copy()
             for layer, z in zip(self.layers, inputs):
-                if isinstance(layer, Dense):
-                    jac = layer.weight @ jac
+                if isinstance(layer, AffineLayer):
+                    jac = layer.linear(jac.swapaxes(1, 2)).swapaxes(1, 2)
                 elif layer.elementwise:
                     jac = layer.derivative(z)[:, :, None] * jac
                 else:
@@ -287,8 +255,8 @@ class Network:
             )
         g = seeds.copy()
         for layer, z in zip(reversed(self.layers), reversed(self._layer_inputs(h))):
-            if isinstance(layer, Dense):
-                g = g @ layer.weight
+            if isinstance(layer, AffineLayer):
+                g = layer.transpose(g)
             elif layer.elementwise:
                 g = g * layer.derivative(z)[:, None, :]
             else:

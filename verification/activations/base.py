@@ -11,6 +11,12 @@ module:
 * ``is_piecewise_linear``: whether the map is piecewise linear (exact SMT encodings exist);
 * ``monotone``: whether every output is non-decreasing in every input (never assumed: each class states it);
 * ``two_piece_slope``: ``a`` for maps ``z -> z (z > 0), a z (z <= 0)`` (ReLU: 0), else ``None``;
+* ``group_size``: 1 for elementwise maps, else the size of the groups it acts on; ``pair_form``: True for
+  MaxMin (``(p, q) -> (q + relu(p - q), p - relu(p - q))``), which methods bound through ``p - q``;
+* ``qc_basis()``: for grouped maps, an orthonormal basis of the directions each group's map preserves
+  (the quadratic constraints of the SDP methods), else ``None``;
+* ``kink_free(lower, upper)``: mask of the rows of a batch of boxes on which the map is provably
+  differentiable (piecewise-linear maps: no kink inside);
 * ``interval(l, u)``: sound (for piecewise-linear maps exact) bounds of ``phi`` on a box.  There is no
   default: an activation that does not define it cannot be used by bound propagation.
 
@@ -54,6 +60,27 @@ class Activation:
     elementwise: ClassVar[bool] = True
     is_piecewise_linear: ClassVar[bool] = False
     monotone: ClassVar[bool] = False
+    group_size: ClassVar[int] = 1
+
+    @property
+    def pair_form(self) -> bool:
+        """True for MaxMin (GroupSort of pairs): methods bound it through the pair differences ``p - q``."""
+        return False
+
+    def qc_basis(self) -> np.ndarray | None:
+        """Grouped maps: a ``(group_size, k)`` orthonormal basis of directions ``w`` with ``wᵀphi(z) = wᵀz`` on
+        every group (sum-preserving constraints of the SDP methods); elementwise maps: ``None``."""
+        return None
+
+    def kink_free(self, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+        """Mask ``(N,)`` of the boxes ``[lower, upper]`` (batched ``(N, n)``) on which the map is provably
+        differentiable.  Smooth maps: all True; two-piece maps: no box contains 0; other piecewise-linear
+        maps override it (no default guess)."""
+        if self.two_piece_slope is not None:
+            return np.all((np.asarray(lower) > 0) | (np.asarray(upper) < 0), axis=1)
+        if self.is_piecewise_linear:
+            raise NotImplementedError(f"{self.describe()} does not say where its kinks are")
+        return np.ones(np.shape(lower)[0], dtype=bool)
 
     @property
     def two_piece_slope(self) -> float | None:

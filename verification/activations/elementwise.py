@@ -36,6 +36,9 @@ class Identity(Activation):
     def exact_call(self, z: list) -> list:
         return list(z)
 
+    def kink_free(self, lower, upper):
+        return np.ones(np.shape(lower)[0], dtype=bool)
+
     def slope_bounds(self) -> tuple[float, float]:
         return (1.0, 1.0)
 

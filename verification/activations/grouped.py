@@ -17,6 +17,9 @@ from verification.errors import InvalidParameterError, ShapeMismatchError
 
 __all__ = ["GroupSort", "MaxMin", "Householder"]
 
+_U = np.finfo(np.float64).eps / 2
+_TINY = 2.0 ** -1000  # absolute allowance for underflow
+
 
 @dataclass(frozen=True)
 class GroupSort(Activation):
@@ -74,6 +77,23 @@ class GroupSort(Activation):
 
     def lipschitz(self, norm: float | str = 2) -> float:
         return 1.0
+
+    @property
+    def pair_form(self) -> bool:
+        return self.group_size == 2
+
+    def qc_basis(self) -> np.ndarray:
+        """Sorting preserves the sum of each group: the basis is ``1/sqrt(g)``."""
+        return np.ones((self.group_size, 1)) / np.sqrt(self.group_size)
+
+    def kink_free(self, lower, upper):
+        """No two entries of a group can tie: their intervals are pairwise disjoint."""
+        g = self.group_size
+        lo, hi = np.asarray(lower), np.asarray(upper)
+        glo, ghi = lo.reshape(lo.shape[0], -1, g), hi.reshape(hi.shape[0], -1, g)
+        sep = (glo[..., :, None] > ghi[..., None, :]) | (ghi[..., :, None] < glo[..., None, :])
+        sep |= np.eye(g, dtype=bool)
+        return np.all(sep, axis=(1, 2, 3))
 
     def linear_relaxation(self, lower, upper):
         """Matrix relaxation ``(Ml, bl, Mu, bu)``, matrices ``(..., n, n)``; MaxMin via ``max = q + relu(p - q)``."""
@@ -189,6 +209,23 @@ class Householder(Activation):
         if norm == 2:
             return 1.0
         return float(max(1.0, np.abs(self.reflection).sum(axis=1).max()))
+
+    def qc_basis(self) -> np.ndarray:
+        """Both branches fix every ``w ⟂ v``: an orthonormal basis of the complement of ``v``."""
+        d = self.v.size
+        q, _ = np.linalg.qr(np.column_stack([self.v, np.eye(d)]))
+        return q[:, 1:d]
+
+    def kink_free(self, lower, upper):
+        """``v·z`` keeps one sign on every group of the box (its interval, with a rounding allowance)."""
+        g = self.group_size
+        lo, hi = np.asarray(lower), np.asarray(upper)
+        glo, ghi = lo.reshape(lo.shape[0], -1, g), hi.reshape(hi.shape[0], -1, g)
+        mid, rad = (glo + ghi) / 2, (ghi - glo) / 2
+        av = np.abs(self.v)
+        s = mid @ self.v
+        r = rad @ av + 4 * (g + 2) * _U * (np.abs(mid) + rad) @ av + _TINY
+        return np.all((s - r > 0) | (s + r < 0), axis=1)
 
     def exact_call(self, z: list) -> list:
         from fractions import Fraction
