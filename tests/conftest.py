@@ -1,4 +1,5 @@
-"""Fixtures shared by all tests: the reference data in ../shared (beside the repository in CI)."""
+"""Fixtures shared by all tests.  Reference data the tests need is copied into ``tests/data`` (provenance in
+``tests/data/README.md``): tests read nothing outside the repository."""
 
 from __future__ import annotations
 
@@ -8,28 +9,19 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-
-
-def _require(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"reference data not found at {path} (expected ../shared beside the repository)")
-    return path
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    return _require(SHARED)
+DATA = REPO / "tests" / "data"
 
 
 @pytest.fixture(scope="session")
 def acasxu_dir() -> Path:
-    return _require(SHARED / "benchmarks" / "acasxu")
+    """Two ACAS Xu networks (1_1, 2_3) as ``.onnx`` and ``.nnet``."""
+    return DATA / "acasxu"
 
 
 @pytest.fixture(scope="session")
 def lipsdp_dir() -> Path:
-    return _require(SHARED / "benchmarks" / "lipsdp")
+    """LipSDP's example weights ``random_weights.mat`` and ``mnist_weights.mat``."""
+    return DATA / "lipsdp"
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from verification.lipschitz._chain_pd import (
 )
 from verification.lipschitz.lipsdp import _chain_start, _initial_point, build_chain_sdp
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "lipsdp"
+SHARED = Path(__file__).resolve().parents[1] / "data" / "lipsdp"  # copied in, see tests/data/README.md
 
 
 def _net(dims, act, seed, gain=1.0):
@@ -185,7 +185,6 @@ def test_agrees_with_cvxopt(seed, dims, act, method):
     assert a.value == pytest.approx(b.value, rel=1e-5)
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="shared LipSDP weights missing")
 def test_published_values_with_the_interior_point_method():
     net = load_network(SHARED / "random_weights.mat")
     assert lipschitz(net, method="lipsdp-neuron", solver="ipm").value == pytest.approx(36.482, abs=1e-3)

@@ -18,10 +18,10 @@ from verification.network import Dense, Network
 
 from .onnx_builders import mlp_onnx, write_onnx
 
-ACAS_IDS = [(i, j) for i in range(1, 6) for j in range(1, 10)]
+ACAS_IDS = [(1, 1), (1, 9), (2, 3)]  # the networks bundled in tests/data/acasxu; all 45 are checked by benchmarks/acasxu.py
 
 
-def test_acasxu_onnx_equals_nnet_on_all_45_networks(acasxu_dir):
+def test_acasxu_onnx_equals_nnet(acasxu_dir):
     rng = np.random.default_rng(0)
     worst_rounded = worst_raw = 0.0
     for i, j in ACAS_IDS:

@@ -25,14 +25,11 @@ from verification.network import Dense, Network
 
 warnings.simplefilter("ignore")  # cvxpy/Clarabel chatter
 
-LIPSDP_DIR = Path(__file__).parents[2].parent / "shared" / "benchmarks" / "lipsdp"
+LIPSDP_DIR = Path(__file__).resolve().parents[1] / "data" / "lipsdp"  # copied in, see tests/data/README.md
 
 
 def _mat_net(name: str) -> Network:
-    path = LIPSDP_DIR / f"{name}_weights.mat"
-    if not path.exists():
-        pytest.skip(f"{path} not present (CI keeps shared/ beside the repo)")
-    return load_network(path)
+    return load_network(LIPSDP_DIR / f"{name}_weights.mat")
 
 
 def _chain(ws, act=ReLU) -> Network:
@@ -229,8 +226,6 @@ def test_auto_picks_exact_for_small_and_lipsdp_for_deeper():
 
 def test_cli_lipsdp_neuron_json():
     path = LIPSDP_DIR / "random_weights.mat"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
     out = subprocess.run(
         [sys.executable, "-m", "verification", "lipschitz", str(path), "--method", "lipsdp-neuron", "--json"],
         capture_output=True, text=True, timeout=120,

@@ -15,7 +15,7 @@ from verification.network import Dense, Network
 from verification.smt import verify, verify_region
 from verification.vnnlib import box_property, read_vnnlib
 
-ACAS = Path("/work/shared/benchmarks/acasxu")
+ACAS = Path(__file__).resolve().parents[1] / "data" / "acasxu"  # copied in, see tests/data/README.md
 needs_acas = pytest.mark.skipif(not ACAS.exists(), reason="ACAS Xu benchmark files not present")
 FAST = dict(n_samples=200, pgd_steps=5, pgd_starts=4)
 

@@ -9,7 +9,7 @@ import pytest
 from verification.errors import PropertyFormatError
 from verification.vnnlib import parse_vnnlib, read_vnnlib
 
-ACAS = Path("/work/shared/benchmarks/acasxu/vnnlib")
+ACAS = Path(__file__).resolve().parents[1] / "data" / "acasxu" / "vnnlib"  # copied in, see tests/data/README.md
 needs_acas = pytest.mark.skipif(not ACAS.exists(), reason="ACAS Xu benchmark files not present")
 
 HEAD = "".join(f"(declare-const X_{i} Real)\n" for i in range(2)) + "".join(
