@@ -7,6 +7,12 @@ from typing import ClassVar
 
 import numpy as np
 
+from verification.activations._relax import (
+    s_shaped_derivative_bounds,
+    s_shaped_relaxation,
+    two_piece_derivative_bounds,
+    two_piece_relaxation,
+)
 from verification.activations.base import Activation, breakpoint_interval, monotone_interval
 from verification.errors import InvalidParameterError
 
@@ -94,14 +100,10 @@ class ReLU(Activation):
 
     def linear_relaxation(self, lower, upper, lower_slope=None):
         """CROWN relaxation: chord above, ``alpha*z`` below (``lower_slope`` = alpha in [0, 1])."""
-        from verification.bounds._relax import two_piece_relaxation
-
         return two_piece_relaxation(lower, upper, 0.0, lower_slope)
 
     def derivative_bounds(self, lower, upper):
         """Clarke derivative range: 1 if ``l > 0``, 0 if ``u < 0``, else ``[0, 1]``."""
-        from verification.bounds._relax import two_piece_derivative_bounds
-
         return two_piece_derivative_bounds(lower, upper, 0.0)
 
 
@@ -173,13 +175,9 @@ class LeakyReLU(Activation):
 
     def linear_relaxation(self, lower, upper, lower_slope=None):
         """Chord on the convex (a <= 1) or concave (a > 1) side, a line ``alpha*z`` through 0 on the other."""
-        from verification.bounds._relax import two_piece_relaxation
-
         return two_piece_relaxation(lower, upper, self.negative_slope, lower_slope)
 
     def derivative_bounds(self, lower, upper):
-        from verification.bounds._relax import two_piece_derivative_bounds
-
         return two_piece_derivative_bounds(lower, upper, self.negative_slope)
 
     def describe(self) -> str:
@@ -212,13 +210,9 @@ class Tanh(Activation):
 
     def linear_relaxation(self, lower, upper):
         """CROWN chord/tangent relaxation of the S-shaped map."""
-        from verification.bounds._relax import s_shaped_relaxation
-
         return s_shaped_relaxation(self, self.derivative, 0.0, lower, upper)
 
     def derivative_bounds(self, lower, upper):
-        from verification.bounds._relax import s_shaped_derivative_bounds
-
         return s_shaped_derivative_bounds(self.derivative, lower, upper)
 
 
@@ -246,11 +240,7 @@ class Sigmoid(Activation):
 
     def linear_relaxation(self, lower, upper):
         """CROWN chord/tangent relaxation of the S-shaped map."""
-        from verification.bounds._relax import s_shaped_relaxation
-
         return s_shaped_relaxation(self, self.derivative, 0.5, lower, upper)
 
     def derivative_bounds(self, lower, upper):
-        from verification.bounds._relax import s_shaped_derivative_bounds
-
         return s_shaped_derivative_bounds(self.derivative, lower, upper)

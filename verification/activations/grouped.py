@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from verification.activations._relax import groupsort_relaxation
 from verification.activations.base import Activation
 from verification.errors import InvalidParameterError, ShapeMismatchError
 
@@ -97,8 +98,6 @@ class GroupSort(Activation):
 
     def linear_relaxation(self, lower, upper):
         """Matrix relaxation ``(Ml, bl, Mu, bu)``, matrices ``(..., n, n)``; MaxMin via ``max = q + relu(p - q)``."""
-        from verification.bounds._relax import groupsort_relaxation
-
         return groupsort_relaxation(self.group_size, lower, upper)
 
     def exact_call(self, z: list) -> list:

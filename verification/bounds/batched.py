@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verification.bounds.crown import (_apply_choice, _ibp_next, _make_relax, _two_piece_slope, backsubstitute,
+from verification.bounds.crown import (_apply_choice, _ibp_next, _make_relax, backsubstitute,
                                        backsubstitute_from, check_supported, crown_layers, make_relaxations)
 from verification.errors import InvalidParameterError, UnsupportedLayerError
 from verification.network import Dense, Network
@@ -224,9 +224,9 @@ def alpha_spec_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, C: np.ndarra
     act_idx = np.arange(B)  # boxes still optimised
     alphas = []
     for act, (l, u) in zip(acts, pre):
-        s = _two_piece_slope(act)
+        s = act.two_piece_slope
         alphas.append(np.repeat(np.where(u > -l, 1.0, s)[:, None, :], R, axis=1))
-    ranges = [(min(_two_piece_slope(a), 1.0), max(_two_piece_slope(a), 1.0)) for a in acts]
+    ranges = [(min(a.two_piece_slope, 1.0), max(a.two_piece_slope, 1.0)) for a in acts]
     mom = [np.zeros_like(a) for a in alphas]
     vel = [np.zeros_like(a) for a in alphas]
     b1, b2 = 0.9, 0.999

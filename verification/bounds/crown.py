@@ -27,8 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verification.activations import GroupSort
-from verification.bounds._relax import two_piece_relaxation
+from verification.activations._relax import two_piece_relaxation
 from verification.errors import UnsupportedLayerError
 from verification.network import Network
 
@@ -46,18 +45,10 @@ class LayerBounds:
     infeasible: np.ndarray | None = None
 
 
-def _is_maxmin(act) -> bool:
-    return isinstance(act, GroupSort) and act.group_size == 2
-
-
-def _two_piece_slope(act):
-    return act.two_piece_slope
-
-
 def check_supported(net: Network) -> None:
     """Raise :class:`UnsupportedLayerError` if an activation of ``net`` has no linear relaxation."""
     for act in net.activations:
-        width = 2 * int(getattr(act, "group_size", 1))
+        width = 2 * int(act.group_size)
         try:
             act.linear_relaxation(-np.ones((1, width)), np.ones((1, width)))
         except NotImplementedError:
@@ -77,14 +68,14 @@ class _Relax:
 
 def _make_relax(act, l, u, pl=None, pu=None, alpha=None) -> _Relax:
     """``l, u``: (B, n) pre-activation bounds; ``alpha``: (B, m, n) (or (B, m, n/2) for MaxMin) or None."""
-    if _is_maxmin(act):
+    if act.pair_form:
         L, U = pl[:, None, :], pu[:, None, :]
         ls, lb, us, ub = two_piece_relaxation(L, U, 0.0, alpha)
         return _Relax("pair", ls, lb, us, ub, unstable=(L < 0) & (U > 0), alpha_side="lower")
-    if isinstance(act, GroupSort):
+    if not act.elementwise:
         ml, bl, mu, bu = act.linear_relaxation(l, u)
         return _Relax("mat", ml, bl, mu, bu)
-    a = _two_piece_slope(act)
+    a = act.two_piece_slope
     L, U = l[:, None, :], u[:, None, :]
     if a is not None:
         ls, lb, us, ub = two_piece_relaxation(L, U, a, alpha)
@@ -234,7 +225,7 @@ def crown_layers(net: Network, lo: np.ndarray, hi: np.ndarray, alpha: bool = Fal
     last = L + 1 if final else L
     for k in range(last):
         n = dense[k].out_features
-        mm = k < L and _is_maxmin(acts[k])
+        mm = k < L and acts[k].pair_form
         C = _spec(n, mm, B)
         if k == 0:
             mid, rad = (hi + lo) / 2, (hi - lo) / 2
@@ -318,7 +309,7 @@ def _optimise(net, k, C, pre, pair, lo, hi, alpha, iters, lr):
             ranges.append(None)
             continue
         init = r.ls if r.alpha_side == "lower" else r.us
-        a = _two_piece_slope(acts[j])
+        a = acts[j].two_piece_slope
         a = 0.0 if a is None else a
         ranges.append((min(a, 1.0), max(a, 1.0)))
         alphas.append(np.ascontiguousarray(np.broadcast_to(init, init.shape[:1] + (m,) + init.shape[2:])).copy())

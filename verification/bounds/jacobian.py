@@ -30,9 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verification.activations import GroupSort
+from verification.activations._relax import two_piece_derivative_bounds
 from verification.bounds._kernels import product_step
-from verification.bounds._relax import two_piece_derivative_bounds
 from verification.bounds.crown import LayerBounds
 from verification.errors import UnsupportedLayerError
 from verification.network import Network
@@ -62,11 +61,7 @@ def derivative_ranges(net: Network, lb: LayerBounds, splits=None) -> list:
     and the Lipschitz constant on a box only depends on derivatives almost everywhere."""
     out = []
     for j, act in enumerate(net.activations):
-        if isinstance(act, GroupSort):
-            if act.group_size != 2:
-                raise UnsupportedLayerError(
-                    f"local Lipschitz bounds support MaxMin (groupsort(2)) but not {act.describe()}"
-                )
+        if act.pair_form:
             pl, pu = lb.pair[j]
             dl, du = two_piece_derivative_bounds(pl, pu, 0.0)
             out.append(("pair", np.ascontiguousarray(dl), np.ascontiguousarray(du)))

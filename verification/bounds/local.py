@@ -226,7 +226,7 @@ def local_lipschitz(
         pre, _ = _ibp_layers(cnet, lo, hi)
         pairs = []
         for act, b in zip(cnet.activations, pre):
-            if getattr(act, "group_size", None) == 2:
+            if act.pair_form:
                 pairs.append(((b.lower[0::2] - b.upper[1::2])[None], (b.upper[0::2] - b.lower[1::2])[None]))
             else:
                 pairs.append(None)
