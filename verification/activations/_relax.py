@@ -168,3 +168,97 @@ def groupsort_relaxation(group_size: int, lower, upper):
             mu[(*idx, np.full(batch, s + g - 1), s + jmin)] = 1.0
             bu[..., s + g - 1] = 0.0
     return ml, bl, mu, bu
+
+
+# --- smooth maps with known inflection points (SiLU) ----------------------------------------------------
+_EPS = np.finfo(np.float64).eps
+_INT_MIN = np.int64(-(2**63))
+
+
+def _to_key(x: np.ndarray) -> np.ndarray:
+    """Order-preserving map of finite float64 values to int64 (``-0.0`` and ``0.0`` both map to 0)."""
+    i = np.ascontiguousarray(x, dtype=np.float64).view(np.int64)
+    return np.where(i >= 0, i, _INT_MIN - i)
+
+
+def _from_key(k: np.ndarray) -> np.ndarray:
+    return np.where(k >= 0, k, _INT_MIN - k).astype(np.int64).view(np.float64)
+
+
+def _bisect(df, k, a, b, increasing: bool) -> np.ndarray:
+    """A point of ``[a, b]`` close to where the monotone ``df`` crosses ``k`` (an end if it does not).
+
+    Bisection on the ordered bit patterns of the floats: 64 steps reach adjacent floats on any range, however
+    wide.  Only the tightness of the bounds below depends on the result, never their soundness."""
+    lo, hi = _to_key(a), _to_key(b)
+    for _ in range(64):
+        mid = (lo >> 1) + (hi >> 1) + (lo & hi & 1)
+        right = df(_from_key(mid)) < k
+        if not increasing:
+            right = ~right
+        lo = np.where(right, mid, lo)
+        hi = np.where(right, hi, mid)
+    return _from_key(hi)
+
+
+def _max_offset(f, df, k, l, u, pieces, dmax: float):
+    """An upper bound of ``max f(z) - k z`` over ``[l, u]`` (before rounding slack).
+
+    ``pieces``: ``(A, B, kind)`` covering the real line, ``kind`` ``"convex"`` or ``"concave"`` (``f`` is so
+    on ``[A, B]``) or ``"sliver"`` (a tiny enclosure of an inflection point).  On a convex piece ``f - k z``
+    is convex: its maximum is at an end.  On a concave piece ``f(z) <= f(p) + f'(p)(z - p)`` for every
+    ``p`` of the piece (tangent above a concave function): the bound is that line's maximum over the piece,
+    with ``p`` where ``f'`` crosses ``k`` (then it is the exact maximum up to rounding).  On a sliver
+    ``|d/dz (f - k z)| <= dmax + |k|`` bounds the variation from its left end."""
+    best = np.full(np.broadcast(l, u, k).shape, -np.inf)
+    for A, B, kind in pieces:
+        a, b = np.maximum(l, A), np.minimum(u, B)
+        ok = a <= b
+        if not np.any(ok):
+            continue
+        b = np.where(ok, b, a)
+        ha, hb = f(a) - k * a, f(b) - k * b
+        if kind == "convex":
+            v = np.maximum(ha, hb)
+        elif kind == "concave":
+            p = _bisect(df, k, a, b, increasing=False)
+            dp = df(p) - k
+            v = f(p) - k * p + np.maximum(dp * (a - p), dp * (b - p))
+        else:
+            v = ha + (dmax + np.abs(k)) * (b - a)
+        best = np.where(ok, np.maximum(best, v), best)
+    return best
+
+
+def inflection_relaxation(f, df, lower, upper, inflections, first_convex: bool, slopes: tuple[float, float]):
+    """Sound relaxation ``k z + lb <= f(z) <= k z + ub`` on ``[l, u]`` of a smooth elementwise ``f`` whose
+    curvature changes sign only at the points enclosed by ``inflections`` (sorted ``(lo, hi)`` float pairs).
+
+    The slope ``k`` is the chord slope on ``[l, u]`` (``f'(l)`` on a point box), clipped to ``slopes`` =
+    the global range of ``f'``; any slope would be sound.  The offsets are the maximum and minimum of
+    ``f(z) - k z`` on the box, bounded piece by piece (see :func:`_max_offset`; the minimum is the maximum
+    for ``-f``, whose curvature is the opposite), then moved outwards by ``128 eps (1 + |k|)(1 + max|z|)``,
+    which exceeds the rounding of these few float operations when ``|f(z)| <= |z|``, ``|f'| <= 2`` and the
+    library ``exp`` is accurate to a few ulps (SiLU: ``|f(z)| <= |z|``, ``|f'| < 1.1``)."""
+    l = np.asarray(lower, dtype=np.float64)
+    u = np.asarray(upper, dtype=np.float64)
+    lo_s, hi_s = slopes
+    width = u - l
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        chord = (f(u) - f(l)) / np.where(width > 0, width, 1.0)
+    k = np.where(width > 0, chord, df(l))
+    k = np.clip(np.nan_to_num(k, nan=(lo_s + hi_s) / 2), lo_s, hi_s)
+    ends = [-np.inf] + [e for pair in inflections for e in pair] + [np.inf]
+    pieces = []
+    convex = first_convex
+    for i in range(len(inflections) + 1):
+        pieces.append((ends[2 * i], ends[2 * i + 1], "convex" if convex else "concave"))
+        if i < len(inflections):
+            pieces.append((ends[2 * i + 1], ends[2 * i + 2], "sliver"))
+        convex = not convex
+    flipped = [(A, B, {"convex": "concave", "concave": "convex"}.get(kind, kind)) for A, B, kind in pieces]
+    dmax = max(abs(lo_s), abs(hi_s))
+    ub = _max_offset(f, df, k, l, u, pieces, dmax)
+    lb = -_max_offset(lambda z: -f(z), lambda z: -df(z), -k, l, u, flipped, dmax)
+    slack = 128 * _EPS * (1.0 + np.abs(k)) * (1.0 + np.maximum(np.abs(l), np.abs(u)))
+    return k, lb - slack, k.copy(), ub + slack

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from verification.activations import Activation, LeakyReLU, ReLU, parse_activation
+from verification.activations import Activation, ReLU, parse_activation
 from verification.errors import (
     InvalidParameterError,
     InvalidWeightsError,
@@ -82,12 +82,6 @@ def real_array(value: Any, what: str) -> np.ndarray:
     return out
 
 
-def _check_activation(act: Activation) -> Activation:
-    if isinstance(act, LeakyReLU) and not math.isfinite(act.negative_slope):
-        raise InvalidParameterError(f"leaky_relu slope must be finite, got {act.negative_slope}")
-    return act
-
-
 def parse_arch(arch: str | None, n_hidden: int) -> list[Activation]:
     """Activations for ``n_hidden`` hidden layers from an ``arch`` string (``None``: ReLU everywhere)."""
     if arch is None:
@@ -97,7 +91,7 @@ def parse_arch(arch: str | None, n_hidden: int) -> list[Activation]:
     parts = [a for a in arch.split(",") if a.strip()]
     if not parts:
         raise InvalidParameterError(f"The 'arch' parameter names no activation. Got {arch!r}.")
-    acts = [_check_activation(parse_activation(a)) for a in parts]
+    acts = [parse_activation(a) for a in parts]  # LeakyReLU itself refuses a non-finite slope
     if len(acts) == 1:
         return acts * n_hidden
     if len(acts) != n_hidden:

@@ -19,15 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from verification.activations import Activation, LeakyReLU, ReLU, Sigmoid, Tanh
+from verification.activations import Activation
+from verification.activations.names import ONNX_OPS
 from verification.errors import ModelFormatError, ShapeMismatchError, UnsupportedLayerError
 from verification.io.common import MAX_DENSE_ENTRIES, check_dense_size, check_widths, real_array
 from verification.network import Dense, Network
 
 __all__ = ["load"]
 
-_ACTIVATIONS = {"Relu": lambda n: ReLU(), "Tanh": lambda n: Tanh(), "Sigmoid": lambda n: Sigmoid(),
-                "LeakyRelu": lambda n: LeakyReLU(_num(n, "alpha", 0.01))}
 _SHAPE_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast"}
 _SOFTMAX = {"Softmax", "LogSoftmax"}
 _STANDARD_DOMAINS = ("", "ai.onnx")
@@ -118,6 +117,14 @@ def _num(node, name: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ModelFormatError(f"{node.op_type} node {node.name!r}: attribute {name!r} must be a number, got {value!r}")
     return float(value)
+
+
+def _builder(row):
+    return lambda node: row.make(_num(node, row.onnx_attr, row.default) if row.onnx_attr else None)
+
+
+# the activation operators of the name table, each a builder from its node
+_ACTIVATIONS = {op: _builder(row) for op, row in ONNX_OPS.items()}
 
 
 def _ints(node, name: str) -> list[int] | None:

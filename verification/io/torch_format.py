@@ -13,8 +13,9 @@ Accepted contents, in order of preference:
 Everything except (3) is read with ``torch.load(..., weights_only=True)``; zip archives must pass their CRC
 check.  Modules are walked as a chain of Linear, Conv2d (lowered to an exact dense matrix, every padding
 mode: from its weights and options, or for traced modules, which keep no options, by evaluating the layer
-on the unit basis; needs ``input_shape``), Flatten, ReLU, LeakyReLU, Tanh, Sigmoid, Identity and Dropout
-children, nested Sequentials flattened; a final Softmax / LogSoftmax is refused unless ``drop_softmax``.
+on the unit basis; needs ``input_shape``), Flatten, the activation modules of the name table
+(:data:`verification.activations.names.TORCH_MODULES`: ReLU, LeakyReLU, Tanh, Sigmoid, SiLU), Identity and
+Dropout children, nested Sequentials flattened; a final Softmax / LogSoftmax is refused unless ``drop_softmax``.
 The module itself is then run (in float64 when it converts) and compared with the loaded network
 (:mod:`verification.io._crosscheck`), so a custom ``forward`` that is not the chain is refused.
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from verification.activations import LeakyReLU, ReLU, Sigmoid, Tanh
+from verification.activations.names import TORCH_MODULES
 from verification.errors import (
     InvalidParameterError,
     ModelFormatError,
@@ -50,7 +51,6 @@ from verification.network import Dense, Layer, Network
 __all__ = ["load"]
 
 _SKIP = {"Flatten", "Identity", "Dropout"}
-_ACTS = {"ReLU": ReLU, "Tanh": Tanh, "Sigmoid": Sigmoid}
 _SOFTMAX = {"Softmax", "LogSoftmax"}
 _BASIS_CHUNK = 1 << 22  # entries of the basis batch and its image per lowering step
 
@@ -267,10 +267,8 @@ def _walk(leaves: list, fname: str, input_shape, drop_softmax: bool):
                 raise UnsupportedLayerError(f"{where} needs --input-shape C,H,W (input_shape) to be lowered")
             dense, shape = _conv2d(m, shape, where)
             layers.append(dense)
-        elif kind in _ACTS:
-            layers.append(_ACTS[kind]())
-        elif kind == "LeakyReLU":
-            layers.append(LeakyReLU(_leaky_slope(m)))
+        elif kind in TORCH_MODULES:
+            layers.append(_activation(m, TORCH_MODULES[kind]))
         elif kind in _SOFTMAX:
             dropped = _final_softmax(m, leaves[idx + 1 :], where, drop_softmax)
             break
@@ -325,15 +323,18 @@ def _conv2d(m, shape: tuple, where: str) -> tuple[Dense, tuple]:
     return Dense(mat, bias), out
 
 
-def _leaky_slope(m) -> float:
-    """The negative slope (attribute, or probed on -1 for traced modules that keep no attributes)."""
+def _activation(m, row):
+    """The activation of module ``m``; its parameter from the module's attribute, or probed on scalars for
+    traced modules that keep no attributes (leaky ReLU: minus its value at -1)."""
+    if row.param is None:
+        return row.make()
     import torch
 
-    slope = getattr(m, "negative_slope", None)
-    if slope is None:
+    value = getattr(m, row.param, None)
+    if value is None:
         dtype = next((p.dtype for p in m.parameters()), torch.float64)
-        slope = -float(m(torch.tensor([-1.0], dtype=dtype))[0])
-    return float(slope)
+        value = row.torch_probe(lambda x: float(m(torch.tensor([x], dtype=dtype))[0]))
+    return row.make(float(value))
 
 
 def _lower_by_basis(m, shape: tuple, where: str) -> tuple[Dense, tuple]:
