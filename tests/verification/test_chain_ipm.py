@@ -1,5 +1,5 @@
 """Structured (block-tridiagonal) linear algebra and the primal-dual interior-point method for the l2 LipSDP LMI
-(verification/lipschitz/_chain_ipm.py, _chain_pd.py)."""
+(verification/lipschitz/sdp/block_tridiagonal.py, sdp/backends/chain_pd.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from verification.errors import InvalidParameterError, SolverError
 from verification.io import load_network
 from verification.io.common import chain_from_weights
 from verification.lipschitz import lipschitz
-from verification.lipschitz._chain_ipm import BlockTridiagonalLMI, block_cholesky
-from verification.lipschitz._chain_pd import (
+from verification.lipschitz.sdp.backends.chain_pd import (
     _bt_factors,
     _bt_solve,
     _bt_times,
@@ -26,7 +25,10 @@ from verification.lipschitz._chain_pd import (
     chain_pd_solve,
     completion_inverse,
 )
-from verification.lipschitz.lipsdp import _chain_start, _initial_point, build_chain_sdp
+from verification.lipschitz.sdp.block_tridiagonal import BlockTridiagonalLMI
+from verification.lipschitz.sdp.certificate import block_cholesky
+from verification.lipschitz.sdp.chain import build_chain_sdp
+from verification.lipschitz.sdp.starts import chain_start, initial_point
 
 SHARED = Path(__file__).resolve().parents[1] / "data" / "lipsdp"  # copied in, see tests/data/README.md
 
@@ -64,7 +66,7 @@ def test_structured_linear_algebra_equals_dense(dims, act, form):
     dense float64 formulas (X = Z = K⁻¹: the Hessian of -log det K; X ≠ Z: the HKM Schur complement)."""
     net = _net(dims, act, seed=1)
     sdp = build_chain_sdp(net, 2, None, form)
-    y = _initial_point(sdp)
+    y = initial_point(sdp)
     lmi = BlockTridiagonalLMI(sdp)
     k = _dense_k(lmi, y)
     assert np.allclose(k, sdp.matrix(y), rtol=0, atol=1e-12 * np.abs(k).max())
@@ -167,7 +169,7 @@ def test_max_determinant_completion(sizes):
 
 def test_not_positive_definite_is_detected():
     sdp = build_chain_sdp(_net([4, 5, 5, 2], ReLU, seed=2), 2, None, "neuron")
-    y = _initial_point(sdp)
+    y = initial_point(sdp)
     y[0] = -1.0  # negative rho: the input block is negative definite
     assert BlockTridiagonalLMI(sdp).factor(y) is None
 
@@ -203,11 +205,11 @@ def test_orthogonal_maxmin_net_is_one_with_the_interior_point_method():
 def test_every_iterate_is_feasible_so_an_early_stop_still_certifies_an_upper_bound():
     net = _net([10, 16, 16, 16, 4], ReLU, seed=7, gain=1.4)
     sdp = build_chain_sdp(net, 2, None, "neuron")
-    y_opt, info = chain_pd_solve(sdp, _chain_start(sdp))
+    y_opt, info = chain_pd_solve(sdp, chain_start(sdp))
     assert info["status"] == "converged"
     best = sdp.bound(sdp.certify(y_opt).rho)
     for budget in (1, 3, 10):
-        y, info = chain_pd_solve(sdp, _chain_start(sdp), max_iter=budget)
+        y, info = chain_pd_solve(sdp, chain_start(sdp), max_iter=budget)
         assert info["status"] == "iteration limit"
         cert = sdp.certify(y)
         assert cert.certified
@@ -217,11 +219,11 @@ def test_every_iterate_is_feasible_so_an_early_stop_still_certifies_an_upper_bou
 def test_a_numerical_failure_stops_with_the_last_feasible_iterate(monkeypatch):
     """A linear-algebra failure inside an iteration (here injected into the primal step) ends the solve with
     a status instead of an exception, and the returned multipliers still certify an upper bound."""
-    pd = importlib.import_module("verification.lipschitz._chain_pd")
+    pd = importlib.import_module("verification.lipschitz.sdp.backends.chain_pd")
 
     net = _net([10, 16, 16, 16, 4], ReLU, seed=7, gain=1.4)
     sdp = build_chain_sdp(net, 2, None, "neuron")
-    best = sdp.bound(sdp.certify(chain_pd_solve(sdp, _chain_start(sdp))[0]).rho)
+    best = sdp.bound(sdp.certify(chain_pd_solve(sdp, chain_start(sdp))[0]).rho)
     calls = {"n": 0}
     real = pd._clique_step
 
@@ -232,7 +234,7 @@ def test_a_numerical_failure_stops_with_the_last_feasible_iterate(monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(pd, "_clique_step", failing)
-    y, info = chain_pd_solve(sdp, _chain_start(sdp))
+    y, info = chain_pd_solve(sdp, chain_start(sdp))
     assert info["status"].startswith("numerical failure") and info["iterations"] == 4
     cert = sdp.certify(y)
     assert cert.certified and sdp.bound(cert.rho) >= best * (1 - 1e-9)
@@ -242,7 +244,7 @@ def test_min_rho_matches_the_certificate_and_a_finite_difference_gradient():
     """BlockTridiagonalLMI.min_rho: the exact minimal ρ for given multipliers (the certificate's Schur value) and
     its envelope gradient (central differences)."""
     sdp = build_chain_sdp(_net([6, 8, 8, 8, 8, 3], ReLU, seed=11, gain=1.3), 2, None, "neuron")
-    y = _initial_point(sdp)
+    y = initial_point(sdp)
     lmi = BlockTridiagonalLMI(sdp)
     rho, grad = lmi.min_rho(y)
     assert rho == pytest.approx(sdp.certify(y).rho_schur, rel=1e-8)
@@ -259,15 +261,15 @@ def test_min_rho_matches_the_certificate_and_a_finite_difference_gradient():
 
 
 def test_layer_scaled_start_is_strictly_feasible_lower_and_leads_to_the_same_optimum():
-    from verification.lipschitz.lipsdp import LAYER_SCALE_MIN_LAYERS, _fast_start, _layer_scaled_start
+    from verification.lipschitz.sdp.starts import LAYER_SCALE_MIN_LAYERS, fast_start, layer_scaled_start
 
     dims = [6] + [7] * LAYER_SCALE_MIN_LAYERS + [3]
     sdp = build_chain_sdp(_net(dims, ReLU, seed=12, gain=1.5), 2, None, "neuron")
-    y_fast = _fast_start(sdp)
-    y = _layer_scaled_start(sdp, y_fast)
+    y_fast = fast_start(sdp)
+    y = layer_scaled_start(sdp, y_fast)
     assert y is not None and y[0] < y_fast[0]
     assert BlockTridiagonalLMI(sdp).factor(y) is not None and np.all(y[sdp.nonneg] > 0)
-    assert np.array_equal(_chain_start(sdp), y)  # used for nets this deep
+    assert np.array_equal(chain_start(sdp), y)  # used for nets this deep
     a, ia = chain_pd_solve(sdp, y)
     b, ib = chain_pd_solve(sdp, y_fast)
     assert ia["status"] == ib["status"] == "converged"
@@ -279,7 +281,7 @@ def test_layer_scaled_start_is_strictly_feasible_lower_and_leads_to_the_same_opt
     # many orders), so the cross-check uses the same shape at gain 1; the ipm starts from the layer-scaled point
     net = _net(dims, ReLU, seed=12, gain=1.0)
     sdp1 = build_chain_sdp(net, 2, None, "neuron")
-    assert np.array_equal(_chain_start(sdp1), _layer_scaled_start(sdp1, _fast_start(sdp1)))
+    assert np.array_equal(chain_start(sdp1), layer_scaled_start(sdp1, fast_start(sdp1)))
     ours = lipschitz(net, method="lipsdp-neuron", solver="ipm")
     ref = lipschitz(net, method="lipsdp-neuron", solver="cvxopt-lowrank")
     assert ours.certified and ref.certified
@@ -326,12 +328,12 @@ def test_deep_net_with_widely_scaled_layers_is_solved_and_certified():
 def test_structured_certificate_equals_the_dense_one(dims):
     """The block-Cholesky certificate (used for large chain LMIs) gives the dense certificate's minimal ρ and
     verdict, and rejects multipliers for which no ρ works."""
-    from verification.lipschitz.certify import certify_block_tridiagonal, certify_psd
+    from verification.lipschitz.sdp.certificate import certify_block_tridiagonal, certify_psd
 
     rng = np.random.default_rng(len(dims))
     ws = [1.3 * rng.standard_normal((dims[i + 1], dims[i])) / np.sqrt(dims[i]) for i in range(len(dims) - 1)]
     sdp = build_chain_sdp(chain_from_weights(ws, [None] * len(ws), [ReLU() for _ in ws[:-1]], "n"), 2, None, "neuron")
-    y, info = chain_pd_solve(sdp, _chain_start(sdp))
+    y, info = chain_pd_solve(sdp, chain_start(sdp))
     y[0] = 0.0
     dense = certify_psd(sdp.matrix(y), sdp.j_index, sdp.a)
     structured = certify_block_tridiagonal(*BlockTridiagonalLMI(sdp).blocks(y), sdp.a)

@@ -13,12 +13,9 @@ import pytest
 
 from verification.activations import GroupSort, Householder, MaxMin, ReLU
 from verification.lipschitz import lipschitz
-from verification.lipschitz.certify import certify_psd
-from verification.lipschitz.lipsdp import build_chain_sdp
-from verification.lipschitz.quadratic_constraints import (
-    maxmin_residual_relu_lipschitz,
-    residual_maxmin_lipschitz,
-)
+from verification.lipschitz.residual_maxmin import maxmin_residual_relu_lipschitz, residual_maxmin_lipschitz
+from verification.lipschitz.sdp.certificate import certify_psd
+from verification.lipschitz.sdp.chain import build_chain_sdp
 from verification.io import load_network
 from verification.io.common import chain_from_weights
 from verification.network import Dense, Network

@@ -1,74 +1,33 @@
-"""Registry mapping Lipschitz method names to implementations, and the public ``lipschitz`` function."""
+"""The public ``lipschitz`` function: method choice (``auto`` with fallbacks), options, and the self-check.
+
+It imports every method module (importing one registers its methods in
+:mod:`verification.lipschitz.registration`) and checks each certified value against attained difference
+quotients (:mod:`verification.lipschitz.quotients`).
+"""
 
 from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass, replace
-from typing import Callable
+from dataclasses import replace
 
 import numpy as np
 
 from verification._blas import scipy_blas_single_thread
 from verification.errors import InternalCheckError, InvalidParameterError, PreconditionError, SolverError
+# importing a method module registers its methods (in this order: the order of available_methods())
+from verification.lipschitz import baseline, lipsdp, eclipse  # noqa: F401
+from verification.lipschitz.quotients import attained_quotients
+from verification.lipschitz.registration import MethodSpec, registered_methods
 from verification.lipschitz.result import LipschitzResult
 from verification.network import Network, output_vector
 
-__all__ = ["register", "lipschitz", "available_methods", "MethodSpec", "normalize_norm"]
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A registered method: ``func(net, norm, c) -> LipschitzResult`` where ``net`` is canonical and
-    ``c`` is ``None`` (full output) or an output vector (scalar output ``cᵀ f``)."""
-
-    name: str
-    func: Callable[..., LipschitzResult]
-    norms: tuple
-    summary: str
-    auto_priority: int | None = None
-    auto_applicable: Callable[[Network, int | str, bool], bool] | None = None
-
-
-_REGISTRY: dict[str, MethodSpec] = {}
-
-
-def register(
-    name: str,
-    norms: tuple = (2, "inf"),
-    summary: str = "",
-    auto_priority: int | None = None,
-    auto_applicable: Callable[[Network, int | str, bool], bool] | None = None,
-) -> Callable:
-    """Decorator registering a Lipschitz method under ``name``.
-
-    ``method="auto"`` considers methods with an ``auto_priority`` (higher = tighter) whose
-    ``auto_applicable(canonical_net, norm, has_output)`` returns True (expected to succeed quickly), and
-    picks the highest priority.  Only certified methods should set a priority."""
-
-    def deco(func: Callable) -> Callable:
-        _REGISTRY[name] = MethodSpec(name, func, norms, summary, auto_priority, auto_applicable)
-        return func
-
-    return deco
+__all__ = ["lipschitz", "available_methods", "auto_candidates", "normalize_norm"]
 
 
 def available_methods() -> dict[str, MethodSpec]:
-    _load_builtin_methods()
-    return dict(_REGISTRY)
-
-
-def _load_builtin_methods() -> None:
-    # Importing the modules registers their methods.
-    from verification.lipschitz import baseline  # noqa: F401
-    import importlib
-
-    for mod in ("lipsdp", "eclipse", "quadratic_constraints"):
-        try:
-            importlib.import_module(f"verification.lipschitz.{mod}")
-        except ModuleNotFoundError as exc:  # module not written yet
-            if exc.name != f"verification.lipschitz.{mod}":
-                raise
+    """The registered methods: name -> :class:`MethodSpec`."""
+    return registered_methods()
 
 
 def normalize_norm(norm: int | float | str) -> int | str:
@@ -160,11 +119,6 @@ def auto_candidates(net: Network, norm, has_output: bool, methods: dict[str, Met
     return [m.name for m in sorted(candidates, key=lambda m: -m.auto_priority)]
 
 
-def _auto_method(net: Network, norm, has_output: bool, methods: dict[str, MethodSpec]) -> str:
-    """Highest-priority registered method applicable to this network and norm."""
-    return auto_candidates(net, norm, has_output, methods)[0]
-
-
 def _run_auto(net: Network, norm, c, methods: dict[str, MethodSpec], options: dict) -> LipschitzResult:
     tried = []
     names = auto_candidates(net, norm, c is not None, methods)
@@ -191,8 +145,6 @@ def _run_auto(net: Network, norm, c, methods: dict[str, MethodSpec], options: di
 
 def _self_check(net: Network, norm, c, res: LipschitzResult, n_pairs: int = 64) -> None:
     """Raise :class:`InternalCheckError` if an attained difference quotient exceeds the certified value."""
-    from verification.lipschitz.baseline import attained_quotients
-
     if not np.isfinite(res.value) or res.value < 0:
         raise InternalCheckError(f"method {res.method!r} returned the non-finite or negative bound {res.value!r}")
     low = attained_quotients(net, norm, c, n_pairs=n_pairs, seed=12345)

@@ -4,10 +4,10 @@ Problem: minimise ``y_0`` subject to ``K(y) = K0 + Σ_a y_var(a) U_a C_a U_aᵀ 
 nonnegative multipliers, where every *atom* ``a`` has a rank-2 factor ``U_a`` (N x 2, sparse) and a 2 x 2
 coefficient ``C_a``.  The Newton (KKT) matrix is assembled with the low-rank trick
 ``H_ab = tr(C_a P_ab C_b P_ba)`` (as in DSDP / SDPT3) instead of CVXOPT's generic dense one.  (The primal-dual
-method on the block-tridiagonal structure is in :mod:`._chain_pd`.)
+method on the block-tridiagonal structure is in :mod:`.chain_pd`.)
 
-The answer is *not* trusted: callers certify the returned multipliers with
-:func:`verification.lipschitz.certify.certify_psd`.
+The answer is *not* trusted: callers certify the returned multipliers
+(:mod:`verification.lipschitz.sdp.certificate`).  :func:`solve` is the entry of the backend table.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from verification.errors import SolverError
+from verification.lipschitz.sdp.chain import ChainSDP
 
-__all__ = ["cvxopt_lowrank_solve"]
+__all__ = ["solve", "cvxopt_lowrank_solve"]
 
 
 def _assemble(k0, u, c_atoms, var, y):
@@ -147,3 +148,13 @@ def cvxopt_lowrank_solve(
         raise SolverError(f"CVXOPT (low-rank KKT) returned status {sol['status']!r}; no bound")
     y = np.array(sol["x"]).ravel()
     return y, {"iterations": sol["iterations"], "status": sol["status"], "seconds": time.perf_counter() - t0}
+
+
+def solve(sdp: ChainSDP, *, progress: bool = False, label: str = "lipsdp", **options) -> tuple[np.ndarray, str, dict]:
+    """Backend ``cvxopt-lowrank``: :func:`cvxopt_lowrank_solve` on ``sdp``; options ``reltol``, ``abstol``,
+    ``feastol``, ``max_iters``; info keys ``cvxopt_*``."""
+    if progress:
+        print(f"[{label}] CVXOPT with the low-rank KKT solver, LMI {sdp.n}, {sdp.nonneg.shape[0]} multipliers",
+              file=sys.stderr, flush=True)
+    y, info = cvxopt_lowrank_solve(sdp.k0, sdp.u, sdp.c_atoms, sdp.var, sdp.nonneg, progress=progress, **options)
+    return y, info["status"], {f"cvxopt_{k}": v for k, v in info.items()}

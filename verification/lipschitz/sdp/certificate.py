@@ -1,4 +1,8 @@
-"""Float64 certification of SDP answers, shared by every SDP Lipschitz method.
+"""Float64 certification of SDP answers: the single trust base of every SDP Lipschitz method.
+
+It imports nothing but numpy and scipy (its block-tridiagonal linear algebra, :func:`block_cholesky` and
+:func:`backward_elimination`, is its own; the solvers reuse it, never the other way round), so no solver can
+change what is certified.
 
 Every SDP here has the form ``K(ρ, y) = K0(y) + a·ρ·E_J ⪰ 0`` where ``y`` are the QC multipliers, ``E_J`` is the
 coordinate projector on the index set ``J`` (the input block for l2, the scalar border entry for l-inf) and
@@ -26,7 +30,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-__all__ = ["Certificate", "certify_psd", "certify_block_tridiagonal", "EIGVALSH_MAX_N"]
+__all__ = [
+    "Certificate", "certify_psd", "certify_block_tridiagonal", "block_cholesky", "backward_elimination",
+    "EIGVALSH_MAX_N",
+]
 
 EIGVALSH_MAX_N = 2500
 
@@ -190,9 +197,6 @@ def certify_block_tridiagonal(
     ``D K(ρ) D - tol·I`` succeeds", ``tol = 8·n·eps·||D K D||_F``.  A block Cholesky of a block-tridiagonal
     matrix performs the operations of the dense Cholesky on its band, so this is the same guarantee as the
     Cholesky check of :func:`certify_psd`."""
-    # local: _chain_ipm imports this package
-    from verification.lipschitz._chain_ipm import backward_elimination, block_cholesky
-
     hint = float("nan") if rho_hint is None else float(rho_hint)
     nb = len(dd)
     sizes = [b.shape[0] for b in dd]
@@ -223,3 +227,52 @@ def certify_block_tridiagonal(
         return block_cholesky(shifted, ee) is not None, float("nan"), tol, "block cholesky"
 
     return _raise_rho(check, rho_schur, a, None if rho_hint is None else float(rho_hint), max_bumps)
+
+
+# ----------------------------------------------------------------------------------------------------
+# block-tridiagonal linear algebra of the certificate (the solvers reuse it; it depends on nothing of theirs)
+
+
+def backward_elimination(dd: list[np.ndarray], ee: list[np.ndarray]):
+    """Eliminate blocks ``1..`` of a symmetric block-tridiagonal matrix from the last one backwards:
+    ``T_k = D_k - E_k T_{k+1}⁻¹ E_kᵀ``.  Returns ``(chols, s0)`` with ``chols[k]`` the Cholesky factor of ``T_k``
+    (``chols[0] = None``) and ``s0 = E_0 T_1⁻¹ E_0ᵀ`` (block 0 is PSD-completed iff ``D_0 - s0 ⪰ 0``), or ``None`` if
+    some ``T_k`` is not positive definite (the trailing part of the matrix is not)."""
+    nb = len(dd)
+    chols: list = [None] * nb
+    t = dd[-1]
+    for k in range(nb - 1, 0, -1):
+        if k < nb - 1:
+            v = sla.solve_triangular(chols[k + 1], ee[k].T, lower=True, check_finite=False)
+            t = dd[k] - v.T @ v
+        try:
+            chols[k] = np.linalg.cholesky((t + t.T) / 2)
+        except np.linalg.LinAlgError:
+            return None
+    if nb == 1:
+        return chols, np.zeros_like(dd[0])
+    v = sla.solve_triangular(chols[1], ee[0].T, lower=True, check_finite=False)
+    return chols, v.T @ v
+
+
+def block_cholesky(dd: list[np.ndarray], ee: list[np.ndarray]):
+    """Block Cholesky of the symmetric block-tridiagonal matrix with diagonal blocks ``dd`` and super-diagonal
+    blocks ``ee``: ``(logdet, [L_k])`` (diagonal blocks of the factor), or ``None`` if it is not positive
+    definite."""
+    chols = []
+    logdet = 0.0
+    for k in range(len(dd)):
+        s = dd[k]
+        if k > 0:
+            v = sla.solve_triangular(chols[-1], ee[k - 1], lower=True, check_finite=False)
+            s = s - v.T @ v
+        try:
+            lk = np.linalg.cholesky((s + s.T) / 2)
+        except np.linalg.LinAlgError:
+            return None
+        dg = np.diag(lk)
+        if not np.all(np.isfinite(dg)) or np.any(dg <= 0):
+            return None
+        logdet += 2.0 * float(np.log(dg).sum())
+        chols.append(lk)
+    return logdet, chols

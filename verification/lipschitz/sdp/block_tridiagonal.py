@@ -1,12 +1,15 @@
 """Structured linear algebra for the l2 LipSDP LMI, whose sparsity is chordal (block tridiagonal).
 
-For a chain network every atom of the l2 LMI (:class:`verification.lipschitz.lipsdp.ChainSDP`) touches two
+For a chain network every atom of the l2 LMI (:class:`verification.lipschitz.sdp.chain.ChainSDP`) touches two
 consecutive blocks of the stack ``ξ = [Δx⁰; Δx¹; ...]``, so ``K(y) = K0 + Σ_a y_var(a) U_a C_a U_aᵀ`` is block
 tridiagonal: its sparsity graph is chordal with cliques "two consecutive layers" (the structure Chordal-LipSDP
 and the layerwise GLipSDP of Pauli et al. decompose explicitly).  :class:`BlockTridiagonalLMI` keeps ``K`` as its
-blocks and provides what the interior-point method of :mod:`verification.lipschitz._chain_pd` needs:
+blocks (:class:`~verification.lipschitz.sdp.chain.ChainBlocks`) and provides what the interior-point method of
+:mod:`verification.lipschitz.sdp.backends.chain_pd` and its starting points need:
 
-* ``log det K`` and strict feasibility by a block Cholesky factorisation (``O(Σ s_k³)``, no fill-in);
+* ``log det K`` and strict feasibility by a block Cholesky factorisation (``O(Σ s_k³)``, no fill-in; the
+  certificate's :func:`~verification.lipschitz.sdp.certificate.block_cholesky`);
+* the minimal ``ρ`` at given multipliers and its gradient (starting points);
 * dense ``K⁻¹`` from the block-tridiagonal inversion recursion ``Z_kk = G_k + F_k Z_{k+1,k+1} F_kᵀ``,
   ``Z_{k,j} = -F_k Z_{k+1,j}`` (``G_k`` = inverse of the k-th forward Schur complement, ``F_k = G_k E_k``),
   ``O(n² s)`` flops instead of ``O(n³)``;
@@ -16,114 +19,31 @@ blocks and provides what the interior-point method of :mod:`verification.lipschi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from verification.errors import SolverError
-from verification.lipschitz._kernels import lmi_newton_matrix, schur_selected
+from verification.lipschitz.sdp._newton_kernels import lmi_newton_matrix, schur_selected
+from verification.lipschitz.sdp.certificate import backward_elimination, block_cholesky
+from verification.lipschitz.sdp.chain import ChainBlocks
 
-__all__ = ["BlockTridiagonalLMI", "backward_elimination", "block_cholesky"]
-
-
-@dataclass
-class _Group:
-    """Atoms acting on blocks ``k`` (vectors ``alpha``) and ``k+1`` (vectors ``beta``, or none)."""
-
-    k: int
-    alpha: np.ndarray  # (a, s_k)
-    beta: np.ndarray | None  # (a, s_{k+1})
-    c: np.ndarray  # (a, 2, 2) coefficient per unit of its multiplier (already variable-scaled)
-    var: np.ndarray  # (a,)
-    offset: int  # first atom index of the group in the global atom order
+__all__ = ["BlockTridiagonalLMI"]
 
 
-class BlockTridiagonalLMI:
-    """``K(y)`` of an l2 :class:`ChainSDP` held as diagonal blocks ``D_k`` and super-diagonal blocks ``E_k``.
-
-    ``dscale`` (per row of K) is a congruence scaling ``K -> diag(d) K diag(d)`` applied to every atom and to
-    ``K0``; ``vscale`` rescales the variables ``y = vscale * z``.  Neither changes Newton iterates in exact
-    arithmetic; both keep the blocks of deep nets (multipliers growing geometrically with depth) in range."""
+class BlockTridiagonalLMI(ChainBlocks):
+    """:class:`~verification.lipschitz.sdp.chain.ChainBlocks` with what the interior-point method needs: rescaling,
+    block Cholesky, ``K⁻¹``, the minimal ``ρ`` with its gradient, atom projections and the Schur complement."""
 
     def __init__(self, sdp, dscale: np.ndarray | None = None, vscale: np.ndarray | None = None):
-        st = [int(s) for s in sdp.blocks]
-        if sdp.norm != 2:
-            raise SolverError("the block-tridiagonal interior-point method handles the l2 LMI only")
-        self.starts = st
-        self.nb = len(st) - 1
-        self.sizes = [st[i + 1] - st[i] for i in range(self.nb)]
-        self.n = st[-1]
-        if self.nb < 2:
-            raise SolverError("the block-tridiagonal interior-point method needs at least one hidden layer")
-        m = sdp.nonneg.shape[0]
-        d = np.ones(self.n) if dscale is None else np.asarray(dscale, dtype=np.float64)
-        vs = np.ones(m) if vscale is None else np.asarray(vscale, dtype=np.float64)
-        self.dscale, self.vscale, self.m = d, vs, m
-        self.nonneg = np.asarray(sdp.nonneg, dtype=bool)
-        k0 = sdp.k0
-        self.d0 = []
-        self.e0 = []
-        covered = np.zeros_like(k0, dtype=bool)
-        for b in range(self.nb):
-            sl = slice(st[b], st[b + 1])
-            self.d0.append(d[sl, None] * k0[sl, sl] * d[None, sl])
-            covered[sl, sl] = True
-            if b + 1 < self.nb:
-                sl2 = slice(st[b + 1], st[b + 2])
-                self.e0.append(d[sl, None] * k0[sl, sl2] * d[None, sl2])
-                covered[sl, sl2] = covered[sl2, sl] = True
-        if np.any(k0[~covered] != 0.0):
-            raise SolverError("the constant part of the LMI is not block tridiagonal")
-        self.groups: list[_Group] = []
-        self._split_atoms(sdp, d, vs)
-        self.n_atoms = sum(g.var.size for g in self.groups)
+        super().__init__(sdp, dscale, vscale)
         var_all = np.concatenate([g.var for g in self.groups])
         self._one_to_one = None
         self._few_shared = None
         self._selected = None
         self._rho_diag = None
         self.membership = sp.csr_matrix(
-            (np.ones(var_all.size), (np.arange(var_all.size), var_all)), shape=(var_all.size, m)
+            (np.ones(var_all.size), (np.arange(var_all.size), var_all)), shape=(var_all.size, self.m)
         )
-
-    def _split_atoms(self, sdp, d, vs) -> None:
-        """Group the atoms of ``sdp`` by the pair of blocks they touch (one group for ρ, one per QC layer)."""
-        u = sp.csc_matrix(sdp.u)
-        st = np.asarray(self.starts)
-        a_tot = sdp.var.size
-        ca = np.asarray(sdp.c_atoms, dtype=np.float64) * vs[sdp.var][:, None, None]
-        block_of = np.searchsorted(st, np.arange(self.n), side="right") - 1
-        # block of each atom = block of its alpha column (first column); beta column must be in the next block
-        atom_block = np.full(a_tot, -1)
-        for a in range(a_tot):
-            ra = u.indices[u.indptr[2 * a] : u.indptr[2 * a + 1]]
-            rb = u.indices[u.indptr[2 * a + 1] : u.indptr[2 * a + 2]]
-            if ra.size:
-                ba = np.unique(block_of[ra])
-                if ba.size != 1:
-                    raise SolverError("an LMI atom spans several blocks; not a chain LMI")
-                atom_block[a] = ba[0]
-                if rb.size and not np.all(block_of[rb] == ba[0] + 1):
-                    raise SolverError("an LMI atom couples non-adjacent blocks; not a chain LMI")
-            elif rb.size:
-                raise SolverError("an LMI atom without its first vector; not a chain LMI")
-        offset = 0
-        for k in np.unique(atom_block[atom_block >= 0]):
-            idx = np.flatnonzero(atom_block == k)
-            sk = slice(st[k], st[k + 1])
-            alpha = (u[:, 2 * idx].toarray()[sk].T) * d[sk][None, :]
-            beta = None
-            if k + 1 < self.nb:
-                sk1 = slice(st[k + 1], st[k + 2])
-                bet = u[:, 2 * idx + 1].toarray()[sk1].T * d[sk1][None, :]
-                beta = bet if np.any(bet) else None
-            c = ca[idx].copy()
-            if beta is None:
-                c[:, 0, 1] = c[:, 1, 0] = c[:, 1, 1] = 0.0
-            self.groups.append(_Group(int(k), np.ascontiguousarray(alpha), beta, c, sdp.var[idx].astype(int), offset))
-            offset += idx.size
 
     def _aggregate(self, h_atoms: np.ndarray) -> np.ndarray:
         """Sum the atom Hessian over the atoms of each variable (``Mᵀ H M``)."""
@@ -174,18 +94,6 @@ class BlockTridiagonalLMI:
         self.dscale, self.vscale = np.asarray(dnew, dtype=np.float64), np.asarray(vnew, dtype=np.float64)
 
     # ---------------------------------------------------------------------------------------- assembly
-    def blocks(self, z: np.ndarray, constant: bool = True) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """``(D, E)`` of the scaled ``K`` at scaled variables ``z`` (without ``K0`` if not ``constant``)."""
-        dd = [b.copy() if constant else np.zeros_like(b) for b in self.d0]
-        ee = [b.copy() if constant else np.zeros_like(b) for b in self.e0]
-        for g in self.groups:
-            w = g.c * z[g.var][:, None, None]
-            dd[g.k] += (g.alpha.T * w[:, 0, 0]) @ g.alpha
-            if g.beta is not None:
-                ee[g.k] += (g.alpha.T * w[:, 0, 1]) @ g.beta
-                dd[g.k + 1] += (g.beta.T * w[:, 1, 1]) @ g.beta
-        return dd, ee
-
     def min_rho(self, z: np.ndarray) -> tuple[float, np.ndarray | None]:
         """Smallest ``ρ`` (variable 0) with ``K ⪰ 0`` at the other variables of ``z``, and its gradient in them.
 
@@ -361,48 +269,3 @@ class BlockTridiagonalLMI:
         pz = proj_z[1:] if proj_z[0] == "general" else self._projections_general(proj_z[3])[1:]
         h = self._aggregate(lmi_newton_matrix(c, *px, *pz))
         return (h + h.T) / 2
-
-
-def backward_elimination(dd: list[np.ndarray], ee: list[np.ndarray]):
-    """Eliminate blocks ``1..`` of a symmetric block-tridiagonal matrix from the last one backwards:
-    ``T_k = D_k - E_k T_{k+1}⁻¹ E_kᵀ``.  Returns ``(chols, s0)`` with ``chols[k]`` the Cholesky factor of ``T_k``
-    (``chols[0] = None``) and ``s0 = E_0 T_1⁻¹ E_0ᵀ`` (block 0 is PSD-completed iff ``D_0 - s0 ⪰ 0``), or ``None`` if
-    some ``T_k`` is not positive definite (the trailing part of the matrix is not)."""
-    nb = len(dd)
-    chols: list = [None] * nb
-    t = dd[-1]
-    for k in range(nb - 1, 0, -1):
-        if k < nb - 1:
-            v = sla.solve_triangular(chols[k + 1], ee[k].T, lower=True, check_finite=False)
-            t = dd[k] - v.T @ v
-        try:
-            chols[k] = np.linalg.cholesky((t + t.T) / 2)
-        except np.linalg.LinAlgError:
-            return None
-    if nb == 1:
-        return chols, np.zeros_like(dd[0])
-    v = sla.solve_triangular(chols[1], ee[0].T, lower=True, check_finite=False)
-    return chols, v.T @ v
-
-
-def block_cholesky(dd: list[np.ndarray], ee: list[np.ndarray]):
-    """Block Cholesky of the symmetric block-tridiagonal matrix with diagonal blocks ``dd`` and super-diagonal
-    blocks ``ee``: ``(logdet, [L_k])`` (diagonal blocks of the factor), or ``None`` if it is not positive
-    definite."""
-    chols = []
-    logdet = 0.0
-    for k in range(len(dd)):
-        s = dd[k]
-        if k > 0:
-            v = sla.solve_triangular(chols[-1], ee[k - 1], lower=True, check_finite=False)
-            s = s - v.T @ v
-        try:
-            lk = np.linalg.cholesky((s + s.T) / 2)
-        except np.linalg.LinAlgError:
-            return None
-        dg = np.diag(lk)
-        if not np.all(np.isfinite(dg)) or np.any(dg <= 0):
-            return None
-        logdet += 2.0 * float(np.log(dg).sum())
-        chols.append(lk)
-    return logdet, chols

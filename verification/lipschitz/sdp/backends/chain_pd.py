@@ -1,7 +1,7 @@
 """A primal-dual interior-point method for the l2 LipSDP LMI that works on its chordal (block-tridiagonal) pattern.
 
 The pair solved (scaled variables ``y``, ``K(y) = K0 + A*(y)`` block tridiagonal, see
-:mod:`verification.lipschitz._chain_ipm`):
+:mod:`verification.lipschitz.sdp.block_tridiagonal`):
 
     (D)  minimise ρ = y₀   s.t.  S = K(y) ⪰ 0,  y_v >= 0 (v nonnegative)
     (P)  maximise -<K0, X>  s.t.  A(X) + E x = e₀,  X PSD-completable,  x >= 0
@@ -27,7 +27,8 @@ central path this is the derivative of the max-determinant completion), computed
 8 / 16 / 32 / 64 from 36 / 39 / 47 / 72 to 16 / 22 / 31 / 52 (a pattern-only proxy of ``ΔX̂ₐ`` had made the
 steps shorter, and dropping either half of the term costs 5-20 iterations).  The dual iterate stays exactly
 feasible (``S = K(y)`` is recomputed), the primal one becomes feasible after a full step.  Every ``y`` is
-strictly feasible; the caller certifies it."""
+strictly feasible; the caller certifies it.  :func:`solve` (backend ``ipm``) starts it from
+:func:`verification.lipschitz.sdp.starts.chain_start`."""
 
 from __future__ import annotations
 
@@ -38,10 +39,13 @@ import numpy as np
 import scipy.linalg as sla
 
 from verification._blas import cholesky_inplace
-from verification.errors import SolverError
-from verification.lipschitz._chain_ipm import BlockTridiagonalLMI, block_cholesky
+from verification.errors import InvalidParameterError, SolverError
+from verification.lipschitz.sdp.block_tridiagonal import BlockTridiagonalLMI
+from verification.lipschitz.sdp.certificate import block_cholesky
+from verification.lipschitz.sdp.chain import ChainSDP
+from verification.lipschitz.sdp.starts import chain_start
 
-__all__ = ["chain_pd_solve", "clique_cholesky", "completion_inverse"]
+__all__ = ["solve", "chain_pd_solve", "clique_cholesky", "completion_inverse"]
 
 STEP_FRACTION = 0.9  # of the largest feasible step
 STEP_FRACTION_FAST = 0.98  # when the centring parameter σ is below FAST_SIGMA
@@ -458,3 +462,20 @@ def chain_pd_solve(
         "seconds": time.perf_counter() - t_start,
         "trace": trace,
     }
+
+
+def solve(sdp: ChainSDP, *, progress: bool = False, label: str = "lipsdp", **options) -> tuple[np.ndarray, str, dict]:
+    """Backend ``ipm``: :func:`chain_pd_solve` from :func:`~verification.lipschitz.sdp.starts.chain_start` (the
+    scaled ECLipsE-Fast point, or a generic one).  l2 LMIs with hidden layers only.  Options: ``rel_gap``,
+    ``max_iter``, ``time_limit``; status ``"optimal"`` when converged; info keys ``ipm_*``."""
+    if sdp.norm != 2 or not sdp.qcs:
+        raise SolverError("the block-tridiagonal interior-point method handles l2 LMIs with hidden layers")
+    unknown = set(options) - {"rel_gap", "max_iter", "time_limit"}
+    if unknown:
+        raise InvalidParameterError(f"unknown option(s) for solver 'ipm': {sorted(unknown)}")
+    if progress:
+        print(f"[{label}] block-tridiagonal primal-dual method, LMI {sdp.n}, {sdp.nonneg.shape[0]} multipliers",
+              file=sys.stderr, flush=True)
+    y, info = chain_pd_solve(sdp, chain_start(sdp), progress=progress, label=label, **options)
+    status = "optimal" if info["status"] == "converged" else info["status"]
+    return y, status, {f"ipm_{k}": v for k, v in info.items()}
