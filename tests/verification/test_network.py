@@ -13,13 +13,15 @@ from verification.activations import (
     MaxMin,
     ReLU,
     Sigmoid,
+    SiLU,
     Tanh,
+    from_spec,
     parse_activation,
 )
 from verification.errors import InvalidParameterError, InvalidWeightsError, ShapeMismatchError, UnsupportedLayerError
 from verification.network import Dense, Network
 
-ACTS = [ReLU(), LeakyReLU(0.2), Tanh(), Sigmoid(), Identity(), MaxMin(), GroupSort(4), Householder(np.array([0.6, 0.8]))]
+ACTS = [ReLU(), LeakyReLU(0.2), Tanh(), Sigmoid(), Identity(), MaxMin(), GroupSort(4), Householder(np.array([0.6, 0.8])), SiLU()]
 
 
 def _net(rng, act, widths=(3, 8, 4, 2)):
@@ -80,7 +82,7 @@ def test_householder_is_norm_preserving_and_continuous(rng):
     np.testing.assert_allclose(hh.reflection @ g, g, atol=1e-14)
 
 
-@pytest.mark.parametrize("act", ACTS[:4], ids=lambda a: a.describe())
+@pytest.mark.parametrize("act", ACTS[:4] + [SiLU()], ids=lambda a: a.describe())
 def test_interval_is_sound(rng, act):
     lo = rng.normal(size=(1, 8))
     hi = lo + rng.random((1, 8))
@@ -155,3 +157,24 @@ def test_vector_jacobian_equals_rows_of_the_jacobian(rng, act):
     np.testing.assert_allclose(net.vector_jacobian(x, per_sample)[:, 0], np.einsum("nk,nki->ni", per_sample[:, 0], jac), atol=1e-12)
     with pytest.raises(ShapeMismatchError, match="seeds"):
         net.vector_jacobian(x, np.ones((2, 4)))
+
+
+@pytest.mark.parametrize("act", ACTS, ids=lambda a: a.describe())
+def test_every_activation_round_trips_through_the_name_table(act):
+    from verification.activations.names import NAMES, ONNX_OPS, TORCH_MODULES
+
+    assert from_spec(act.to_spec()) == act
+    if act.describe() in {row.short for row in NAMES}:
+        assert parse_activation(act.describe().upper()) == act
+    assert all(row.make().name == row.name for row in ONNX_OPS.values())
+    assert {row.torch_module for row in TORCH_MODULES.values()} >= {"ReLU", "LeakyReLU", "Tanh", "Sigmoid", "SiLU"}
+
+
+def test_unknown_activation_messages_list_the_table():
+    from verification.activations.names import short_forms
+
+    with pytest.raises(UnsupportedLayerError, match="expected relu, tanh, sigmoid, silu, identity, leaky_relu\\(a\\), maxmin or groupsort\\(g\\)"):
+        parse_activation("gelu")
+    assert short_forms().startswith("relu, tanh") and "silu" in short_forms()
+    with pytest.raises(UnsupportedLayerError, match="unknown activation type 'gelu'"):
+        from_spec({"type": "gelu"})

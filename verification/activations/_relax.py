@@ -2,7 +2,8 @@
 
 The activation classes (:mod:`verification.activations`) expose these as methods
 (``linear_relaxation``, ``derivative_bounds``); the math lives here so that the activation modules
-stay small.  Every function is elementwise and broadcasts over leading batch dimensions.
+stay small: two-piece maps (ReLU, leaky ReLU), S-shaped maps (tanh, sigmoid), GroupSort, and smooth maps
+whose inflection points are known (SiLU).  Every function broadcasts over leading batch dimensions.
 
 A linear relaxation is a 4-tuple ``(ls, lb, us, ub)`` with ``ls*z + lb <= phi(z) <= us*z + ub`` for
 every ``z`` in ``[l, u]`` (CROWN, Zhang et al. NeurIPS 2018, Sec. 3.2 and Table 1).
@@ -13,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["two_piece_relaxation", "two_piece_derivative_bounds", "s_shaped_relaxation", "s_shaped_derivative_bounds",
-           "groupsort_relaxation"]
+           "groupsort_relaxation", "inflection_relaxation"]
 
 # slack added to the intercepts of relaxations of smooth activations (rounding of tanh/exp)
 _SLACK = 1e-12

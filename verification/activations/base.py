@@ -1,27 +1,40 @@
 """The activation protocol shared by every method of the toolkit.
 
 An activation is a small immutable object acting on a batch of pre-activation vectors ``z`` of shape
-``(N, n)``.  It carries everything methods need from it, so that adding an activation touches one
-module:
+``(N, n)``.  It carries everything methods need from it, so that adding an activation touches this package
+only (a class, and a row of the name table :mod:`verification.activations.names`); methods ask these facts
+and never test an activation's type.
 
-* ``__call__(z)``: evaluation in float64;
-* ``jacobian(z)``: the ``(N, n, n)`` Jacobian (one element of the Clarke Jacobian at kinks);
-* ``slope_bounds()``: ``(alpha, beta)`` if the map is elementwise and slope-restricted, else ``None``;
-* ``lipschitz(norm)``: Lipschitz constant of the activation map in the l2 or l-inf norm;
-* ``is_piecewise_linear``: whether the map is piecewise linear (exact SMT encodings exist);
+Facts (class attributes or properties):
+
+* ``name``: the ``"type"`` of its spec dictionary; ``describe()``: short readable form (``leaky_relu(0.01)``);
+* ``elementwise``: acts entry by entry (else on consecutive groups of ``group_size`` entries);
+* ``group_size``: 1 for elementwise maps, else the size of the groups it acts on;
+* ``pair_form``: True for MaxMin (``(p, q) -> (q + relu(p - q), p - relu(p - q))``), which methods bound
+  through the pair differences ``p - q``;
+* ``is_piecewise_linear``: whether the map is piecewise linear (exact rational / SMT encodings exist);
 * ``monotone``: whether every output is non-decreasing in every input (never assumed: each class states it);
-* ``two_piece_slope``: ``a`` for maps ``z -> z (z > 0), a z (z <= 0)`` (ReLU: 0), else ``None``;
-* ``group_size``: 1 for elementwise maps, else the size of the groups it acts on; ``pair_form``: True for
-  MaxMin (``(p, q) -> (q + relu(p - q), p - relu(p - q))``), which methods bound through ``p - q``;
+* ``two_piece_slope``: ``a`` for maps ``z -> z (z > 0), a z (z <= 0)`` (ReLU: 0), else ``None``.
+
+Operations (methods; the base class raises ``NotImplementedError`` where no sound default exists):
+
+* ``__call__(z)``: evaluation in float64; ``derivative(z)``: elementwise ``phi'``; ``jacobian(z)``: the
+  ``(N, n, n)`` Jacobian (one element of the Clarke Jacobian at kinks);
+* ``slope_bounds()``: ``(alpha, beta)`` bounding every difference quotient if the map is elementwise (``alpha``
+  may be negative: SiLU), else ``None``; ``lipschitz(norm)``: Lipschitz constant in the l2 or l-inf norm;
 * ``qc_basis()``: for grouped maps, an orthonormal basis of the directions each group's map preserves
   (the quadratic constraints of the SDP methods), else ``None``;
-* ``kink_free(lower, upper)``: mask of the rows of a batch of boxes on which the map is provably
-  differentiable (piecewise-linear maps: no kink inside);
-* ``interval(l, u)``: sound (for piecewise-linear maps exact) bounds of ``phi`` on a box.  There is no
-  default: an activation that does not define it cannot be used by bound propagation.
+* ``kink_free(lower, upper)``: mask of the boxes of a batch on which the map is provably differentiable;
+* ``interval(l, u)``: sound (for piecewise-linear maps exact) bounds of ``phi`` on a box.  No default: an
+  activation that does not define it cannot be used by bound propagation;
+* ``linear_relaxation(l, u)``: sound lines (matrices for grouped maps) below and above ``phi`` on a box;
+* ``derivative_bounds(l, u)``: sound range of ``phi'`` on a box (elementwise maps);
+* ``check_width(n)``: refuse widths a grouped map cannot act on; ``to_spec()``: JSON-serialisable form;
+* ``exact_call(z)``, ``z3_terms(z, lower, upper)``: exact rational evaluation and exact Z3 terms
+  (piecewise-linear maps only).
 
-Methods that need more (linear relaxations on ``[l, u]``, Z3 terms) add them here as methods, each
-activation class overriding them.
+The math of the relaxations lives in :mod:`verification.activations._relax`; ``activations`` imports
+nothing from the methods (``bounds``, ``lipschitz``, ``smt``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from verification.activations import Activation, GroupSort, Householder, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
+from verification.activations import Activation, GroupSort, Householder, LeakyReLU, from_spec
+from verification.activations.names import NAMES
 from verification.errors import InvalidParameterError, ModelFormatError, ShapeMismatchError
 from verification.io.common import assumed_activations, chain_from_weights, parse_arch, real_array
 from verification.network import Network
@@ -24,10 +25,7 @@ from verification.network import Network
 __all__ = ["load", "save"]
 
 _OPTIONAL = {"activations", "input_lower", "input_upper"}
-_SPEC_KEYS = {
-    "identity": set(), "relu": set(), "tanh": set(), "sigmoid": set(),
-    "leaky_relu": {"negative_slope"}, "groupsort": {"group_size"}, "maxmin": {"group_size"}, "householder": {"v"},
-}
+_SPEC_KEYS = {row.name: {row.param} - {None} for row in NAMES}  # spec type -> its optional fields
 
 
 def _open(path: Path) -> dict[str, np.ndarray]:
@@ -89,7 +87,7 @@ def _activation(spec, what: str) -> Activation:
         if not isinstance(v, list) or len(v) < 2:
             raise ModelFormatError(f"{what} (householder) needs a list 'v' of at least 2 numbers")
         return Householder(np.array([_number(c, f"{what} v entry") for c in v]))
-    return {"identity": Identity, "relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid}[kind]()
+    return from_spec({"type": kind})  # activations without parameters
 
 
 def _activations(raw: np.ndarray, n_hidden: int, fname: str) -> list[Activation]:
