@@ -200,7 +200,7 @@ def test_incremental_crown_matches_full_crown_on_unstable_first_hidden_layers():
     hi = lo + rng.uniform(0.1, 1.0, size=(8, 4))
     inc = incremental_crown(net, lo, hi)
     full = crown_layers(net, lo, hi, final=False).pre
-    np.testing.assert_array_equal(inc[0][0], full[0][0])  # layer 0: exact affine interval in both
+    np.testing.assert_array_equal(inc[0].lower, full[0].lower)  # layer 0: exact affine interval in both
     l_i, u_i = inc[1]
     l_f, u_f = full[1]
     unst = ((l_i < 0) & (u_i > 0)).any(axis=0)
@@ -280,7 +280,7 @@ def test_alpha_spec_bounds_approach_the_triangle_lp_from_below():
         c = np.array([[1.0, -1.0]])
         sb = spec_bounds(net, lo, hi, c, np.zeros(1))
         ab = alpha_spec_bounds(net, lo, hi, c, np.zeros(1), sb.pre, iters=200, lr=0.05)
-        l, u = sb.pre[0][0][0], sb.pre[0][1][0]
+        l, u = sb.pre[0].lower[0], sb.pre[0].upper[0]
         lp = _triangle_lp(W1, b1, W2, b2, c[0], lo[0], hi[0], l, u)
         a, cr = ab.lower[0, 0], sb.lower[0, 0]
         assert cr <= a + 1e-12 and a <= lp + 1e-8 * (1 + abs(lp)), (k, cr, a, lp)

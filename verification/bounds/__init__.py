@@ -7,11 +7,16 @@ Public entry points
 network (what an exact encoding needs to fix stable neurons).
 ``local_lipschitz(net, center, eps, norm="inf", output=None, bab=False, timeout=None)`` ->
 :class:`LocalLipschitzResult` (Jacobian bound propagation of Shi et al. 2022, optional branch-and-bound).
+
+Containers (:mod:`verification.bounds.types`): :class:`Bounds` (one pair of bound arrays, optional batch axis),
+:class:`LayerBounds` (bounds through a network), :class:`SpecBounds` (lower bounds of specification rows).
 """
 
 from __future__ import annotations
 
-from verification.bounds.interval import Bounds, layer_bounds, output_bounds
+from verification.bounds.interval import layer_bounds, output_bounds
 from verification.bounds.local import LocalLipschitzResult, local_lipschitz
+from verification.bounds.types import Bounds, LayerBounds, SpecBounds
 
-__all__ = ["Bounds", "output_bounds", "layer_bounds", "local_lipschitz", "LocalLipschitzResult"]
+__all__ = ["Bounds", "LayerBounds", "SpecBounds", "output_bounds", "layer_bounds", "local_lipschitz",
+           "LocalLipschitzResult"]

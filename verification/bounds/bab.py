@@ -26,6 +26,7 @@ import numpy as np
 
 from verification.bounds.crown import crown_layers
 from verification.bounds.jacobian import derivative_ranges, jacobian_l1_upper
+from verification.bounds.types import Bounds
 from verification.network import Network
 
 __all__ = ["BranchAndBound", "branch_and_bound", "MARGIN_TOL"]
@@ -45,7 +46,7 @@ def _evaluate(net, lo, hi, c, splits, prior, alpha, relaxation):
 
 def _choose(net, lb, ranges, jb, splittable):
     """Per domain: (layer, neuron) to split, or None when no splittable unstable neuron is left."""
-    B = lb.pre[0][0].shape[0]
+    B = lb.pre[0].lower.shape[0]
     best = np.full(B, -1.0)
     choice = [None] * B
     for j, ok in enumerate(splittable):
@@ -65,9 +66,11 @@ def _choose(net, lb, ranges, jb, splittable):
 
 def _linear_constraints(net, splits, ranges, b):
     """Rows ``(A, c)`` with ``A x + c >= 0`` implied by the split constraints of domain ``b`` that are linear."""
-    dense = net.dense_layers
-    A = dense[0].weight
-    c0 = dense[0].bias
+    # the LP needs the constraint rows as dense arrays
+    W = [layer.as_matrix() for layer in net.affine_layers]
+    bias = [layer.bias for layer in net.affine_layers]
+    A = W[0]
+    c0 = bias[0]
     rows_a, rows_c = [], []
     for j in range(len(splits)):
         s = splits[j][b]
@@ -79,8 +82,8 @@ def _linear_constraints(net, splits, ranges, b):
         if j + 1 >= len(splits) or kind != "elem" or not np.all(dl[b] == du[b]):
             break
         d = dl[b]
-        A = dense[j + 1].weight @ (d[:, None] * A)
-        c0 = dense[j + 1].weight @ (d * c0) + dense[j + 1].bias
+        A = W[j + 1] @ (d[:, None] * A)
+        c0 = W[j + 1] @ (d * c0) + bias[j + 1]
     if not rows_a:
         return None, None
     return np.concatenate(rows_a), np.concatenate(rows_c)
@@ -121,7 +124,7 @@ class BranchAndBound:
                  lp_internal: bool = False):
         self.net, self.lo, self.hi, self.c = net, lo, hi, np.asarray(c, dtype=np.float64)
         self.relaxation, self.batch_size, self.max_domains, self.lp_internal = relaxation, batch_size, max_domains, lp_internal
-        self.widths = [d.out_features for d in net.dense_layers[:-1]]
+        self.widths = [layer.out_features for layer in net.affine_layers[:-1]]
         self.splittable = [a.two_piece_slope is not None for a in net.activations]
         self.counter = itertools.count()
         self.best_lower, self.witness, self.closed = float(lower), None, -np.inf
@@ -151,7 +154,7 @@ class BranchAndBound:
             self.closed = max(self.closed, value)
             return
         heapq.heappush(self.heap, (-value, next(self.counter), [s[b].copy() for s in splits],
-                                   [(p[0][b].copy(), p[1][b].copy()) for p in pre], choice))
+                                   [Bounds(l[b].copy(), u[b].copy()) for l, u in pre], choice))
 
     @property
     def upper(self) -> float:
@@ -177,13 +180,13 @@ class BranchAndBound:
             batch = [heapq.heappop(heap) for _ in range(min(self.batch_size, len(heap)))]
             m = 2 * len(batch)
             splits = [np.zeros((m, n), dtype=np.int8) for n in widths]
-            prior = [(np.zeros((m, n)), np.zeros((m, n))) for n in widths]
+            prior = [Bounds(np.zeros((m, n)), np.zeros((m, n))) for n in widths]
             parent = np.zeros(m)
             for i, (negv, _, sp, pr, (j, k)) in enumerate(batch):
                 for layer in range(len(widths)):
                     splits[layer][2 * i:2 * i + 2] = sp[layer]
-                    prior[layer][0][2 * i:2 * i + 2] = pr[layer][0]
-                    prior[layer][1][2 * i:2 * i + 2] = pr[layer][1]
+                    prior[layer].lower[2 * i:2 * i + 2] = pr[layer].lower
+                    prior[layer].upper[2 * i:2 * i + 2] = pr[layer].upper
                 splits[j][2 * i, k] = -1
                 splits[j][2 * i + 1, k] = 1
                 parent[2 * i:2 * i + 2] = -negv

@@ -24,46 +24,20 @@ from these bounds must require a small positive margin.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from verification.bounds.crown import (_apply_choice, _ibp_next, _make_relax, backsubstitute,
-                                       backsubstitute_from, check_supported, crown_layers, make_relaxations)
+from verification.bounds.alpha import ascend
+from verification.bounds.crown import (_ibp_next, _make_relax, alpha_gradient, backsubstitute, backsubstitute_from,
+                                       box_lower, check_supported, crown_layers, make_relaxations)
+from verification.bounds.interval import ibp_layers
+from verification.bounds.types import Bounds, LayerBounds, SpecBounds
 from verification.errors import InvalidParameterError, UnsupportedLayerError
-from verification.network import Dense, Network
+from verification.network import Network
 
-__all__ = ["SpecBounds", "spec_bounds", "alpha_spec_bounds", "incremental_crown", "batched_layer_bounds", "is_two_piece",
-           "INTERMEDIATE"]
+__all__ = ["SpecBounds", "spec_bounds", "alpha_spec_bounds", "incremental_crown", "intermediate_bounds",
+           "batched_layer_bounds", "is_two_piece", "INTERMEDIATE"]
 
 INTERMEDIATE = ("incremental", "crown", "ibp")
-
-
-@dataclass
-class SpecBounds:
-    """Bounds of specification rows on a batch of boxes.
-
-    ``lower[b, r]`` is a lower bound of row ``r`` on box ``b``; it is the minimum over the box of the linear
-    function ``coef[b, r] · e + lower[b, r] + ||coef[b, r]||_1`` (``e``: normalised input), itself a lower
-    bound of the row on the box.  ``pre[j] = (l, u)``: pre-activation bounds of activation ``j``.
-    ``scale[b, r]``: magnitude of the terms summed into ``lower`` (float64 rounding is relative to it; a
-    refutation must clear a margin proportional to it)."""
-
-    lower: np.ndarray  # (B, R)
-    coef: np.ndarray  # (B, R, n0)
-    pre: list
-    scale: np.ndarray | None = None  # (B, R)
-
-    def guarded(self, tol: float) -> np.ndarray:
-        """``lower - tol * (1 + scale)``: a row is refuted on a box when this is ``> 0``."""
-        scale = 0.0 if self.scale is None else self.scale
-        return self.lower - tol * (1.0 + scale)
-
-    def unstable_counts(self) -> np.ndarray:
-        """Number of neurons with ``l < 0 < u`` per box."""
-        if not self.pre:
-            return np.zeros(self.lower.shape[0], dtype=int)
-        return sum(((l < 0) & (u > 0)).sum(axis=1) for l, u in self.pre)
 
 
 def is_two_piece(net: Network) -> bool:
@@ -76,30 +50,29 @@ def is_two_piece(net: Network) -> bool:
 def incremental_crown(net: Network, lo: np.ndarray, hi: np.ndarray, prior: list | None = None) -> list:
     """Batched CROWN pre-activation bounds of every activation of a canonical ReLU / leaky-ReLU net.
 
-    ``lo, hi``: ``(B, n0)`` boxes; ``prior``: optional per-layer ``(l, u)`` of shape ``(B, n_j)`` (or
-    ``None`` entries) known to hold on the boxes, intersected with the new bounds (so a neuron stable on
-    the parent box stays stable).  Per layer: interval bounds from the previous layer's bounds, the prior,
-    then CROWN back-substitution (:func:`~verification.bounds.crown.backsubstitute`) of the neurons still
-    unstable in some box.  Returns ``[(l_j, u_j)]`` per activation."""
+    ``lo, hi``: ``(B, n0)`` boxes; ``prior``: optional per-layer bounds (:class:`Bounds` or ``(l, u)``) of
+    shape ``(B, n_j)`` (or ``None`` entries) known to hold on the boxes, intersected with the new bounds (so
+    a neuron stable on the parent box stays stable).  Per layer: interval bounds from the previous layer's
+    bounds, the prior, then CROWN back-substitution (:func:`~verification.bounds.crown.backsubstitute`) of
+    the neurons still unstable in some box.  Returns one :class:`Bounds` per activation."""
     if not is_two_piece(net):
         raise UnsupportedLayerError("incremental_crown needs ReLU / leaky-ReLU (slope <= 1) activations")
-    dense, acts = net.dense_layers, net.activations
+    layers, acts = net.affine_layers, net.activations
     mid, rad = (hi + lo) / 2.0, (hi - lo) / 2.0
     B = lo.shape[0]
     pre: list = []
     relax: list = []
     for k in range(len(acts)):
         if k == 0:
-            c0 = mid @ dense[0].weight.T + dense[0].bias
-            r0 = rad @ np.abs(dense[0].weight).T
+            c0, r0 = layers[0](mid), layers[0].abs_linear(rad)
         else:  # interval bounds from the previous layer's bounds
-            c0, r0 = _ibp_next(acts[k - 1], dense[k], *pre[k - 1])
-        l, u = _intersect(c0 - r0, c0 + r0, None if prior is None else prior[k])
+            c0, r0 = _ibp_next(acts[k - 1], layers[k], *pre[k - 1])
+        l, u = Bounds(c0 - r0, c0 + r0).intersect(None if prior is None else prior[k])
         if k > 0:
             unst = np.flatnonzero(((l < 0) & (u > 0)).any(axis=0))
             if unst.size:
                 m = unst.size
-                Wk, bk = dense[k].weight[unst], dense[k].bias[unst]
+                Wk, bk = layers[k].rows(unst), layers[k].bias[unst]
                 lam, bias, _, _ = backsubstitute_from(net, k, np.concatenate([Wk, -Wk]), np.concatenate([bk, -bk]),
                                                       relax, B)
                 val = np.einsum("nmd,nd->nm", lam, mid) - np.einsum("nmd,nd->nm", np.abs(lam), rad) + bias
@@ -108,32 +81,9 @@ def incremental_crown(net: Network, lo: np.ndarray, hi: np.ndarray, prior: list 
                 l[:, unst] = np.maximum(l[:, unst], val[:, :m])
                 u[:, unst] = np.minimum(u[:, unst], -val[:, m:])
                 u = np.maximum(u, l)
-        pre.append((l, u))
+        pre.append(Bounds(l, u))
         relax.append(_make_relax(acts[k], l, u))
     return pre
-
-
-def _intersect(l: np.ndarray, u: np.ndarray, prior) -> tuple[np.ndarray, np.ndarray]:
-    """``[l, u] ∩ prior`` for bounds known to hold (``prior`` = ``(l', u')`` or ``None``); keeps ``u >= l``."""
-    if prior is None:
-        return l, u
-    l = np.maximum(l, prior[0])
-    return l, np.maximum(np.minimum(u, prior[1]), l)
-
-
-def _ibp(net: Network, lo: np.ndarray, hi: np.ndarray):
-    pre = []
-    l, u = lo, hi
-    for layer in net.layers:
-        if isinstance(layer, Dense):
-            mid, rad = (u + l) / 2.0, (u - l) / 2.0
-            c = mid @ layer.weight.T + layer.bias
-            r = rad @ np.abs(layer.weight).T
-            l, u = c - r, c + r
-        else:
-            pre.append((l, u))
-            l, u = (np.asarray(v, dtype=np.float64) for v in layer.interval(l, u))
-    return pre, (l, u)
 
 
 def _supports_crown(net: Network) -> bool:
@@ -144,23 +94,30 @@ def _supports_crown(net: Network) -> bool:
     return True
 
 
-def batched_layer_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, method: str = "incremental",
-                         prior: list | None = None):
-    """Pre-activation bounds ``[(l, u)]`` (each ``(B, n_j)``) of a canonical net on the boxes ``[lo, hi]``
-    and the pair-difference bounds of MaxMin layers (list, ``None`` for other layers, or ``None`` if not
-    computed).  ``method``: ``"incremental"`` (ReLU / leaky-ReLU nets; others fall back to ``"crown"``),
-    ``"crown"`` (nets without a linear relaxation fall back to ``"ibp"``) or ``"ibp"``."""
+def intermediate_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, method: str = "incremental",
+                        prior: list | None = None) -> LayerBounds:
+    """Pre-activation bounds (``pre``, each ``(B, n_j)``) of a canonical net on the boxes ``[lo, hi]`` and the
+    pair-difference bounds of MaxMin layers (``pair``; ``None`` if not computed), intersected with ``prior``.
+    ``method``: ``"incremental"`` (ReLU / leaky-ReLU nets; others fall back to ``"crown"``), ``"crown"``
+    (nets without a linear relaxation fall back to ``"ibp"``) or ``"ibp"``."""
     if method not in INTERMEDIATE:
         raise InvalidParameterError(f"The bound method must be one of {INTERMEDIATE}. Got {method!r} instead.")
     if method == "incremental" and is_two_piece(net):
-        return incremental_crown(net, lo, hi, prior), None
+        return LayerBounds(tuple(incremental_crown(net, lo, hi, prior)))
     if method != "ibp" and _supports_crown(net):
         lb = crown_layers(net, lo, hi, final=False, prior=prior)
-        return lb.pre, lb.pair
-    pre = _ibp(net, lo, hi)[0]
+        return LayerBounds(lb.pre, lb.pair, infeasible=lb.infeasible)
+    pre = ibp_layers(net, lo, hi).pre
     if prior is not None:
-        pre = [_intersect(l, u, p) for (l, u), p in zip(pre, prior)]
-    return pre, None
+        pre = tuple(b.intersect(p) for b, p in zip(pre, prior))
+    return LayerBounds(pre)
+
+
+def batched_layer_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, method: str = "incremental",
+                         prior: list | None = None):
+    """:func:`intermediate_bounds` as the pair ``(pre, pair)`` (``pre``: list of :class:`Bounds`)."""
+    lb = intermediate_bounds(net, lo, hi, method, prior)
+    return list(lb.pre), None if lb.pair is None else list(lb.pair)
 
 
 def spec_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, cb: np.ndarray,
@@ -171,16 +128,17 @@ def spec_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, cb:
     bounded by interval arithmetic on the output (``coef`` is then 0)."""
     B = lo.shape[0]
     C = np.asarray(C, dtype=np.float64)
-    pre, pair = batched_layer_bounds(net, lo, hi, method, prior)
+    lb = intermediate_bounds(net, lo, hi, method, prior)
+    pre = lb.pre
     L = len(net.activations)
     if method != "ibp" and (is_two_piece(net) or _supports_crown(net)):
-        relax = make_relaxations(net, pre, pair)
+        relax = make_relaxations(net, pre, lb.pair)
         lam, bias, _, _ = backsubstitute(net, L, C, relax, B)
         mid, rad = (hi + lo) / 2.0, (hi - lo) / 2.0
-        lower = np.einsum("bmi,bi->bm", lam, mid) - np.einsum("bmi,bi->bm", np.abs(lam), rad) + bias + cb
+        lower = box_lower(lam, bias, mid, rad) + cb
         return SpecBounds(lower, lam * rad[:, None, :], pre, _scale(lam, bias, mid, rad, cb))
     # interval bounds of the output
-    l, u = _ibp(net, lo, hi)[1]
+    l, u = ibp_layers(net, lo, hi).out
     Cp, Cn = np.maximum(C, 0.0), np.minimum(C, 0.0)
     lower = l @ Cp.T + u @ Cn.T + cb
     scale = np.abs(l) @ np.abs(Cp).T + np.abs(u) @ np.abs(Cn).T + np.abs(cb)
@@ -213,7 +171,7 @@ def alpha_spec_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, C: np.ndarra
     Float64 without directed rounding, like :func:`spec_bounds`."""
     if not is_two_piece(net):
         raise UnsupportedLayerError("alpha_spec_bounds needs ReLU / leaky-ReLU (slope <= 1) activations")
-    dense, acts = net.dense_layers, net.activations
+    acts = net.activations
     L = len(acts)
     B, R = lo.shape[0], C.shape[0]
     C = np.asarray(C, dtype=np.float64)
@@ -227,40 +185,28 @@ def alpha_spec_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, C: np.ndarra
         s = act.two_piece_slope
         alphas.append(np.repeat(np.where(u > -l, 1.0, s)[:, None, :], R, axis=1))
     ranges = [(min(a.two_piece_slope, 1.0), max(a.two_piece_slope, 1.0)) for a in acts]
-    mom = [np.zeros_like(a) for a in alphas]
-    vel = [np.zeros_like(a) for a in alphas]
-    b1, b2 = 0.9, 0.999
-    for it in range(1, iters + 1):
-        sub_pre = [(l[act_idx], u[act_idx]) for l, u in pre]
-        relax = [_make_relax(acts[j], sub_pre[j][0], sub_pre[j][1], alpha=alphas[j]) for j in range(L)]
+    last: dict = {}
+
+    def evaluate(alphas):
+        relax = []
+        for j, (l, u) in enumerate(pre):
+            relax.append(_make_relax(acts[j], l[act_idx], u[act_idx], alpha=alphas[j]))
         lam, bias, recs, coefs = backsubstitute(net, L, C, relax, act_idx.size)
         m, r = mid[act_idx], rad[act_idx]
-        val = np.einsum("bmi,bi->bm", lam, m) - np.einsum("bmi,bi->bm", np.abs(lam), r) + bias + cb
+        val = box_lower(lam, bias, m, r) + cb
         better = val > best[act_idx]
         best[act_idx] = np.where(better, val, best[act_idx])
         best_scale[act_idx] = np.where(better, _scale(lam, bias, m, r, cb), best_scale[act_idx])
         best_lam[act_idx] = np.where(better[..., None], lam, best_lam[act_idx])
-        if it == iters:
-            break
-        keep = np.ones(act_idx.size, dtype=bool) if done is None else ~np.asarray(done(act_idx, best[act_idx]), dtype=bool)
-        if not keep.any():
-            break
-        # gradient: linearised network evaluated at the minimising vertex of each row
-        x = np.where(lam >= 0, (m - r)[:, None, :], (m + r)[:, None, :])
-        z = x @ dense[0].weight.T + dense[0].bias
-        for j in range(L):
-            rj = relax[j]
-            c = coefs[j]
-            side = (c >= 0) if ranges[j][1] == 1.0 else (c < 0)
-            g = np.where(side & rj.unstable, c * z, 0.0)
-            mom[j] = b1 * mom[j] + (1 - b1) * g
-            vel[j] = b2 * vel[j] + (1 - b2) * g * g
-            step = lr * (mom[j] / (1 - b1 ** it)) / (np.sqrt(vel[j] / (1 - b2 ** it)) + 1e-12)
-            alphas[j] = np.clip(alphas[j] + step, ranges[j][0], ranges[j][1])
-            z = _apply_choice(rj, recs[j], z) @ dense[j + 1].weight.T + dense[j + 1].bias
-        if not keep.all():
-            act_idx = act_idx[keep]
-            alphas = [a[keep] for a in alphas]
-            mom = [a[keep] for a in mom]
-            vel = [a[keep] for a in vel]
-    return SpecBounds(best, best_lam * rad[:, None, :], pre, best_scale)
+        last.update(relax=relax, recs=recs, coefs=coefs, lam=lam, lo=m - r, hi=m + r)
+
+    def gradient():
+        return alpha_gradient(net, last["relax"], last["recs"], last["coefs"], last["lam"], last["lo"], last["hi"])
+
+    def drop(keep):
+        nonlocal act_idx
+        act_idx = act_idx[keep]
+
+    finished = None if done is None else (lambda: done(act_idx, best[act_idx]))
+    ascend(alphas, ranges, evaluate, gradient, iters=iters, lr=lr, done=finished, drop=drop)
+    return SpecBounds(best, best_lam * rad[:, None, :], tuple(Bounds(l, u) for l, u in pre), best_scale)

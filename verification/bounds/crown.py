@@ -23,26 +23,16 @@ and the ReLU relaxation of ``r`` uses CROWN bounds of the pair differences ``p -
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from verification.activations._relax import two_piece_relaxation
+from verification.bounds.alpha import ascend
+from verification.bounds.types import Bounds, LayerBounds
 from verification.errors import UnsupportedLayerError
 from verification.network import Network
 
-__all__ = ["LayerBounds", "crown_layers", "crown_spec_lower", "backsubstitute", "backsubstitute_from", "make_relaxations", "check_supported"]
-
-
-@dataclass
-class LayerBounds:
-    """Batched pre-activation bounds: ``pre[j] = (l, u)`` of shape ``(B, n_j)``; ``pair[j]`` bounds of
-    ``p - q`` for MaxMin layers (``(B, n_j/2)``) else ``None``; ``out = (l, u)`` of the output."""
-
-    pre: list
-    pair: list
-    out: tuple
-    infeasible: np.ndarray | None = None
+__all__ = ["LayerBounds", "crown_layers", "crown_spec_lower", "backsubstitute", "backsubstitute_from",
+           "make_relaxations", "check_supported", "alpha_gradient", "box_lower"]
 
 
 def check_supported(net: Network) -> None:
@@ -134,15 +124,15 @@ def backsubstitute(net: Network, k: int, C: np.ndarray, relax: list, batch: int 
     pre-activations lie in the bounds the relaxations were built from (``lam``: ``(B, m, n0)``; ``batch``
     gives ``B`` for shared rows), the relaxation choices and the coefficients on each activation output (for
     the alpha gradient)."""
-    dense = net.dense_layers
-    return backsubstitute_from(net, k, C @ dense[k].weight, C @ dense[k].bias, relax, batch)
+    layer = net.affine_layers[k]
+    return backsubstitute_from(net, k, layer.transpose(C), C @ layer.bias, relax, batch)
 
 
 def backsubstitute_from(net: Network, k: int, lam: np.ndarray, bias: np.ndarray, relax: list,
                         batch: int | None = None):
     """:func:`backsubstitute` starting from the coefficients ``lam`` on the activation outputs ``a_{k-1}``
     (``C W_k``) and the constant ``bias`` (``C b_k``)."""
-    dense = net.dense_layers
+    layers = net.affine_layers
     if lam.ndim == 2 and k > 0 and relax[k - 1].kind != "elem":  # only elementwise steps broadcast rows
         lam = np.broadcast_to(lam, (1 if batch is None else batch,) + lam.shape)
     recs = [None] * k
@@ -151,8 +141,8 @@ def backsubstitute_from(net: Network, k: int, lam: np.ndarray, bias: np.ndarray,
         coefs[j] = lam
         lam, add, recs[j] = _step(relax[j], lam)
         bias = bias + add
-        bias = bias + lam @ dense[j].bias
-        lam = lam @ dense[j].weight
+        bias = bias + lam @ layers[j].bias
+        lam = layers[j].transpose(lam)
     if lam.ndim == 2:  # shared rows and no activation: same bound for every box
         B = 1 if batch is None else batch
         lam = np.broadcast_to(lam, (B,) + lam.shape)
@@ -160,20 +150,34 @@ def backsubstitute_from(net: Network, k: int, lam: np.ndarray, bias: np.ndarray,
     return lam, bias, recs, coefs
 
 
+def box_lower(lam: np.ndarray, bias: np.ndarray, mid: np.ndarray, rad: np.ndarray) -> np.ndarray:
+    """Minimum of the linear functions ``lam[b, m] · x + bias[b, m]`` over the boxes ``mid[b] ± rad[b]``."""
+    return np.einsum("bmi,bi->bm", lam, mid) - np.einsum("bmi,bi->bm", np.abs(lam), rad) + bias
+
+
 def crown_spec_lower(net: Network, k: int, C: np.ndarray, relax: list, lo: np.ndarray, hi: np.ndarray,
                      want_grad: bool = False):
     """Lower bounds of ``C z_k`` (C: (B, m, n_k)) for x in the boxes ``[lo, hi]`` ((B, n0)).
 
     Returns ``(lower (B, m), grads)`` where ``grads[j]`` is the alpha gradient of layer ``j`` (or None)."""
-    dense = net.dense_layers
     lam, bias, recs, coefs = backsubstitute(net, k, C, relax)
-    mid, rad = (hi + lo) / 2, (hi - lo) / 2
-    val = np.einsum("bmi,bi->bm", lam, mid) - np.einsum("bmi,bi->bm", np.abs(lam), rad) + bias
+    val = box_lower(lam, bias, (hi + lo) / 2, (hi - lo) / 2)
     if not want_grad:
         return val, None
+    return val, alpha_gradient(net, relax, recs, coefs, lam, lo, hi)
+
+
+def alpha_gradient(net: Network, relax: list, recs: list, coefs: list, lam: np.ndarray, lo: np.ndarray,
+                   hi: np.ndarray) -> list:
+    """Gradient of the bound ``min_x lam x + bias`` of a back-substitution (``relax``, choices ``recs``,
+    coefficients ``coefs`` on the activation outputs, from :func:`backsubstitute`) in the free slopes of
+    each layer (``None`` for layers without one): ``Lambda_{j,i} * z_hat_{j,i}`` with ``z_hat`` the
+    pre-activation of the linearised network at the minimising vertex of ``[lo, hi]`` (``(B, n0)``)."""
+    layers = net.affine_layers
+    k = len(recs)
     x = np.where(lam >= 0, lo[:, None, :], hi[:, None, :])
     grads = [None] * k
-    z = x @ dense[0].weight.T + dense[0].bias
+    z = layers[0](x)
     for j in range(k):
         r = relax[j]
         if r.alpha_side is not None:
@@ -185,24 +189,30 @@ def crown_spec_lower(net: Network, k: int, C: np.ndarray, relax: list, lo: np.nd
                 c = coefs[j]
                 side = c >= 0 if r.alpha_side == "lower" else c < 0
                 grads[j] = np.where(side & r.unstable, c * z, 0.0)
-        a = _apply_choice(r, recs[j], z)
-        z = a @ dense[j + 1].weight.T + dense[j + 1].bias
-    return val, grads
+        if j + 1 < k:
+            z = layers[j + 1](_apply_choice(r, recs[j], z))
+    return grads
 
 
-def _ibp_next(act, dense, l, u):
+def _ibp_next(act, layer, l, u):
     """Interval bounds (centre, radius) of the next pre-activation from pre-activation bounds ``l, u``."""
     al, au = act.interval(l, u)
     mid, rad = (au + al) / 2, (au - al) / 2
-    return mid @ dense.weight.T + dense.bias, rad @ np.abs(dense.weight).T
+    return layer(mid), layer.abs_linear(rad)
+
+
+def _pair_rows(n: int) -> np.ndarray:
+    """The ``(n/2, n)`` rows ``e_{2i} - e_{2i+1}`` (pair differences ``p - q`` of a MaxMin layer)."""
+    d = np.zeros((n // 2, n))
+    d[np.arange(n // 2), 2 * np.arange(n // 2)] = 1.0
+    d[np.arange(n // 2), 2 * np.arange(n // 2) + 1] = -1.0
+    return d
 
 
 def _spec(n: int, maxmin: bool, B: int) -> np.ndarray:
     rows = [np.eye(n), -np.eye(n)]
     if maxmin:
-        d = np.zeros((n // 2, n))
-        d[np.arange(n // 2), 2 * np.arange(n // 2)] = 1.0
-        d[np.arange(n // 2), 2 * np.arange(n // 2) + 1] = -1.0
+        d = _pair_rows(n)
         rows += [d, -d]
     c = np.concatenate(rows)
     return np.ascontiguousarray(np.broadcast_to(c, (B,) + c.shape))
@@ -214,41 +224,42 @@ def crown_layers(net: Network, lo: np.ndarray, hi: np.ndarray, alpha: bool = Fal
 
     ``lo, hi``: (B, n0) input boxes.  ``splits``: optional list (per activation layer) of int arrays
     (B, n_j) with +1 (``z >= 0`` imposed), -1 (``z <= 0``) or 0; imposed constraints clamp the bounds.
-    ``prior``: optional list of known sound bounds ``(l, u)`` per layer (e.g. of a parent domain) to
-    intersect with.  ``infeasible[b]`` is set when the constraints of domain ``b`` contradict the bounds.
+    ``prior``: optional list of known sound bounds (:class:`Bounds` or ``(l, u)``, or ``None``) per layer
+    (e.g. of a parent domain) to intersect with.  ``infeasible[b]`` is set when the constraints of domain
+    ``b`` contradict the bounds.
     """
-    dense, acts = net.dense_layers, net.activations
+    layers, acts = net.affine_layers, net.activations
     L = len(acts)
     B = lo.shape[0]
     pre, pair = [], []
     infeasible = np.zeros(B, dtype=bool)
     last = L + 1 if final else L
     for k in range(last):
-        n = dense[k].out_features
+        n = layers[k].out_features
         mm = k < L and acts[k].pair_form
         C = _spec(n, mm, B)
         if k == 0:
             mid, rad = (hi + lo) / 2, (hi - lo) / 2
-            c0 = mid @ dense[0].weight.T + dense[0].bias
-            r0 = rad @ np.abs(dense[0].weight).T
+            c0, r0 = layers[0](mid), layers[0].abs_linear(rad)
             vals = np.concatenate([c0 - r0, -(c0 + r0)], axis=1)
             if mm:
                 cd = c0[:, 0::2] - c0[:, 1::2]
-                wd = dense[0].weight[0::2] - dense[0].weight[1::2]
-                rd = rad @ np.abs(wd).T
+                # radius of the pair differences: |rows of W p - W q| (the product with +-1 rows is exact)
+                rd = layers[0].select(_pair_rows(n)).abs_linear(rad)
                 vals = np.concatenate([vals, cd - rd, -(cd + rd)], axis=1)
         else:
             vals = _optimise(net, k, C, pre, pair, lo, hi, alpha, iters, lr)
             # intersect with interval bounds
-            il, ir = _ibp_next(acts[k - 1], dense[k], pre[k - 1][0], pre[k - 1][1])
+            il, ir = _ibp_next(acts[k - 1], layers[k], *pre[k - 1])
             vals[:, :n] = np.maximum(vals[:, :n], il - ir)
             vals[:, n:2 * n] = np.maximum(vals[:, n:2 * n], -(il + ir))
         l, u = vals[:, :n], -vals[:, n:2 * n]
         u = np.maximum(u, l)
         if k < L:
             if prior is not None and prior[k] is not None:
-                l = np.maximum(l, prior[k][0])
-                u = np.minimum(u, prior[k][1])
+                pl, pu = prior[k]
+                l = np.maximum(l, pl)
+                u = np.minimum(u, pu)
                 infeasible |= np.any(l > u + 1e-9 * (1 + np.abs(u)), axis=1)
                 u = np.maximum(u, l)
             if splits is not None and splits[k] is not None:
@@ -257,34 +268,36 @@ def crown_layers(net: Network, lo: np.ndarray, hi: np.ndarray, alpha: bool = Fal
                 u = np.where(s < 0, np.minimum(u, 0.0), u)
                 l = np.where(s > 0, np.maximum(l, 0.0), l)
                 u = np.maximum(u, l)
-            pre.append((l, u))
+            pre.append(Bounds(l, u))
             if mm:
                 h = n // 2
                 pl, pu = vals[:, 2 * n:2 * n + h], -vals[:, 2 * n + h:]
                 # also implied by the box of (p, q)
                 pl = np.maximum(pl, l[:, 0::2] - u[:, 1::2])
                 pu = np.minimum(pu, u[:, 0::2] - l[:, 1::2])
-                pair.append((pl, np.maximum(pu, pl)))
+                pair.append(Bounds(pl, np.maximum(pu, pl)))
             else:
                 pair.append(None)
         else:
-            return LayerBounds(pre, pair, (l, u), infeasible)
-    return LayerBounds(pre, pair, None, infeasible)
+            return LayerBounds(tuple(pre), tuple(pair), Bounds(l, u), infeasible)
+    return LayerBounds(tuple(pre), tuple(pair), None, infeasible)
 
 
 def make_relaxations(net: Network, pre: list, pair: list | None = None, upto: int | None = None) -> list:
     """CROWN relaxations (adaptive lower slope) of the activations ``j < upto`` from their pre-activation
-    bounds ``pre[j] = (l, u)`` (``(B, n_j)``) and, for MaxMin layers, the pair-difference bounds ``pair[j]``."""
+    bounds ``pre[j]`` (``(B, n_j)`` each) and, for MaxMin layers, the pair-difference bounds ``pair[j]``."""
     acts = net.activations
     upto = len(acts) if upto is None else upto
     out = []
     for j in range(upto):
         pl, pu = pair[j] if pair is not None and pair[j] is not None else (None, None)
-        out.append(_make_relax(acts[j], pre[j][0], pre[j][1], pl, pu, None))
+        l, u = pre[j]
+        out.append(_make_relax(acts[j], l, u, pl, pu, None))
     return out
 
 
 def _optimise(net, k, C, pre, pair, lo, hi, alpha, iters, lr):
+    """Lower bounds of the rows ``C`` of ``z_k``: CROWN, then (``alpha``) the best alpha-CROWN iterate."""
     acts = net.activations
     m = C.shape[1]
 
@@ -292,7 +305,8 @@ def _optimise(net, k, C, pre, pair, lo, hi, alpha, iters, lr):
         out = []
         for j in range(k):
             pl, pu = pair[j] if pair[j] is not None else (None, None)
-            out.append(_make_relax(acts[j], pre[j][0], pre[j][1], pl, pu, None if alphas is None else alphas[j]))
+            l, u = pre[j]
+            out.append(_make_relax(acts[j], l, u, pl, pu, None if alphas is None else alphas[j]))
         return out
 
     base = relax_with(None)
@@ -314,21 +328,18 @@ def _optimise(net, k, C, pre, pair, lo, hi, alpha, iters, lr):
         ranges.append((min(a, 1.0), max(a, 1.0)))
         alphas.append(np.ascontiguousarray(np.broadcast_to(init, init.shape[:1] + (m,) + init.shape[2:])).copy())
     best = val.copy()
-    mom = [None if a is None else np.zeros_like(a) for a in alphas]
-    vel = [None if a is None else np.zeros_like(a) for a in alphas]
-    b1, b2 = 0.9, 0.999
-    for it in range(1, iters + 1):
+    mid, rad = (hi + lo) / 2, (hi - lo) / 2
+    last: dict = {}
+
+    def evaluate(alphas):
+        nonlocal best
         relax = relax_with(alphas)
-        v, grads = crown_spec_lower(net, k, C, relax, lo, hi, want_grad=True)
-        best = np.maximum(best, v)
-        if it == iters:
-            break
-        for j, a in enumerate(alphas):
-            if a is None:
-                continue
-            g = grads[j]
-            mom[j] = b1 * mom[j] + (1 - b1) * g
-            vel[j] = b2 * vel[j] + (1 - b2) * g * g
-            step = lr * (mom[j] / (1 - b1**it)) / (np.sqrt(vel[j] / (1 - b2**it)) + 1e-12)
-            alphas[j] = np.clip(a + step, ranges[j][0], ranges[j][1])
+        lam, bias, recs, coefs = backsubstitute(net, k, C, relax)
+        best = np.maximum(best, box_lower(lam, bias, mid, rad))
+        last.update(relax=relax, recs=recs, coefs=coefs, lam=lam)
+
+    def gradient():
+        return alpha_gradient(net, last["relax"], last["recs"], last["coefs"], last["lam"], lo, hi)
+
+    ascend(alphas, ranges, evaluate, gradient, iters=iters, lr=lr)
     return best

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from verification.bounds.crown import check_supported, crown_layers
+from verification.bounds.types import Bounds, LayerBounds
 from verification.errors import InvalidParameterError
+from verification.evaluate import enclose_trace
+from verification.layers import AffineLayer
 from verification.network import Network
 
-__all__ = ["Bounds", "output_bounds", "layer_bounds", "check_box"]
+__all__ = ["Bounds", "output_bounds", "layer_bounds", "check_box", "ibp_layers"]
 
 METHODS = ("ibp", "crown", "alpha-crown")
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """Elementwise bounds ``lower <= value <= upper`` (1-D arrays)."""
-
-    lower: np.ndarray
-    upper: np.ndarray
-
-    @property
-    def width(self) -> np.ndarray:
-        return self.upper - self.lower
 
 
 def check_box(net: Network, lower, upper, who: str) -> tuple[np.ndarray, np.ndarray]:
@@ -41,12 +31,20 @@ def check_box(net: Network, lower, upper, who: str) -> tuple[np.ndarray, np.ndar
     return lo, hi
 
 
-def _ibp_layers(net: Network, lo: np.ndarray, hi: np.ndarray) -> tuple[list[Bounds], Bounds]:
-    """IBP through the canonical net; returns pre-activation bounds per activation and output bounds."""
-    from verification.bounds.batched import _ibp  # the batched pass; one box here
-
-    pre, (l, u) = _ibp(net, lo[None, :], hi[None, :])
-    return [Bounds(pl[0].copy(), pu[0].copy()) for pl, pu in pre], Bounds(l[0], u[0])
+def ibp_layers(net: Network, lo: np.ndarray, hi: np.ndarray) -> LayerBounds:
+    """Interval bound propagation (float64, centre/radius form, no rounding allowance) through ``net`` on the
+    boxes ``[lo, hi]`` (``(B, n0)``): the bounds of the input of every activation and of the output."""
+    pre = []
+    l, u = lo, hi
+    for layer in net.layers:
+        if isinstance(layer, AffineLayer):
+            mid, rad = (u + l) / 2.0, (u - l) / 2.0
+            c, r = layer(mid), layer.abs_linear(rad)
+            l, u = c - r, c + r
+        else:
+            pre.append(Bounds(l, u))
+            l, u = (np.asarray(v, dtype=np.float64) for v in layer.interval(l, u))
+    return LayerBounds(tuple(pre), None, Bounds(l, u))
 
 
 def layer_bounds(net: Network, lower, upper, method: str = "ibp") -> list[Bounds]:
@@ -57,11 +55,10 @@ def layer_bounds(net: Network, lower, upper, method: str = "ibp") -> list[Bounds
     cnet = net.canonical()
     lo, hi = check_box(cnet, lower, upper, "layer_bounds")
     if method == "ibp":
-        return _ibp_layers(cnet, lo, hi)[0]
-    from verification.bounds.crown import check_supported, crown_layers
-
-    check_supported(cnet)
-    lb = crown_layers(cnet, lo[None, :], hi[None, :], alpha=method == "alpha-crown", final=False)
+        lb = ibp_layers(cnet, lo[None, :], hi[None, :])
+    else:
+        check_supported(cnet)
+        lb = crown_layers(cnet, lo[None, :], hi[None, :], alpha=method == "alpha-crown", final=False)
     return [Bounds(l[0].copy(), u[0].copy()) for l, u in lb.pre]
 
 
@@ -79,7 +76,6 @@ def output_bounds(net: Network, lower, upper, method: str = "ibp") -> Bounds:
     ``1e-10`` of the magnitudes involved and intersected with the IBP bounds."""
     if method not in METHODS:
         raise InvalidParameterError(f"The 'method' parameter of output_bounds must be one of {METHODS}. Got {method!r}.")
-    from verification.evaluate import enclose_trace
 
     cnet = net.canonical()
     lo, hi = check_box(cnet, lower, upper, "output_bounds")
@@ -87,8 +83,6 @@ def output_bounds(net: Network, lower, upper, method: str = "ibp") -> Bounds:
     ibp = Bounds(il[0], iu[0])
     if method == "ibp":
         return ibp
-    from verification.bounds.crown import check_supported, crown_layers
-
     check_supported(cnet)
     l, u = crown_layers(cnet, lo[None, :], hi[None, :], alpha=method == "alpha-crown").out
     mag = np.maximum(np.abs(ibp.lower), np.abs(ibp.upper))

@@ -32,7 +32,8 @@ import numpy as np
 
 from verification.activations._relax import two_piece_derivative_bounds
 from verification.bounds._kernels import product_step
-from verification.bounds.crown import LayerBounds
+from verification.bounds.crown import _pair_rows
+from verification.bounds.types import LayerBounds
 from verification.errors import UnsupportedLayerError
 from verification.network import Network
 
@@ -82,13 +83,6 @@ def derivative_ranges(net: Network, lb: LayerBounds, splits=None) -> list:
     return out
 
 
-def _pair_spec(n: int) -> np.ndarray:
-    d = np.zeros((n // 2, n))
-    d[np.arange(n // 2), 2 * np.arange(n // 2)] = 1.0
-    d[np.arange(n // 2), 2 * np.arange(n // 2) + 1] = -1.0
-    return d
-
-
 def _abs_chord(l, u):
     xl, xu = np.minimum(l, 0.0), np.maximum(u, 0.0)
     w = xu - xl
@@ -97,9 +91,9 @@ def _abs_chord(l, u):
 
 
 def _ibp(net: Network, ranges, c):
-    dense = net.dense_layers
+    layers = net.affine_layers
     L = len(ranges)
-    g = c @ dense[L].weight
+    g = layers[L].transpose(c)
     lg, ug = g, g
     for i in range(L - 1, -1, -1):
         kind, dl, du = ranges[i]
@@ -115,8 +109,8 @@ def _ibp(net: Network, ranges, c):
             ly[:, 0::2], uy[:, 0::2] = gmin_l + tl, gmin_u + tu
             ly[:, 1::2], uy[:, 1::2] = gmax_l - tu, gmax_u - tl
         mid, rad = (uy + ly) / 2, (uy - ly) / 2
-        w = dense[i].weight
-        lg, ug = mid @ w - rad @ np.abs(w), mid @ w + rad @ np.abs(w)
+        c_, r_ = layers[i].transpose(mid), layers[i].abs_transpose(rad)
+        lg, ug = c_ - r_, c_ + r_
     return np.maximum(np.abs(lg), np.abs(ug)).sum(-1)
 
 
@@ -124,7 +118,7 @@ def jacobian_l1_upper(net: Network, ranges: list, c: np.ndarray, relaxation: str
     """Upper bounds of ``max ||c_b^T J||_1`` for each batch entry ``b`` (``c``: (B, out_dim)).
 
     ``ranges`` from :func:`derivative_ranges` (batch B, or 1 to share one domain between outputs)."""
-    dense = net.dense_layers
+    layers = net.affine_layers
     L = len(ranges)
     c = np.ascontiguousarray(c, dtype=np.float64)
     B = c.shape[0]
@@ -134,11 +128,11 @@ def jacobian_l1_upper(net: Network, ranges: list, c: np.ndarray, relaxation: str
     for _, dl, du in ranges:
         exact &= np.all(dl == du, axis=1)
     if L == 0:
-        return JacobianBound(np.abs(c @ dense[0].weight).sum(-1), exact, [])
+        return JacobianBound(np.abs(layers[0].transpose(c)).sum(-1), exact, [])
     if relaxation == "ibp":
         return JacobianBound(_ibp(net, ranges, c), exact, [None] * L)
     mode = 0 if relaxation == "crown" else 1
-    g_last = c @ dense[L].weight  # g_{L-1}
+    g_last = layers[L].transpose(c)  # g_{L-1}
     gb = [None] * L
     wb = [None] * L
     gb[L - 1] = (g_last, g_last)
@@ -168,17 +162,17 @@ def jacobian_l1_upper(net: Network, ranges: list, c: np.ndarray, relaxation: str
             bias = bias + add
             if i == L - 1:
                 return np.einsum("bmi,bi->bm", lam, g_last) + bias
-            lam = lam @ dense[i + 1].weight.T
+            lam = layers[i + 1].linear(lam)
 
     for j in range(L - 2, -1, -1):
-        n = dense[j].out_features
+        n = layers[j].out_features
         rows = [np.eye(n), -np.eye(n)]
         pair = ranges[j][0] == "pair"
         if pair:
-            d = _pair_spec(n)
+            d = _pair_rows(n)
             rows += [d, -d]
         spec = np.concatenate(rows)
-        lam = np.broadcast_to(spec @ dense[j + 1].weight.T, (B,) + (spec.shape[0], dense[j + 1].out_features))
+        lam = np.broadcast_to(layers[j + 1].linear(spec), (B,) + (spec.shape[0], layers[j + 1].out_features))
         vals = from_y(j + 1, lam)
         lg, ug = vals[:, :n], -vals[:, n:2 * n]
         gb[j] = (np.ascontiguousarray(lg), np.ascontiguousarray(np.maximum(ug, lg)))
@@ -186,14 +180,14 @@ def jacobian_l1_upper(net: Network, ranges: list, c: np.ndarray, relaxation: str
             h = n // 2
             wl, wu = vals[:, 2 * n:2 * n + h], -vals[:, 2 * n + h:]
             wb[j] = (np.ascontiguousarray(wl), np.ascontiguousarray(np.maximum(wu, wl)))
-    n0 = dense[0].in_features
+    n0 = layers[0].in_features
     spec = np.concatenate([np.eye(n0), -np.eye(n0)])
-    lam = np.broadcast_to(spec @ dense[0].weight.T, (B, 2 * n0, dense[0].out_features))
+    lam = np.broadcast_to(layers[0].linear(spec), (B, 2 * n0, layers[0].out_features))
     vals = from_y(0, lam)
     lJ, uJ = vals[:, :n0], -vals[:, n0:]
     slope, icpt = _abs_chord(lJ, np.maximum(uJ, lJ))
     record = [None] * L
-    low = from_y(0, (-slope)[:, None, :] @ dense[0].weight.T, record)[:, 0]
+    low = from_y(0, layers[0].linear((-slope)[:, None, :]), record)[:, 0]
     value = icpt.sum(-1) - low
     # never worse than interval arithmetic on the same ranges
     value = np.minimum(value, _ibp(net, ranges, c))

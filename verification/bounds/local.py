@@ -10,9 +10,11 @@ from typing import Any
 import numpy as np
 
 from verification._json import jsonable
-
+from verification.bounds.bab import BranchAndBound
 from verification.bounds.crown import check_supported, crown_layers
+from verification.bounds.interval import ibp_layers
 from verification.bounds.jacobian import RELAXATIONS, derivative_ranges, jacobian_l1_upper
+from verification.bounds.types import Bounds, LayerBounds
 from verification.errors import InternalCheckError, InvalidParameterError
 from verification.evaluate import differentiable_at
 from verification.network import Network, output_vector
@@ -220,17 +222,12 @@ def local_lipschitz(
         cs = output_vector(output, cnet.out_dim)[None, :]
     # forward bounds (one domain), Jacobian bounds for every selected output at once
     if intermediate == "ibp":
-        from verification.bounds.interval import _ibp_layers
-        from verification.bounds.crown import LayerBounds
-
-        pre, _ = _ibp_layers(cnet, lo, hi)
+        pre = ibp_layers(cnet, lo[None, :], hi[None, :]).pre
         pairs = []
-        for act, b in zip(cnet.activations, pre):
-            if act.pair_form:
-                pairs.append(((b.lower[0::2] - b.upper[1::2])[None], (b.upper[0::2] - b.lower[1::2])[None]))
-            else:
-                pairs.append(None)
-        lb = LayerBounds([(b.lower[None], b.upper[None]) for b in pre], pairs, None)
+        for act, (l, u) in zip(cnet.activations, pre):
+            # pair differences p - q of a MaxMin layer, from the box of (p, q)
+            pairs.append(Bounds(l[:, 0::2] - u[:, 1::2], u[:, 0::2] - l[:, 1::2]) if act.pair_form else None)
+        lb = LayerBounds(pre, tuple(pairs))
     else:
         lb = crown_layers(cnet, lo[None, :], hi[None, :], alpha=intermediate == "alpha-crown", final=False)
     ranges = derivative_ranges(cnet, lb)
@@ -245,8 +242,6 @@ def local_lipschitz(
             details[key] = net.metadata[key]
     method = relaxation
     if bab:
-        from verification.bounds.bab import BranchAndBound
-
         method += "+bab"
         budget = 60.0 if timeout is None else float(timeout)
         end = time.perf_counter() + budget
