@@ -238,7 +238,7 @@ def test_lp_leaf_certificate_is_a_rigorous_lower_bound():
     """The LP leaf proves 'holds' only through its dual bound, which must never exceed the true minimum."""
     from scipy.optimize import linprog
 
-    from verification.smt._pattern import certified_box_margin as _certified_box_margin
+    from verification.smt.lp import certified_box_margin as _certified_box_margin
 
     rng = np.random.default_rng(0)
     for _ in range(200):

@@ -12,7 +12,7 @@ with rows ``g_r(e) = G_r e + h_r`` (``A_k f(x) - b_k`` in the normalised input `
 ``t* > 0`` means every point of the box either leaves the pattern region or has some row > 0, i.e. the
 disjunct is refuted there (the two conditions are equivalent).  The LP (HiGHS) is only used to find
 weights: for any ``w >= 0`` summing to 1 over the stacked functions, weak duality gives the rigorous bound
-``t* >= w·f - ||Fᵀ w||_1`` (:func:`certified_box_margin`, evaluated in float64 with a rounding guard).
+``t* >= w·f - ||Fᵀ w||_1`` (:func:`~verification.smt.lp.certified_box_margin`, evaluated in float64 with a rounding guard).
 Only that bound (``> tol``) refutes, never the solver's reported optimum.  Patterns are enumerated
 layer by layer, and a prefix whose new constraint cannot hold anywhere on the box (checked in closed form,
 with the same guard) is pruned.  This is the exact "pattern LP" idea of Reluplex / Planet leaves, with
@@ -25,38 +25,12 @@ import itertools
 
 import numpy as np
 
-__all__ = ["certified_box_margin", "min_max_affine", "pattern_leaf"]
+from verification.layers.affine import AffineLayer
+from verification.smt.lp import certified_box_margin, min_max_affine
+
+__all__ = ["pattern_leaf"]
 
 _EPS = np.finfo(float).eps
-
-
-def certified_box_margin(F: np.ndarray, f: np.ndarray, w: np.ndarray) -> float:
-    """Rigorous lower bound of ``min_{e in [-1,1]^d} max_j (F_j e + f_j)`` from any weights ``w >= 0``
-    (normalised to sum 1): ``max_j(...) >= w·(F e + f) >= w·f - ||Fᵀ w||_1``, minus a float64 rounding
-    guard.  With the LP's optimal duals this equals the LP optimum up to rounding."""
-    w = np.clip(np.asarray(w, dtype=np.float64), 0.0, None)
-    total = w.sum()
-    if not np.isfinite(total) or total <= 0:
-        return -np.inf
-    w = w / total
-    gt = F.T @ w
-    err = 4 * (F.shape[0] + F.shape[1] + 2) * _EPS * (w @ np.abs(f) + np.abs(F).T.dot(w).sum())
-    return float(w @ f - np.abs(gt).sum() - err)
-
-
-def min_max_affine(F: np.ndarray, f: np.ndarray):
-    """Solve ``min_{e in [-1,1]^d} max_j (F_j e + f_j)`` with HiGHS.  Returns ``(weights, e)`` (the LP's
-    dual weights on the rows and its minimiser), or ``(None, None)`` if the solver failed."""
-    from scipy.optimize import linprog
-
-    R, d = F.shape
-    c = np.zeros(d + 1)
-    c[-1] = 1.0
-    A = np.hstack([F, -np.ones((R, 1))])
-    res = linprog(c, A_ub=A, b_ub=-f, bounds=[(-1, 1)] * d + [(None, None)], method="highs")
-    if res.status != 0:
-        return None, None
-    return -res.ineqlin.marginals, res.x[:d]
 
 
 def _closed_form_lower(F: np.ndarray, f: np.ndarray) -> float:
@@ -81,28 +55,31 @@ def _lagrange_lower(G: np.ndarray, g: np.ndarray, P: np.ndarray, q: np.ndarray) 
     return float(val.max()) - 8 * (G.shape[1] + 4) * _EPS * scale
 
 
-def pattern_leaf(dense, slopes, pre, lo, hi, A, b, tol: float, check, max_patterns: int = 64):
+def pattern_leaf(layers: list[AffineLayer], slopes, pre, lo, hi, A, b, tol: float,
+                 max_patterns: int = 64) -> tuple[bool, np.ndarray | None]:
     """Decide the disjunct ``A y <= b`` on the box ``[lo, hi]`` by activation patterns.
 
-    ``dense``: the dense layers (weight, bias) of a canonical net; ``slopes``: negative slope per
-    activation layer (0 for ReLU, in [0, 1] for leaky ReLU); ``pre``: per layer ``(l, u)`` sound
-    pre-activation bounds on the box; ``check(X)``: float64 counterexample check of candidate inputs
-    (raises when one violates).  Returns ``True`` if every pattern is refuted (certified), ``False`` if
-    some pattern stays undecided (the caller keeps splitting) or more than ``max_patterns`` are needed.
+    ``layers``: the affine layers of a canonical net; ``slopes``: negative slope per activation layer (0 for
+    ReLU, in [0, 1] for leaky ReLU); ``pre``: per layer ``(l, u)`` sound pre-activation bounds on the box.
+    Returns ``(True, None)`` if every pattern is refuted (certified); ``(False, x)`` if some pattern stays
+    undecided (the caller keeps splitting; ``x``: the LP minimiser of that pattern, a candidate input to
+    screen, or ``None``), or more than ``max_patterns`` patterns are needed.
     """
     cen, rad = (hi + lo) / 2.0, (hi - lo) / 2.0
     d = cen.size
     # affine map of the current layer's input in e: value = H e + h
     start = (rad[:, None] * np.eye(d), cen.copy(), np.zeros((0, d)), np.zeros(0))
     frontier = [start]
-    for j, W in enumerate(dense[:-1]):
+    # each pattern's LP needs the dense rows of its affine map in e: compose with the layers' matrices
+    mats = [layer.as_matrix() for layer in layers]
+    for j, W in enumerate(mats[:-1]):
         l, u = pre[j]
         unst = np.flatnonzero((l < 0) & (u > 0))
         a = slopes[j]
         nxt = []
         for H, h, P, q in frontier:
-            Z = W.weight @ H
-            z = W.weight @ h + W.bias
+            Z = W @ H
+            z = W @ h + layers[j].bias
             base = np.where(l >= 0, 1.0, a)  # stable: active (1) or inactive (a)
             for signs in itertools.product((1.0, -1.0), repeat=unst.size):
                 s = np.asarray(signs)
@@ -113,12 +90,12 @@ def pattern_leaf(dense, slopes, pre, lo, hi, A, b, tol: float, check, max_patter
                 slope[unst] = np.where(s > 0, 1.0, a)
                 nxt.append((Z * slope[:, None], z * slope, np.vstack([P, Ps]), np.concatenate([q, qs])))
                 if len(nxt) > max_patterns:
-                    return False
+                    return False, None
         frontier = nxt
-    last = dense[-1]
+    last, last_bias = mats[-1], layers[-1].bias
     for H, h, P, q in frontier:
-        G = A @ (last.weight @ H)
-        g = A @ (last.weight @ h + last.bias) - b
+        G = A @ (last @ H)
+        g = A @ (last @ h + last_bias) - b
         if _closed_form_lower(G, g) > tol:
             continue
         # pattern constraints scaled to the rows' magnitude (positive scaling keeps the equivalence)
@@ -133,7 +110,5 @@ def pattern_leaf(dense, slopes, pre, lo, hi, A, b, tol: float, check, max_patter
         w, e = min_max_affine(F, fv)
         if w is not None and certified_box_margin(F, fv, w) > tol:
             continue
-        if e is not None:
-            check((cen + rad * e)[None, :])
-        return False
-    return True
+        return False, (None if e is None else (cen + rad * e)[None, :])
+    return True, None

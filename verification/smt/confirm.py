@@ -19,9 +19,9 @@ import numpy as np
 
 from verification.evaluate import enclose, exact_forward, has_exact_forward
 from verification.network import Network
-from verification.vnnlib import InputRegion, VnnlibProperty
+from verification.spec import InputRegion, VnnlibProperty
 
-__all__ = ["confirm", "point_in_region"]
+__all__ = ["confirm", "confirm_property", "point_in_region"]
 
 _U = np.finfo(np.float64).eps / 2
 

@@ -15,7 +15,8 @@ from fractions import Fraction
 import numpy as np
 
 from verification.errors import UnsupportedLayerError
-from verification.network import Dense, Network
+from verification.layers.affine import AffineLayer
+from verification.network import Network
 
 __all__ = ["encode_network", "z3_decide"]
 
@@ -29,15 +30,16 @@ def _q(v: float):
 
 
 def _rational_layers(net: Network):
-    """Z3 rationals of every dense layer (cached per network object)."""
+    """Z3 rationals of every affine layer (cached per network object)."""
     key = id(net)
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is net:
         return hit[1]
     out = []
     for layer in net.layers:
-        if isinstance(layer, Dense):
-            W = [[_q(w) if w != 0.0 else None for w in row] for row in layer.weight]
+        if isinstance(layer, AffineLayer):
+            # the exact encoding needs every weight as a rational: the dense rows of the layer
+            W = [[_q(w) if w != 0.0 else None for w in row] for row in layer.as_matrix()]
             b = [_q(v) for v in layer.bias]
             out.append((W, b))
         else:
@@ -66,7 +68,7 @@ def encode_network(net: Network, x: list, pre_bounds: list | None = None, tol: f
     h = list(x)
     act_i = 0
     for k, layer in enumerate(net.layers):
-        if isinstance(layer, Dense):
+        if isinstance(layer, AffineLayer):
             W, b = rat[k]
             z = []
             for i, row in enumerate(W):
@@ -103,7 +105,7 @@ def z3_decide(net: Network, lower, upper, outputs, pre_bounds=None, timeout: flo
 
     ``outputs``: sequence of objects with ``A`` and ``b`` (unsafe polytopes, a disjunction); where they carry
     the constants as written (``A_exact``, ``b_exact``) and ``strict`` rows, those are encoded (``<`` for strict
-    rows).  ``region``: optional :class:`~verification.vnnlib.InputRegion` whose exact box (and strict bounds)
+    rows).  ``region``: optional :class:`~verification.spec.InputRegion` whose exact box (and strict bounds)
     is asserted as well.  Returns ``("sat", x)`` with ``x`` the model as float64, ``("unsat", None)`` or
     ``("unknown", reason)``.
     """
@@ -113,7 +115,7 @@ def z3_decide(net: Network, lower, upper, outputs, pre_bounds=None, timeout: flo
     upper = np.asarray(upper, dtype=np.float64).reshape(-1)
     x = [z3.Real(f"X_{i}") for i in range(lower.size)]
     y, cons = encode_network(net, x, pre_bounds)
-    s = z3.SolverFor("QF_LRA") if all(a.name in ("relu", "leaky_relu", "identity", "groupsort", "householder") for a in net.activations) else z3.Solver()
+    s = z3.SolverFor("QF_LRA") if all(a.is_piecewise_linear for a in net.activations) else z3.Solver()
     if timeout is not None:
         if timeout <= 0:
             return "unknown", "timeout"

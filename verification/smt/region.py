@@ -31,11 +31,14 @@ import time
 
 import numpy as np
 
+from verification.bounds.batched import batched_layer_bounds
 from verification.errors import InvalidParameterError, ShapeMismatchError
 from verification.network import Dense, Network
+from verification.smt.confirm import confirm_property
+from verification.smt.encode import _q, encode_network
 from verification.smt.result import VerifyResult
 from verification.smt.verifier import verify
-from verification.vnnlib import robustness_property
+from verification.spec import robustness_property
 
 __all__ = ["verify_region"]
 
@@ -110,8 +113,6 @@ def verify_region(
 
 def _violates(net: Network, x: np.ndarray, label: int) -> tuple[bool, np.ndarray]:
     """Float screening, then the exact confirmation every reported counterexample gets."""
-    from verification.smt.confirm import confirm_property
-
     y = net(x)
     others = np.delete(y, label)
     if not others.max() >= y[label]:
@@ -132,9 +133,6 @@ def _grid(values: list[np.ndarray], max_points: int):
 
 def _dlv(net, x0, lo, hi, label, timeout, layers, n_features, num_span, max_points, t0):
     import z3
-
-    from verification.smt.encode import _q
-    from verification.bounds.batched import batched_layer_bounds
 
     deadline = t0 + timeout
     details = {"label": label, "grid_safe": False, "points": 0, "unresolved_points": 0, "layers": []}
@@ -208,8 +206,6 @@ def _dlv(net, x0, lo, hi, label, timeout, layers, n_features, num_span, max_poin
 
 def _encode_prefix(net: Network, xs, k: int, pre):
     """Z3 terms of the output of activation ``k`` (1-based) for inputs ``xs``."""
-    from verification.smt.encode import encode_network
-
     prefix = Network(net.layers[: 2 * k] + (Dense.identity(net.layers[2 * k - 2].out_features),))
     out, cons = encode_network(prefix, xs, [(l[0], u[0]) for l, u in pre[:k]])
     return out, cons
