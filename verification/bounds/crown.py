@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from verification.activations._relax import two_piece_relaxation
+from verification.activations import two_piece_relaxation
 from verification.bounds.alpha import ascend
 from verification.bounds.types import Bounds, LayerBounds
 from verification.errors import UnsupportedLayerError

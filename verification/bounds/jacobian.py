@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verification.activations._relax import two_piece_derivative_bounds
+from verification.activations import two_piece_derivative_bounds
 from verification.bounds._kernels import product_step
 from verification.bounds.crown import _pair_rows
 from verification.bounds.types import LayerBounds
