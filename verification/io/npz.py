@@ -1,10 +1,19 @@
 """Our ``.npz`` exchange format.
 
 Arrays ``W0 .. W{n-1}`` (weights ``(out, in)``, real floats), optional ``b0 .. b{n-1}``, optional
-``activations`` (a string: JSON list of activation specs, one per hidden layer), optional ``input_lower`` /
-``input_upper``.  Nothing else: gaps in the numbering, unknown keys, complex / string / object arrays and
-malformed specs are refused.  Without ``activations`` the activations come from ``arch``, else ReLU between
-layers is assumed and recorded in ``metadata["assumed"]``.
+``input_lower`` / ``input_upper`` and at most one of two activation keys:
+
+* ``activations`` (what :func:`save` writes): a string holding a JSON list of activation specs
+  (:meth:`Activation.to_spec`), one per hidden layer;
+* ``activation`` (the common exchange layout): short names read by
+  :func:`~verification.activations.names.parse_activation` (``'tanh'``, ``'leaky_relu(0.1)'``, ...), either
+  one string for every hidden layer or a 1-D array of strings, one per hidden layer.
+
+Rules: both keys in one file, or a stored key together with ``arch``, are refused (the file would no longer
+say which function it is); a name list of the wrong length is a ``ShapeMismatchError``, an unknown name an
+``UnsupportedLayerError``.  Nothing else is read: gaps in the numbering, unknown keys, complex / object
+arrays and malformed specs are refused.  With neither key the activations come from ``arch``, else ReLU
+between layers is assumed and recorded in ``metadata["assumed"]``.
 """
 
 from __future__ import annotations
@@ -17,14 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from verification.activations import Activation, GroupSort, Householder, LeakyReLU, from_spec
-from verification.activations.names import NAMES
-from verification.errors import InvalidParameterError, ModelFormatError, ShapeMismatchError
+from verification.activations.names import NAMES, parse_activation
+from verification.errors import InvalidParameterError, ModelFormatError, ShapeMismatchError, UnsupportedLayerError
 from verification.io.common import assumed_activations, chain_from_weights, parse_arch, real_array
 from verification.network import Network
 
 __all__ = ["load", "save"]
 
-_OPTIONAL = {"activations", "input_lower", "input_upper"}
+_OPTIONAL = {"activations", "activation", "input_lower", "input_upper"}
 _SPEC_KEYS = {row.name: {row.param} - {None} for row in NAMES}  # spec type -> its optional fields
 
 
@@ -54,8 +63,8 @@ def _check_keys(keys: set[str], fname: str) -> int:
     unknown = sorted(keys - allowed)
     if unknown:
         raise ModelFormatError(
-            f"{fname!r}: unknown array(s) {unknown[:4]}; expected W0..W{n - 1}, b0..b{n - 1}, activations, "
-            "input_lower, input_upper"
+            f"{fname!r}: unknown array(s) {unknown[:4]}; expected W0..W{n - 1}, b0..b{n - 1}, activations or "
+            "activation, input_lower, input_upper"
         )
     return n
 
@@ -104,16 +113,46 @@ def _activations(raw: np.ndarray, n_hidden: int, fname: str) -> list[Activation]
     return [_activation(s, f"{fname!r}: activation {k}") for k, s in enumerate(specs)]
 
 
+def _named_activations(raw: np.ndarray, n_hidden: int, fname: str) -> list[Activation]:
+    """The ``activation`` key: one short name for every hidden layer, or a 1-D array of one per layer."""
+    if raw.dtype.kind not in "US" or raw.ndim > 1:
+        raise ModelFormatError(
+            f"{fname!r}: 'activation' must be a string or a 1-D array of strings such as 'tanh' "
+            f"(got dtype {raw.dtype}, shape {raw.shape})"
+        )
+    if raw.dtype.kind == "S":
+        try:
+            raw = np.char.decode(raw, "ascii")
+        except UnicodeDecodeError:
+            raise ModelFormatError(f"{fname!r}: 'activation' holds non-ASCII bytes") from None
+    if raw.ndim == 1 and raw.shape[0] != n_hidden:
+        raise ShapeMismatchError(
+            f"{fname!r}: 'activation' lists {raw.shape[0]} names for {n_hidden} hidden layers "
+            f"(need {n_hidden}, or one string for all)"
+        )
+    try:
+        if raw.ndim == 0:
+            return [parse_activation(str(raw))] * n_hidden
+        return [parse_activation(str(a)) for a in raw]
+    except UnsupportedLayerError as exc:
+        raise UnsupportedLayerError(f"{fname!r}: 'activation': {exc}") from None
+
+
 def load(path: Path, arch: str | None = None) -> Network:
     fname = path.name
     data = _open(path)
     n = _check_keys(set(data), fname)
     weights = [data[f"W{k}"] for k in range(n)]
     biases = [data.get(f"b{k}") for k in range(n)]
+    stored = [k for k in ("activations", "activation") if k in data]
+    if len(stored) == 2:
+        raise ModelFormatError(f"{fname!r} has both 'activations' and 'activation'; keep one of them")
+    if stored and arch is not None:
+        raise InvalidParameterError(f"{fname!r} stores its activations ({stored[0]!r}); do not pass --arch / arch")
     if "activations" in data:
-        if arch is not None:
-            raise InvalidParameterError(f"{fname!r} stores its activations; do not pass --arch / arch")
         acts = _activations(data["activations"], n - 1, fname)
+    elif "activation" in data:
+        acts = _named_activations(data["activation"], n - 1, fname)
     else:
         acts = parse_arch(arch, n - 1)
     net = chain_from_weights(weights, biases, acts, fname)
@@ -121,7 +160,7 @@ def load(path: Path, arch: str | None = None) -> Network:
     if (domain[0] is None) != (domain[1] is None):
         raise ModelFormatError(f"{fname!r}: 'input_lower' and 'input_upper' must be given together")
     meta = {}
-    if "activations" not in data and arch is None:
+    if not stored and arch is None:
         meta["assumed"] = assumed_activations(n - 1, "the .npz file")
     return Network(net.layers, domain[0], domain[1], meta)
 
