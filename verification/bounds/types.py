@@ -105,6 +105,11 @@ class SpecBounds:
         scale = 0.0 if self.scale is None else self.scale
         return self.lower - tol * (1.0 + scale)
 
+    def take(self, index: Any) -> "SpecBounds":
+        """The bounds of the boxes ``index`` of the batch."""
+        return SpecBounds(self.lower[index], self.coef[index], tuple(Bounds(l[index], u[index]) for l, u in self.pre),
+                          None if self.scale is None else self.scale[index])
+
     def unstable_counts(self) -> np.ndarray:
         """Number of neurons with ``l < 0 < u`` per box."""
         if not self.pre:

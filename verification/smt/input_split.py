@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from verification.bounds.batched import alpha_spec_bounds, spec_bounds
+from verification.bounds.types import SpecBounds
 from verification.smt.attack import AttackPool
 from verification.smt.leaves import lp_leaf, milp_leaf, pattern_leaf_outcome, z3_leaf
 from verification.smt.outcome import REFUTED, Outcome
@@ -84,23 +85,18 @@ class BoxStack:
         return BoxBatch.concat(parts)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Bounds:
-    """Specification bounds of the boxes of a batch: ``lb`` guarded row bounds (refuted where ``> 0``),
-    ``coef`` / ``low`` / ``scale`` the linear lower bound of each row (see
-    :class:`~verification.bounds.batched.SpecBounds`), ``pre`` the boxes' pre-activation bounds,
-    ``unstable`` their unstable-neuron counts."""
+    """Bounds of the boxes of a batch: ``spec`` the specification rows' linear lower bounds and pre-activation
+    bounds (the better of CROWN and alpha-CROWN per row), ``lb`` their guarded values (refuted where ``> 0``,
+    including the parent's), ``unstable`` the boxes' unstable-neuron counts."""
 
+    spec: SpecBounds
     lb: np.ndarray
-    coef: np.ndarray
-    low: np.ndarray
-    scale: np.ndarray
-    pre: list
     unstable: np.ndarray
 
     def select(self, idx) -> "_Bounds":
-        return _Bounds(self.lb[idx], self.coef[idx], self.low[idx], self.scale[idx],
-                       [(l[idx], u[idx]) for l, u in self.pre], self.unstable[idx])
+        return _Bounds(self.spec.take(idx), self.lb[idx], self.unstable[idx])
 
 
 def _has_empty_rows(task: Task) -> bool:
@@ -148,7 +144,7 @@ def input_split(task: Task) -> Outcome:
         if task.budget.boxes_exceeded(task.stats["boxes"]):
             return Outcome.undecided(reason="box limit")
         bounds = _bound(task, boxes, use_alpha)
-        boxes.prior = None  # superseded by the boxes' own bounds.pre
+        boxes.prior = None  # superseded by the boxes' own bounds.spec.pre
         keep = boxes.alive.any(axis=1)
         if not keep.any():
             continue
@@ -201,7 +197,7 @@ def _bound(task: Task, boxes: BoxBatch, use_alpha: bool) -> _Bounds:
             low[sel] = np.where(better, ab.lower, low[sel])
             scale[sel] = np.where(better, ab.scale, scale[sel])
             boxes.alive &= ~(task.disjunct_bounds(lb) > 0)
-    return _Bounds(lb, coef, low, scale, sb.pre, unstable)
+    return _Bounds(SpecBounds(low, coef, tuple(sb.pre), scale), lb, unstable)
 
 
 def _screen_boxes(task: Task, boxes: BoxBatch, bounds: _Bounds, pool: AttackPool):
@@ -217,7 +213,7 @@ def _screen_boxes(task: Task, boxes: BoxBatch, bounds: _Bounds, pool: AttackPool
         idx = np.flatnonzero(task.grp == k)
         rk = idx[np.argmax(bounds.lb[:, idx], axis=1)]
         rows = np.where(kk == k, rk, rows)
-    vert = cen - rad * np.sign(bounds.coef[np.arange(n), rows])
+    vert = cen - rad * np.sign(bounds.spec.coef[np.arange(n), rows])
     mc, found = task.screen(np.vstack([cen, vert]))
     if found is not None:
         return found, rows, None
@@ -243,9 +239,9 @@ def _leaves(task: Task, boxes: BoxBatch, bounds: _Bounds) -> tuple[Outcome, np.n
     for i in np.flatnonzero(pat):
         if task.budget.expired():
             return Outcome.undecided(reason="timeout"), split
-        pre = [(l[i], u[i]) for l, u in bounds.pre]
+        pre = [(l[i], u[i]) for l, u in bounds.spec.pre]
         for k in np.flatnonzero(alive[i]):
-            tol = TOL * (1.0 + bounds.scale[i, grp == k].max())
+            tol = TOL * (1.0 + bounds.spec.scale[i, grp == k].max())
             out = pattern_leaf_outcome(task, lo[i], hi[i], pre, k, tol)
             if out.found:
                 return out, split
@@ -255,14 +251,14 @@ def _leaves(task: Task, boxes: BoxBatch, bounds: _Bounds) -> tuple[Outcome, np.n
     for i in np.flatnonzero(few | tiny):
         if task.budget.expired():
             return Outcome.undecided(reason="timeout"), split
-        pre = [(l[i], u[i]) for l, u in bounds.pre]
+        pre = [(l[i], u[i]) for l, u in bounds.spec.pre]
         for k in np.flatnonzero(alive[i]):
             idx = np.flatnonzero(grp == k)
             if unstable[i] == 0:
                 # the backward bound is exact when nothing is unstable: value = lower + |G|.sum
-                Gk = bounds.coef[i, idx]
-                hk = bounds.low[i, idx] + np.abs(Gk).sum(axis=1)
-                out = lp_leaf(task, lo[i], hi[i], Gk, hk, pre, k, TOL * (1.0 + bounds.scale[i, idx].max()))
+                Gk = bounds.spec.coef[i, idx]
+                hk = bounds.spec.lower[i, idx] + np.abs(Gk).sum(axis=1)
+                out = lp_leaf(task, lo[i], hi[i], Gk, hk, pre, k, TOL * (1.0 + bounds.spec.scale[i, idx].max()))
             elif few[i] and not tiny[i]:
                 out = milp_leaf(task, lo[i], hi[i], pre, k)
                 if out.found:
@@ -291,7 +287,7 @@ def _bisect(boxes: BoxBatch, bounds: _Bounds, rows: np.ndarray, use_prior: bool)
     lo, hi = boxes.lower, boxes.upper
     m = lo.shape[0]
     rad = (hi - lo) / 2
-    score = np.abs(bounds.coef[np.arange(m), rows])
+    score = np.abs(bounds.spec.coef[np.arange(m), rows])
     smax = score.max(axis=1, keepdims=True)
     score = np.where(smax > 0, score + smax * rad / np.maximum(rad.max(axis=1, keepdims=True), 1e-300), rad)
     dim = np.argmax(score, axis=1)
@@ -300,7 +296,7 @@ def _bisect(boxes: BoxBatch, bounds: _Bounds, rows: np.ndarray, use_prior: bool)
     hi = hi.copy()
     hi[np.arange(m), dim] = mid
     lo2[np.arange(m), dim] = mid
-    prior = [(_pair(l, l), _pair(u, u)) for l, u in bounds.pre] if use_prior else None
+    prior = [(_pair(l, l), _pair(u, u)) for l, u in bounds.spec.pre] if use_prior else None
     return BoxBatch(_pair(lo, lo2), _pair(hi, hi2), _pair(boxes.alive, boxes.alive), _pair(bounds.lb, bounds.lb),
                     prior)
 
