@@ -1,20 +1,10 @@
 """ECLipsE and ECLipsE-Fast (Xu & Sivaranjani, NeurIPS 2024, arXiv 2404.04375): sequential LipSDP.
 
-For activations slope-restricted on ``[0, β]`` (ReLU, tanh, sigmoid; ``m = β/2``) the block-tridiagonal LipSDP
-matrix is positive semidefinite iff its Schur complements are.  ECLipsE fixes the multipliers greedily, layer
-by layer (paper, Thm. 1 / Prop. 1):
-
-    X_0 = I,   X_k = L_k − m² L_k W_{k-1} X_{k-1}⁻¹ W_{k-1}ᵀ L_k   (k = 1..l, hidden layers),
-    bound = sqrt(λ_max(W_lᵀ W_l X_l⁻¹)),
-
-with ``L_k = 2 T_k / ρ``.  ECLipsE-Fast takes ``L_k = l_k I``, ``l_k = 1 / (2 m² λ_max(W_{k-1} X_{k-1}⁻¹ W_{k-1}ᵀ))``
-(which maximises ``λ_min(X_k)``); ECLipsE takes a diagonal ``L_k`` from a small SDP per layer that looks one
-layer ahead: maximise ``c`` s.t. ``[[X_{k-1}, m W_{k-1}ᵀ L], [m L W_{k-1}, L − c W_kᵀ W_k]] ⪰ 0``.
-
-Every ECLipsE point is a feasible point of LipSDP-Neuron (``T_k = ρ L_k / 2``), so LipSDP-Neuron ≤ ECLipsE.
-The recursion is :mod:`verification.lipschitz.sdp.eclipse_recursion`; we certify the answer exactly like the
-other SDP methods: the multipliers are put into the LipSDP-Neuron matrix, ``ρ`` is recomputed by the exact
-Schur complement and checked in float64.
+For activations slope-restricted on ``[0, β]`` (ReLU, tanh, sigmoid) ECLipsE fixes the LipSDP-Neuron multipliers
+greedily, layer by layer; the recursion and its formulas are in :mod:`verification.lipschitz.sdp.eclipse_recursion`.
+Every ECLipsE point is a feasible point of LipSDP-Neuron, so LipSDP-Neuron ≤ ECLipsE.  We certify the answer
+exactly like the other SDP methods: the multipliers are put into the LipSDP-Neuron matrix, ``ρ`` is recomputed by
+the exact Schur complement and checked in float64.
 """
 
 from __future__ import annotations
