@@ -1,6 +1,7 @@
 # Two entry points, both self-contained on a fresh machine:
 #   make demo   create .venv if needed, install, bound the Lipschitz constant of the bundled example
-#   make test   create .venv if needed, install, run the test suite (unit tests + notebooks)
+#   make test   create .venv if needed, install, run the test suite (unit tests + notebooks), then
+#               smoke-wheel: build the wheel, install it (core dependencies only) in a clean venv, run the CLIs
 # torch is pinned to the local CPU wheel in constraints.txt (any other spec pulls a multi-GB CUDA build).
 
 PYTHON ?= python3
@@ -12,7 +13,9 @@ PYTEST_WORKERS ?= 2
 # one BLAS/OpenMP thread per pytest worker: threads fighting over 2 cores made small matmuls ~10x slower
 TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: demo test test-fast notebooks benchmarks clean install
+SMOKE  := build/smoke
+
+.PHONY: demo test test-fast notebooks benchmarks clean install smoke-wheel
 
 install: $(STAMP)
 
@@ -29,6 +32,21 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q tests notebooks --nbmake --nbmake-timeout=300
+	$(MAKE) --no-print-directory smoke-wheel
+
+# What `pip install theorytools-verification` gives a user: the wheel with its core dependencies only (no torch,
+# no CVXOPT, no matplotlib), in a venv that does not see the checkout; the CLIs run from outside the tree.
+smoke-wheel:
+	rm -rf $(SMOKE) && mkdir -p $(SMOKE)
+	$(PYTHON) -m pip wheel --quiet --disable-pip-version-check --no-deps . -w $(SMOKE)/dist
+	$(PYTHON) -m venv $(SMOKE)/venv
+	$(SMOKE)/venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt $(SMOKE)/dist/*.whl
+	cd $(SMOKE) && ./venv/bin/python -c "import verification, theorytools; assert 'site-packages' in verification.__file__"
+	cd $(SMOKE) && ./venv/bin/verification --help > /dev/null
+	cd $(SMOKE) && ./venv/bin/theorytools --help > /dev/null
+	cd $(SMOKE) && $(TEST_ENV) ./venv/bin/verification info $(CURDIR)/$(EXAMPLE)
+	cd $(SMOKE) && $(TEST_ENV) ./venv/bin/verification lipschitz $(CURDIR)/$(EXAMPLE)
+	rm -rf $(SMOKE)
 
 test-fast: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q tests
