@@ -24,7 +24,7 @@ import numpy as np
 
 from verification.errors import UnsupportedLayerError
 from verification.io.common import check_widths
-from verification.network import Dense, Network
+from verification.network import AffineLayer, Dense, Network
 
 __all__ = ["crosscheck", "draw_points", "SAFETY", "N_POINTS"]
 
@@ -40,7 +40,7 @@ Run = Callable[[np.ndarray], np.ndarray]
 
 
 def _n_points(net: Network) -> int:
-    entries = sum(d.weight.size for d in net.dense_layers)
+    entries = sum(d.cost for d in net.affine_layers)
     return int(min(N_POINTS, max(_MIN_POINTS, _COST_BUDGET // max(entries, 1))))
 
 
@@ -76,6 +76,9 @@ def _evaluate(net: Network, rounded: list, x: np.ndarray) -> tuple[np.ndarray, n
         if isinstance(layer, Dense):
             h64 = h64 @ layer.weight.T + layer.bias
             h32 = h32 @ r[0].T + r[1]
+        elif isinstance(layer, AffineLayer):  # e.g. a convolution: its own float32 product
+            h64 = layer(h64)
+            h32 = np.asarray(r(h32), dtype=np.float32)
         else:
             h64 = layer(h64)
             h32 = np.asarray(layer(h32), dtype=np.float32)
@@ -88,6 +91,8 @@ def _rounded_layers(net: Network) -> list:
     for layer in net.layers:
         if isinstance(layer, Dense):
             out.append((layer.weight.astype(np.float32), layer.bias.astype(np.float32)))
+        elif isinstance(layer, AffineLayer):
+            out.append(layer.rounded(np.float32))
         else:
             out.append(None)
     return out

@@ -11,9 +11,11 @@ Accepted contents, in order of preference:
    refused unless ``trust=True``.
 
 Everything except (3) is read with ``torch.load(..., weights_only=True)``; zip archives must pass their CRC
-check.  Modules are walked as a chain of Linear, Conv2d (lowered to an exact dense matrix, every padding
-mode: from its weights and options, or for traced modules, which keep no options, by evaluating the layer
-on the unit basis; needs ``input_shape``), Flatten, the activation modules of the name table
+check.  Modules are walked as a chain of Linear, Conv2d (kept as a :class:`~verification.layers.Conv2d`,
+every padding mode, from its options; traced modules keep no options, so they are read from the traced
+graph, else the layer is lowered to a dense matrix on the unit basis; needs ``input_shape``), BatchNorm2d in
+evaluation mode (folded into the convolution before it, else a per-channel affine layer), AvgPool2d (a
+depthwise convolution), Flatten, the activation modules of the name table
 (:data:`verification.activations.names.TORCH_MODULES`: ReLU, LeakyReLU, Tanh, Sigmoid, SiLU), Identity and
 Dropout children, nested Sequentials flattened; a final Softmax / LogSoftmax is refused unless ``drop_softmax``.
 The module itself is then run (in float64 when it converts) and compared with the loaded network
@@ -46,6 +48,7 @@ from verification.io.common import (
     check_widths,
     parse_arch,
 )
+from verification.layers import AffineLayer, Conv2d, avg_pool2d, channel_affine
 from verification.network import Dense, Layer, Network
 
 __all__ = ["load"]
@@ -262,11 +265,13 @@ def _walk(leaves: list, fname: str, input_shape, drop_softmax: bool):
         elif kind == "Linear":
             dense, shape = _linear(m, shape, where)
             layers.append(dense)
-        elif kind == "Conv2d":
-            if shape is None:
-                raise UnsupportedLayerError(f"{where} needs --input-shape C,H,W (input_shape) to be lowered")
-            dense, shape = _conv2d(m, shape, where)
-            layers.append(dense)
+        elif kind in ("Conv2d", "BatchNorm2d", "AvgPool2d"):
+            if shape is None or len(shape) != 3:
+                raise UnsupportedLayerError(f"{where} needs --input-shape C,H,W (input_shape) and a (C, H, W) input")
+            layer, shape = _SPATIAL[kind](m, shape, where)
+            if kind == "BatchNorm2d" and layers and isinstance(layers[-1], Conv2d):
+                layer = layer.compose(layers.pop())  # folded into the convolution before it
+            layers.append(layer)
         elif kind in TORCH_MODULES:
             layers.append(_activation(m, TORCH_MODULES[kind]))
         elif kind in _SOFTMAX:
@@ -274,7 +279,7 @@ def _walk(leaves: list, fname: str, input_shape, drop_softmax: bool):
             break
         else:
             raise UnsupportedLayerError(f"{fname}: unsupported PyTorch layer {kind!r} at position {idx}")
-    if not any(isinstance(l, Dense) for l in layers):
+    if not any(isinstance(l, AffineLayer) for l in layers):
         raise ModelFormatError(f"{fname}: the module has no Linear or Conv2d layer")
     return Network(tuple(layers)), dropped
 
@@ -308,19 +313,119 @@ def _linear(m, shape, where: str) -> tuple[Dense, tuple | None]:
     return Dense(w, _param(m, "bias")), (w.shape[0],)
 
 
-def _conv2d(m, shape: tuple, where: str) -> tuple[Dense, tuple]:
-    """A Conv2d from its weights and options; traced modules (which keep no options) on the unit basis."""
-    from verification.io._conv import conv2d_matrix
+def _traced_call(m, op: str) -> list | None:
+    """Constant arguments of the first ``aten::<op>`` call in a traced module's graph (``None`` if absent).
+
+    Traced modules keep no options as attributes; their graph holds them as constants and lists of constants
+    (non-constant arguments are returned as ``None``)."""
+    graph = getattr(m, "graph", None)
+    if graph is None:
+        return None
+
+    def value(v):
+        node = v.node()
+        if node.kind() == "prim::Constant":
+            return v.toIValue()
+        if node.kind() == "prim::ListConstruct":
+            return [value(i) for i in node.inputs()]
+        return None
+
+    for node in graph.nodes():
+        if node.kind() == f"aten::{op}":
+            return [value(i) for i in node.inputs()]
+    return None
+
+
+def _conv2d(m, shape: tuple, where: str) -> tuple[AffineLayer, tuple]:
+    """A :class:`Conv2d` from the module's weights and options; for traced modules the options come from the
+    graph (``aten::_convolution``, an ``aten::pad`` before it for non-zero padding modes); a traced layer whose
+    graph cannot be read is lowered to a dense matrix on the unit basis."""
+    from verification.io._conv import conv2d_layer
 
     opts = ("stride", "padding", "dilation", "groups", "padding_mode")
     w = _param(m, "weight")
-    if w is None or w.ndim != 4 or not all(hasattr(m, a) for a in opts):
+    if w is not None and w.ndim == 4 and all(hasattr(m, a) for a in opts):
+        padding = m.padding if isinstance(m.padding, str) else tuple(m.padding)
+        layer = conv2d_layer(w, _param(m, "bias"), shape, tuple(m.stride), padding, tuple(m.dilation), int(m.groups),
+                             str(m.padding_mode), where)
+        return layer, layer.output_shape
+    layer = _traced_conv2d(m, w, shape, where)
+    if layer is None:
         return _lower_by_basis(m, shape, where)
-    padding = m.padding if isinstance(m.padding, str) else tuple(m.padding)
-    mat, bias, out = conv2d_matrix(
-        w, _param(m, "bias"), shape, tuple(m.stride), padding, tuple(m.dilation), int(m.groups), str(m.padding_mode), where
-    )
-    return Dense(mat, bias), out
+    return layer, layer.output_shape
+
+
+def _traced_conv2d(m, w, shape: tuple, where: str) -> Conv2d | None:
+    from verification.io._conv import conv2d_layer
+
+    args = _traced_call(m, "_convolution")
+    if w is None or w.ndim != 4 or args is None or len(args) < 9 or args[6] is not False:
+        return None
+    stride, padding, dilation, groups = args[3], args[4], args[5], args[8]
+    if not all(isinstance(v, list) and len(v) == 2 for v in (stride, padding, dilation)) or not isinstance(groups, int):
+        return None
+    mode = "zeros"
+    pad = _traced_call(m, "pad")
+    if pad is not None:  # F.pad(x, [left, right, top, bottom], mode) before a convolution with padding 0
+        if not (isinstance(pad[1], list) and len(pad[1]) == 4 and pad[2] in ("reflect", "replicate", "circular")):
+            return None
+        if any(padding):
+            return None
+        left, right, top, bottom = pad[1]
+        if (left, top) != (right, bottom):
+            return None
+        padding, mode = [top, left], pad[2]
+    return conv2d_layer(w, _param(m, "bias"), shape, tuple(stride), tuple(padding), tuple(dilation), groups, mode, where)
+
+
+def _batchnorm2d(m, shape: tuple, where: str) -> tuple[Conv2d, tuple]:
+    """An evaluation-mode BatchNorm2d as the per-channel map ``x -> s x + t``, ``s = gamma / sqrt(var + eps)``,
+    ``t = beta - mean s`` (folded into a convolution right before it by the caller)."""
+    mean, var = _param(m, "running_mean"), _param(m, "running_var")
+    eps = getattr(m, "eps", None)
+    if eps is None:
+        args = _traced_call(m, "batch_norm")
+        eps = args[7] if args is not None and len(args) > 7 else None
+    if mean is None or var is None or not isinstance(eps, float):
+        raise UnsupportedLayerError(f"{where} keeps no running statistics (it normalises with batch statistics)")
+    c = shape[0]
+    if mean.shape != (c,) or var.shape != (c,):
+        raise ShapeMismatchError(f"{where} has {mean.shape[0]} channels but its input has {c}")
+    gamma = _param(m, "weight")
+    beta = _param(m, "bias")
+    s = (np.ones(c) if gamma is None else gamma) / np.sqrt(var + eps)
+    t = (np.zeros(c) if beta is None else beta) - mean * s
+    return channel_affine(shape, s, t), shape
+
+
+def _avgpool2d(m, shape: tuple, where: str) -> tuple[Conv2d, tuple]:
+    """AvgPool2d as a depthwise convolution (count_include_pad=True, no ceil_mode, no divisor_override)."""
+    names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+    if all(hasattr(m, a) for a in names):
+        vals = [getattr(m, a) for a in names]
+    else:
+        args = _traced_call(m, "avg_pool2d")
+        if args is None or len(args) < 7:
+            raise UnsupportedLayerError(f"{where}: the options of this traced AvgPool2d cannot be read")
+        vals = args[1:7]
+    kernel, stride, padding, ceil, include, divisor = vals
+    kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+    stride = kernel if stride in (None, []) else ((stride, stride) if isinstance(stride, int) else tuple(stride))
+    padding = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    if divisor is not None:
+        raise UnsupportedLayerError(f"{where} with divisor_override is not supported")
+    if any(padding) and not include:
+        raise UnsupportedLayerError(f"{where} with count_include_pad=False and padding is not supported")
+    pads = (padding[0], padding[0], padding[1], padding[1])
+    layer = avg_pool2d(shape, kernel, stride, pads)
+    if ceil:
+        _, h, w = shape
+        if (h + 2 * padding[0] - kernel[0]) % stride[0] or (w + 2 * padding[1] - kernel[1]) % stride[1]:
+            raise UnsupportedLayerError(f"{where} with ceil_mode=True changes the output size; not supported")
+    return layer, layer.output_shape
+
+
+_SPATIAL = {"Conv2d": _conv2d, "BatchNorm2d": _batchnorm2d, "AvgPool2d": _avgpool2d}
 
 
 def _activation(m, row):

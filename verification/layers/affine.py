@@ -13,11 +13,23 @@ from typing import Any
 
 import numpy as np
 
-from verification.errors import InvalidWeightsError, ShapeMismatchError
+from verification.errors import InvalidWeightsError, ShapeMismatchError, UnsupportedLayerError
 
-__all__ = ["AffineLayer", "Dense"]
+__all__ = ["AffineLayer", "Dense", "MAX_DENSE_ENTRIES", "check_dense"]
 
 _EPS = np.finfo(np.float64).eps
+#: Largest dense matrix formed from a non-dense layer (``as_matrix()`` of a convolution, ``compose``):
+#: 2.5e7 float64 entries = 200 MB.
+MAX_DENSE_ENTRIES = 25_000_000
+
+
+def check_dense(n_out: int, n_in: int, what: str) -> None:
+    """Refuse (one line) a dense ``n_out x n_in`` matrix above :data:`MAX_DENSE_ENTRIES` entries."""
+    if n_out * n_in > MAX_DENSE_ENTRIES:
+        raise UnsupportedLayerError(
+            f"{what} would need a dense {n_out} x {n_in} matrix ({n_out * n_in:.3g} entries, limit "
+            f"{MAX_DENSE_ENTRIES:.2g}); this needs dense weights and is for small networks only"
+        )
 
 
 def _as_f64(a: Any) -> np.ndarray:
@@ -107,6 +119,11 @@ class AffineLayer:
             return "bias"
         return None
 
+    @property
+    def cost(self) -> int:
+        """Multiply-adds of one product with one row (``in * out`` for a dense layer)."""
+        return self.in_features * self.out_features
+
     def describe(self) -> str:  # pragma: no cover - subclasses
         return f"affine({self.in_features}->{self.out_features})"
 
@@ -160,6 +177,14 @@ class Dense(AffineLayer):
 
     def as_matrix(self) -> np.ndarray:
         return self.weight
+
+    def compose(self, inner: "AffineLayer") -> "Dense":
+        """``self ∘ inner`` as a dense layer; a non-dense ``inner`` (e.g. a convolution) is applied to the rows
+        of ``W`` through its transposed product, never densified itself."""
+        if isinstance(inner, Dense):
+            return super().compose(inner)
+        check_dense(self.out_features, inner.in_features, f"merging {self.describe()} after {inner.describe()}")
+        return Dense(inner.transpose(self.weight), self.weight @ inner.bias + self.bias)
 
     def rounded(self, dtype: type) -> "Dense":
         return Dense(self.weight.astype(dtype), self.bias.astype(dtype))
