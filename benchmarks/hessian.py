@@ -119,6 +119,47 @@ def main() -> None:
               f"{abs(tr.trace - tr_a) / np.hypot(tr.stderr, se_a):.2f} combined s.e.; "
               f"time per probe ours/PyHessian = {(t_tr / n_probe) / (t_ta / k):.2f}")
     sys.stdout.flush()
+    if PyHessian is not None:
+        power_many_starts(model, loss, X, y, PyHessian)
+
+
+def power_many_starts(model, loss, X, y, PyHessian, n_starts: int = 60) -> None:
+    """Power iteration from ``n_starts`` random starts on both sides, interleaved (one PyHessian run, then one
+    of ours, per start): the number of products depends on the start, so one start per side says little.
+    Both sides iterate on the same operator (largest magnitude, relative-change stopping at 1e-3)."""
+    import os
+
+    mod = sys.modules["pyhessian.hessian"]
+    count = [0]
+    plain_hvp = mod.hessian_vector_product
+
+    def counted(*a, **k):
+        count[0] += 1
+        return plain_hvp(*a, **k)
+
+    mod.hessian_vector_product = counted
+    hc = PyHessian(model, loss, data=(X, y), cuda=False)
+    op = rmt.torch_curvature_operator(model, loss, X, y)
+    its_a, its_o, t_a, t_o = [], [], 0.0, 0.0
+    load0 = os.getloadavg()[0]
+    for s in range(n_starts):
+        torch.manual_seed(s)
+        count[0] = 0
+        t = time.perf_counter()
+        hc.eigenvalues(maxIter=100, tol=1e-3, top_n=1)
+        t_a += time.perf_counter() - t
+        its_a.append(count[0])
+        t = time.perf_counter()
+        r = rmt.top_eigenvalue(op, seed=s, tol=1e-3, max_iter=100, which="magnitude")
+        t_o += time.perf_counter() - t
+        its_o.append(r.iterations)
+    mod.hessian_vector_product = plain_hvp
+    print(f"\npower iteration, {n_starts} random starts each, interleaved (load {load0:.2f} -> {os.getloadavg()[0]:.2f}):")
+    print(f"  products per run: ours mean {np.mean(its_o):.1f} (min {min(its_o)}, max {max(its_o)}), "
+          f"PyHessian mean {np.mean(its_a):.1f} (min {min(its_a)}, max {max(its_a)})")
+    print(f"  time per product: ours {t_o / sum(its_o) * 1e3:.2f} ms, PyHessian {t_a / sum(its_a) * 1e3:.2f} ms "
+          f"(ratio {(t_o / sum(its_o)) / (t_a / sum(its_a)):.2f})")
+    print(f"  total time ours/PyHessian = {t_o / t_a:.2f}")
 
 
 if __name__ == "__main__":
