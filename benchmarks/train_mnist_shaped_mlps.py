@@ -6,8 +6,12 @@ blobs, seed 0) and a sample is its template, randomly shifted by up to 2 pixels,
 The nets are 784 -> 64 -> ... -> 64 -> 10 ReLU MLPs with ``depth`` weight matrices (depth 8/16/32/64, width 64,
 as in Pauli et al.'s GLipSDP scalability study), He-initialised (zero biases) and trained with Adam (lr 3e-4,
 600 steps, batch 128, ``torch.manual_seed(depth)``); train accuracy 1.000 / 1.000 / 1.000 / 0.998 at depth
-8 / 16 / 32 / 64 (with torch's default init, depths 32 and 64 stayed at chance).  Weights are saved as ``mlp_depth{d}.npz`` (``W0, W1, ...`` as (out, in) and
+8 / 16 / 32 / 64 with default threads (1.000 at depth 64 with one thread) (with torch's default init, depths 32 and 64 stayed at chance).  Weights are saved as ``mlp_depth{d}.npz`` (``W0, W1, ...`` as (out, in) and
 ``b0, ...``) in the output directory (default /tmp/lipsdp_mnist_mlps).
+
+Reproducibility: one torch thread and deterministic kernels make a retrain bit-identical on the same
+machine (checked: two retrains of depth 64 gave identical .npz files); across CPUs with different BLAS kernels
+it may differ in the last bits, which a 64-layer net amplifies.
 
 Usage: ``.venv/bin/python benchmarks/train_mnist_shaped_mlps.py [--out DIR] [--depths 8 16 32 64]``
 """
@@ -43,6 +47,12 @@ def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def train(depth: int, x: np.ndarray, y: np.ndarray, width: int = 64, steps: int = 600, lr: float = 3e-4) -> list:
     import torch
 
+    # Bit-reproducible on one machine: one intra-op thread (a multi-threaded reduction may split sums
+    # differently from run to run, and a 64-layer net amplifies the last bit: two default-thread retrains gave
+    # Lipschitz bounds 3.466e17 and 3.682e17), deterministic kernels, fixed seeds.  Across CPUs whose BLAS
+    # kernels differ (e.g. AVX2 vs AVX-512) the float64 sums may still round differently.
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
     torch.manual_seed(depth)
     dims = [784] + [width] * (depth - 1) + [10]
     layers = []
