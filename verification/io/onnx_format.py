@@ -1,11 +1,14 @@
 """ONNX loader: a single-input chain of affine and activation nodes.
 
-Data-path nodes: Gemm, MatMul, Add, Sub, Mul, Div (with constants), Relu, LeakyRelu, Tanh, Sigmoid,
-Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout, Cast (to a float type), and a final Softmax /
-LogSoftmax (refused unless ``drop_softmax=True``).  Constant subgraphs (Constant, Shape, Gather, Concat,
-Cast, Unsqueeze, Squeeze, Reshape, Identity, arithmetic) are folded.  Consecutive affine nodes become one
-dense layer; each activation closes a dense layer.  Anything else (Conv, residual branches, custom
-domains, ...) raises :class:`UnsupportedLayerError` naming the operator and the node.
+Data-path nodes: Gemm, MatMul, Add, Sub, Mul, Div (with constants), Conv (kept as a
+:class:`~verification.layers.Conv2d`), BatchNormalization (evaluation mode; folded into the convolution
+before it, else a per-channel layer), AveragePool, GlobalAveragePool and ReduceMean over the spatial axes
+(depthwise convolutions), the activations of the name table, Flatten, Reshape (of an ``(N, C, H, W)``
+tensor only as the flatten to ``(N, C*H*W)``), Squeeze, Unsqueeze, Identity, Dropout, Cast (to a float
+type), and a final Softmax / LogSoftmax (refused unless ``drop_softmax=True``).  Constant subgraphs
+(Constant, Shape, Gather, Concat, Cast, Unsqueeze, Squeeze, Reshape, Identity, arithmetic) are folded.
+Consecutive dense nodes become one dense layer; each activation closes a layer.  Anything else (MaxPool,
+residual branches, custom domains, ...) raises :class:`UnsupportedLayerError` naming the operator and the node.
 
 The initial affine map is kept lazily (identity or diagonal) so that memory follows the model's own
 weights; no dense layer may exceed :data:`~verification.io.common.MAX_DENSE_ENTRIES` entries.  After
@@ -15,6 +18,7 @@ loading, the network is checked against onnxruntime (:mod:`verification.io._cros
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,7 @@ from verification.activations import Activation
 from verification.activations.names import ONNX_OPS
 from verification.errors import ModelFormatError, ShapeMismatchError, UnsupportedLayerError
 from verification.io.common import MAX_DENSE_ENTRIES, check_dense_size, check_widths, real_array
+from verification.layers import AffineLayer, Conv2d, avg_pool2d, channel_affine, global_avg_pool
 from verification.network import Dense, Network
 
 __all__ = ["load"]
@@ -220,7 +225,7 @@ def load(path: Path, drop_softmax: bool = False, check: bool = True) -> Network:
     outputs = [o.name for o in graph.output]
     if outputs != [walk.var_name]:
         raise UnsupportedLayerError(f"{fname!r}: the graph output {outputs} is not the end of a single chain ({walk.var_name!r})")
-    walk.layers.append(Dense(walk.var.matrix(fname), walk.var.c))
+    walk.flush(fname)
     meta = {"onnx_input": in_name, "onnx_input_shape": list(shape)}
     if walk.dropped:
         meta["dropped"] = f"final {walk.dropped[0]}"
@@ -240,6 +245,14 @@ class _Walk:
         self.consts = _Graph(graph, fname)
         self.var = _Var(None, np.zeros(math.prod(shape)), shape)
         self.var_name, self.layers, self.dropped, self.precisions = in_name, [], None, [dtype]
+        self.prefix: list[AffineLayer] = []  # convolution / pooling layers since the last activation, before var
+
+    def flush(self, where: str) -> None:
+        """Close the affine segment: the layers of ``prefix``, then the lazy map ``var`` (folded into them
+        where possible), appended to ``layers``; ``var`` becomes the identity."""
+        self.layers.extend(_close_segment(self.prefix, self.var, where))
+        self.prefix = []
+        self.var = _Var(None, np.zeros(self.var.n), self.var.shape)
 
     def step(self, idx: int, node, drop_softmax: bool) -> None:
         op, label, fname = node.op_type, _node_label(node, idx), self.fname
@@ -254,13 +267,19 @@ class _Walk:
             raise UnsupportedLayerError(
                 f"{fname!r}: {label} ({op}) uses the data tensor twice (residual/branching graphs are not supported)"
             )
+        others = [i for i in node.input if i and i != self.var_name and i not in self.consts]
+        if others and op in ("Add", "Sub", "Mul", "Div", "Sum", "Concat"):
+            raise UnsupportedLayerError(
+                f"{fname!r}: {label} ({op}) combines the data tensor with another data-dependent tensor "
+                f"{others[0]!r} (a residual or branching graph); not supported yet"
+            )
         if op in _SOFTMAX:
             self.dropped = _final_softmax(node, self.graph, label, fname, drop_softmax, self.var_name)
         else:
             if op == "Cast" and _int(node, "to", 0) in _FLOAT_INPUTS:
                 self.precisions.append(_FLOAT_INPUTS[_int(node, "to", 0)])
             try:
-                self.var = _apply(op, node, self.var, self.var_name, self.consts, label, self.layers, fname)
+                self.var = _apply(op, node, self, label)
             except ValueError as exc:  # numpy broadcasting / shape errors
                 raise ShapeMismatchError(f"{fname!r}: {label} ({op}): {exc}") from None
         self.var_name = node.output[0]
@@ -355,20 +374,47 @@ def _new_shape(op: str, node, shape: tuple[int, ...], consts: _Graph, label: str
     return shape
 
 
-def _apply(op: str, node, var: _Var, var_name: str, consts: _Graph, label: str, layers: list, fname: str) -> _Var:
+def _apply(op: str, node, walk: "_Walk", label: str) -> _Var:
+    var, var_name, consts, fname = walk.var, walk.var_name, walk.consts, walk.fname
     where = f"{fname!r}: {label} ({op})"
     if op in _ACTIVATIONS:
         act: Activation = _ACTIVATIONS[op](node)
-        layers.append(Dense(var.matrix(where), var.c))
-        layers.append(act)
-        return _Var(None, np.zeros(var.n), var.shape)
+        walk.flush(where)
+        walk.layers.append(act)
+        return walk.var
+    if op in _SPATIAL or op == "ReduceMean":
+        if len(var.shape) != 4 or var.shape[0] != 1:
+            raise ShapeMismatchError(f"{where} needs a (1, C, H, W) data tensor, got shape {var.shape}")
+        keep = True
+        if op == "ReduceMean":  # the mean over the two spatial axes: a global average pool
+            keep = bool(_int(node, "keepdims", 1))
+            axes = _squeeze_axes(node, consts, label, 4)
+            if axes != [2, 3] or _int(node, "noop_with_empty_axes", 0):
+                raise UnsupportedLayerError(f"{where}: only a mean over the spatial axes (2, 3) is supported, got {axes}")
+            layer = global_avg_pool(var.shape[1:])
+        else:
+            layer = _SPATIAL[op](node, var.shape[1:], consts, label, where)
+        walk.flush(where)
+        walk.prefix.append(layer)
+        shape = (1,) + layer.output_shape if keep else (1, layer.output_shape[0])
+        return _Var(None, np.zeros(layer.out_features), shape)
+    if op == "BatchNormalization":
+        return _batchnorm(node, var, consts, label, where)
     if op in _SHAPE_OPS:
         _check_shape_op(op, node, consts, label, fname)
-        return _Var(var.a, var.c, _new_shape(op, node, var.shape, consts, label))
+        new = _new_shape(op, node, var.shape, consts, label)
+        if op == "Reshape" and len(var.shape) == 4 and new not in ((var.shape[0], var.n // var.shape[0]), (var.n,)):
+            raise UnsupportedLayerError(
+                f"{where} reshapes the (N, C, H, W) data tensor {var.shape} to {new}; only a flatten to "
+                "(N, C*H*W) is supported"
+            )
+        return _Var(var.a, var.c, new)
     if op in ("Add", "Sub", "Mul", "Div"):
         return _elementwise(op, node, var, var_name, consts, label, fname)
     if op in ("MatMul", "Gemm"):
         return _matmul(op, node, var, var_name, consts, label, where)
+    if op in _NOT_YET:
+        raise UnsupportedLayerError(f"{fname!r}: ONNX operator {op!r} at {label} is not supported yet")
     raise UnsupportedLayerError(f"{fname!r}: unsupported ONNX operator {op!r} at {label}")
 
 
@@ -434,6 +480,134 @@ def _matmul(op: str, node, var: _Var, var_name: str, consts: _Graph, label: str,
     if bias is not None:
         c = c + np.broadcast_to(bias, (1, w.shape[1])).reshape(-1)
     return _Var(a, c, var.shape[:-1] + (w.shape[1],))
+
+
+# ------------------------------------------------------------------ convolutional layers
+def _close_segment(prefix: list, var: _Var, where: str) -> list:
+    """The layers of one affine segment: ``prefix`` (convolutions, pooling) then the lazy map ``var``.
+
+    A constant shift or a per-channel scale after a convolution is folded into it; on a ``(1, C, H, W)``
+    tensor an identity or per-channel map is a per-channel layer (never an ``n x n`` dense matrix)."""
+    out = list(prefix)
+    spatial = len(var.shape) == 4 and var.shape[0] == 1
+    if not out and not spatial:
+        return [Dense(var.matrix(where), var.c)]  # dense networks: as before
+    if var.a is None and (out or spatial):
+        if not np.any(var.c) and (out or spatial):
+            return out
+        if out:
+            out[-1] = replace(out[-1], bias=out[-1].bias + var.c)
+            return out
+    scale = None
+    if spatial and var.a is None:
+        scale = np.ones(var.shape[1])
+    elif spatial and var.a.ndim == 1:
+        per = var.a.reshape(var.shape[1], -1)
+        if np.all(per == per[:, :1]):
+            scale = per[:, 0].copy()
+    if scale is not None:
+        diag = channel_affine(var.shape[1:], scale, var.c)
+        if out and isinstance(out[-1], Conv2d):
+            out[-1] = diag.compose(out[-1])
+        else:
+            out.append(diag)
+        return out
+    out.append(Dense(var.matrix(where), var.c))
+    return out
+
+
+def _spatial_pads(node, shape: tuple, kernel: tuple, strides: tuple, dil: tuple, where: str) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` from ``pads`` (ONNX order: begins then ends) or ``auto_pad``."""
+    auto = _attrs(node).get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        out = []
+        for n, k, s, d in zip(shape, kernel, strides, dil):
+            total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+            small = total // 2
+            out += [small, total - small] if auto == "SAME_UPPER" else [total - small, small]
+        return tuple(out)
+    if auto == "VALID":
+        return (0, 0, 0, 0)
+    if auto != "NOTSET":
+        raise ModelFormatError(f"{where}: unknown auto_pad {auto!r}")
+    pads = _ints(node, "pads") or [0, 0, 0, 0]
+    if len(pads) != 4 or min(pads) < 0:
+        raise ModelFormatError(f"{where}: pads {pads} must be four non-negative integers")
+    return (pads[0], pads[2], pads[1], pads[3])
+
+
+def _pair_attr(node, name: str, where: str, default=(1, 1)) -> tuple[int, int]:
+    v = _ints(node, name)
+    if v is None:
+        return default
+    if len(v) != 2 or min(v) < 1:
+        raise ModelFormatError(f"{where}: attribute {name!r} must be two positive integers, got {v}")
+    return (v[0], v[1])
+
+
+def _conv(node, shape: tuple, consts: _Graph, label: str, where: str) -> Conv2d:
+    w = real_array(consts.get(node.input[1], label), f"{where} weight")
+    if w.ndim != 4:
+        raise UnsupportedLayerError(f"{where}: only 2-D convolutions (4-D weights) are supported, got {w.ndim}-D")
+    bias = None
+    if len(node.input) > 2 and node.input[2]:
+        bias = real_array(consts.get(node.input[2], label), f"{where} bias")
+    kernel = _ints(node, "kernel_shape")
+    if kernel is not None and tuple(kernel) != tuple(w.shape[2:]):
+        raise ModelFormatError(f"{where}: kernel_shape {kernel} does not match the weight {w.shape}")
+    strides, dil = _pair_attr(node, "strides", where), _pair_attr(node, "dilations", where)
+    pads = _spatial_pads(node, shape[1:], w.shape[2:], strides, dil, where)
+    try:
+        return Conv2d(w, bias, shape, strides, dil, _int(node, "group", 1), pads, "zeros")
+    except (ShapeMismatchError, UnsupportedLayerError) as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+def _avgpool(node, shape: tuple, consts: _Graph, label: str, where: str) -> Conv2d:
+    kernel = _ints(node, "kernel_shape")
+    if kernel is None or len(kernel) != 2 or min(kernel) < 1:
+        raise ModelFormatError(f"{where}: kernel_shape must be two positive integers, got {kernel}")
+    strides = _pair_attr(node, "strides", where)
+    if _pair_attr(node, "dilations", where) != (1, 1):
+        raise UnsupportedLayerError(f"{where} with dilations is not supported")
+    pads = _spatial_pads(node, shape[1:], tuple(kernel), strides, (1, 1), where)
+    if any(pads) and not _int(node, "count_include_pad", 0):
+        raise UnsupportedLayerError(f"{where} with padding and count_include_pad=0 is not supported yet")
+    layer = avg_pool2d(shape, tuple(kernel), strides, pads)
+    if _int(node, "ceil_mode", 0):
+        for n, k, s, (a, b) in zip(shape[1:], kernel, strides, (pads[:2], pads[2:])):
+            if (n + a + b - k) % s:
+                raise UnsupportedLayerError(f"{where} with ceil_mode=1 changes the output size; not supported")
+    return layer
+
+
+def _global_avgpool(node, shape: tuple, consts: _Graph, label: str, where: str) -> Conv2d:
+    return global_avg_pool(shape)
+
+
+_SPATIAL = {"Conv": _conv, "AveragePool": _avgpool, "GlobalAveragePool": _global_avgpool}
+_NOT_YET = {"MaxPool", "GlobalMaxPool", "Pad", "ConvTranspose"}
+
+
+def _batchnorm(node, var: _Var, consts: _Graph, label: str, where: str) -> _Var:
+    """Evaluation-mode BatchNormalization: ``x -> s (x - mean) + beta`` per channel (axis 1), ``s = gamma /
+    sqrt(var + eps)``; kept lazily (folded into the convolution before it when the segment closes)."""
+    if _int(node, "training_mode", 0) or len(node.output) > 1 and any(node.output[1:]):
+        raise UnsupportedLayerError(f"{where} runs in training mode (batch statistics)")
+    if len(node.input) != 5:
+        raise ModelFormatError(f"{where} needs 5 inputs (X, scale, B, mean, var), got {len(node.input)}")
+    gamma, beta, mean, variance = (real_array(consts.get(i, label), f"{where} {n}").reshape(-1)
+                                   for i, n in zip(node.input[1:], ("scale", "B", "mean", "var")))
+    if len(var.shape) < 2 or not all(a.shape == (var.shape[1],) for a in (gamma, beta, mean, variance)):
+        raise ShapeMismatchError(f"{where}: parameters do not match the channels of the data tensor {var.shape}")
+    eps = _num(node, "epsilon", 1e-5)
+    s = gamma / np.sqrt(variance + eps)
+    t = beta - mean * s
+    shape = (1, var.shape[1]) + (1,) * (len(var.shape) - 2)
+    kf = np.ascontiguousarray(np.broadcast_to(s.reshape(shape), var.shape)).reshape(-1)
+    tf = np.ascontiguousarray(np.broadcast_to(t.reshape(shape), var.shape)).reshape(-1)
+    return _Var(var.scaled(kf), kf * var.c + tf, var.shape)
 
 
 # ------------------------------------------------------------------ constant folding

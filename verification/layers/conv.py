@@ -281,6 +281,9 @@ class Conv2d(AffineLayer):
                 chan = (np.arange(self.weight.shape[0]) // per_group)[:, None] * c_in_g + np.arange(c_in_g)[None, :]
                 w = self.weight * s[chan][:, :, None, None]
                 return replace(self, weight=w, bias=self.linear(inner.bias) + self.bias)
+            folded = self._fold_tiling(inner)
+            if folded is not None:
+                return folded
             s = self.channel_scale
             if s is not None:
                 _, ho, wo = inner.output_shape
@@ -293,6 +296,30 @@ class Conv2d(AffineLayer):
             return Dense(self.linear(inner.weight.T).T, self(inner.bias))
         m = self.as_matrix()
         return Dense(inner.transpose(m), m @ inner.bias + self.bias)
+
+    def _fold_tiling(self, inner: "Conv2d") -> "Conv2d | None":
+        """``self ∘ inner`` as one convolution when ``inner`` is depthwise with non-overlapping windows that tile
+        its input (stride = kernel, no padding, e.g. an average pool) and ``self`` pads with zeros: each
+        outer tap becomes a ``kh x kw`` block of taps, strides and pads scale by the window (else ``None``)."""
+        c, h, w = inner.input_shape
+        c_out_i, c_in_g_i, kh, kw = inner.weight.shape
+        if (c_in_g_i != 1 or inner.groups != c or c_out_i != c or inner.stride != (kh, kw) or any(inner.pads)
+                or h % kh or w % kw or (self.padding_mode != "zeros" and any(self.pads))):
+            return None
+        co, cig, th, tw = self.weight.shape
+        dh, dw = self.dilation
+        big = np.zeros((co, cig, (th - 1) * dh * kh + kh, (tw - 1) * dw * kw + kw))
+        per_group = co // self.groups
+        chan = (np.arange(co) // per_group)[:, None] * cig + np.arange(cig)[None, :]
+        win = inner.weight[chan, 0]  # (co, cig, kh, kw): the window of each input channel
+        for t in range(th):
+            for u in range(tw):
+                big[:, :, t * dh * kh:t * dh * kh + kh, u * dw * kw:u * dw * kw + kw] = (
+                    self.weight[:, :, t, u][:, :, None, None] * win)
+        top, bottom, left, right = self.pads
+        return Conv2d(big, self.linear(inner.bias) + self.bias, inner.input_shape,
+                      (self.stride[0] * kh, self.stride[1] * kw), (1, 1), self.groups,
+                      (top * kh, bottom * kh, left * kw, right * kw), "zeros")
 
     def describe(self) -> str:
         c, h, w = self.input_shape
