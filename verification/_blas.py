@@ -17,9 +17,18 @@ from pathlib import Path
 __all__ = ["scipy_blas_single_thread"]
 
 
+_FOUND: list = []  # [(own, others)] once a BLAS other than numpy's is loaded (libraries stay loaded)
+_SCIPY_POOL: list = []  # [threadpoolctl controller of those libraries]
+
+
 def _blas_libraries() -> tuple[list[str], list[str]]:
     """File paths of the loaded BLAS libraries: ``(numpy's own, the others)``; numpy's wheel puts its BLAS in
-    "numpy.libs" next to the package (empty first list: numpy has no separate one, or threadpoolctl is missing)."""
+    "numpy.libs" next to the package (empty first list: numpy has no separate one, or threadpoolctl is missing).
+
+    Scanning the loaded libraries costs about 5 ms, so the answer is kept once both kinds are loaded (a
+    shared library is not unloaded); before that (scipy not imported yet) every call scans again."""
+    if _FOUND:
+        return _FOUND[0]
     try:
         import numpy as np
         from threadpoolctl import threadpool_info
@@ -29,7 +38,10 @@ def _blas_libraries() -> tuple[list[str], list[str]]:
     pkg = Path(np.__file__).resolve().parent
     own_dirs = (pkg, pkg.with_name(pkg.name + ".libs"))
     own = [p for p in paths if any(d in Path(p).resolve().parents for d in own_dirs)]
-    return own, [p for p in paths if p not in own]
+    others = [p for p in paths if p not in own]
+    if own and others:
+        _FOUND.append((own, others))
+    return own, others
 
 
 def _private_blas_paths() -> list[str]:
@@ -45,9 +57,11 @@ def scipy_blas_single_thread():
     if not paths:
         yield
         return
-    from threadpoolctl import ThreadpoolController
+    if not _SCIPY_POOL:
+        from threadpoolctl import ThreadpoolController
 
-    with ThreadpoolController().select(filepath=paths).limit(limits=1):
+        _SCIPY_POOL.append(ThreadpoolController().select(filepath=paths))
+    with _SCIPY_POOL[0].limit(limits=1):
         yield
 
 
