@@ -334,6 +334,50 @@ def test_torch_hessian_and_ggn_match_dense_autograd():
     assert abs(tr.trace - np.trace(H_ref)) < 4 * tr.stderr
 
 
+def test_torch_operator_over_dataloader_equals_full_batch():
+    """PyHessian-style data loader: sum over batches weighted by B_b / N equals the operator of the
+    mean loss over the concatenated data, for equal (10 x 4) and unequal (15, 15, 10) batches."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader, TensorDataset
+    mlp, ce, X, y = _mlp_problem(torch)
+    for kind in ("hessian", "ggn"):
+        full = rmt.torch_curvature_operator(mlp, ce, X, y, kind=kind)
+        H_full = full.to_dense()
+        for bs, shuffle in ((10, False), (15, False), (15, True)):
+            loader = DataLoader(TensorDataset(X, y), batch_size=bs, shuffle=shuffle)
+            op = rmt.torch_curvature_operator(mlp, ce, dataloader=loader, kind=kind)
+            assert (op.n_samples, op.n_batches) == (40, -(-40 // bs))
+            assert op.loss() == pytest.approx(full.loss(), rel=1e-12)
+            np.testing.assert_allclose(op.to_dense(), H_full, atol=1e-12)
+            np.testing.assert_array_equal(op.parameters_flat(), full.parameters_flat())
+    # the weighting matters for unequal batches: an unweighted mean of batch Hessians differs
+    batches = [(X[i:i + 15], y[i:i + 15]) for i in range(0, 40, 15)]
+    op = rmt.torch_curvature_operator(mlp, ce, dataloader=batches)
+    per = [rmt.torch_curvature_operator(mlp, ce, a, b).to_dense() for a, b in batches]
+    weighted = sum(len(b) / 40 * h for (_, b), h in zip(batches, per))
+    H = op.to_dense()
+    np.testing.assert_allclose(H, weighted, atol=1e-12)
+    assert np.abs(H - np.mean(per, axis=0)).max() > 1e-3
+    # spectral tools run on it
+    assert rmt.lanczos(op, op.dim, seed=0).ritz_values[-1] == pytest.approx(
+        np.linalg.eigvalsh(H)[-1], abs=1e-8)
+
+
+def test_torch_operator_dataloader_bad_input():
+    torch = pytest.importorskip("torch")
+    mlp, ce, X, y = _mlp_problem(torch)
+    with pytest.raises(TheoryError, match="re-iterable"):
+        rmt.torch_curvature_operator(mlp, ce, dataloader=iter([(X, y)]))
+    with pytest.raises(TheoryError, match="not both"):
+        rmt.torch_curvature_operator(mlp, ce, X, y, dataloader=[(X, y)])
+    with pytest.raises(TheoryError, match="needs inputs"):
+        rmt.torch_curvature_operator(mlp, ce)
+    with pytest.raises(TheoryError, match="no samples"):
+        rmt.torch_curvature_operator(mlp, ce, dataloader=[])
+    with pytest.raises(TheoryError, match="pairs"):
+        rmt.torch_curvature_operator(mlp, ce, dataloader=[X])
+
+
 # --------------------------------------------------------------------------- experiment helpers
 
 

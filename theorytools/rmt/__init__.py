@@ -9,7 +9,8 @@ approach to neural network training", JMLR 23(173), 2022 (arXiv:2006.09092).
   :func:`critical_batch_size`, :func:`lr_ratio`.
 * Spectral estimation on matrix-vector products: :func:`lanczos`, :func:`slq_density`,
   :func:`top_eigenvalue`, :func:`hutchinson_trace`.
-* torch models (torch imported lazily): :func:`torch_curvature_operator` (Hessian / GGN).
+* torch models (torch imported lazily): :func:`torch_curvature_operator` (Hessian / GGN) of one
+  batch or, with ``dataloader=``, of the mean loss over a data loader.
 * Experiments: :func:`batch_extreme_eigenvalues`, :func:`estimate_noise_scale`, :func:`fit_batch_curve`, :func:`max_stable_lr`,
   :func:`gd_diverges`, :func:`torch_training_diverges`, :func:`stable_lr_sweep`, :func:`fit_lr_scaling`.
 """
@@ -55,11 +56,16 @@ from theorytools.rmt._spectral import (
     slq_density,
     top_eigenvalue,
 )
-from theorytools.rmt._torch_ops import TorchCurvatureOperator, torch_curvature_operator
+from theorytools.rmt._torch_ops import (
+    TorchCurvatureOperator,
+    TorchLoaderCurvatureOperator,
+    torch_curvature_operator,
+)
 
 __all__ = [
     "BatchCurveFit", "BatchSpectrum", "LRScalingFit", "LRSweep", "LanczosResult", "NoiseScale",
-    "PowerIterationResult", "SpectralDensity", "StableLR", "TorchCurvatureOperator", "TraceEstimate",
+    "PowerIterationResult", "SpectralDensity", "StableLR", "TorchCurvatureOperator",
+    "TorchLoaderCurvatureOperator", "TraceEstimate",
     "adaptive_max_lr", "batch_extreme_eigenvalues", "critical_batch_size", "estimate_noise_scale",
     "fit_batch_curve",
     "fit_lr_scaling", "gd_diverges", "hutchinson_trace", "lanczos", "lr_ratio", "max_stable_lr",

@@ -4,6 +4,11 @@ torch is imported lazily inside the functions.  Conventions: ``loss_fn(outputs, 
 return the *mean* loss over the batch (as ``torch.nn.MSELoss()`` / ``CrossEntropyLoss()`` do by default),
 so the operator is ``H_batch = (1/B) sum_i d^2 l_i / d theta^2`` -- the object of Granziol et al. (2022).
 Parameters are flattened in ``model.parameters()`` order (only those with ``requires_grad``).
+
+Over a data loader (``dataloader=``, as PyHessian's ``hessian(..., dataloader=)``) the operator is the
+batch-size-weighted average ``sum_b (B_b / N) H_b`` of the per-batch operators, N = sum_b B_b: the
+curvature of the mean loss over all N samples, whatever the batch sizes (an unequal last batch counts
+with its own weight B_b / N).
 """
 
 from __future__ import annotations
@@ -123,12 +128,117 @@ class TorchCurvatureOperator:
         return 0.5 * (H + H.T)
 
 
-def torch_curvature_operator(model, loss_fn: Callable, inputs, targets, *,
-                             kind: str = "hessian") -> TorchCurvatureOperator:
+class TorchLoaderCurvatureOperator:
+    """Hessian / GGN operator of the mean loss over all samples of a data loader.
+
+    ``H v = sum_b (B_b / N) H_b v`` with ``H_b`` the operator of the mean loss on batch b (size B_b, the
+    length of the batch's inputs along axis 0) and N = sum_b B_b.  Every product makes one pass over the
+    loader (forward, backward with graph, double backward per batch), so memory is that of one batch.
+    The loader is any re-iterable of ``(inputs, targets)`` pairs (a ``torch.utils.data.DataLoader``, a
+    list of tuples): it must yield the same samples on every pass (shuffling is fine, random
+    augmentation or ``drop_last`` with shuffling is not).  Same attributes and methods as
+    :class:`TorchCurvatureOperator`, plus ``n_samples`` (N) and ``n_batches``.
+    """
+
+    def __init__(self, model, loss_fn: Callable, dataloader, kind: str = "hessian"):
+        import torch
+
+        if kind not in ("hessian", "ggn"):
+            raise TheoryError(
+                "The 'kind' parameter of torch_curvature_operator must be 'hessian' or 'ggn'. Got "
+                f"{kind!r} instead.")
+        if not isinstance(model, torch.nn.Module):
+            raise TheoryError(
+                "The 'model' parameter of torch_curvature_operator must be a torch.nn.Module. Got "
+                f"{type(model).__name__} instead.")
+        if iter(dataloader) is dataloader:
+            raise TheoryError(
+                "The 'dataloader' parameter of torch_curvature_operator must be re-iterable (a "
+                "DataLoader or a list of (inputs, targets)); got a one-shot iterator.")
+        self._torch = torch
+        self._model = model
+        self._loss_fn = loss_fn
+        self._loader = dataloader
+        self.kind = kind
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise TheoryError("torch_curvature_operator: the model has no trainable parameters.")
+        self.dim = int(sum(int(p.numel()) for p in params))
+        self.shape = (self.dim, self.dim)
+        self.dtype = params[0].dtype
+        self.device = params[0].device
+        self.n_matvecs = 0
+        self._params = params
+        total, n, nb = 0.0, 0, 0
+        with torch.no_grad():
+            for inputs, targets in self._batches():
+                b = int(inputs.shape[0])
+                total += b * float(loss_fn(model(inputs), targets))
+                n += b
+                nb += 1
+        if n == 0:
+            raise TheoryError("torch_curvature_operator: the 'dataloader' yielded no samples.")
+        self.n_samples = n
+        self.n_batches = nb
+        self._loss = total / n
+
+    def _batches(self):
+        for item in self._loader:
+            try:
+                inputs, targets = item
+            except (TypeError, ValueError):
+                raise TheoryError(
+                    "The 'dataloader' of torch_curvature_operator must yield (inputs, targets) pairs."
+                ) from None
+            yield inputs, targets
+
+    def parameters_flat(self) -> np.ndarray:
+        """Parameter vector at which the operator is taken (float64 numpy)."""
+        flat = self._torch.cat([p.detach().reshape(-1) for p in self._params])
+        return flat.cpu().to(self._torch.float64).numpy()
+
+    def loss(self) -> float:
+        """Mean loss over the N samples (batch losses weighted by B_b / N)."""
+        return self._loss
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float64).reshape(-1)
+        if v.size != self.dim:
+            raise TheoryError(f"TorchLoaderCurvatureOperator.matvec expects a vector of length "
+                              f"{self.dim}; got {v.size}.")
+        out = np.zeros(self.dim)
+        for inputs, targets in self._batches():
+            op = TorchCurvatureOperator(self._model, self._loss_fn, inputs, targets, kind=self.kind)
+            out += (int(inputs.shape[0]) / self.n_samples) * op.matvec(v)
+        self.n_matvecs += 1
+        return out
+
+    def __call__(self, v: np.ndarray) -> np.ndarray:
+        return self.matvec(v)
+
+    def to_dense(self) -> np.ndarray:
+        """Dense matrix by P matvecs with unit vectors, symmetrised (small models only)."""
+        eye = np.eye(self.dim)
+        H = np.stack([self.matvec(eye[i]) for i in range(self.dim)], axis=1)
+        return 0.5 * (H + H.T)
+
+
+def torch_curvature_operator(model, loss_fn: Callable, inputs=None, targets=None, *,
+                             kind: str = "hessian", dataloader=None
+                             ) -> TorchCurvatureOperator | TorchLoaderCurvatureOperator:
     """Hessian (``kind='hessian'``) or generalised Gauss--Newton (``kind='ggn'``) operator of
-    ``loss_fn(model(inputs), targets)`` at the model's current parameters.
+    ``loss_fn(model(inputs), targets)`` at the model's current parameters, or, with
+    ``dataloader=`` instead of inputs/targets, of the mean loss over all the loader's samples
+    (batches weighted by their size, see :class:`TorchLoaderCurvatureOperator`).
 
     The result plugs into :func:`lanczos`, :func:`slq_density`, :func:`top_eigenvalue` and
     :func:`hutchinson_trace`.  ``loss_fn`` must average over the batch (see module docstring).
     """
+    if dataloader is not None:
+        if inputs is not None or targets is not None:
+            raise TheoryError("torch_curvature_operator takes either inputs and targets or "
+                              "dataloader=, not both.")
+        return TorchLoaderCurvatureOperator(model, loss_fn, dataloader, kind=kind)
+    if inputs is None or targets is None:
+        raise TheoryError("torch_curvature_operator needs inputs and targets (or dataloader=).")
     return TorchCurvatureOperator(model, loss_fn, inputs, targets, kind=kind)
