@@ -6,10 +6,18 @@ pre-activation gets a fresh real variable ``z_<layer>_<i>`` defined by an equali
 their own terms through ``Activation.z3_terms`` (``If`` terms for ReLU / leaky ReLU / MaxMin, a single
 linear piece when pre-activation bounds fix the neuron).  Sound pre-activation bounds are also asserted as
 ``l <= z <= u``, which prunes Z3's case splits.
+
+Time: :func:`z3_decide` counts its budget from its call, so the encoding (seconds on nets with ~10⁵
+weights) is inside it: the encoder checks the deadline after every row, and Z3's search runs in a worker
+thread that the calling thread interrupts (``Solver.interrupt``) at the deadline or on Ctrl-C.  Z3's own
+``timeout`` parameter is set as well but is not enough alone: it is not checked inside every
+preprocessing step.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -21,6 +29,16 @@ from verification.network import Network
 __all__ = ["encode_network", "z3_decide"]
 
 _CACHE: dict = {}
+_POLL = 0.05  # seconds between the waiting thread's looks at the clock while Z3 runs
+
+
+class _Expired(Exception):
+    """The deadline passed while the encoding was being built."""
+
+
+def _check(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise _Expired
 
 
 def _q(v: float):
@@ -29,8 +47,9 @@ def _q(v: float):
     return z3.RealVal(Fraction(float(v)))
 
 
-def _rational_layers(net: Network):
-    """Z3 rationals of every affine layer (cached per network object)."""
+def _rational_layers(net: Network, deadline: float | None = None):
+    """Z3 rationals of every affine layer (cached per network object, once complete); raises
+    :class:`_Expired` after ``deadline`` (``time.monotonic``)."""
     key = id(net)
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is net:
@@ -39,7 +58,10 @@ def _rational_layers(net: Network):
     for layer in net.layers:
         if isinstance(layer, AffineLayer):
             # the exact encoding needs every weight as a rational: the dense rows of the layer
-            W = [[_q(w) if w != 0.0 else None for w in row] for row in layer.as_matrix()]
+            W = []
+            for row in layer.as_matrix():
+                W.append([_q(w) if w != 0.0 else None for w in row])
+                _check(deadline)
             b = [_q(v) for v in layer.bias]
             out.append((W, b))
         else:
@@ -50,12 +72,14 @@ def _rational_layers(net: Network):
     return out
 
 
-def encode_network(net: Network, x: list, pre_bounds: list | None = None, tol: float = 1e-9):
+def encode_network(net: Network, x: list, pre_bounds: list | None = None, tol: float = 1e-9,
+                   deadline: float | None = None):
     """Z3 terms of ``net(x)`` for Z3 real terms ``x``.
 
     ``pre_bounds``: optional list of ``(l, u)`` arrays, one per activation of ``net.canonical()``, sound
     bounds on its pre-activations.  They are loosened by ``tol`` (float rounding) before use.
-    Returns ``(outputs, constraints)``: output terms and the equalities/bounds to assert.
+    Returns ``(outputs, constraints)``: output terms and the equalities/bounds to assert.  ``deadline``
+    (``time.monotonic``; internal): the encoding stops with :class:`_Expired` once it has passed.
     """
     import z3
 
@@ -63,7 +87,7 @@ def encode_network(net: Network, x: list, pre_bounds: list | None = None, tol: f
     for a in net.activations:
         if not a.is_piecewise_linear:
             raise UnsupportedLayerError(f"{a.describe()} is not piecewise linear: no exact Z3 encoding")
-    rat = _rational_layers(net)
+    rat = _rational_layers(net, deadline)
     cons = []
     h = list(x)
     act_i = 0
@@ -74,6 +98,7 @@ def encode_network(net: Network, x: list, pre_bounds: list | None = None, tol: f
             for i, row in enumerate(W):
                 terms = [w * t for w, t in zip(row, h) if w is not None]
                 z.append(z3.Sum(terms) + b[i] if terms else b[i])
+                _check(deadline)
             if k == len(net.layers) - 1:
                 return z, cons
             zv = [z3.Real(f"z_{k}_{i}") for i in range(len(z))]
@@ -107,19 +132,22 @@ def z3_decide(net: Network, lower, upper, outputs, pre_bounds=None, timeout: flo
     the constants as written (``A_exact``, ``b_exact``) and ``strict`` rows, those are encoded (``<`` for strict
     rows).  ``region``: optional :class:`~verification.spec.InputRegion` whose exact box (and strict bounds)
     is asserted as well.  Returns ``("sat", x)`` with ``x`` the model as float64, ``("unsat", None)`` or
-    ``("unknown", reason)``.
+    ``("unknown", reason)``.  ``timeout`` (seconds) counts from this call: the encoding and Z3's search
+    both stop at it (reason ``"timeout"``).  A ``KeyboardInterrupt`` interrupts Z3 and is re-raised.
     """
     import z3
 
+    if timeout is not None and timeout <= 0:
+        return "unknown", "timeout"
+    deadline = None if timeout is None else time.monotonic() + timeout
     lower = np.asarray(lower, dtype=np.float64).reshape(-1)
     upper = np.asarray(upper, dtype=np.float64).reshape(-1)
     x = [z3.Real(f"X_{i}") for i in range(lower.size)]
-    y, cons = encode_network(net, x, pre_bounds)
+    try:
+        y, cons = encode_network(net, x, pre_bounds, deadline=deadline)
+    except _Expired:
+        return "unknown", "timeout"
     s = z3.SolverFor("QF_LRA") if all(a.is_piecewise_linear for a in net.activations) else z3.Solver()
-    if timeout is not None:
-        if timeout <= 0:
-            return "unknown", "timeout"
-        s.set("timeout", max(1, int(timeout * 1000)))
     for xi, lo, hi in zip(x, lower, upper):
         s.add(xi >= _q(lo), xi <= _q(hi))
     if region is not None and getattr(region, "lower_exact", None) is not None:
@@ -143,7 +171,9 @@ def z3_decide(net: Network, lower, upper, outputs, pre_bounds=None, timeout: flo
             rows.append(lhs < rhs if strict is not None and strict[r] else lhs <= rhs)
         disj.append(z3.And(rows) if rows else z3.BoolVal(True))
     s.add(z3.Or(disj) if disj else z3.BoolVal(False))
-    res = s.check()
+    res = _check_with_deadline(s, deadline)
+    if res is None:
+        return "unknown", "timeout"
     if res == z3.sat:
         m = s.model()
         vals = []
@@ -154,3 +184,42 @@ def z3_decide(net: Network, lower, upper, outputs, pre_bounds=None, timeout: flo
     if res == z3.unsat:
         return "unsat", None
     return "unknown", s.reason_unknown()
+
+
+def _check_with_deadline(s, deadline: float | None):
+    """``s.check()`` in a worker thread; this thread waits, and interrupts Z3 at ``deadline`` or on Ctrl-C
+    (then re-raises the ``KeyboardInterrupt`` once Z3 has stopped).  ``None`` when the deadline stopped it."""
+    import z3
+
+    if deadline is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        s.set("timeout", max(1, int(left * 1000)))  # Z3's own limit too (not honoured in every preprocessing step)
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["res"] = s.check()
+        except z3.Z3Exception as exc:  # pragma: no cover - Z3 reports failures as unknown
+            box["err"] = exc
+
+    worker = threading.Thread(target=work, name="z3-check", daemon=True)
+    worker.start()
+    stopped = False
+    try:
+        while worker.is_alive():
+            worker.join(_POLL)
+            if deadline is not None and not stopped and time.monotonic() >= deadline:
+                s.interrupt()
+                stopped = True
+    except KeyboardInterrupt:
+        s.interrupt()
+        worker.join()
+        raise
+    if "err" in box:  # pragma: no cover
+        raise box["err"]
+    res = box["res"]
+    if res == z3.unknown and (stopped or (deadline is not None and time.monotonic() >= deadline)):
+        return None
+    return res

@@ -1,16 +1,37 @@
-"""Settings of one verification run: the frozen options, the budget (deadline, box limit), the counters."""
+"""Settings of one verification run: the frozen options, the budget (deadline, box limit), the counters.
+
+Progress: inside ``with reporting(callback):`` every :class:`Stats` created reports a copy of its counters
+to ``callback`` (at most every :data:`REPORT_INTERVAL` seconds) whenever one changes; e.g. ``boxes`` and
+``volume_done`` (the fraction of the input volume decided so far) during input splitting.
+"""
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 
 from verification.bounds.batched import INTERMEDIATE
 from verification.errors import InvalidParameterError
 
-__all__ = ["METHODS", "VerifyOptions", "Budget", "Stats"]
+__all__ = ["METHODS", "VerifyOptions", "Budget", "Stats", "reporting", "REPORT_INTERVAL"]
+
+REPORT_INTERVAL = 0.2  # seconds
+_OBSERVER: ContextVar[Callable[[dict], None] | None] = ContextVar("verification_smt_progress", default=None)
+
+
+@contextmanager
+def reporting(callback: Callable[[dict], None] | None) -> Iterator[None]:
+    """Within the block, the counters of every verification run are reported to ``callback`` (a copy)."""
+    token = _OBSERVER.set(callback)
+    try:
+        yield
+    finally:
+        _OBSERVER.reset(token)
 
 METHODS = ("auto", "input-split", "relu-split", "z3-plain")
 
@@ -78,12 +99,23 @@ class Stats:
 
     def __init__(self, initial: dict | None = None):
         self._d: dict = dict(initial or {})
+        self._observer = _OBSERVER.get()
+        self._last = 0.0
 
     def add(self, key: str, n: float = 1) -> None:
         self._d[key] = self._d.get(key, 0) + n
+        self._report()
 
     def set(self, key: str, value) -> None:
         self._d[key] = value
+        self._report()
+
+    def _report(self) -> None:
+        if self._observer is not None:
+            now = time.monotonic()
+            if now - self._last >= REPORT_INTERVAL:
+                self._last = now
+                self._observer(dict(self._d))
 
     def __getitem__(self, key: str):
         return self._d[key]
