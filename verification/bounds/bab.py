@@ -173,33 +173,46 @@ class BranchAndBound:
     def done(self) -> bool:
         return not self.heap or -self.heap[0][0] <= max(self.best_lower, self.closed) or self.n_eval >= self.max_domains
 
-    def run(self, deadline: float) -> None:
-        widths = self.widths
+    def run(self, deadline: float, progress=None) -> None:
+        """Split until ``deadline`` (``time.perf_counter()``) or done; ``progress(dict)`` after every batch
+        (``upper``, ``open``, ``domains``).  On Ctrl-C the batch being split goes back on the heap (so
+        ``upper`` stays a bound) and the ``KeyboardInterrupt`` is re-raised."""
         while not self.done and time.perf_counter() < deadline:
-            heap = self.heap
-            batch = [heapq.heappop(heap) for _ in range(min(self.batch_size, len(heap)))]
-            m = 2 * len(batch)
-            splits = [np.zeros((m, n), dtype=np.int8) for n in widths]
-            prior = [Bounds(np.zeros((m, n)), np.zeros((m, n))) for n in widths]
-            parent = np.zeros(m)
-            for i, (negv, _, sp, pr, (j, k)) in enumerate(batch):
-                for layer in range(len(widths)):
-                    splits[layer][2 * i:2 * i + 2] = sp[layer]
-                    prior[layer].lower[2 * i:2 * i + 2] = pr[layer].lower
-                    prior[layer].upper[2 * i:2 * i + 2] = pr[layer].upper
-                splits[j][2 * i, k] = -1
-                splits[j][2 * i + 1, k] = 1
-                parent[2 * i:2 * i + 2] = -negv
-            # children: plain CROWN intersected with the parent's bounds (cheaper than alpha-CROWN per
-            # domain; many more domains per second pays off)
-            clb, cranges, cjb = _evaluate(self.net, self.lo, self.hi, self.c, splits, prior, False, self.relaxation)
-            self.n_eval += m
-            values = np.minimum(cjb.value, parent)
-            choices = _choose(self.net, clb, cranges, cjb, self.splittable)
-            for b in np.argsort(-values, kind="stable"):
-                if clb.infeasible[b]:
-                    continue
-                self._consider(float(values[b]), bool(cjb.exact[b]), choices[b], splits, clb.pre, cranges, b)
+            batch = [heapq.heappop(self.heap) for _ in range(min(self.batch_size, len(self.heap)))]
+            try:
+                self._split(batch)
+            except KeyboardInterrupt:
+                for item in batch:  # parents bound their children: keeping both is sound
+                    heapq.heappush(self.heap, item)
+                raise
+            if progress is not None:
+                progress({"upper": self.upper, "open": len(self.heap), "domains": int(self.n_eval)})
+
+    def _split(self, batch: list) -> None:
+        """Split every domain of ``batch`` (popped from the heap) on its chosen neuron and push the children."""
+        widths = self.widths
+        m = 2 * len(batch)
+        splits = [np.zeros((m, n), dtype=np.int8) for n in widths]
+        prior = [Bounds(np.zeros((m, n)), np.zeros((m, n))) for n in widths]
+        parent = np.zeros(m)
+        for i, (negv, _, sp, pr, (j, k)) in enumerate(batch):
+            for layer in range(len(widths)):
+                splits[layer][2 * i:2 * i + 2] = sp[layer]
+                prior[layer].lower[2 * i:2 * i + 2] = pr[layer].lower
+                prior[layer].upper[2 * i:2 * i + 2] = pr[layer].upper
+            splits[j][2 * i, k] = -1
+            splits[j][2 * i + 1, k] = 1
+            parent[2 * i:2 * i + 2] = -negv
+        # children: plain CROWN intersected with the parent's bounds (cheaper than alpha-CROWN per
+        # domain; many more domains per second pays off)
+        clb, cranges, cjb = _evaluate(self.net, self.lo, self.hi, self.c, splits, prior, False, self.relaxation)
+        self.n_eval += m
+        values = np.minimum(cjb.value, parent)
+        choices = _choose(self.net, clb, cranges, cjb, self.splittable)
+        for b in np.argsort(-values, kind="stable"):
+            if clb.infeasible[b]:
+                continue
+            self._consider(float(values[b]), bool(cjb.exact[b]), choices[b], splits, clb.pre, cranges, b)
 
     def stats(self) -> dict:
         return {"domains": int(self.n_eval), "open": len(self.heap), "converged": self.converged}

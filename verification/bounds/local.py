@@ -149,6 +149,7 @@ def local_lipschitz(
     seed: int = 0,
     batch_size: int = 32,
     max_domains: int = 200_000,
+    progress=None,
 ) -> LocalLipschitzResult:
     """Certified local l-inf Lipschitz constant of ``net`` on the box ``||x - center||_inf <= eps``.
 
@@ -176,6 +177,11 @@ def local_lipschitz(
         ``(lower, upper)`` the box is clipped to; default ``net.input_lower/upper`` when stored.
     n_samples, seed:
         Random points of the box used for the lower bound (deterministic for a given seed).
+    progress:
+        Optional callable; during branch-and-bound it gets ``{"upper", "lower", "open", "domains", "done"}``
+        after every batch (``upper``: the certified bound over all outputs so far; ``done``: seconds of the
+        budget used).  Ctrl-C during branch-and-bound stops it: the result then holds the certified bound
+        reached (``details["interrupted"] = True``); earlier, the ``KeyboardInterrupt`` propagates.
     """
     t0 = time.perf_counter()
     if not isinstance(net, Network):
@@ -246,25 +252,44 @@ def local_lipschitz(
         budget = 60.0 if timeout is None else float(timeout)
         end = time.perf_counter() + budget
         runs: dict = {}
-        # work on the output with the largest current upper bound, in slices, until the budget is used or
-        # every output is solved (the reported value is the max over outputs)
-        while time.perf_counter() < end:
-            todo = [k for k in range(len(upper)) if upper[k] > lower[k] * (1 + 1e-12)
-                    and not (k in runs and runs[k].done)]
-            if not todo:
-                break
-            k = max(todo, key=lambda i: upper[i])
-            if k not in runs:
-                runs[k] = BranchAndBound(cnet, lo, hi, cs[k], lower=float(lower[k]),
-                                         relaxation="crown" if relaxation == "ibp" else relaxation,
-                                         alpha=intermediate == "alpha-crown", batch_size=batch_size,
-                                         max_domains=max_domains)
-            slice_end = min(end, time.perf_counter() + max(0.2, (end - time.perf_counter()) / (2 * len(todo))))
-            runs[k].run(slice_end)
+
+        def _merge(k: int) -> None:
             upper[k] = min(upper[k], runs[k].upper)
             if runs[k].witness is not None:  # re-evaluate the gradient at BaB's interior witness point
                 w = np.asarray(runs[k].witness)
                 lower[k] = max(lower[k], float(np.abs(cs[k] @ cnet.jacobian(w)).sum()))
+
+        # work on the output with the largest current upper bound, in slices, until the budget is used or
+        # every output is solved (the reported value is the max over outputs)
+        start = time.perf_counter()
+
+        def report(k: int, ev: dict) -> None:
+            cur = upper.copy()
+            cur[k] = min(cur[k], ev["upper"])
+            progress({"upper": float(cur.max()), "lower": float(max(lower)), "open": ev["open"],
+                      "domains": ev["domains"], "done": time.perf_counter() - start})
+
+        k = None
+        try:
+            while time.perf_counter() < end:
+                k = None
+                todo = [k for k in range(len(upper)) if upper[k] > lower[k] * (1 + 1e-12)
+                        and not (k in runs and runs[k].done)]
+                if not todo:
+                    break
+                k = max(todo, key=lambda i: upper[i])
+                if k not in runs:
+                    runs[k] = BranchAndBound(cnet, lo, hi, cs[k], lower=float(lower[k]),
+                                             relaxation="crown" if relaxation == "ibp" else relaxation,
+                                             alpha=intermediate == "alpha-crown", batch_size=batch_size,
+                                             max_domains=max_domains)
+                slice_end = min(end, time.perf_counter() + max(0.2, (end - time.perf_counter()) / (2 * len(todo))))
+                runs[k].run(slice_end, None if progress is None else (lambda ev, k=k: report(k, ev)))
+                _merge(k)
+        except KeyboardInterrupt:  # the heap of the interrupted run was restored: its upper bound holds
+            if k is not None and k in runs:
+                _merge(k)
+            details["interrupted"] = True
         lower = _consistent(lower, upper)
         details["bab"] = {int(k): r.stats() for k, r in runs.items()}
         details["timeout"] = budget

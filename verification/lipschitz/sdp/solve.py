@@ -6,11 +6,17 @@ and the ``info`` key that records the failure.  :func:`solve_chain_sdp` runs the
 ``auto``, its fallbacks (each backend at most once), then certifies the answer in float64
 (:meth:`ChainSDP.certify`); a forced solver's failure is raised.  A new backend is one file in ``backends/``
 plus one entry here.
+
+Deadlines (``deadline``, a ``time.monotonic()`` value): ``ipm`` gets the time left (it checks it before
+every iteration and stops with its last strictly feasible iterate, which is certified like any other); the
+solvers we cannot stop (CVXOPT through cvxpy or with the low-rank KKT solver, Clarabel, SCS, MOSEK) run only
+when :func:`predicted_seconds` fits in the time left, else they count as failed (``auto`` falls back).
+Time for the float64 certificate is reserved first (:func:`certify_seconds`).
 """
 
 from __future__ import annotations
 
-import sys
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -18,12 +24,12 @@ from typing import Callable
 import numpy as np
 
 from verification.errors import InvalidParameterError, SolverError
-from verification.lipschitz.sdp.backends import chain_pd, cvxpy_lmi, lowrank_cvxopt
+from verification.lipschitz.sdp.backends import chain_pd, cvxpy_lmi, lowrank_cvxopt, report
 from verification.lipschitz.sdp.certificate import Certificate
 from verification.lipschitz.sdp.chain import ChainSDP
 from verification.lipschitz.sdp.cvxpy_problem import mosek_available
 
-__all__ = ["Backend", "BACKENDS", "SOLVERS", "auto_backend", "solve_chain_sdp"]
+__all__ = ["Backend", "BACKENDS", "SOLVERS", "auto_backend", "solve_chain_sdp", "predicted_seconds", "certify_seconds"]
 
 LOWRANK_MIN_MULTIPLIERS = 40  # the rank-2 KKT solver pays off with many multipliers (neuron form)
 IPM_AUTO_MIN_N = 200  # auto: the block-tridiagonal method for l2 LMIs of at least this many rows ...
@@ -45,8 +51,9 @@ def _always(sdp: ChainSDP, status: str) -> bool:
 
 
 def _ipm_converged_or_large(sdp: ChainSDP, status: str) -> bool:
-    # not converged: its iterate is feasible (it would certify a looser bound); small LMIs go to CVXOPT instead
-    return status == "optimal" or sdp.n > IPM_RETRY_MAX_N
+    # not converged: its iterate is feasible (it would certify a looser bound); small LMIs go to CVXOPT instead,
+    # unless the deadline or Ctrl-C stopped it (no time for another solver)
+    return status in ("optimal", "time limit", "interrupted") or sdp.n > IPM_RETRY_MAX_N
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,33 @@ BACKENDS: dict[str, Backend] = {
 
 SOLVERS = ("auto", *BACKENDS)
 
+# Cost models of the solvers we cannot stop, in seconds on one core: a constant start-up (cvxpy's import and
+# compilation) plus u = n² m + m³ flop units (n LMI rows, m multipliers).  Measured on random ReLU MLPs
+# (LMIs of 90 and 170 rows, 3 Dec, shared 2-core machine: cvxopt-lowrank 0.6 / 1.2 s, CVXOPT 4.3 / 6.3 s,
+# Clarabel 37-52 s and SCS 3-37 s at 90 rows), then doubled to stay on the safe side.
+_COST = {  # backend -> (seconds, seconds per unit)
+    "cvxopt-lowrank": (1.0, 1.6e-7),
+    "CVXOPT": (6.0, 8e-7),
+    "CLARABEL": (2.0, 7e-5),
+    "SCS": (2.0, 6e-5),
+    "MOSEK": (2.0, 2e-7),
+}
+
+
+def predicted_seconds(sdp: ChainSDP, backend: str) -> float:
+    """A pessimistic forecast of the wall time of ``backend`` on ``sdp`` (``0`` for ``ipm``, which honours a
+    time limit itself)."""
+    if backend == "ipm":
+        return 0.0
+    base, per = _COST[backend]
+    n, m = sdp.n, int(sdp.nonneg.shape[0])
+    return base + per * (n * n * m + m**3)
+
+
+def certify_seconds(sdp: ChainSDP) -> float:
+    """Time reserved for the float64 certificate (eigenvalues and a few Cholesky factorisations of ``n x n``)."""
+    return 0.2 + 5e-9 * sdp.n**3
+
 
 def auto_backend(sdp: ChainSDP) -> str:
     """The first backend of ``solver="auto"``: MOSEK if licensed; the block-tridiagonal interior-point method
@@ -90,10 +124,14 @@ def auto_backend(sdp: ChainSDP) -> str:
 
 
 def solve_chain_sdp(
-    sdp: ChainSDP, solver: str = "auto", progress: bool = False, label: str = "lipsdp", **solver_options
+    sdp: ChainSDP, solver: str = "auto", progress=False, label: str = "lipsdp", deadline: float | None = None,
+    **solver_options
 ) -> tuple[Certificate, str, dict]:
     """Solve and certify; returns ``(certificate, backend used, info)``.  ``solver``: ``"auto"`` or a key of
-    :data:`BACKENDS` (the cvxpy names in any case); ``solver_options`` go to every backend tried."""
+    :data:`BACKENDS` (the cvxpy names in any case); ``solver_options`` go to every backend tried.
+    ``progress``: ``True`` (text on stderr) or a callable (see :func:`~.backends.report`).  ``deadline``
+    (``time.monotonic()``): see the module docstring; ``info["solver_status"]`` is ``"time limit"`` when it
+    stopped ``ipm``."""
     name = solver if solver in BACKENDS else solver.upper()
     if solver != "auto" and name not in BACKENDS:
         raise InvalidParameterError(f"The 'solver' parameter must be one of {list(SOLVERS)}. Got {solver!r} instead.")
@@ -106,7 +144,8 @@ def solve_chain_sdp(
         backend = BACKENDS[chosen]
         tried.add(chosen)
         try:
-            y, status, extra = backend.solve(sdp, progress=progress, label=label, **solver_options)
+            opts = _with_deadline(sdp, chosen, deadline, solver_options)
+            y, status, extra = backend.solve(sdp, progress=progress, label=label, **opts)
             info.update(extra)
             if auto and not backend.accept(sdp, status):
                 raise SolverError(f"the {chosen} backend stopped: {status}")
@@ -118,11 +157,27 @@ def solve_chain_sdp(
             info[backend.error_key] = str(exc)
             chosen = nxt
     info["solver_seconds"] = time.perf_counter() - t0
-    if progress:
-        print(f"[{label}] {chosen} finished in {info['solver_seconds']:.1f} s; certifying in float64 ...",
-              file=sys.stderr, flush=True)
+    report(progress, label, f"{chosen} finished in {info['solver_seconds']:.1f} s; certifying in float64 ...",
+           solver_rho=float(y[0]))
     info["solver_status"] = status
     info["solver_rho"] = float(y[0])
     cert = sdp.certify(y)
     info["multipliers"] = y[1:]
     return cert, chosen, info
+
+
+def _with_deadline(sdp: ChainSDP, backend: str, deadline: float | None, options: dict) -> dict:
+    """The options of one backend run under ``deadline``: ``ipm`` gets ``time_limit``; the other backends raise
+    :class:`SolverError` (a failure ``auto`` falls back from) when their forecast does not fit."""
+    if deadline is None:
+        return options
+    left = deadline - time.monotonic() - certify_seconds(sdp)
+    if left <= 0:
+        raise SolverError(f"{backend}: no time left within the time limit")
+    if backend == "ipm":
+        return dict(options, time_limit=min(left, options.get("time_limit", math.inf)))
+    need = predicted_seconds(sdp, backend)
+    if need > left:
+        raise SolverError(f"{backend}: predicted {need:.3g} s, only {left:.3g} s left within the time limit "
+                          "(this solver cannot be stopped midway)")
+    return options

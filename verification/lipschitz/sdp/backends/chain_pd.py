@@ -40,6 +40,7 @@ import scipy.linalg as sla
 
 from verification._blas import cholesky_inplace
 from verification.errors import InvalidParameterError, SolverError
+from verification.lipschitz.sdp.backends import report
 from verification.lipschitz.sdp.block_tridiagonal import BlockTridiagonalLMI
 from verification.lipschitz.sdp.certificate import block_cholesky
 from verification.lipschitz.sdp.chain import ChainSDP
@@ -263,7 +264,10 @@ def chain_pd_solve(
     """Minimise ``ρ = y[0]`` over the l2 chain LMI ``sdp`` from the strictly feasible ``y0`` (primal-dual).
 
     Stops when the relative duality gap ``(<X,S> + xᵀy)/ρ <= rel_gap`` with the primal residual below
-    ``rel_gap`` too.  Returns ``(y, info)``; ``y`` is the last strictly feasible dual iterate (certify it)."""
+    ``rel_gap`` too.  Returns ``(y, info)``; ``y`` is the last strictly feasible dual iterate (certify it).
+    ``time_limit`` (seconds from the call): no iteration is started that the previous one's duration says
+    would end after it (status ``"time limit"``).  ``progress``: see :func:`~.backends.report`.  Ctrl-C
+    stops the loop with status ``"interrupted"`` and the last strictly feasible iterate."""
     t_start = time.perf_counter()
     y0 = np.asarray(y0, dtype=np.float64)
     nonneg = np.asarray(sdp.nonneg, dtype=bool)
@@ -310,9 +314,14 @@ def chain_pd_solve(
     last_print = t_start
     rel = res = float("nan")
     trace: list[tuple] = []  # per iteration: relative gap, primal residual, σ, primal step, dual step, seconds, ρ
+    y_last = y0
+    t_iter = time.perf_counter()
+    last_dt = 0.0  # duration of the previous iteration: the forecast of the next one
     try:
         while it < max_iter:
             it += 1
+            now = time.perf_counter()
+            last_dt, t_iter = (now - t_iter if it > 1 else 0.0), now
             xchol = clique_cholesky(xd, xe)
             xinv = None if xchol is None else clique_inverse_factors(xchol)
             wd, we = (None, None) if xchol is None else completion_inverse(xd, xe, inverses=xinv)
@@ -329,14 +338,17 @@ def chain_pd_solve(
             rp[nn] -= xl
             rel = gap / max(abs(y[0]), 1e-300)
             res = float(np.abs(rp).max())
-            if progress and time.perf_counter() - last_print > 2.0:
+            if callable(progress):
+                report(progress, label, "", iteration=it, solver_rho=float(y[0] * lmi.vscale[0]), rel_gap=rel,
+                       seconds=time.perf_counter() - t_start)
+            elif progress and time.perf_counter() - last_print > 2.0:
                 last_print = time.perf_counter()
                 print(f"[{label}] {last_print - t_start:7.1f} s  iter {it}  rho~{y[0] * lmi.vscale[0]:.9g}  "
                       f"gap {rel:.1e}  primal residual {res:.1e}", file=sys.stderr, flush=True)
             if rel <= rel_gap and res <= rel_gap:
                 status = "converged"
                 break
-            if time_limit is not None and time.perf_counter() - t_start > time_limit:
+            if time_limit is not None and time.perf_counter() - t_start + last_dt > time_limit:
                 status = "time limit"
                 break
             xhat = lmi.inverse(wfac[1], we, out=work["xhat"])  # (after the convergence test: not needed then)
@@ -431,6 +443,7 @@ def chain_pd_solve(
             if cur is None or np.any(ynew[nn] <= 0):
                 status = "dual step lost feasibility"
                 break
+            y_last = ynew * lmi.vscale  # unscaled, in one assignment: what an interrupt returns
             # rebalance: S with unit diagonal and variables of order one (an exact change of coordinates; the
             # multipliers of deep nets move by many orders of magnitude during the solve)
             dr = 1.0 / np.sqrt(np.maximum(np.concatenate([np.diag(b) for b in cur[0]]), 1e-300))
@@ -454,7 +467,9 @@ def chain_pd_solve(
         # a non-finite direction (e.g. from an extremely ill-conditioned start): stop with the last strictly
         # feasible dual iterate, which the caller certifies like any other
         status = f"numerical failure ({exc})"
-    return y * lmi.vscale, {
+    except KeyboardInterrupt:  # the last checked strictly feasible iterate, unscaled (certified by the caller)
+        status = "interrupted"
+    return (y_last if status == "interrupted" else y * lmi.vscale), {
         "iterations": it,
         "status": status,
         "rel_gap": rel,
@@ -473,9 +488,7 @@ def solve(sdp: ChainSDP, *, progress: bool = False, label: str = "lipsdp", **opt
     unknown = set(options) - {"rel_gap", "max_iter", "time_limit"}
     if unknown:
         raise InvalidParameterError(f"unknown option(s) for solver 'ipm': {sorted(unknown)}")
-    if progress:
-        print(f"[{label}] block-tridiagonal primal-dual method, LMI {sdp.n}, {sdp.nonneg.shape[0]} multipliers",
-              file=sys.stderr, flush=True)
+    report(progress, label, f"block-tridiagonal primal-dual method, LMI {sdp.n}, {sdp.nonneg.shape[0]} multipliers")
     y, info = chain_pd_solve(sdp, chain_start(sdp), progress=progress, label=label, **options)
     status = "optimal" if info["status"] == "converged" else info["status"]
     return y, status, {f"ipm_{k}": v for k, v in info.items()}
