@@ -237,7 +237,6 @@ def crown_layers(net: Network, lo: np.ndarray, hi: np.ndarray, alpha: bool = Fal
     for k in range(last):
         n = layers[k].out_features
         mm = k < L and acts[k].pair_form
-        C = _spec(n, mm, B)
         if k == 0:
             mid, rad = (hi + lo) / 2, (hi - lo) / 2
             c0, r0 = layers[0](mid), layers[0].abs_linear(rad)
@@ -248,7 +247,7 @@ def crown_layers(net: Network, lo: np.ndarray, hi: np.ndarray, alpha: bool = Fal
                 rd = layers[0].select(_pair_rows(n)).abs_linear(rad)
                 vals = np.concatenate([vals, cd - rd, -(cd + rd)], axis=1)
         else:
-            vals = _optimise(net, k, C, pre, pair, lo, hi, alpha, iters, lr)
+            vals = _chunked_rows(net, k, n, mm, B, pre, pair, lo, hi, alpha, iters, lr)
             # intersect with interval bounds
             il, ir = _ibp_next(acts[k - 1], layers[k], *pre[k - 1])
             vals[:, :n] = np.maximum(vals[:, :n], il - ir)
@@ -281,6 +280,29 @@ def crown_layers(net: Network, lo: np.ndarray, hi: np.ndarray, alpha: bool = Fal
         else:
             return LayerBounds(tuple(pre), tuple(pair), Bounds(l, u), infeasible)
     return LayerBounds(tuple(pre), tuple(pair), None, infeasible)
+
+
+#: Largest number of entries of one block of back-substituted rows (rows x widest layer x boxes): the rows
+#: ``+-e_i`` of a wide (e.g. convolutional) layer are bounded in blocks so memory stays bounded; rows are
+#: independent (alpha-CROWN optimises per row), so the result does not depend on the blocking.
+ROW_BLOCK_ENTRIES = 1 << 24
+
+
+def _chunked_rows(net, k, n, mm, B, pre, pair, lo, hi, alpha, iters, lr):
+    """:func:`_optimise` of the rows of :func:`_spec` for layer ``k``, in blocks of rows."""
+    width = max(layer.in_features for layer in net.affine_layers[:k + 1])
+    total = 2 * n + (n if mm else 0)
+    step = max(1, ROW_BLOCK_ENTRIES // (B * max(width, n)))
+    if mm or step >= total:
+        return _optimise(net, k, _spec(n, mm, B), pre, pair, lo, hi, alpha, iters, lr)
+    out = []
+    for start in range(0, total, step):
+        rows = np.arange(start, min(total, start + step))
+        c = np.zeros((rows.size, n))
+        c[np.arange(rows.size), rows % n] = np.where(rows < n, 1.0, -1.0)
+        out.append(_optimise(net, k, np.ascontiguousarray(np.broadcast_to(c, (B,) + c.shape)), pre, pair, lo, hi,
+                             alpha, iters, lr))
+    return np.concatenate(out, axis=1)
 
 
 def make_relaxations(net: Network, pre: list, pair: list | None = None, upto: int | None = None) -> list:

@@ -1,7 +1,11 @@
 """Our ``.npz`` exchange format.
 
 Arrays ``W0 .. W{n-1}`` (weights ``(out, in)``, real floats), optional ``b0 .. b{n-1}``, optional
-``input_lower`` / ``input_upper`` and at most one of two activation keys:
+``input_lower`` / ``input_upper``, optional ``conv`` (a string: JSON list with one entry per weight, ``null``
+for a dense layer or ``{"input_shape", "stride", "dilation", "groups", "pads", "padding_mode"}`` for a
+convolution, whose ``W{k}`` is the kernel ``(C_out, C_in/groups, kh, kw)`` and ``b{k}`` one bias per output
+entry or per channel; :func:`save` writes it for networks with convolutions) and at most one of two
+activation keys:
 
 * ``activations`` (what :func:`save` writes): a string holding a JSON list of activation specs
   (:meth:`Activation.to_spec`), one per hidden layer;
@@ -27,13 +31,16 @@ import numpy as np
 
 from verification.activations import Activation, GroupSort, Householder, LeakyReLU, from_spec
 from verification.activations.names import NAMES, parse_activation
-from verification.errors import InvalidParameterError, ModelFormatError, ShapeMismatchError, UnsupportedLayerError
+from verification.errors import (InvalidParameterError, ModelFormatError, ShapeMismatchError, UnsupportedLayerError,
+                                 VerificationError)
 from verification.io.common import assumed_activations, chain_from_weights, parse_arch, real_array
-from verification.network import Network
+from verification.layers import Conv2d
+from verification.network import Dense, Network
 
 __all__ = ["load", "save"]
 
-_OPTIONAL = {"activations", "activation", "input_lower", "input_upper"}
+_OPTIONAL = {"activations", "activation", "input_lower", "input_upper", "conv"}
+_CONV_KEYS = {"input_shape", "stride", "dilation", "groups", "pads", "padding_mode"}
 _SPEC_KEYS = {row.name: {row.param} - {None} for row in NAMES}  # spec type -> its optional fields
 
 
@@ -64,7 +71,7 @@ def _check_keys(keys: set[str], fname: str) -> int:
     if unknown:
         raise ModelFormatError(
             f"{fname!r}: unknown array(s) {unknown[:4]}; expected W0..W{n - 1}, b0..b{n - 1}, activations or "
-            "activation, input_lower, input_upper"
+            "activation, input_lower, input_upper, conv"
         )
     return n
 
@@ -97,6 +104,48 @@ def _activation(spec, what: str) -> Activation:
             raise ModelFormatError(f"{what} (householder) needs a list 'v' of at least 2 numbers")
         return Householder(np.array([_number(c, f"{what} v entry") for c in v]))
     return from_spec({"type": kind})  # activations without parameters
+
+
+def _json_list(raw: np.ndarray, key: str, n: int, fname: str) -> list:
+    if raw.dtype.kind != "U" or raw.ndim != 0:
+        raise ModelFormatError(f"{fname!r}: {key!r} must be a string holding a JSON list (got dtype {raw.dtype})")
+    try:
+        specs = json.loads(str(raw))
+    except (ValueError, RecursionError) as exc:
+        raise ModelFormatError(f"{fname!r}: {key!r} is not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(specs, list) or len(specs) != n:
+        raise ModelFormatError(f"{fname!r}: {key!r} must be a JSON list with one entry per weight ({n})")
+    return specs
+
+
+def _conv_layer(w: np.ndarray, b, spec, what: str) -> Conv2d:
+    if not isinstance(spec, dict) or set(spec) != _CONV_KEYS:
+        raise ModelFormatError(f"{what}: a convolution spec needs exactly the fields {sorted(_CONV_KEYS)}")
+    ints = [spec["input_shape"], spec["stride"], spec["dilation"], spec["pads"], [spec["groups"]]]
+    if not all(isinstance(v, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in v) for v in ints):
+        raise ModelFormatError(f"{what}: convolution spec fields must be integers or lists of integers")
+    try:
+        return Conv2d(w, b, tuple(spec["input_shape"]), tuple(spec["stride"]), tuple(spec["dilation"]),
+                      spec["groups"], tuple(spec["pads"]), str(spec["padding_mode"]))
+    except VerificationError as exc:
+        raise ModelFormatError(f"{what}: {exc}") from None
+
+
+def _with_convolutions(weights: list, biases: list, acts: list, specs: list, fname: str) -> Network:
+    layers: list = []
+    for k, (w, b, spec) in enumerate(zip(weights, biases, specs)):
+        w = real_array(w, f"{fname!r}: weight {k}")
+        b = None if b is None else real_array(b, f"{fname!r}: bias {k}")
+        if spec is None:
+            layers.append(chain_from_weights([w], [b], [], fname).layers[0])
+        else:
+            layers.append(_conv_layer(w, b, spec, f"{fname!r}: layer {k}"))
+        if k < len(weights) - 1:
+            layers.append(acts[k])
+    try:
+        return Network(tuple(layers))
+    except VerificationError as exc:
+        raise ModelFormatError(f"{fname!r}: {exc}") from None
 
 
 def _activations(raw: np.ndarray, n_hidden: int, fname: str) -> list[Activation]:
@@ -155,7 +204,10 @@ def load(path: Path, arch: str | None = None) -> Network:
         acts = _named_activations(data["activation"], n - 1, fname)
     else:
         acts = parse_arch(arch, n - 1)
-    net = chain_from_weights(weights, biases, acts, fname)
+    if "conv" in data:
+        net = _with_convolutions(weights, biases, acts, _json_list(data["conv"], "conv", n, fname), fname)
+    else:
+        net = chain_from_weights(weights, biases, acts, fname)
     domain = [_bound(data, k, fname) for k in ("input_lower", "input_upper")]
     if (domain[0] is None) != (domain[1] is None):
         raise ModelFormatError(f"{fname!r}: 'input_lower' and 'input_upper' must be given together")
@@ -177,9 +229,19 @@ def _bound(data: dict, key: str, fname: str) -> np.ndarray | None:
 def save(net: Network, path: Path) -> None:
     cnet = net.canonical()
     arrays: dict[str, np.ndarray] = {}
-    for k, d in enumerate(cnet.dense_layers):
+    convs: list = []
+    for k, d in enumerate(cnet.affine_layers):
+        if isinstance(d, Conv2d):
+            convs.append({"input_shape": list(d.input_shape), "stride": list(d.stride), "dilation": list(d.dilation),
+                          "groups": d.groups, "pads": list(d.pads), "padding_mode": d.padding_mode})
+        elif isinstance(d, Dense):
+            convs.append(None)
+        else:
+            raise ModelFormatError(f"cannot save layer {k} ({d.describe()}) in the .npz format (dense and conv only)")
         arrays[f"W{k}"] = d.weight
         arrays[f"b{k}"] = d.bias
+    if any(c is not None for c in convs):
+        arrays["conv"] = np.array(json.dumps(convs))
     acts: list[Activation] = cnet.activations
     arrays["activations"] = np.array(json.dumps([a.to_spec() for a in acts]))
     if cnet.input_lower is not None:
