@@ -564,3 +564,77 @@ def test_deep_ntk_exact_at_the_ends(name, depth):
         assert np.all(np.diag(k) == depth + 1)  # K_L(x, x) = L + 1 exactly
     ks, _ = ntk.deep_ntk(x, x.copy(), name, depth, scale_diagonal=True)
     assert np.all(np.diag(ks) == 1.0) and ks[0, 4] == 1.0
+
+
+# --------------------------------------------------------------------------- stable kernel solve
+
+
+def test_kernel_solve_well_conditioned_equals_direct_solve():
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((30, 30)))
+    k = (q * np.linspace(1.0, 10.0, 30)) @ q.T
+    y = rng.standard_normal((30, 2))
+    res = ntk.kernel_solve(k, y, ridge=0.0)
+    np.testing.assert_allclose(res.weights, np.linalg.solve(k, y), rtol=1e-10, atol=1e-12)
+    assert res.condition == pytest.approx(10.0, rel=1e-10) == pytest.approx(np.linalg.cond(k))
+    assert res.numerical_rank == 30 and res.relative_residual < 1e-13 and res.ridge == 0.0
+    # relative ridge: (K + ridge * mean(diag K) I)^-1 Y; absolute ridge: (K + ridge I)^-1 Y
+    rel = ntk.kernel_solve(k, y[:, 0], ridge=0.1)
+    np.testing.assert_allclose(rel.weights, np.linalg.solve(k + 0.1 * np.trace(k) / 30 * np.eye(30), y[:, 0]),
+                               rtol=1e-10)
+    ab = ntk.kernel_solve(k, y, ridge=0.1, relative=False)
+    np.testing.assert_allclose(ab.weights, np.linalg.solve(k + 0.1 * np.eye(30), y), rtol=1e-10)
+    assert ab.condition_regularised == pytest.approx(10.1 / 1.1, rel=1e-10)
+
+
+def test_kernel_solve_singular_kernel():
+    """Rank-5 kernel of 40 points: the automatic ridge sits at the round-off floor n*eps*lam_max,
+    the weights stay bounded, targets in the range of K are fitted, others are projected."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((40, 5))
+    k = a @ a.T
+    res = ntk.kernel_solve(k, k @ rng.standard_normal(40))
+    lam = np.linalg.eigvalsh(k)
+    assert res.noise_floor == pytest.approx(40 * np.finfo(float).eps * lam[-1])
+    assert res.ridge == res.noise_floor and res.numerical_rank == 5
+    assert res.condition > 1e12  # inf or round-off sized lam_min
+    assert res.condition_regularised < 2 / (40 * np.finfo(float).eps)
+    assert res.relative_residual < 1e-8
+    y = rng.standard_normal(40)
+    res = ntk.kernel_solve(k, y)
+    proj = a @ np.linalg.lstsq(a, y, rcond=None)[0]  # orthogonal projection of y onto range(K)
+    # the 35 round-off eigenvalues (|lam| ~ eps * lam_max) keep a weight lam/(lam + r) < 1/2 in K alpha
+    noise = np.maximum(res.eigenvalues[:35], 0.0)
+    leak = np.max(noise / (noise + res.ridge))
+    assert leak < 0.5
+    assert np.linalg.norm(res.fitted - proj) <= leak * np.linalg.norm(y - proj) + 1e-8
+    # null-space components of y are divided by the ridge: ||alpha|| <= ||y|| / r, not larger
+    assert np.linalg.norm(res.weights) <= np.linalg.norm(y) / res.ridge * (1 + 1e-8)
+
+
+def test_kernel_solve_deep_ntk_numerically_singular():
+    """The deep Erf NTK at depth 20 on 2-D Dirichlet data is singular in float64 (lam_min < 0): the
+    stable solve classifies above the majority vote and fits most training labels."""
+    x_tr, y_tr, _ = ntk.dirichlet_sample(250, (1.0, 2.0), (2.0, 1.0), 0.4, seed=0)
+    x_te, y_te, _ = ntk.dirichlet_sample(1500, (1.0, 2.0), (2.0, 1.0), 0.4, seed=1)
+    xs = np.concatenate([x_tr, x_te])
+    k, _ = ntk.deep_ntk(xs, x_tr, "erf", 20, scale_diagonal=True)
+    res = ntk.kernel_solve(k[:250], np.where(y_tr == 1, 1.0, -1.0))
+    assert res.eigenvalues[0] < res.noise_floor and res.numerical_rank < 250
+    acc = np.mean((k[250:] @ res.weights > 0) == (y_te == 1))
+    assert acc > np.mean(y_te == 0) + 0.05  # majority vote + 5 points
+    assert np.mean(np.sign(res.fitted) == np.where(y_tr == 1, 1.0, -1.0)) > 0.9
+
+
+def test_kernel_solve_bad_input():
+    k = np.eye(3)
+    with pytest.raises(TheoryError, match="ridge"):
+        ntk.kernel_solve(k, np.ones(3), ridge=-1.0)
+    with pytest.raises(TheoryError, match="ridge"):
+        ntk.kernel_solve(k, np.ones(3), ridge="tiny")
+    with pytest.raises(TheoryError, match="targets"):
+        ntk.kernel_solve(k, np.ones(4))
+    with pytest.raises(TheoryError, match="square"):
+        ntk.kernel_solve(np.ones((3, 2)), np.ones(3))
+    with pytest.raises(TheoryError, match="positive"):
+        ntk.kernel_solve(-np.eye(3), np.ones(3))

@@ -17,9 +17,11 @@ from theorytools.ntk._deep import (
 from theorytools.ntk._empirical import empirical_ntk, torch_mlp
 from theorytools.ntk._predict import (
     GaussianPrediction,
+    KernelSolve,
     MSEPrediction,
     gradient_descent_mse,
     gradient_descent_mse_ensemble,
+    kernel_solve,
     max_learning_rate,
     nngp_posterior,
 )
@@ -62,6 +64,8 @@ __all__ = [
     "gradient_descent_mse_ensemble",
     "nngp_posterior",
     "max_learning_rate",
+    "KernelSolve",
+    "kernel_solve",
     # infinitely deep NTK classifiers
     "DualActivation",
     "dual_activation",
