@@ -100,8 +100,32 @@ _COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
 }
 
 
+def package_version() -> str:
+    """The installed distribution's version (``importlib.metadata``), else ``theorytools.__version__``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("theorytools-verification")
+    except PackageNotFoundError:
+        from theorytools import __version__
+
+        return __version__
+
+
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog} {package_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="theorytools", description="Numerical deep-learning theory calculators.")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (help_text, add_args, run) in _COMMANDS.items():

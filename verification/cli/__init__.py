@@ -15,7 +15,10 @@ import importlib
 import json
 import os
 import sys
+import time
 import warnings
+
+STARTED = time.monotonic()  # the command's budgets (--time-limit) count from here (before the heavy imports)
 
 from verification.errors import InternalCheckError, SolverError, VerificationError
 
@@ -33,6 +36,7 @@ COMMANDS = {
 EXIT_NOT_CERTIFIED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 4
+EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,11 +51,40 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def package_version() -> str:
+    """The installed distribution's version (``importlib.metadata``), else ``verification.__version__``."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+    except ImportError:  # pragma: no cover
+        PackageNotFoundError, version = Exception, None
+    try:
+        if version is not None:
+            return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        pass
+    return sys.modules["verification"].__version__  # the parent package is loaded with this one
+
+
+DISTRIBUTION = "theorytools-verification"
+
+
+class _Version(argparse.Action):
+    """``--version``: looked up only when asked (importlib.metadata costs a few milliseconds)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog} {package_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="verification",
         description="Certified Lipschitz bounds and verification of neural networks.",
     )
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, mod_name in COMMANDS.items():
@@ -63,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    z3_encode = sys.modules.get("verification.smt.encode")
+    if argv is None and z3_encode is not None and z3_encode.busy():
+        # a Z3 search outlived its deadline (it ignores interrupts in some phases): exit now rather than wait
+        # for it or free its objects under it at shutdown
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
@@ -83,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_BAD_INPUT
         except KeyboardInterrupt:
             print(f"verification {args.command}: interrupted", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
         except MemoryError:
             print(f"verification {args.command}: error: out of memory (the model or property is too large)",
                   file=sys.stderr)

@@ -4,12 +4,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import time
 from typing import Any
 
 from verification.errors import InvalidParameterError
 
-__all__ = ["add_model_arguments", "load_model", "model_notes", "parse_input_shape", "emit"]
+__all__ = ["add_model_arguments", "load_model", "model_notes", "parse_input_shape", "emit", "check_seconds",
+           "remaining", "command_start", "EXIT_INTERRUPTED"]
+
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), after printing the best certified answer found, if any
+
+
+def check_seconds(value: float | None, option: str, allow_zero: bool = False) -> None:
+    """A time budget must be a finite number of seconds (> 0, or >= 0 with ``allow_zero``)."""
+    if value is None:
+        return
+    if not (math.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
+        raise InvalidParameterError(
+            f"{option} must be a finite number of seconds {'>= 0' if allow_zero else '> 0'}; got {value!r}")
+
+
+def command_start() -> float:
+    """``time.monotonic()`` when the CLI package was imported (the start of the command, near enough)."""
+    return sys.modules["verification.cli"].STARTED
+
+
+def remaining(limit: float, started: float) -> float:
+    """Seconds left of ``limit`` counted from ``started`` (``time.monotonic()`` at the command's start: the
+    budget covers loading the model too)."""
+    return max(0.0, limit - (time.monotonic() - started))
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:

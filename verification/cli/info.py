@@ -17,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     net = load_model(args)
     obj = {
+        "model": args.model,
         "source": net.metadata.get("source"),
         "format": net.metadata.get("format"),
         "in_dim": net.in_dim,

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import time
 
 import numpy as np
 
-from verification.cli.common import add_model_arguments, emit, load_model
+from verification.cli.common import EXIT_INTERRUPTED, command_start, add_model_arguments, check_seconds, emit, load_model, remaining
+from verification.cli.progress import Progress, add_progress_arguments, enabled
 from verification.errors import InvalidParameterError
+
+BAB_TIME_LIMIT = 60.0  # seconds: the default budget with --bab
 
 HELP = "certified local l-inf Lipschitz bound on a box around a point (bound propagation, optional BaB)"
 
@@ -24,7 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--relaxation", default="crown", choices=["crown", "recurjac", "ibp"],
                    help="Jacobian relaxation (default crown = Shi et al. 2022)")
     p.add_argument("--bab", action="store_true", help="tighten with branch-and-bound on unstable ReLUs")
-    p.add_argument("--timeout", default=None, type=float, help="BaB time budget in seconds (default 60)")
+    p.add_argument("--time-limit", "--timeout", dest="time_limit", default=None, type=float, metavar="SECONDS",
+                   help=f"wall-clock budget from the command's start (default {BAB_TIME_LIMIT:g}); branch-and-bound "
+                   "gets what is left after loading the model (--timeout is the same option); the first bound "
+                   "computation is not interruptible, and without --bab it is all there is")
+    add_progress_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -59,12 +68,26 @@ def parse_center(text: str, n: int) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     from verification.bounds import local_lipschitz
 
+    started = command_start()
+    check_seconds(args.time_limit, "--time-limit")
     net = load_model(args)
     center = parse_center(args.center, net.in_dim)
-    res = local_lipschitz(net, center, args.eps, output=args.output, bab=args.bab, timeout=args.timeout,
-                          relaxation=args.relaxation)
+    limit = BAB_TIME_LIMIT if args.time_limit is None else args.time_limit
+    show = enabled(args) and args.bab
+    with Progress("local-lipschitz BaB", show, total=limit, unit="s") as bar:
+        # the budget left when BaB starts is what local_lipschitz gets (it starts BaB right after the bounds)
+        res = local_lipschitz(net, center, args.eps, output=args.output, bab=args.bab,
+                              timeout=max(remaining(limit, started), 1e-3), relaxation=args.relaxation,
+                              progress=bar if args.bab else None)
     d = res.to_dict()
     d["details"].pop("box_lower", None)
     d["details"].pop("box_upper", None)
-    emit(d, args.json, str(res))
+    d["model"] = args.model
+    interrupted = bool(res.details.get("interrupted"))
+    if interrupted:
+        d["interrupted"] = True
+    emit(d, args.json, f"{res}  (interrupted: certified bound reached so far)" if interrupted else str(res))
+    if interrupted:
+        print("verification local-lipschitz: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0

@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
+import time
 from pathlib import Path
 
-from verification.cli.common import add_model_arguments, emit, load_model
+from verification.cli.common import EXIT_INTERRUPTED, command_start, add_model_arguments, emit, load_model, remaining
+from verification.cli.progress import Progress, add_progress_arguments, enabled
 from verification.errors import InvalidParameterError
 
 HELP = "decide a VNN-LIB property (holds / violated with counterexample / unknown); VNN-COMP result file"
@@ -22,11 +25,14 @@ EXIT = {"holds": 0, "violated": 1, "unknown": 3}
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("property", metavar="PROPERTY", help="VNN-LIB file (.vnnlib)")
-    p.add_argument("--timeout", type=float, default=60.0, help="wall-clock budget in seconds (default 60; 0 = unknown at once)")
+    p.add_argument("--timeout", "--time-limit", dest="timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="wall-clock budget in seconds from the command's start, model loading included (default 60; "
+                   "0 = unknown at once); --time-limit is the same option")
     p.add_argument("--result-file", default=None, help="write the VNN-COMP result (unsat / sat + assignment / timeout)")
     p.add_argument("--method", default="auto", choices=["auto", "input-split", "relu-split", "z3-plain"],
                    help="search strategy (default auto: input splitting for <= 12 inputs, else ReLU splitting)")
     p.add_argument("--seed", type=int, default=0, help="seed of the falsification sampler")
+    add_progress_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -54,16 +60,53 @@ def write_result_file(path: str, text: str) -> None:
         raise InvalidParameterError(f"--result-file {path!r} could not be written: {exc.strerror or exc}") from None
 
 
+def json_object(res, args: argparse.Namespace) -> dict:
+    """The JSON of a result: ``counterexample_output`` is ``f(counterexample)`` (``output`` names the output
+    selector in the other commands)."""
+    obj = res.to_dict()
+    obj["counterexample_output"] = obj.pop("output")
+    return dict(obj, model=args.model, property=args.property)
+
+
+def _stats_events(bar: Progress):
+    """Verifier counters -> bar: ``volume_done`` (fraction of the input volume decided) as the percentage."""
+
+    def sink(stats: dict) -> None:
+        event = {"boxes": int(stats.get("boxes", 0))}
+        if "volume_done" in stats:
+            event["done"] = 100.0 * float(stats["volume_done"])
+        if stats.get("z3_leaves"):
+            event["z3"] = int(stats["z3_leaves"])
+        bar(event)
+
+    return sink
+
+
 def run(args: argparse.Namespace) -> int:
     from verification.smt import verify
+    from verification.smt.options import reporting
     from verification.vnnlib import read_vnnlib
 
+    started = command_start()
     check_options(args)
     prop = read_vnnlib(args.property)  # property errors before the (slower) model load
     net = load_model(args)
-    res = verify(net, prop, timeout=args.timeout, method=args.method, seed=args.seed)
+    timeout = 0.0 if args.timeout == 0 else remaining(args.timeout, started)
+    with Progress("verify", enabled(args), total=100.0, unit="%") as bar:
+        try:
+            with reporting(_stats_events(bar)):
+                res = verify(net, prop, timeout=timeout, method=args.method, seed=args.seed)
+        except KeyboardInterrupt:
+            bar.close()
+            if args.result_file:
+                write_result_file(args.result_file, "unknown\n")
+            obj = {"status": "unknown", "vnncomp": "unknown", "counterexample": None, "counterexample_output": None,
+                   "seconds": time.monotonic() - started, "method": args.method, "reason": "interrupted",
+                   "details": {}, "model": args.model, "property": args.property, "interrupted": True}
+            emit(obj, args.json, "unknown (interrupted)")
+            print("verification verify: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
     if args.result_file:
         write_result_file(args.result_file, res.vnncomp_text())
-    obj = dict(res.to_dict(), model=args.model, property=args.property)
-    emit(obj, args.json, str(res))
+    emit(json_object(res, args), args.json, str(res))
     return EXIT[res.status]

@@ -30,6 +30,16 @@ __all__ = ["encode_network", "z3_decide"]
 
 _CACHE: dict = {}
 _POLL = 0.05  # seconds between the waiting thread's looks at the clock while Z3 runs
+GRACE = 0.5  # seconds Z3 gets to stop after an interrupt; then its thread is left behind (some phases never
+# look at the interrupt flag: 4.7 s on a 30-128x4 ReLU net)
+_ABANDONED: list = []  # (thread, solver, terms) left running: kept alive so that no reference is dropped
+# concurrently with the running search (Z3 contexts are not thread-safe)
+
+
+def busy() -> bool:
+    """Whether a Z3 search left behind after its deadline is still running (then exit with ``os._exit``:
+    freeing Z3 objects at interpreter shutdown would race with it)."""
+    return any(t.is_alive() for t, *_ in _ABANDONED)
 
 
 class _Expired(Exception):
@@ -171,7 +181,7 @@ def z3_decide(net: Network, lower, upper, outputs, pre_bounds=None, timeout: flo
             rows.append(lhs < rhs if strict is not None and strict[r] else lhs <= rhs)
         disj.append(z3.And(rows) if rows else z3.BoolVal(True))
     s.add(z3.Or(disj) if disj else z3.BoolVal(False))
-    res = _check_with_deadline(s, deadline)
+    res = _check_with_deadline(s, deadline, keep=(x, y, cons, disj))
     if res is None:
         return "unknown", "timeout"
     if res == z3.sat:
@@ -186,9 +196,10 @@ def z3_decide(net: Network, lower, upper, outputs, pre_bounds=None, timeout: flo
     return "unknown", s.reason_unknown()
 
 
-def _check_with_deadline(s, deadline: float | None):
+def _check_with_deadline(s, deadline: float | None, keep=()):
     """``s.check()`` in a worker thread; this thread waits, and interrupts Z3 at ``deadline`` or on Ctrl-C
-    (then re-raises the ``KeyboardInterrupt`` once Z3 has stopped).  ``None`` when the deadline stopped it."""
+    (then re-raises the ``KeyboardInterrupt``).  ``None`` when the deadline stopped it.  A search that has not
+    stopped :data:`GRACE` seconds after the interrupt is left running, with ``s`` and ``keep`` held."""
     import z3
 
     if deadline is not None:
@@ -206,20 +217,26 @@ def _check_with_deadline(s, deadline: float | None):
 
     worker = threading.Thread(target=work, name="z3-check", daemon=True)
     worker.start()
-    stopped = False
+    stopped = None  # time of the interrupt
     try:
         while worker.is_alive():
             worker.join(_POLL)
-            if deadline is not None and not stopped and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and stopped is None and now >= deadline:
                 s.interrupt()
-                stopped = True
+                stopped = now
+            if stopped is not None and now - stopped > GRACE and worker.is_alive():
+                _ABANDONED.append((worker, s, keep))
+                return None
     except KeyboardInterrupt:
         s.interrupt()
-        worker.join()
+        worker.join(GRACE)
+        if worker.is_alive():
+            _ABANDONED.append((worker, s, keep))
         raise
     if "err" in box:  # pragma: no cover
         raise box["err"]
     res = box["res"]
-    if res == z3.unknown and (stopped or (deadline is not None and time.monotonic() >= deadline)):
+    if res == z3.unknown and (stopped is not None or (deadline is not None and time.monotonic() >= deadline)):
         return None
     return res
