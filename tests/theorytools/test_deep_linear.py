@@ -260,6 +260,31 @@ def test_numpy_blas_path_equals_compiled_kernel(monkeypatch, method, dt):
         np.testing.assert_allclose(fa, fb, rtol=1e-11, atol=1e-12)
 
 
+def test_growing_mode_strength_of_decoupled_init_is_u0():
+    s31 = np.diag([3.0, 2.0, 1.0])
+    w = dl.decoupled_init(s31, 5, np.array([1e-3, 2e-3, 4e-3]), rng=0)
+    np.testing.assert_allclose(dl.growing_mode_strength(w[0], w[1], s31), [1e-3, 2e-3, 4e-3], rtol=1e-12)
+
+
+def test_random_init_half_times_follow_eq11_with_growing_mode_strength():
+    """Random small init, wide hidden layer (no crowding): the gradient-flow half-learning time of each
+    mode is eq 11 with u0 = |a + b|^2/4 of that init, to < 0.5 %; the nominal u0 is off by more."""
+    rng = np.random.default_rng(3)
+    s31 = np.diag([3.0, 2.0, 1.0])
+    n2, sig = 200, np.sqrt(2 * 1e-6 / 200)
+    w = [sig * rng.standard_normal((n2, 3)), sig * rng.standard_normal((3, n2))]
+    u_eff = dl.growing_mode_strength(w[0], w[1], s31)
+    s = np.array([3.0, 2.0, 1.0])
+    t_pred = dl.half_learning_time(s, u_eff)
+    tr = dl.simulate_linear(s31, n2, lr=1.0, n_steps=int(1.2 * t_pred.max() / 0.01), init=w,
+                            method="flow", dt=0.01)
+    for a in range(3):
+        u = tr.mode_strengths[:, a]
+        i = int(np.argmax(u >= s[a] / 2))
+        t_sim = np.interp(s[a] / 2, u[i - 1:i + 1], tr.iterations[i - 1:i + 1])
+        assert t_sim == pytest.approx(t_pred[a], rel=5e-3)
+
+
 def test_tanh_net_gd_step_is_the_finite_difference_gradient():
     rng = np.random.default_rng(9)
     x, y = rng.standard_normal((3, 8)), rng.standard_normal((2, 8))

@@ -33,6 +33,7 @@ from theorytools.deep_linear._random_matrix import (
 from theorytools.deep_linear._simulate import (
     Trajectory,
     decoupled_init,
+    growing_mode_strength,
     lambda_balanced_init,
     mode_gd,
     random_init,
@@ -54,6 +55,7 @@ __all__ = [
     "deep_mode_strength",
     "energy",
     "fuss_catalan",
+    "growing_mode_strength",
     "half_learning_time",
     "hierarchical_dataset",
     "infinite_depth_learning_time",

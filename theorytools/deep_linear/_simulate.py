@@ -31,6 +31,7 @@ __all__ = [
     "simulate_linear",
     "simulate_network",
     "mode_gd",
+    "growing_mode_strength",
 ]
 
 
@@ -306,3 +307,25 @@ def mode_gd(a0: float, b0: float, s: float, lr: float, n_steps: int) -> tuple[np
     lr = val.positive_float(lr, "lr", f)
     n_steps = val.positive_int(n_steps, "n_steps", f, minimum=0)
     return _kernels.mode_gd(float(a0), float(b0), float(s), lr, n_steps)
+
+
+def growing_mode_strength(w21: np.ndarray, w32: np.ndarray, sigma31: np.ndarray) -> np.ndarray:
+    """Initial strength of the growing part of each mode of a three-layer net: |a_a + b_a|^2 / 4.
+
+    a_a = W21 v_a and b_a = W32^T u_a are the mode's hidden-layer vectors (eq 4, u_a, v_a the singular
+    vectors of Sigma31). While u = a.b << s, eq 8 is linear: a + b grows like e^{s t/tau} and a - b
+    decays like e^{-s t/tau}, so u(t) ~ (|a+b|^2/4) e^{2 s t/tau}, the small-u limit of eq 12 with
+    u0 = |a+b|^2/4. This is the u0 to put in eq 11/12 for a random initialisation (for the balanced,
+    decoupled init a_a = b_a it is a_a.b_a). Returns one value per mode, length min(N1, N3).
+    """
+    f = "growing_mode_strength"
+    w21 = val.matrix(w21, "w21", f)
+    w32 = val.matrix(w32, "w32", f)
+    sigma31 = val.matrix(sigma31, "sigma31", f)
+    if w21.shape[0] != w32.shape[1] or sigma31.shape != (w32.shape[0], w21.shape[1]):
+        raise TheoryError(f"The shapes of w21 {w21.shape}, w32 {w32.shape} and sigma31 "
+                          f"{sigma31.shape} passed to {f} do not chain as (N3,N2)(N2,N1) = (N3,N1).")
+    uu, _, vt = np.linalg.svd(sigma31, full_matrices=False)
+    grow = w21 @ vt.T + w32.T @ uu
+    return np.sum(grow * grow, axis=0) / 4.0
+
