@@ -271,7 +271,7 @@ class _Walk:
         if others and op in ("Add", "Sub", "Mul", "Div", "Sum", "Concat"):
             raise UnsupportedLayerError(
                 f"{fname!r}: {label} ({op}) combines the data tensor with another data-dependent tensor "
-                f"{others[0]!r} (a residual or branching graph); not supported yet"
+                f"{others[0]!r} (residual or branching graph: branches are not supported yet)"
             )
         if op in _SOFTMAX:
             self.dropped = _final_softmax(node, self.graph, label, fname, drop_softmax, self.var_name)
