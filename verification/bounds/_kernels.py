@@ -1,15 +1,28 @@
-"""Numba kernels of the Jacobian bound propagation (float64, C-contiguous, batched over domains)."""
+"""Numba kernels of the Jacobian bound propagation (float64, C-contiguous, batched over domains).
+
+numba (about 0.3 s to import) is imported when a kernel first runs, not with the package: ``verify`` and
+``output_bounds`` never need it."""
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 __all__ = ["product_step"]
 
+_COMPILED: dict = {}
 
-@njit(cache=True)
+
 def product_step(lam, dl, du, lg, ug, mode):
+    """See :func:`_product_step` (compiled with ``numba.njit(cache=True)`` on first use)."""
+    kernel = _COMPILED.get("product_step")
+    if kernel is None:
+        from numba import njit
+
+        kernel = _COMPILED.setdefault("product_step", njit(cache=True)(_product_step))
+    return kernel(lam, dl, du, lg, ug, mode)
+
+
+def _product_step(lam, dl, du, lg, ug, mode):
     """Lower-bound backward step through ``y = d * g`` (elementwise) with ``d in [dl, du]``, ``g in [lg, ug]``.
 
     ``lam`` (B, m, n): coefficients on ``y``; ``dl, du, lg, ug`` (B, n).  Returns the coefficients on ``g``

@@ -20,10 +20,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import sparse
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 from verification.errors import InvalidParameterError, ShapeMismatchError, UnsupportedLayerError
 from verification.layers.affine import MAX_DENSE_ENTRIES, AffineLayer, Dense, _as_f64, check_dense
@@ -75,6 +77,13 @@ def _pair(v: Any, what: str) -> tuple[int, int]:
     if len(t) != 2 or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) and a >= 1 for a in t):
         raise InvalidParameterError(f"conv2d {what} must be one or two positive integers, got {v!r}")
     return int(t[0]), int(t[1])
+
+
+def _sparse():
+    """scipy.sparse, imported when a convolution is first built (about 0.1 s; dense-only runs skip it)."""
+    from scipy import sparse
+
+    return sparse
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,7 +184,7 @@ class Conv2d(AffineLayer):
             rows.append(o * ho * wo + pos)
             cols.append(np.broadcast_to(chan * (h * w) + spatial, valid.shape)[valid])
             vals.append(np.broadcast_to(self.weight[o][:, :, :, None, None], valid.shape)[valid])
-        coo = sparse.coo_array(
+        coo = _sparse().coo_array(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
             shape=(self.out_features, self.in_features),
         )

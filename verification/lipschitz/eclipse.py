@@ -15,6 +15,7 @@ from verification.errors import PreconditionError
 from verification.lipschitz.registration import register
 from verification.lipschitz.result import LipschitzResult
 from verification.lipschitz.sdp.chain import build_chain_sdp
+from verification.lipschitz.sdp.cvxpy_problem import installed_solvers
 from verification.lipschitz.sdp.eclipse_recursion import chain_multipliers, eclipse_chain
 from verification.network import Network
 
@@ -35,8 +36,10 @@ def _check(net: Network) -> float:
     return betas[0] / 2 if betas else 0.5
 
 
-def _run(net: Network, norm, c, fast: bool, solver: str = "CVXOPT") -> LipschitzResult:
+def _run(net: Network, norm, c, fast: bool, solver: str | None = None) -> LipschitzResult:
     name = "eclipse-fast" if fast else "eclipse"
+    if solver is None and not fast:  # CVXOPT (the optional [gpl] extra) if installed, else Clarabel
+        solver = "CVXOPT" if "CVXOPT" in installed_solvers() else "CLARABEL"
     if norm != 2:
         raise PreconditionError(f"{name} bounds the l2 constant only")
     m = _check(net)
@@ -67,5 +70,5 @@ def eclipse_fast(net: Network, norm, c=None) -> LipschitzResult:
 
 @register("eclipse", norms=(2,), summary="ECLipsE: sequential LipSDP with one small SDP per layer (certified)",
           auto_priority=60, auto_applicable=lambda net, norm, h: _fast_ok(net, norm, h) and max(net.hidden_widths or [0]) <= 128)
-def eclipse(net: Network, norm, c=None, solver: str = "CVXOPT") -> LipschitzResult:
+def eclipse(net: Network, norm, c=None, solver: str | None = None) -> LipschitzResult:
     return _run(net, norm, c, False, solver)

@@ -16,6 +16,7 @@ Time for the float64 certificate is reserved first (:func:`certify_seconds`).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from verification.errors import InvalidParameterError, SolverError
 from verification.lipschitz.sdp.backends import chain_pd, cvxpy_lmi, lowrank_cvxopt, report
 from verification.lipschitz.sdp.certificate import Certificate
 from verification.lipschitz.sdp.chain import ChainSDP
-from verification.lipschitz.sdp.cvxpy_problem import mosek_available
+from verification.lipschitz.sdp.cvxpy_problem import installed_solvers, mosek_available
 
 __all__ = ["Backend", "BACKENDS", "SOLVERS", "auto_backend", "solve_chain_sdp", "predicted_seconds", "certify_seconds"]
 
@@ -112,6 +113,18 @@ def certify_seconds(sdp: ChainSDP) -> float:
     return 0.2 + 5e-9 * sdp.n**3
 
 
+def backend_available(name: str) -> bool:
+    """Whether the backend can run here: ``ipm`` always; ``cvxopt-lowrank`` and ``CVXOPT`` need the optional
+    (GPL) ``cvxopt`` package; the cvxpy solvers must be installed (MOSEK also licensed)."""
+    if name == "ipm":
+        return True
+    if name == "cvxopt-lowrank":
+        return importlib.util.find_spec("cvxopt") is not None
+    if name == "MOSEK":
+        return mosek_available()
+    return name in installed_solvers()
+
+
 def auto_backend(sdp: ChainSDP) -> str:
     """The first backend of ``solver="auto"``: MOSEK if licensed; the block-tridiagonal interior-point method
     (cost linear in depth per iteration) for large or deep l2 LMIs; else CVXOPT, with the low-rank KKT solver
@@ -144,6 +157,8 @@ def solve_chain_sdp(
         backend = BACKENDS[chosen]
         tried.add(chosen)
         try:
+            if auto and not backend_available(chosen):  # e.g. a core install without the [gpl] extra
+                raise SolverError(f"{chosen} is not installed")
             opts = _with_deadline(sdp, chosen, deadline, solver_options)
             y, status, extra = backend.solve(sdp, progress=progress, label=label, **opts)
             info.update(extra)
