@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-import scipy.linalg as sla
 from scipy.special import gammaln
 
 from theorytools.errors import TheoryError
 from theorytools.ntk import _kernels
+from theorytools.ntk._predict import kernel_solve
 
 __all__ = [
     "DualActivation",
@@ -214,22 +214,9 @@ def _encode(y) -> tuple[np.ndarray, np.ndarray]:
     return classes, idx
 
 
-def _interp_weights(k: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """K⁻¹·targets by Cholesky when K is well conditioned, else the minimum-norm least-squares solution
-    (SVD, singular values below n·eps·σ_max dropped): deep kernels on low-dimensional data are often
-    numerically singular."""
-    try:
-        c, low = sla.cho_factor(k, check_finite=False)
-        diag = np.diag(c)
-        if diag.min() > 0 and (diag.max() / diag.min()) ** 2 < 1e10:
-            return sla.cho_solve((c, low), targets, check_finite=False)
-    except np.linalg.LinAlgError:
-        pass
-    return sla.lstsq(k, targets, cond=None, check_finite=False, lapack_driver="gelsd")[0]
-
-
 def kernel_interpolation_classify(k_train: np.ndarray, y_train: np.ndarray, k_test_train: np.ndarray, reg: float = 0.0) -> np.ndarray:
-    """Labels argmax_c [K(x, X)(K(X, X) + reg·I)⁻¹ Y_onehot]_c (minimum-norm interpolation when reg = 0).
+    """Labels argmax_c [K(x, X)(K(X, X) + reg·I)⁻¹ Y_onehot]_c, solved by :func:`kernel_solve` (eigenvalues of
+    K clipped at 0 and a round-off-level ridge n·eps·λ_max added, so a numerically singular K is solved stably).
 
     For two classes this is the sign of the interpolant of ±1 labels, as in Radhakrishnan et al."""
     classes, idx = _encode(y_train)
@@ -243,7 +230,7 @@ def kernel_interpolation_classify(k_train: np.ndarray, y_train: np.ndarray, k_te
     targets = -np.ones((n, len(classes)))
     targets[np.arange(n), idx] = 1.0
     kr = k_train + reg * np.eye(n) if reg else k_train
-    alpha = _interp_weights(kr, targets)
+    alpha = kernel_solve(kr, targets).weights  # stable: deep kernels are often singular in float64
     return classes[np.argmax(k_test_train @ alpha, axis=1)]
 
 

@@ -81,7 +81,13 @@ def load(
     drop_softmax: bool = False,
     check: bool = True,
 ) -> Network:
-    import torch
+    try:
+        import torch
+    except ImportError:
+        raise UnsupportedLayerError(
+            f"{path.name!r} is a PyTorch file and torch is not installed: pip install 'theorytools-verification[torch]'"
+            " (or export the model to ONNX)"
+        ) from None
 
     input_shape = check_input_shape(input_shape)
     with warnings.catch_warnings():
