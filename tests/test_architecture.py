@@ -27,8 +27,9 @@ ALLOWED: dict[str, set[str]] = {
     "bounds": {"errors", "_json", "activations", "layers", "network", "evaluate"},
     "lipschitz": {"errors", "_json", "_blas", "activations", "layers", "network", "evaluate"},
     "smt": {"errors", "_json", "activations", "layers", "network", "evaluate", "spec", "vnnlib", "bounds"},
+    "batch": {"errors", "_json", "_blas", "spec", "vnnlib", "io", "lipschitz", "smt"},
     "cli": {"errors", "_json", "_blas", "activations", "layers", "network", "evaluate", "spec", "vnnlib",
-            "io", "bounds", "lipschitz", "smt"},
+            "io", "bounds", "lipschitz", "smt", "batch"},
     "__main__": {"cli"},
     "__init__": {"errors", "network", "lipschitz", "io", "bounds", "vnnlib", "smt", "spec"},
 }

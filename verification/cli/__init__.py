@@ -31,6 +31,7 @@ COMMANDS = {
     "info": "info",
     "verify": "verify",
     "local-lipschitz": "local_lipschitz",
+    "batch": "batch",
 }
 
 
