@@ -2,7 +2,8 @@
 
 Each line is ``onnx,vnnlib,timeout`` with paths relative to the CSV file; an optional fourth column holds
 the expected answer (``sat``, ``unsat``, or empty / ``unknown`` when it is not known) and is used only for
-scoring.  A first line whose third field is not a number is a header (``onnx,vnnlib,timeout[,expected]``).
+scoring.  A first line ``onnx,vnnlib,timeout[,expected]`` (first cell ``onnx``, ``network``, ``model`` or ``net``) is a
+header.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = ["Instance", "read_instances", "EXPECTED"]
 EXPECTED = {"sat": "sat", "violated": "sat", "unsat": "unsat", "holds": "unsat", "": "", "unknown": "",
             "?": ""}
 MAX_INSTANCES = 1_000_000
+HEADER = {"onnx", "network", "model", "net"}  # first cell of an optional header line
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def read_instances(path: str | Path) -> list[Instance]:
         if len(cells) < 3 or len(cells) > 4:
             raise InstanceFileError(f"{name}:{lineno}: expected onnx,vnnlib,timeout[,expected]; got {len(cells)} "
                                     "fields")
-        if not out and lineno == _first_row(rows) and not _is_number(cells[2]):
+        if not out and lineno == _first_row(rows) and not _is_number(cells[2]) and cells[0].lower() in HEADER:
             continue  # header
         try:
             timeout = float(cells[2])
