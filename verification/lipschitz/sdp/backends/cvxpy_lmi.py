@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Callable
 
 import numpy as np
 
 from verification.errors import SolverError
+from verification.lipschitz.sdp.backends import report
 from verification.lipschitz.sdp.chain import ChainSDP
 from verification.lipschitz.sdp.cvxpy_problem import solve_cvxpy_problem
 
@@ -88,9 +88,7 @@ def solver(name: str) -> Callable:
     (``options`` go to cvxpy's ``solve``)."""
 
     def solve(sdp: ChainSDP, *, progress: bool = False, label: str = "lipsdp", **options):
-        if progress:
-            print(f"[{label}] solving an LMI of size {sdp.n} with {sdp.nonneg.shape[0]} multipliers using {name} ...",
-                  file=sys.stderr, flush=True)
+        report(progress, label, f"solving an LMI of size {sdp.n} with {sdp.nonneg.shape[0]} multipliers using {name} ...")
         y, _, status = _solve_lmi(sdp, name, **options)
         return y, status, {}
 

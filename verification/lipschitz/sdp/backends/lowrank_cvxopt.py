@@ -20,6 +20,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from verification.errors import SolverError
+from verification.lipschitz.sdp.backends import report
 from verification.lipschitz.sdp.chain import ChainSDP
 
 __all__ = ["solve", "cvxopt_lowrank_solve"]
@@ -135,7 +136,7 @@ def cvxopt_lowrank_solve(
     c = matrix(np.eye(m)[0])
     h = matrix(np.concatenate([np.zeros(nl), k0.ravel(order="F")]))
     dims = {"l": int(nl), "q": [], "s": [int(n)]}
-    opts = {"show_progress": bool(progress), "reltol": reltol, "abstol": abstol, "feastol": feastol,
+    opts = {"show_progress": progress is True, "reltol": reltol, "abstol": abstol, "feastol": feastol,
             "maxiters": max_iters}
     import contextlib
 
@@ -153,8 +154,6 @@ def cvxopt_lowrank_solve(
 def solve(sdp: ChainSDP, *, progress: bool = False, label: str = "lipsdp", **options) -> tuple[np.ndarray, str, dict]:
     """Backend ``cvxopt-lowrank``: :func:`cvxopt_lowrank_solve` on ``sdp``; options ``reltol``, ``abstol``,
     ``feastol``, ``max_iters``; info keys ``cvxopt_*``."""
-    if progress:
-        print(f"[{label}] CVXOPT with the low-rank KKT solver, LMI {sdp.n}, {sdp.nonneg.shape[0]} multipliers",
-              file=sys.stderr, flush=True)
+    report(progress, label, f"CVXOPT with the low-rank KKT solver, LMI {sdp.n}, {sdp.nonneg.shape[0]} multipliers")
     y, info = cvxopt_lowrank_solve(sdp.k0, sdp.u, sdp.c_atoms, sdp.var, sdp.nonneg, progress=progress, **options)
     return y, info["status"], {f"cvxopt_{k}": v for k, v in info.items()}
