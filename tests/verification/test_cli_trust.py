@@ -117,3 +117,13 @@ def test_sampled_lower_bound_is_attained_on_a_tiny_weight_net():
     low = lipschitz(net, "sampled")
     naive = lipschitz(net, "naive")
     assert 0 <= low.value <= naive.value
+
+
+@pytest.mark.parametrize("flag", ["--json", "--quiet"])
+def test_json_and_quiet_keep_stderr_empty(flag, capsys):
+    """Status lines of the SDP solvers go to the progress bar only: nothing on stderr with --json / --quiet."""
+    code = main(["lipschitz", "examples/classifier.onnx", "--method", "lipsdp-neuron", flag])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == ""
+    if flag == "--json":
+        assert json.loads(out)["certified"] is True
