@@ -92,7 +92,7 @@ def _text(summary: dict, out: str) -> str:
     t = summary["totals"]
     line = (f"{t['finished']}/{t['instances']} finished: {t['unsat']} unsat, {t['sat']} sat "
             f"({t['confirmed_sat']} confirmed), {t['timeout']} timeout, {t['unknown']} unknown, {t['error']} error; "
-            f"wall {summary['batch_wall']:.3g} s")
+            f"this run {summary['batch_wall']:.3g} s wall")
     if t["score"] is not None:
         line += f"\nscore {t['score']} on {t['scored']} instances with an expected answer " \
                 f"({t['correct']} correct, {t['wrong']} wrong)"
