@@ -82,10 +82,15 @@ def python_source(block: Block) -> str:
 
 
 def commands(block: Block) -> list[str]:
+    """The commands of a shell block; where lines carry a ``$ `` prompt (console transcripts), only those lines
+    (the others are the output shown)."""
+    lines = [line.strip() for line in block.text.splitlines()]
+    prompted = any(line.startswith("$ ") for line in lines)
     cmds = []
-    for line in block.text.splitlines():
-        s = line.strip()
-        if s.startswith("$ "):
+    for s in lines:
+        if prompted:
+            if not s.startswith("$ "):
+                continue
             s = s[2:].strip()
         if s.startswith(COMMANDS):
             cmds.append(s)
@@ -146,14 +151,25 @@ def test_no_run_markers_are_the_listed_ones():
         assert not skipped or page.name in NO_RUN, f"{page.name}: <!-- no-run --> at lines {[b.line for b in skipped]} not listed"
 
 
+def _runnable(page: Path) -> bool:
+    todo = [b for b in blocks(page) if not b.no_run]
+    return any(b.lang in ("python", "py", "pycon") or (b.lang in SHELL_LANGS and commands(b)) for b in todo)
+
+
+RUNNABLE = [p for p in PAGES if _runnable(p)]
+
+
+def test_every_user_page_has_a_runnable_example():
+    """index.md is the table of contents; every other user page leads with a worked example."""
+    assert {p.name for p in PAGES if p not in RUNNABLE} <= {"index.md"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+@pytest.mark.parametrize("page", RUNNABLE, ids=[p.name for p in RUNNABLE])
 def test_page_examples_run(page: Path, tmp_path: Path):
     todo = [b for b in blocks(page) if not b.no_run]
     py = [(b.line, python_source(b)) for b in todo if b.lang in ("python", "py", "pycon")]
     sh = [(b, c) for b in todo if b.lang in SHELL_LANGS for c in commands(b)]
-    if not py and not sh:
-        pytest.skip("no runnable blocks")
     cwd = scratch_root(tmp_path)
     env = _env()
     if py:
