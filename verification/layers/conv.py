@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 from verification.errors import InvalidParameterError, ShapeMismatchError, UnsupportedLayerError
 from verification.layers.affine import MAX_DENSE_ENTRIES, AffineLayer, Dense, _as_f64, check_dense
+from verification.layers.conv_norms import conv_norm_bound, power_norm_lower
 
 __all__ = [
     "Conv2d",
@@ -92,8 +93,11 @@ class Conv2d(AffineLayer):
 
     ``pads`` = ``(top, bottom, left, right)``; ``bias`` of shape ``(C_out,)`` or one value per output entry
     (``C_out * H_out * W_out``), stored per output entry.  ``norm_bound`` is certified without ``W``:
-    ``"inf"`` is the largest row sum of ``|W|``, ``2`` is ``sqrt(max row sum * max column sum)`` of ``|W|``
-    (Schur's bound ``||W||_2^2 <= ||W||_1 ||W||_inf``), both rounded up."""
+    ``"inf"`` is the largest row sum of ``|W|`` rounded up; ``2`` is the smaller of Schur's bound
+    ``sqrt(max row sum * max column sum)`` of ``|W|`` and the frequency-domain bound of
+    :mod:`~verification.layers.conv_norms` (exact up to ~1e-13 for circular padding with one output per
+    position, a bound through the enclosing circular convolution otherwise).  ``norm_lower`` is a proven
+    lower bound by power iteration."""
 
     weight: np.ndarray
     bias: np.ndarray | None
@@ -251,13 +255,33 @@ class Conv2d(AffineLayer):
         return out[0] if np.ndim(idx) == 0 else out
 
     def norm_bound(self, norm: int | str) -> float:
+        if norm == 2:
+            return min(self.schur_norm_bound, self.spectral_norm_bound[0])
+        c_out, c_in_g, kh, kw = self.weight.shape
+        up = 1.0 + 8 * (max(c_in_g, c_out) * kh * kw + 2) * _EPS  # terms per row / column
+        return float(self._abs_csr.sum(axis=1).max()) * up
+
+    @cached_property
+    def schur_norm_bound(self) -> float:
+        """``sqrt(max row sum * max column sum)`` of ``|W|`` rounded up (``||W||_2^2 <= ||W||_1 ||W||_inf``): the
+        bound before the frequency-domain one."""
         c_out, c_in_g, kh, kw = self.weight.shape
         up = 1.0 + 8 * (max(c_in_g, c_out) * kh * kw + 2) * _EPS  # terms per row / column
         row = float(self._abs_csr.sum(axis=1).max()) * up
-        if norm == 2:
-            col = float(self._abs_csr.sum(axis=0).max()) * up
-            return float(np.sqrt(row * col)) * (1.0 + 4 * _EPS)
-        return row
+        col = float(self._abs_csr.sum(axis=0).max()) * up
+        # sqrt of each factor: row * col can underflow to 0 for tiny weights; 2^-1000 covers a subnormal result
+        return float(np.sqrt(row) * np.sqrt(col)) * (1.0 + 4 * _EPS) + 2.0 ** -1000
+
+    @cached_property
+    def spectral_norm_bound(self) -> tuple[float, dict]:
+        """The certified frequency-domain bound of ``||W||_2`` and the plan that attained it
+        (:func:`~verification.layers.conv_norms.conv_norm_bound`)."""
+        return conv_norm_bound(self.weight, self.input_shape, self.stride, self.dilation, self.groups, self.pads,
+                               self.padding_mode)
+
+    def norm_lower(self, n_iter: int = 50, seed: int = 0) -> float:
+        """A proven *lower* bound of ``||W||_2`` (power iteration, never an upper bound)."""
+        return power_norm_lower(self, n_iter, seed)
 
     def rounded(self, dtype: type) -> "Conv2d":
         return replace(self, weight=self.weight.astype(dtype), bias=self.bias.astype(dtype))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from verification.errors import PreconditionError
+from verification.errors import PreconditionError, UnsupportedLayerError
 from verification.lipschitz._exact_kernel import max_pattern_norm
 from verification.lipschitz.quotients import rigorous_gradient_norms, rigorous_quotients, sampler, steepest_pairs
 from verification.lipschitz.registration import register
@@ -168,6 +168,6 @@ def _exact_cheap(net: Network) -> bool:
         return True
     try:
         options, _ = _exact_options(net)
-    except PreconditionError:
+    except (PreconditionError, UnsupportedLayerError):  # e.g. a convolution too large for a dense matrix
         return False
     return options.shape[0] <= 16

@@ -75,15 +75,17 @@ def _sdp_applicable(max_n: int, max_n_inf: int | None = None):
     """``auto`` applicability: the LMI has at most ``max_n`` rows (``max_n_inf`` for l-inf, default ``max_n``)."""
 
     def ok(net: Network, norm, has_output: bool) -> bool:
+        n = _sdp_size(net) + (net.in_dim if norm == "inf" else 0)
+        reps = 1 if (norm == 2 or has_output) else net.out_dim  # l-inf without output: one SDP per row
+        cap = max_n if norm == 2 or max_n_inf is None else max_n_inf
+        if not (n <= cap and n * reps <= 4 * cap):  # size first: the QCs of a wide (CNN) layer are width^2
+            return False
         try:
             for act, layer in zip(net.activations, net.affine_layers):
                 layer_qc(act, layer.out_features)
         except Exception:  # noqa: BLE001
             return False
-        n = _sdp_size(net) + (net.in_dim if norm == "inf" else 0)
-        reps = 1 if (norm == 2 or has_output) else net.out_dim  # l-inf without output: one SDP per row
-        cap = max_n if norm == 2 or max_n_inf is None else max_n_inf
-        return n <= cap and n * reps <= 4 * cap
+        return True
 
     return ok
 

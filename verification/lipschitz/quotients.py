@@ -79,32 +79,32 @@ def rigorous_gradient_norms(net: Network, norm: int | str, c: np.ndarray | None,
     if idx.size == 0:
         return out
     affine = net.affine_layers
-    mats = [layer.as_matrix() for layer in affine]
-    if c is None:
-        last, last_abs = mats[-1], np.abs(mats[-1])
-    else:
-        last, last_abs = affine[-1].select(c[None, :]).as_matrix(), affine[-1].abs_transpose(np.abs(c)[None, :])
+    seeds = np.eye(net.out_dim) if c is None else np.asarray(c, dtype=np.float64)[None, :]
+    # the rows of J = W_L D ... D W_0 and of |W_L| |D| ... |W_0| by transposed products from the output
+    # (the protocol only: no dense weights, so convolutions stay sparse)
+    J = np.broadcast_to(seeds, (idx.size,) + seeds.shape).copy()
+    A = np.abs(J)
+    n_act = len(slopes)
+    for layer in reversed(net.layers):
+        if isinstance(layer, Activation):
+            n_act -= 1
+            s = slopes[n_act][idx][:, None, :]
+            J, A = J * s, A * np.abs(s)
+        else:
+            J, A = layer.transpose(J), layer.abs_transpose(A)
     inner = sum(layer.in_features for layer in affine) + (c.size if c is not None else 0) + 2 * len(affine)
     gam = inner * _U / (1 - inner * _U)
-    for i in idx:
-        if len(mats) == 1:
-            J, A = last, last_abs
-        else:
-            J, A = mats[0], np.abs(mats[0])
-            for m, s in zip(mats[1:-1], slopes[:-1]):
-                J, A = m @ (s[i][:, None] * J), np.abs(m) @ (np.abs(s[i])[:, None] * A)
-            s = slopes[-1][i]
-            J, A = last @ (s[:, None] * J), last_abs @ (np.abs(s)[:, None] * A)
-        A = A * (1 + 2 * gam)
+    for j, i in enumerate(idx):
+        Ji, Ai = J[j], A[j] * (1 + 2 * gam)
         if norm == 2:
-            v = np.linalg.svd(J)[2][0]
+            v = np.linalg.svd(Ji, full_matrices=False)[2][0]
         else:
-            row = np.abs(J).sum(axis=1).argmax()
-            v = np.where(J[row] >= 0, 1.0, -1.0)
-        m = J.shape[1] + 2
+            row = np.abs(Ji).sum(axis=1).argmax()
+            v = np.where(Ji[row] >= 0, 1.0, -1.0)
+        m = Ji.shape[1] + 2
         gm = m * _U / (1 - m * _U)
-        w = J @ v
-        err = (gam * (A @ np.abs(v)) + gm * (np.abs(J) @ np.abs(v)) * (1 + 2 * gam)) * (1 + 4 * _U)
+        w = Ji @ v
+        err = (gam * (Ai @ np.abs(v)) + gm * (np.abs(Ji) @ np.abs(v)) * (1 + 2 * gam)) * (1 + 4 * _U)
         if norm == 2:
             num = max(0.0, np.sqrt((np.maximum(np.abs(w) - err, 0.0) ** 2).sum()) * (1 - 2 * (w.size + 4) * _U))
             den = np.sqrt((v * v).sum()) * (1 + 2 * (v.size + 4) * _U)
@@ -119,7 +119,7 @@ def steepest_pairs(fnet: Network, x: np.ndarray, norm, scale: np.ndarray, clip=N
     Jacobian for l2, sign vector of its largest row for l-inf), for several step sizes ``t``."""
     jac = fnet.jacobian(x)
     if norm == 2:
-        v = np.linalg.svd(jac)[2][:, 0, :]
+        v = np.linalg.svd(jac, full_matrices=False)[2][:, 0, :]
     else:
         rows = np.abs(jac).sum(axis=2).argmax(axis=1)
         v = np.sign(jac[np.arange(x.shape[0]), rows])

@@ -15,7 +15,8 @@ from dataclasses import replace
 import numpy as np
 
 from verification._blas import scipy_blas_single_thread
-from verification.errors import InternalCheckError, InvalidParameterError, PreconditionError, SolverError
+from verification.errors import (InternalCheckError, InvalidParameterError, PreconditionError, SolverError,
+                                 UnsupportedLayerError)
 from verification.lipschitz.quotients import attained_quotients
 from verification.lipschitz.registration import MethodSpec, registered_methods
 from verification.lipschitz.result import LipschitzResult
@@ -249,7 +250,8 @@ class _Run:
             try:
                 deadline = None if not timed or name in FALLBACKS else self.deadline - reserve
                 res = crude if name == "naive" and crude is not None else self.call(methods[name], strict=False, deadline=deadline)
-            except (SolverError, PreconditionError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            except (SolverError, PreconditionError, UnsupportedLayerError, ArithmeticError,
+                    np.linalg.LinAlgError) as exc:  # UnsupportedLayerError: dense weights refused (a large CNN)
                 tried.append({"method": name, "failure": " ".join(str(exc).split())[:300] or type(exc).__name__})
                 continue
             if res.certified and np.isfinite(res.value):
