@@ -161,7 +161,8 @@ def _read_positions(n_in: int, k: int, stride: int, dil: int, pad: tuple[int, in
 
 
 def _axis_plans(n_in: int, k: int, stride: int, dil: int, pad: tuple[int, int], mode: str):
-    """Ways to write one axis as ``Sel o Circ_N o P``: ``(N, stride on the grid, ||P||^2 ||Sel||^2)``."""
+    """Ways to write one axis as ``Sel o Circ_N o P``: ``(N, stride on the grid, ||P||^2 ||Sel||^2)``; only the
+    exact one when a circular layer has one output per coarse position."""
     pos, coord, n_out = _read_positions(n_in, k, stride, dil, pad, mode)
     pairs = np.unique(np.stack([pos, coord]), axis=1)
     pairs = pairs[:, pairs[1] >= 0]
@@ -170,6 +171,8 @@ def _axis_plans(n_in: int, k: int, stride: int, dil: int, pad: tuple[int, int], 
     plans = [(n_grid, stride, mult)]
     if mode == "circular":  # the layer's own grid: x shifted by pad[0] (a permutation), rows i s mod n_in
         if n_in % stride == 0:
+            if n_out == n_in // stride:  # one output per coarse position: Sel is a permutation, the plan is exact
+                return [(n_in, stride, 1)]
             plans.append((n_in, stride, -(-n_out // (n_in // stride))))
         rows = (np.arange(n_out) * stride) % n_in
         plans.append((n_in, 1, int(np.bincount(rows).max())))

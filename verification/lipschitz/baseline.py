@@ -50,6 +50,15 @@ def _jac_norms(jac: np.ndarray, norm: int | str) -> np.ndarray:
     return np.abs(jac).sum(axis=2).max(axis=1)
 
 
+def _jacobian_norms(net: Network, x: np.ndarray, norm: int | str) -> np.ndarray:
+    """Float64 Jacobian norms at the rows of ``x``, in chunks so that the products of a wide (convolutional)
+    network hold at most about 2^22 values at a time."""
+    per_point = max(1, min(net.out_dim, net.in_dim)) * max(net.widths)
+    chunk = max(1, (1 << 22) // per_point)
+    return np.concatenate([_jac_norms(net.jacobian(x[i:i + chunk]), norm) for i in range(0, x.shape[0], chunk)]) \
+        if x.shape[0] else np.zeros(0)
+
+
 @register("sampled", summary="proven lower bound from attained difference quotients (not an upper bound)")
 def sampled(
     net: Network,
@@ -72,7 +81,7 @@ def sampled(
     draw, scale, clip = sampler(net, rng)
     fnet = net if c is None else net.with_output(c)
     x = draw(n_points)
-    vals = _jac_norms(fnet.jacobian(x), norm)
+    vals = _jacobian_norms(fnet, x, norm)
     # hill climb from the best points: random perturbations accepted when the Jacobian norm grows
     top = x[np.argsort(vals)[-8:]]
     top_vals = np.sort(vals)[-8:]
@@ -81,7 +90,7 @@ def sampled(
         cand = top + step * rng.standard_normal(top.shape)
         if clip is not None:
             cand = np.clip(cand, *clip)
-        cv = _jac_norms(fnet.jacobian(cand), norm)
+        cv = _jacobian_norms(fnet, cand, norm)
         better = cv > top_vals
         top[better], top_vals[better] = cand[better], cv[better]
         step *= 0.8
