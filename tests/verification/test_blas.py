@@ -48,3 +48,27 @@ def test_cholesky_in_place_matches_numpy_and_reports_indefinite(upper):
     assert cholesky_inplace(bad, upper=upper) > 0
     with pytest.raises(ValueError, match="Fortran"):
         cholesky_inplace(np.ascontiguousarray(a), upper=upper)
+
+
+def test_solver_blas_threads_limits_both_pools_and_restores(monkeypatch):
+    import scipy.linalg  # noqa: F401  (loads scipy's own BLAS)
+
+    from verification._blas import _blas_libraries, solver_blas_threads
+
+    own, others = _blas_libraries()
+    if not own:
+        pytest.skip("numpy has no separate BLAS here")  # conda/MKL builds share one BLAS
+
+    def threads():
+        return {i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+
+    before = threads()
+    monkeypatch.delenv("VERIFICATION_BLAS_THREADS", raising=False)
+    with solver_blas_threads():
+        inside = threads()
+    assert all(inside[p] == 1 for p in own + others)
+    monkeypatch.setenv("VERIFICATION_BLAS_THREADS", "2")
+    with solver_blas_threads():
+        inside2 = threads()
+    assert all(inside2[p] == min(2, before[p]) or inside2[p] == 2 for p in own) and all(inside2[p] == 1 for p in others)
+    assert threads() == before

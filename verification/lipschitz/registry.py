@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from verification._blas import scipy_blas_single_thread
+from verification._blas import solver_blas_threads
 from verification.errors import (InternalCheckError, InvalidParameterError, PreconditionError, SolverError,
                                  UnsupportedLayerError)
 from verification.lipschitz.quotients import attained_quotients
@@ -130,7 +130,7 @@ def lipschitz(
 
     run = _Run(cnet, norm, c, options, None if time_limit is None else time.monotonic() + time_limit, finish)
     try:
-        with scipy_blas_single_thread():  # numpy's and scipy's BLAS pools would oversubscribe the cores
+        with solver_blas_threads():  # one BLAS thread by default: robust on a shared machine (see _blas)
             if method == "auto":
                 res = run.auto(methods)
             else:
