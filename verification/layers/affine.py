@@ -92,12 +92,15 @@ class AffineLayer:
 
     def norm_bound(self, norm: int | str) -> float:
         """A certified upper bound on the operator norm for l2 (spectral) or ``"inf"`` (max row l1): the
-        float64 value times ``1 + 8 (n + 2) eps`` covers the rounding of the sums and of a backward-stable SVD."""
+        float64 value times ``1 + 8 (n + 2) eps`` covers the rounding of the sums and of a backward-stable SVD;
+        ``n`` times the smallest normal number is added for weights so small that relative error bounds fail
+        (underflow to subnormals)."""
         m = self.as_matrix()
         up = 1.0 + 8 * (max(m.shape) + 2) * _EPS
+        floor = max(m.shape) * float(np.finfo(np.float64).tiny)
         if norm == 2:
-            return float(np.linalg.norm(m, 2)) * up
-        return float(np.abs(m).sum(axis=1).max()) * up
+            return float(np.linalg.norm(m, 2)) * up + floor
+        return float(np.abs(m).sum(axis=1).max()) * up + floor
 
     def compose(self, inner: "AffineLayer") -> "AffineLayer":
         """The affine layer ``self ∘ inner`` (exact up to the rounding of one matrix product)."""
