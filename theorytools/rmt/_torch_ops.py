@@ -20,6 +20,19 @@ import numpy as np
 from theorytools.errors import TheoryError
 
 
+
+def _check_model_and_kind(torch, model, kind: str) -> None:
+    """The argument checks shared by the batch and the data-loader operators."""
+    if kind not in ("hessian", "ggn"):
+        raise TheoryError(
+            "The 'kind' parameter of torch_curvature_operator must be 'hessian' or 'ggn'. Got "
+            f"{kind!r} instead.")
+    if not isinstance(model, torch.nn.Module):
+        raise TheoryError(
+            "The 'model' parameter of torch_curvature_operator must be a torch.nn.Module. Got "
+            f"{type(model).__name__} instead.")
+
+
 class TorchCurvatureOperator:
     """Symmetric ``(P, P)`` operator ``v -> H v`` (or ``G v``) of a torch model's batch loss.
 
@@ -40,14 +53,7 @@ class TorchCurvatureOperator:
     def __init__(self, model, loss_fn: Callable, inputs, targets, kind: str = "hessian"):
         import torch
 
-        if kind not in ("hessian", "ggn"):
-            raise TheoryError(
-                "The 'kind' parameter of torch_curvature_operator must be 'hessian' or 'ggn'. Got "
-                f"{kind!r} instead.")
-        if not isinstance(model, torch.nn.Module):
-            raise TheoryError(
-                "The 'model' parameter of torch_curvature_operator must be a torch.nn.Module. Got "
-                f"{type(model).__name__} instead.")
+        _check_model_and_kind(torch, model, kind)
         self._torch = torch
         self.kind = kind
         self._params = [p for p in model.parameters() if p.requires_grad]
@@ -143,14 +149,7 @@ class TorchLoaderCurvatureOperator:
     def __init__(self, model, loss_fn: Callable, dataloader, kind: str = "hessian"):
         import torch
 
-        if kind not in ("hessian", "ggn"):
-            raise TheoryError(
-                "The 'kind' parameter of torch_curvature_operator must be 'hessian' or 'ggn'. Got "
-                f"{kind!r} instead.")
-        if not isinstance(model, torch.nn.Module):
-            raise TheoryError(
-                "The 'model' parameter of torch_curvature_operator must be a torch.nn.Module. Got "
-                f"{type(model).__name__} instead.")
+        _check_model_and_kind(torch, model, kind)
         if iter(dataloader) is dataloader:
             raise TheoryError(
                 "The 'dataloader' parameter of torch_curvature_operator must be re-iterable (a "

@@ -106,14 +106,24 @@ def _activation(spec, what: str) -> Activation:
     return from_spec({"type": kind})  # activations without parameters
 
 
-def _json_list(raw: np.ndarray, key: str, n: int, fname: str) -> list:
+def _json_array(raw: np.ndarray, key: str, fname: str) -> list:
+    """The JSON list stored as a 0-d string array under ``key`` (one-line errors otherwise)."""
     if raw.dtype.kind != "U" or raw.ndim != 0:
-        raise ModelFormatError(f"{fname!r}: {key!r} must be a string holding a JSON list (got dtype {raw.dtype})")
+        raise ModelFormatError(
+            f"{fname!r}: {key!r} must be a string holding a JSON list (got dtype {raw.dtype}, shape {raw.shape})"
+        )
     try:
         specs = json.loads(str(raw))
     except (ValueError, RecursionError) as exc:
         raise ModelFormatError(f"{fname!r}: {key!r} is not valid JSON ({type(exc).__name__})") from None
-    if not isinstance(specs, list) or len(specs) != n:
+    if not isinstance(specs, list):
+        raise ModelFormatError(f"{fname!r}: {key!r} must be a JSON list")
+    return specs
+
+
+def _json_list(raw: np.ndarray, key: str, n: int, fname: str) -> list:
+    specs = _json_array(raw, key, fname)
+    if len(specs) != n:
         raise ModelFormatError(f"{fname!r}: {key!r} must be a JSON list with one entry per weight ({n})")
     return specs
 
@@ -149,14 +159,7 @@ def _with_convolutions(weights: list, biases: list, acts: list, specs: list, fna
 
 
 def _activations(raw: np.ndarray, n_hidden: int, fname: str) -> list[Activation]:
-    if raw.dtype.kind != "U" or raw.ndim != 0:
-        raise ModelFormatError(f"{fname!r}: 'activations' must be a string holding a JSON list (got dtype {raw.dtype}, shape {raw.shape})")
-    try:
-        specs = json.loads(str(raw))
-    except (ValueError, RecursionError) as exc:
-        raise ModelFormatError(f"{fname!r}: 'activations' is not valid JSON ({type(exc).__name__})") from None
-    if not isinstance(specs, list):
-        raise ModelFormatError(f"{fname!r}: 'activations' must be a JSON list of activation specs")
+    specs = _json_array(raw, "activations", fname)
     if len(specs) != n_hidden:
         raise ShapeMismatchError(f"{fname!r}: {len(specs)} activations for {n_hidden + 1} weights (need {n_hidden})")
     return [_activation(s, f"{fname!r}: activation {k}") for k, s in enumerate(specs)]
