@@ -34,6 +34,8 @@ from theorytools.hconsistency import (
     phi_tau,
     psi_transform,
     small_t_coefficient,
+    tight_error_transform,
+    tight_gamma_estimate,
     zero_one_minimizability_gap,
 )
 from theorytools.hconsistency._symbolic import n_sym, s_sym, t_sym
@@ -317,3 +319,88 @@ def test_validation_messages():
     with pytest.raises(TheoryError):
         certify_bound_z3(3, 1.0)
     assert isinstance(TheoryError("x"), ValueError)
+
+
+# ---------------------------------------------------------------- tight transform / looseness (issue 24)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.5, 1.0])
+def test_tight_transform_equals_paper_for_tau_le_one(tau):
+    for n in (3, 10):
+        for t in (0.05, 0.3, 0.7, 1.0):
+            r = tight_error_transform(t, tau, n)
+            assert r.value == pytest.approx(r.paper, rel=1e-9) and r.looseness == pytest.approx(1.0, rel=1e-9)
+            p = np.array(r.argmin_p)  # the attaining distribution reproduces the value exactly
+            assert p.sum() == pytest.approx(1.0, abs=1e-14) and p.max() - p[r.j + 1] == pytest.approx(t, abs=1e-14)
+            assert min_conditional_regret(p, r.j + 1, tau) == pytest.approx(r.value, rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("n", [3, 4, 10])
+def test_tight_transform_tau_1_5_looseness_is_n_over_2(n):
+    for t in (0.05, 0.3, 0.7, 0.95):
+        r = tight_error_transform(t, 1.5, n)
+        assert r.value >= r.paper  # the paper's T is a valid lower bound
+        assert r.value == pytest.approx(error_transform(t, 1.5, 2), rel=1e-9)  # the two-class form
+        assert r.looseness == pytest.approx((n / 2) ** 0.5, rel=1e-9)
+    assert tight_error_transform(0.5, 1.5, 10).looseness == pytest.approx(2.2360679775, rel=1e-9)
+
+
+def test_tight_transform_tau_2_and_near_2():
+    n = 10
+    for t in (0.05, 0.1):  # t <= 1/(n-1): t/n attained by (a, ..., a, b)
+        r = tight_error_transform(t, 2.0, n)
+        assert r.value == pytest.approx(t / n, rel=1e-9) and r.j == n - 2
+    r = tight_error_transform(0.7, 2.0, n)  # larger t: the paper's t/n is loose (0.35 vs 0.07)
+    assert r.value == pytest.approx(0.35, rel=1e-9) and r.looseness == pytest.approx(5.0, rel=1e-9)
+    # tau = 1.95, n = 3, t = 0.3: a middle level c ~ 0.96 a beats the two-class p; factor 1.056
+    r = tight_error_transform(0.3, 1.95, 3)
+    assert r.j == 1 and r.value < error_transform(0.3, 1.95, 2) and 1.0 < r.looseness < 1.1
+    p = np.array(r.argmin_p)
+    assert min_conditional_regret(p, 2, 1.95) == pytest.approx(r.value, rel=1e-9)
+
+
+@pytest.mark.parametrize("tau", [1.5, 1.8, 1.95])
+def test_tight_transform_not_beaten_by_search_over_simplex(tau):
+    """Falsification of the search family: no sampled distribution (random, with levels at 0 and at the
+    max, and L-BFGS-B polishing) has a smaller exact minimal regret at the same 0-1 regret t."""
+    rng = np.random.default_rng(7)
+    for n, t in ((4, 0.3), (5, 0.05), (5, 0.7)):
+        val = tight_error_transform(t, tau, n).value
+        N, cap = 40_000, (1 - t) / t
+        U = rng.uniform(0, 1, (N, n - 2)) ** rng.choice([0.05, 0.3, 1, 3], (N, 1))
+        U = np.where(rng.uniform(size=U.shape) < 0.3, 0.0, U)
+        U = np.where(rng.uniform(size=U.shape) < 0.3, 1.0, U)
+        U = U[U.sum(1) <= cap]
+        a = (1 + t) / (2 + U.sum(1))
+        P = np.concatenate([a[:, None], (a - t)[:, None], a[:, None] * U], axis=1)
+        reg = min_conditional_regret(P, np.ones(len(P), dtype=int), tau)
+        assert reg.min() >= val - 1e-12
+
+        def f(u):
+            u = np.clip(u, 0, 1)
+            s = u.sum()
+            if s > cap:
+                u = u * cap / s
+            aa = (1 + t) / (2 + u.sum())
+            return float(min_conditional_regret(np.concatenate([[aa, aa - t], aa * u]), 1, tau))
+
+        for _ in range(4):
+            res = minimize(f, rng.uniform(0, min(1, cap / (n - 2)), n - 2), method="Nelder-Mead",
+                           options={"xatol": 1e-10, "fatol": 1e-15, "maxiter": 4000})
+            assert res.fun >= val - 1e-12
+
+
+def test_excess_risk_bound_reports_looseness():
+    rng = np.random.default_rng(5)
+    n = 10
+    p = rng.dirichlet(np.ones(n), size=200)
+    h = rng.normal(0, 1, (200, n)) + 2 * np.log(p)
+    r = excess_risk_bound(h, 1.5, p_cond=p, tight=True)
+    assert r.looseness == pytest.approx(np.sqrt(5), rel=1e-9)
+    assert r.zero_one_excess <= r.tight_bound_estimate <= r.bound
+    assert r.tight_bound_estimate == pytest.approx(gamma_transform(r.surrogate_excess, 1.5, 2), rel=1e-8)
+    assert excess_risk_bound(h, 1.0, p_cond=p, tight=True).looseness is None
+    assert excess_risk_bound(h, 1.5, p_cond=p).looseness is None
+    assert tight_gamma_estimate(0.0, 1.5, 4) == 0.0 and tight_gamma_estimate(10.0, 1.5, 4) == 1.0
+    with pytest.raises(TheoryError, match="'t' parameter of tight_error_transform"):
+        tight_error_transform(0.0, 1.5, 3)

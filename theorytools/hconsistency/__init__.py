@@ -20,6 +20,7 @@ from ._risk import (
     zero_one_minimizability_gap,
 )
 from ._symbolic import error_transform_series, error_transform_symbolic, gamma_symbolic
+from ._tight import TightTransform, tight_error_transform, tight_gamma_estimate
 from ._transforms import PSI_TRANSFORMS, PsiTransform, psi_transform
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ExcessRiskBound",
     "PSI_TRANSFORMS",
     "PsiTransform",
+    "TightTransform",
     "best_conditional_risk",
     "best_conditional_risk_bounded",
     "certify_bound_interval",
@@ -51,6 +53,8 @@ __all__ = [
     "phi_tau",
     "psi_transform",
     "small_t_coefficient",
+    "tight_error_transform",
+    "tight_gamma_estimate",
     "zero_one_conditional_regret",
     "zero_one_minimizability_gap",
 ]

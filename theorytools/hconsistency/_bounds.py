@@ -88,6 +88,10 @@ def error_transform(t, tau: float, n: int = 2) -> np.ndarray:
 
     Symmetric & complete H (Mao et al. 2023). n (number of classes) matters only for tau > 1.
     T_tau is convex, increasing, T_tau(0) = 0; T_0(t) = 1 - sqrt(1 - t^2), T_1(1) = log 2, T_2 = t/n.
+    Tightness (measured by tight_error_transform): attained for every n when tau <= 1. For tau in (1, 2)
+    and n >= 3 it is valid but loose, by (n/2)^(tau-1) where the two-class distribution is the minimiser
+    (e.g. tau = 1.5: 2.236 at n = 10), by less close to tau = 2; T_2 = t/n is attained only for
+    t <= 1/(n-1). Use tight_error_transform(t, tau, n).looseness for the factor at given (t, tau, n).
     """
     tau = check_tau(tau, "error_transform")
     n = check_n(n, "error_transform")

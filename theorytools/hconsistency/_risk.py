@@ -15,7 +15,9 @@ import numpy as np
 from theorytools.errors import TheoryError
 
 from ._bounds import gamma_transform
+from ._cstar import _cstar
 from ._losses import _loss_from_logp, comp_sum_loss, log_softmax, phi_tau
+from ._tight import tight_error_transform, tight_gamma_estimate
 from ._validate import (
     check_n,
     check_positive,
@@ -25,23 +27,6 @@ from ._validate import (
     exprel,
     log1prel,
 )
-
-
-def _cstar(p: np.ndarray, tau: float) -> np.ndarray:
-    if tau == 2.0:
-        return 1.0 - np.max(p, axis=-1)
-    kappa = 1.0 / (2.0 - tau)
-    with np.errstate(all="ignore"):
-        logp = np.log(np.where(p > 0, p, 1.0))
-        if kappa <= 1.5:
-            q = np.sum(np.where(p > 0, p * logp * exprel((kappa - 1.0) * logp), 0.0), axis=-1)
-            d = (kappa - 1.0) * q
-            L = np.log1p(d) / kappa
-            return -exprel(L) * q * log1prel(d)
-        z = np.where(p > 0, kappa * logp, -np.inf)
-        m = np.max(z, axis=-1, keepdims=True)
-        L = (m[..., 0] + np.log(np.sum(np.exp(z - m), axis=-1))) / kappa
-        return -np.expm1(L) / (tau - 1.0)
 
 
 def best_conditional_risk(p, tau: float) -> np.ndarray:
@@ -206,6 +191,13 @@ class ExcessRiskBound:
     """Gamma_tau(surrogate_excess) - M_01(H): upper bound on R_01(h) - R*_01(H)."""
     zero_one_excess: float | None
     """R_01(h) - R*_01(H) when known (p_cond given, H = all measurable functions), else None."""
+    looseness: float | None = None
+    """With tight=True and 1 < tau < 2: tight_error_transform(t, tau, n).looseness at t = min(1, bound +
+    M_01), i.e. how far the paper's n-dependent T_tau is below the (numerical) tight T* there; else None."""
+    tight_bound_estimate: float | None = None
+    """With tight=True and 1 < tau < 2: tight_gamma_estimate(surrogate_excess) - M_01, the bound the tight
+    transform would give (<= bound; numerical, NOT proved: see tight_error_transform; the step from
+    conditional to expected regret also needs T* convex, as measured at tau = 1.5); else None."""
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -220,12 +212,15 @@ def excess_risk_bound(
     best_surrogate_risk: float | None = None,
     surrogate_gap: float = 0.0,
     zero_one_gap: float = 0.0,
+    tight: bool = False,
 ) -> ExcessRiskBound:
     """Evaluate R_01(h) - R*_01(H) <= Gamma_tau(R_tau(h) - R*_tau(H) + M_tau(H)) - M_01(H).
 
     scores: (m, n) model scores on m samples. Give either p_cond (m, n) true conditional distributions
     (risks are then exact expectations over Y; default R*_tau = E[C*_tau(p)] and zero gaps, i.e. H = all
     measurable functions) or integer labels (empirical risks; best_surrogate_risk required).
+    For 1 < tau < 2 the paper's T_tau (hence `bound`) is loose for n >= 3 (see error_transform); tight=True
+    also reports `looseness` and `tight_bound_estimate` (a few 1-D searches, O(n) each).
     """
     tau = check_tau(tau, "excess_risk_bound")
     h = check_scores(scores, "excess_risk_bound")
@@ -255,9 +250,15 @@ def excess_risk_bound(
             raise TheoryError("excess_risk_bound with 'labels' needs 'best_surrogate_risk' (R*_tau(H)).")
         exact01 = None
     excess = r_sur - float(best_surrogate_risk) + surrogate_gap
-    bound = float(gamma_transform(max(excess, 0.0), tau, n)) - zero_one_gap
+    g = float(gamma_transform(max(excess, 0.0), tau, n))
+    bound = g - zero_one_gap
+    looseness = tight_bound = None
+    if tight and 1.0 < tau < 2.0:
+        looseness = tight_error_transform(max(g, 1e-6), tau, n).looseness
+        tight_bound = tight_gamma_estimate(excess, tau, n) - zero_one_gap
     return ExcessRiskBound(
         tau=tau, n=n, surrogate_risk=r_sur, best_surrogate_risk=float(best_surrogate_risk),
         surrogate_gap=float(surrogate_gap), zero_one_risk=r01, zero_one_gap=float(zero_one_gap),
-        surrogate_excess=excess, bound=bound, zero_one_excess=exact01,
+        surrogate_excess=excess, bound=bound, zero_one_excess=exact01, looseness=looseness,
+        tight_bound_estimate=tight_bound,
     )
