@@ -219,7 +219,7 @@ def test_certified_z3_and_interval():
     for n in (2, 3):
         r = certify_bound_z3(n, 2.0, timeout_ms=20_000)
         assert r.certified and r.status.startswith("proved")
-    assert certify_bound_z3(2, 0.0, timeout_ms=20_000).certified
+    assert certify_bound_z3(2, 0.0, timeout_ms=20_000, method="direct").certified
     r = certify_bound_interval(3, 1.5, grid=6)
     assert r.certified and r.violated == 0 and r.proved > 0 and r.tight == 0
     r = certify_bound_interval(2, 1.0, grid=8)  # attained for n = 2: every enclosure overlaps
@@ -404,3 +404,32 @@ def test_excess_risk_bound_reports_looseness():
     assert tight_gamma_estimate(0.0, 1.5, 4) == 0.0 and tight_gamma_estimate(10.0, 1.5, 4) == 1.0
     with pytest.raises(TheoryError, match="'t' parameter of tight_error_transform"):
         tight_error_transform(0.0, 1.5, 3)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 10])
+def test_z3_tau0_lemma_chain(n):
+    r = certify_bound_z3(n, 0.0, timeout_ms=10_000)
+    assert r.certified and r.method == "z3-lemmas" and r.status.startswith("proved")
+    assert r.details["lemmas"] == {k: "unsat" for k in ("L1", "L2", "L3", "L4")} and r.details["composition"] == "unsat"
+
+
+def test_z3_tau0_lemmas_are_not_vacuous():
+    """Each lemma is falsifiable without a key hypothesis (so 'unsat' is not an artefact of the encoding)."""
+    import z3
+
+    from theorytools.hconsistency._certify import _tau0_lemmas
+
+    lem = _tau0_lemmas(z3)
+    xs = z3.Reals("a b c d e f g")
+    for name, drop in (("L1", 3), ("L3", 4), ("L4", 2)):
+        fn, k = lem[name]
+        hyps, concl = fn(*xs[:k])
+        sol = z3.SolverFor("QF_NRA")
+        sol.set("timeout", 10_000)
+        sol.add(*[h for i, h in enumerate(hyps) if i != drop], z3.Not(concl))
+        assert sol.check() == z3.sat, name  # s0 <= s1 / g = sqrt(2(p0+p1)) / p0 + p1 <= 1 are needed
+    # the claim is tight at n = 2 (1 - sqrt(1 - t^2) attained): strengthening it by 1e-3 is not provable
+    p = np.array([0.8, 0.2])
+    assert min_conditional_regret(p, 1, 0.0) == pytest.approx(1 - np.sqrt(1 - 0.6**2), abs=1e-12)
+    with pytest.raises(TheoryError):
+        certify_bound_z3(3, 2.0, method="lemmas")

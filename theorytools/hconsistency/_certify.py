@@ -42,12 +42,76 @@ class CertificationResult:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def certify_bound_z3(n: int, tau: float, *, timeout_ms: int = 60_000) -> CertificationResult:
+def _tau0_lemmas(z3):
+    """The four n-free lemmas of the tau = 0 proof, as (hypotheses, conclusion) builders (u = 1/s, v = 1/sum)."""
+
+    def l1(p0, p1, s0, s1, u0, u1, v):  # p0/s0 + p1/s1 >= 2(p0 + p1)/(s0 + s1) when p0 >= p1, s0 <= s1
+        return [p0 >= p1, p1 >= 0, s0 > 0, s0 <= s1, u0 * s0 == 1, u1 * s1 == 1, v * (s0 + s1) == 1], \
+            p0 * u0 + p1 * u1 >= 2 * (p0 + p1) * v
+
+    def l2(a, b, x, y, ux, uy, v):  # a^2/x + b^2/y >= (a + b)^2/(x + y)  (Cauchy-Schwarz / Sedrakyan)
+        return [x > 0, y > 0, ux * x == 1, uy * y == 1, v * (x + y) == 1], a * a * ux + b * b * uy >= (a + b) * (a + b) * v
+
+    def l3(r0, r1, g, R):  # g = sqrt(2(r0^2 + r1^2)) >= r0 + r1 gives (g+R)^2 - (r0+r1+R)^2 >= (r0-r1)^2
+        return [r0 >= 0, r1 >= 0, g >= 0, R >= 0, g * g == 2 * (r0 * r0 + r1 * r1)], \
+            (g + R) * (g + R) - (r0 + r1 + R) * (r0 + r1 + R) >= (r0 - r1) * (r0 - r1)
+
+    def l4(r0, r1, w):  # (sqrt p0 - sqrt p1)^2 >= 1 - sqrt(1 - t^2) when p0 + p1 <= 1, t = p0 - p1
+        t = r0 * r0 - r1 * r1
+        return [r0 >= r1, r1 >= 0, r0 * r0 + r1 * r1 <= 1, w >= 0, w * w == 1 - t * t], (r0 - r1) * (r0 - r1) >= 1 - w
+
+    return {"L1": (l1, 7), "L2": (l2, 7), "L3": (l3, 4), "L4": (l4, 3)}
+
+
+def _certify_tau0_lemma_chain(n: int, timeout_ms: int) -> tuple[bool, str, dict]:
+    """tau = 0 for any n: four n-free lemmas proved by Z3 (QF_NRA, negation unsat), then their instances
+    composed in linear real arithmetic over atoms (unsat = the claim holds for this n).
+
+    With r = sqrt p, u = 1/s, p0 >= p1 (class 0 most likely, prediction 1 so s0 <= s1 = max s):
+    sum p/s >= 2(p0+p1)/(s0+s1) + sum_{i>=2} p_i/s_i [L1] >= (g + R)^2 [L2 applied n-2 times, sum s = 1],
+    g = sqrt(2(p0+p1)), R = sum_{i>=2} r_i; (g+R)^2 - (sum r)^2 >= (r0-r1)^2 [L3] >= 1 - sqrt(1-t^2) [L4].
+    Every instance's hypotheses are domain constraints (p, s in the simplex, p0 >= p1, s0 <= s1, r, g,
+    w >= 0 with their defining squares). Atoms (nonlinear terms as opaque reals): T_i = p_i/s_i,
+    Q = (p0+p1)/(s0+s1), S_m = (g + r_2 + ... + r_m)^2/(s_0 + ... + s_m), G = (g+R)^2, H = (sum r)^2,
+    D = (r0-r1)^2, w = sqrt(1-t^2); identities S_1 = 2Q (g^2 = 2(p0+p1)) and G = S_{n-1} (sum s = 1).
+    """
+    import z3
+
+    details: dict = {"lemmas": {}}
+    for name, (lem, k) in _tau0_lemmas(z3).items():
+        xs = z3.Reals(" ".join(f"x{i}" for i in range(k)))
+        hyps, concl = lem(*xs)
+        sol = z3.SolverFor("QF_NRA")
+        sol.set("timeout", int(timeout_ms))
+        sol.add(*hyps, z3.Not(concl))
+        res = sol.check()
+        details["lemmas"][name] = str(res)
+        if res != z3.unsat:
+            return False, f"unknown (lemma {name}: {res})", details
+    T = [z3.Real(f"T{i}") for i in range(n)]
+    S = [None] + [z3.Real(f"S{m}") for m in range(1, n)]
+    Q, G, H, D, w = z3.Reals("Q G H D w")
+    sol = z3.SolverFor("QF_LRA")
+    sol.set("timeout", int(timeout_ms))
+    sol.add(T[0] + T[1] >= 2 * Q, S[1] == 2 * Q)  # L1; g^2 = 2(p0 + p1)
+    sol.add(*[S[m - 1] + T[m] >= S[m] for m in range(2, n)])  # L2 instances
+    sol.add(G == S[n - 1], G - H >= D, D >= 1 - w)  # sum s = 1; L3; L4
+    sol.add(z3.Sum(T) - H < 1 - w)  # negated claim: sum p/s - (sum sqrt p)^2 < 1 - sqrt(1 - t^2)
+    res = sol.check()
+    details["composition"] = str(res)
+    if res == z3.unsat:
+        return True, "proved (lemma chain: 4 lemmas + linear composition unsat)", details
+    return False, f"unknown (composition: {res})", details
+
+
+def certify_bound_z3(n: int, tau: float, *, timeout_ms: int = 60_000, method: str = "auto") -> CertificationResult:
     """Prove C_tau(h) - C*_tau(p) >= T_tau(max p - p_h(x)) for ALL p and all scores (tau in {0, 2}).
 
     tau = 2: C = 1 - sum p s, C* = 1 - max p, T = t/n. tau = 0: C = sum p/s - 1,
     C* = (sum sqrt p)^2 - 1, T = 1 - sqrt(1 - t^2). s = softmax(h) ranges over the open simplex with
-    s_1 >= s_j (prediction 1).
+    s_1 >= s_j (prediction 1). method: 'direct' (one QF_NRA query on the negated claim; for tau = 0 it
+    proves n = 2 only, n >= 3 times out) or 'lemmas' (tau = 0 only: see _certify_tau0_lemma_chain, proves
+    every n in well under a second); 'auto' = 'lemmas' for tau = 0, 'direct' for tau = 2.
     """
     import z3
 
@@ -55,7 +119,12 @@ def certify_bound_z3(n: int, tau: float, *, timeout_ms: int = 60_000) -> Certifi
     n = check_n(n, "certify_bound_z3")
     if tau not in (0.0, 2.0):
         raise TheoryError(f"The 'tau' parameter of certify_bound_z3 must be 0 or 2 (algebraic cases). Got {tau} instead.")
+    if method not in ("auto", "direct", "lemmas") or (method == "lemmas" and tau != 0.0):
+        raise TheoryError(f"The 'method' parameter of certify_bound_z3 must be 'auto', 'direct' or (tau = 0) 'lemmas'. Got {method!r} instead.")
     t0 = time.perf_counter()
+    if tau == 0.0 and method in ("auto", "lemmas"):
+        ok, status, details = _certify_tau0_lemma_chain(n, timeout_ms)
+        return CertificationResult("z3-lemmas", tau, n, ok, status, seconds=time.perf_counter() - t0, details=details)
     p = [z3.Real(f"p{i}") for i in range(n)]
     s = [z3.Real(f"s{i}") for i in range(n)]
     sol = z3.SolverFor("QF_NRA")
