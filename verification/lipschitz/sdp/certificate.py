@@ -112,6 +112,18 @@ def certify_psd(
         a = a * float(d[jj[0]]) ** 2
     scale = float(np.linalg.norm(k0, "fro"))
     eps = np.finfo(float).eps
+
+    def check(rho):
+        k = k0.copy()
+        k[jj, jj] += a * rho
+        tol = 8 * n * eps * max(float(np.linalg.norm(k, "fro")), 1e-300)
+        ok, lam, how = _psd_check(k, tol)
+        return ok, lam, tol, how
+
+    hint_or_none = None if rho_hint is None else float(rho_hint)
+    fast = _shifted_start(k0, rr, jj, a, n, scale, check, hint)
+    if fast is not None:
+        return fast
     tol_r = 8 * max(len(rr), 1) * eps * max(scale, 1.0)
     if len(rr):
         k_rr = k0[np.ix_(rr, rr)]
@@ -130,21 +142,69 @@ def certify_psd(
                 "the multiplier part of the LMI is not positive definite at the returned multipliers "
                 "(the solver answer is infeasible); raising rho cannot repair it",
             )
-        cf = sla.cho_factor(k_rr, lower=True, check_finite=False)
+    rho_schur = _dense_schur_rho(k0, rr, jj, a)
+    return _raise_rho(check, rho_schur, a, hint_or_none, max_bumps)
+
+
+def _dense_schur_rho(k0: np.ndarray, rr: np.ndarray, jj: np.ndarray, a: float, shift: float = 0.0) -> float | None:
+    """``λ_max(K_JR (K_RR - t I)⁻¹ K_RJ - K_JJ + t I) / a`` with ``t = shift``: the exact minimal ``ρ`` with
+    ``K(ρ) - t I ⪰ 0``; ``None`` if the Cholesky factorisation of ``K_RR - t I`` fails."""
+    if len(rr):
+        k_rr = k0[np.ix_(rr, rr)]
+        if shift:
+            k_rr = k_rr - shift * np.eye(len(rr))
+        try:
+            cf = sla.cho_factor(k_rr, lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            return None
         k_rj = k0[np.ix_(rr, jj)]
         schur = k_rj.T @ sla.cho_solve(cf, k_rj, check_finite=False) - k0[np.ix_(jj, jj)]
     else:
         schur = -k0[np.ix_(jj, jj)]
     schur = (schur + schur.T) / 2
-    rho_schur = float(np.linalg.eigvalsh(schur)[-1]) / a
-    def check(rho):
-        k = k0.copy()
-        k[jj, jj] += a * rho
-        tol = 8 * n * eps * max(float(np.linalg.norm(k, "fro")), 1e-300)
-        ok, lam, how = _psd_check(k, tol)
-        return ok, lam, tol, how
+    if shift:
+        schur = schur + shift * np.eye(len(jj))
+    with np.errstate(over="ignore", invalid="ignore"):
+        rho = float(np.linalg.eigvalsh(schur)[-1]) / a if np.all(np.isfinite(schur)) else float("nan")
+    return rho if np.isfinite(rho) else None
 
-    return _raise_rho(check, rho_schur, a, None if rho_hint is None else float(rho_hint), max_bumps)
+
+# the shifted Schur start aims at λ_min(K(ρ)) = SHIFT_MARGIN · tol: the float64 check then passes at once (its
+# rounding is about tol / 8), and the overshoot over the exact minimal ρ is a few tol / (a ||v_J||²)
+SHIFT_MARGIN = 1.25
+
+
+def _shifted_start(k0, rr, jj, a, n, scale, check, hint) -> Certificate | None:
+    """The certificate in one check: ``ρ_t`` = exact minimal ``ρ`` of ``K(ρ) - t I ⪰ 0`` with ``t`` =
+    ``SHIFT_MARGIN`` times the tolerance at ``ρ_schur``, then ``check(ρ_t)``.  ``None`` (run the bump loop) if
+    ``K_RR`` is not factorable, ``ρ_schur < 0`` or the check fails; only a ``ρ`` that passed ``check`` is returned."""
+    rho_schur = _dense_schur_rho(k0, rr, jj, a)
+    if rho_schur is None or not rho_schur >= 0:
+        return None
+    diag_j = np.diag(k0)[jj]
+    fro2 = scale * scale + float(np.sum(2 * a * rho_schur * diag_j + (a * rho_schur) ** 2))
+    return _checked_shift(check, rho_schur, fro2, n, lambda t: _dense_schur_rho(k0, rr, jj, a, t), hint)
+
+
+def _checked_shift(check, rho_schur: float, fro2: float, n: int, shifted_rho, hint: float) -> Certificate | None:
+    """``check`` at ``shifted_rho(t)``, ``t = SHIFT_MARGIN · 8 n eps ||K(ρ_schur)||_F`` (``fro2`` its square): a
+    certified :class:`Certificate` (one bump) if it passes; a not certified one if even ``K_RR - tol I`` does not
+    factor; else ``None`` (the caller runs the bump loop)."""
+    tol0 = 8 * n * np.finfo(float).eps * max(float(np.sqrt(max(fro2, 0.0))), 1e-300)
+    rho_t = shifted_rho(SHIFT_MARGIN * tol0)
+    if rho_t is None:
+        if shifted_rho(tol0) is None:
+            # K_RR - tol I is not positive definite: as λ_min(K(ρ)) <= λ_min(K_RR) and the tolerance grows
+            # with ρ, no ρ can pass the check (the bump loop would only raise ρ until it overflows)
+            return Certificate(hint, False, float("nan"), tol0, rho_schur, 0, "",
+                               "the multiplier part of the LMI is not positive definite with the margin of the "
+                               "float64 check; raising rho cannot repair it")
+        return None
+    if not rho_t >= rho_schur:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        ok, lam, tol, how = check(rho_t)
+    return Certificate(rho_t, True, lam, tol, rho_schur, 1, how) if ok else None
 
 
 def _raise_rho(check, rho_schur: float, a: float, hint: float | None, max_bumps: int) -> Certificate:
@@ -226,6 +286,21 @@ def certify_block_tridiagonal(
         shifted = [d0 - tol * np.eye(sizes[0])] + [b - tol * np.eye(b.shape[0]) for b in dd[1:]]
         return block_cholesky(shifted, ee) is not None, float("nan"), tol, "block cholesky"
 
+    def shifted_rho(t):
+        el = backward_elimination([b - t * np.eye(b.shape[0]) for b in dd], ee)
+        if el is None:
+            return None
+        s = el[1] - dd[0]
+        s = (s + s.T) / 2 + t * np.eye(sizes[0])
+        with np.errstate(over="ignore", invalid="ignore"):
+            r = float(np.linalg.eigvalsh(s)[-1]) / a if np.all(np.isfinite(s)) else float("nan")
+        return r if np.isfinite(r) else None
+
+    if rho_schur >= 0:
+        d0 = dd[0] + a * rho_schur * np.eye(sizes[0])
+        fast = _checked_shift(check, rho_schur, fro2_rest + float(np.sum(d0 * d0)), n, shifted_rho, hint)
+        if fast is not None:
+            return fast
     return _raise_rho(check, rho_schur, a, None if rho_hint is None else float(rho_hint), max_bumps)
 
 

@@ -167,44 +167,47 @@ def build_chain_sdp(net: Network, norm: int | str, c: np.ndarray | None, form: s
         nonneg.append(qc.nonneg)
         nvar += qc.n_vars
     nonneg = np.concatenate(nonneg)
-    cols_r, cols_c, cols_v = [], [], []  # sparse columns of U as (row, col, value)
+    # sparse columns of U as (row, col, value) triples, one batch per group of atoms: atom ``i`` of a batch owns
+    # columns 2i (its alpha vector) and 2i+1 (its beta vector)
+    cols_r, cols_c, cols_v = [], [], []
     c_list, var_list = [], []
     col = 0
 
-    def add_atom(alpha_rows, alpha_vals, beta_rows, beta_vals, cmat, v):
+    def add_atoms(alpha_rows, alpha, beta_rows, beta, cmats, v):
+        """Atoms ``i``: alpha vector ``alpha[i]`` on rows ``alpha_rows``, beta ``beta[i]`` on ``beta_rows`` (or
+        none), coefficient ``cmats[i]`` (2x2), multiplier ``v[i]``."""
         nonlocal col
-        cols_r.extend([alpha_rows, beta_rows])
-        cols_c.extend([np.full(len(alpha_rows), col), np.full(len(beta_rows), col + 1)])
-        cols_v.extend([alpha_vals, beta_vals])
-        c_list.append(cmat)
-        var_list.append(v)
-        col += 2
+        for rows, vals, shift in ((alpha_rows, alpha, 0), (beta_rows, beta, 1)):
+            if vals is None:
+                continue
+            i, j = np.nonzero(vals)
+            cols_r.append(rows[j])
+            cols_c.append(col + 2 * i + shift)
+            cols_v.append(vals[i, j])
+        c_list.append(cmats)
+        var_list.append(np.asarray(v, dtype=int))
+        col += 2 * len(v)
 
-    empty_i, empty_f = np.zeros(0, dtype=int), np.zeros(0)
     if norm == 2:
-        for j in range(dims[0]):
-            add_atom(np.array([j]), np.array([1.0]), empty_i, empty_f, np.array([[1.0, 0.0], [0.0, 0.0]]), 0)
+        add_atoms(np.arange(dims[0]), np.eye(dims[0]), None, None,
+                  np.tile([[1.0, 0.0], [0.0, 0.0]], (dims[0], 1, 1)), np.zeros(dims[0], dtype=int))
         j_index, a_coef = np.arange(dims[0]), 1.0
     else:
-        add_atom(np.array([border]), np.array([1.0]), empty_i, empty_f, np.array([[2.0, 0.0], [0.0, 0.0]]), 0)
-        for j in range(dims[0]):
-            add_atom(np.array([j]), np.array([1.0]), np.array([border]), np.array([1.0]),
-                     np.array([[1.0, 0.0], [0.0, -1.0]]), 1 + j)
+        add_atoms(np.array([border]), np.ones((1, 1)), None, None, np.array([[[2.0, 0.0], [0.0, 0.0]]]), [0])
+        add_atoms(np.arange(dims[0]), np.eye(dims[0]), np.array([border]), np.ones((dims[0], 1)),
+                  np.tile([[1.0, 0.0], [0.0, -1.0]], (dims[0], 1, 1)), 1 + np.arange(dims[0]))
         j_index, a_coef = np.array([border]), 2.0
     for k, qc in enumerate(qcs):
-        w_prev = mats[k]
         s_prev, s_cur = starts[k], starts[k + 1]
-        alpha = qc.vectors @ w_prev  # rows: (W_{k-1}ᵀ u)ᵀ
-        for i in range(qc.vectors.shape[0]):
-            u_i = qc.vectors[i]
-            q11, q12, q22 = qc.coef[i]
-            nz_a = np.flatnonzero(alpha[i])
-            nz_b = np.flatnonzero(u_i)
-            add_atom(s_prev + nz_a, alpha[i, nz_a], s_cur + nz_b, u_i[nz_b],
-                     -np.array([[q11, q12], [q12, q22]]), offsets[k] + int(qc.var[i]))
+        alpha = qc.vectors @ mats[k]  # rows: (W_{k-1}ᵀ u)ᵀ
+        q11, q12, q22 = qc.coef[:, 0], qc.coef[:, 1], qc.coef[:, 2]
+        cm = -np.stack([np.stack([q11, q12], axis=-1), np.stack([q12, q22], axis=-1)], axis=-2)
+        add_atoms(s_prev + np.arange(alpha.shape[1]), alpha, s_cur + np.arange(qc.vectors.shape[1]), qc.vectors,
+                  cm, offsets[k] + qc.var.astype(int))
     u = sp.csc_matrix(
         (np.concatenate(cols_v), (np.concatenate(cols_r), np.concatenate(cols_c))), shape=(n, col)
     )
+    c_atoms, var_arr = np.concatenate(c_list), np.concatenate(var_list)
     k0 = np.zeros((n, n))
     last = slice(starts[-2], starts[-1]) if acts else slice(0, dims[0])
     if norm == 2:
@@ -212,10 +215,12 @@ def build_chain_sdp(net: Network, norm: int | str, c: np.ndarray | None, form: s
     else:
         k0[last, border] = w_last[0]
         k0[border, last] = w_last[0]
-    return ChainSDP(
-        n, list(starts), k0, u, np.array(c_list), np.array(var_list, dtype=int), nonneg, j_index, a_coef,
-        norm, qcs, offsets, mats, w_last, reduced_from,
+    sdp = ChainSDP(
+        n, list(starts), k0, u, c_atoms, var_arr, nonneg, j_index, a_coef, norm, qcs, offsets, mats, w_last,
+        reduced_from,
     )
+    sdp._k0_rows = (last.start, last.stop) if norm == 2 else None  # K0 is zero outside this diagonal block
+    return sdp
 
 
 @dataclass
@@ -257,16 +262,16 @@ class ChainBlocks:
         k0 = sdp.k0
         self.d0 = []
         self.e0 = []
-        covered = np.zeros_like(k0, dtype=bool)
         for b in range(self.nb):
             sl = slice(st[b], st[b + 1])
             self.d0.append(d[sl, None] * k0[sl, sl] * d[None, sl])
-            covered[sl, sl] = True
             if b + 1 < self.nb:
                 sl2 = slice(st[b + 1], st[b + 2])
                 self.e0.append(d[sl, None] * k0[sl, sl2] * d[None, sl2])
-                covered[sl, sl2] = covered[sl2, sl] = True
-        if np.any(k0[~covered] != 0.0):
+        rows = getattr(sdp, "_k0_rows", None)  # set by build_chain_sdp: K0 is zero outside one diagonal block
+        inside = rows is not None and any(st[b] <= rows[0] and rows[1] <= st[b + 1] for b in range(self.nb))
+        if not inside and any(np.any(k0[st[b] : st[b + 1], st[b + 2] :]) or np.any(k0[st[b + 2] :, st[b] : st[b + 1]])
+                              for b in range(self.nb - 1)):
             raise SolverError("the constant part of the LMI is not block tridiagonal")
         self.groups: list[_Group] = []
         self._split_atoms(sdp, d, vs)
@@ -280,28 +285,31 @@ class ChainBlocks:
         ca = np.asarray(sdp.c_atoms, dtype=np.float64) * vs[sdp.var][:, None, None]
         block_of = np.searchsorted(st, np.arange(self.n), side="right") - 1
         # block of each atom = block of its alpha column (first column); beta column must be in the next block
-        atom_block = np.full(a_tot, -1)
-        for a in range(a_tot):
-            ra = u.indices[u.indptr[2 * a] : u.indptr[2 * a + 1]]
-            rb = u.indices[u.indptr[2 * a + 1] : u.indptr[2 * a + 2]]
-            if ra.size:
-                ba = np.unique(block_of[ra])
-                if ba.size != 1:
-                    raise SolverError("an LMI atom spans several blocks; not a chain LMI")
-                atom_block[a] = ba[0]
-                if rb.size and not np.all(block_of[rb] == ba[0] + 1):
-                    raise SolverError("an LMI atom couples non-adjacent blocks; not a chain LMI")
-            elif rb.size:
-                raise SolverError("an LMI atom without its first vector; not a chain LMI")
+        nnz = np.diff(u.indptr)
+        blk = block_of[u.indices]
+        lo, hi = np.full(2 * a_tot, -1), np.full(2 * a_tot, -1)
+        has = nnz > 0
+        if blk.size:
+            lo[has] = np.minimum.reduceat(blk, u.indptr[:-1][has])
+            hi[has] = np.maximum.reduceat(blk, u.indptr[:-1][has])
+        a_lo, a_hi, b_lo, b_hi = lo[0::2], hi[0::2], lo[1::2], hi[1::2]
+        a_has, b_has = has[0::2], has[1::2]
+        if np.any(a_has & (a_lo != a_hi)):
+            raise SolverError("an LMI atom spans several blocks; not a chain LMI")
+        if np.any(a_has & b_has & ((b_lo != a_lo + 1) | (b_hi != a_lo + 1))):
+            raise SolverError("an LMI atom couples non-adjacent blocks; not a chain LMI")
+        if np.any(~a_has & b_has):
+            raise SolverError("an LMI atom without its first vector; not a chain LMI")
+        atom_block = np.where(a_has, a_lo, -1)
         offset = 0
         for k in np.unique(atom_block[atom_block >= 0]):
             idx = np.flatnonzero(atom_block == k)
             sk = slice(st[k], st[k + 1])
-            alpha = (u[:, 2 * idx].toarray()[sk].T) * d[sk][None, :]
+            alpha = (u[:, 2 * idx][sk].toarray().T) * d[sk][None, :]
             beta = None
             if k + 1 < self.nb:
                 sk1 = slice(st[k + 1], st[k + 2])
-                bet = u[:, 2 * idx + 1].toarray()[sk1].T * d[sk1][None, :]
+                bet = u[:, 2 * idx + 1][sk1].toarray().T * d[sk1][None, :]
                 beta = bet if np.any(bet) else None
             c = ca[idx].copy()
             if beta is None:
