@@ -296,3 +296,41 @@ def test_auto_uses_lipsdp_neuron_up_to_2100_rows_in_l2_but_600_in_linf():
     deep = chain_from_weights(ws[:1] + ws[1:2] * 32 + ws[-1:], [None] * 34, [ReLU()] * 33, "33 x 64")  # 2128 rows
     assert ok(chain_from_weights(ws[:1] + ws[1:2] * 31 + ws[-1:], [None] * 33, [ReLU()] * 32, "32 x 64"), 2, False)
     assert not ok(deep, 2, False)
+
+
+# ---------------------------------------------------------------- certificate properties (the one-check start)
+@pytest.mark.parametrize("dims", [[2, 10, 10, 2], [5, 30, 30, 4], [3] + [12] * 8 + [2]])
+def test_certified_rho_passes_an_independent_eigenvalue_check_and_is_near_the_exact_minimum(dims):
+    """For ECLipsE-Fast multipliers, the certified ρ is above the exact minimal ρ by a tiny relative margin, and
+    K(ρ) recomputed here (dense, independently of the certificate's balancing) is positive semidefinite by a
+    plain eigenvalue check with the rounding margin n·eps·||K||; the block-Cholesky route agrees."""
+    from verification.lipschitz.sdp.certificate import certify_block_tridiagonal
+    from verification.lipschitz.sdp.chain import ChainBlocks
+    from verification.lipschitz.sdp.eclipse_recursion import chain_multipliers, eclipse_chain
+
+    rng = np.random.default_rng(len(dims))
+    ws = [rng.standard_normal((dims[i + 1], dims[i])) / np.sqrt(dims[i]) for i in range(len(dims) - 1)]
+    sdp = build_chain_sdp(_chain(ws).canonical(), 2, None, "neuron")
+    raw, ls, _ = eclipse_chain(sdp.matrices, 0.5, True)
+    y = chain_multipliers(sdp, raw, ls)
+    y[0] = 0.0
+    y = 1.01 * y  # strictly inside: K_RR ≻ 0 with room
+    cert = certify_psd(sdp.matrix(y), sdp.j_index, sdp.a)
+    assert cert.certified and cert.rho >= cert.rho_schur
+    assert cert.rho <= cert.rho_schur * (1 + 1e-8)
+    y[0] = cert.rho
+    k = sdp.matrix(y)
+    assert np.linalg.eigvalsh(k)[0] >= -k.shape[0] * np.finfo(float).eps * np.linalg.norm(k)
+    # below the exact minimum the matrix is indefinite, and the certificate does not pass it
+    y[0] = cert.rho_schur * (1 - 1e-6)
+    assert np.linalg.eigvalsh(sdp.matrix(y))[0] < 0
+    blk = certify_block_tridiagonal(*ChainBlocks(sdp).blocks(np.r_[0.0, y[1:]]), sdp.a)
+    assert blk.certified and blk.rho_schur == pytest.approx(cert.rho_schur, rel=1e-9)
+    assert blk.rho == pytest.approx(cert.rho, rel=1e-8)
+
+
+def test_certificate_refuses_at_once_when_the_multiplier_block_has_no_margin():
+    """K_RR singular (a zero multiplier block next to a nonzero coupling): no ρ can pass, refused without bumps."""
+    k0 = np.array([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 1.0]])  # K_RR = [[1, 1], [1, 1]] is singular
+    c = certify_psd(k0, np.array([0]), 1.0, rho_hint=3.0)
+    assert not c.certified and c.bumps == 0 and "cannot repair" in c.reason

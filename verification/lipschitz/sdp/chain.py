@@ -38,6 +38,7 @@ from verification.network import Network
 __all__ = ["ChainSDP", "ChainBlocks", "build_chain_sdp", "STRUCTURED_CERTIFY_MIN_N"]
 
 STRUCTURED_CERTIFY_MIN_N = 600  # above this, l2 chain LMIs are certified by block Cholesky (O(Σ s³))
+DENSE_ASSEMBLY_MAX_N = 256  # up to this, K(y) is assembled with dense products
 
 
 @dataclass
@@ -68,6 +69,13 @@ class ChainSDP:
         """Dense ``K(y)`` in float64."""
         y = np.asarray(y, dtype=np.float64)
         coef = self.c_atoms * y[self.var][:, None, None]
+        if self.n <= DENSE_ASSEMBLY_MAX_N:  # small LMIs: dense products beat the scipy.sparse overhead
+            if getattr(self, "_u_dense", None) is None:
+                ud = self.u.toarray()
+                self._u_dense = (ud[:, 0::2], ud[:, 1::2])
+            ua, ub = self._u_dense
+            k = self.k0 + (ua * coef[:, 0, 0] + ub * coef[:, 1, 0]) @ ua.T + (ua * coef[:, 0, 1] + ub * coef[:, 1, 1]) @ ub.T
+            return (k + k.T) / 2
         a = coef.shape[0]
         rows = np.repeat(np.arange(2 * a).reshape(a, 2), 2, axis=1).ravel()
         cols = np.tile(np.arange(2 * a).reshape(a, 2), (1, 2)).ravel()
