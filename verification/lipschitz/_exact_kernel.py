@@ -1,14 +1,28 @@
-"""Numba kernel of the ``exact`` method: the largest norm over all activation patterns (float64, C-contiguous)."""
+"""Numba kernel of the ``exact`` method: the largest norm over all activation patterns (float64, C-contiguous).
+
+numba (about 0.4 s to import) is imported when the kernel first runs: only ``exact`` needs it."""
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 __all__ = ["max_pattern_norm"]
 
+_COMPILED: dict = {}
 
-@njit(cache=True)
+
+def max_pattern_norm(w_out: np.ndarray, options: np.ndarray, norm_code: int) -> tuple:
+    """See :func:`_max_pattern_norm` (compiled with ``numba.njit(cache=True)`` on first use)."""
+    kernel = _COMPILED.get("max_pattern_norm")
+    if kernel is None:
+        from numba import njit
+
+        global _norm
+        _norm = njit(cache=True)(_norm)  # the kernel below calls it: compiled first
+        kernel = _COMPILED.setdefault("max_pattern_norm", njit(cache=True)(_max_pattern_norm))
+    return kernel(w_out, options, norm_code)
+
+
 def _norm(m: np.ndarray, norm_code: int) -> float:
     # norm_code 0: spectral norm; 1: max row l1 (l-inf operator norm)
     if norm_code == 1:
@@ -28,8 +42,7 @@ def _norm(m: np.ndarray, norm_code: int) -> float:
     return np.sqrt(max(ev[-1], 0.0))
 
 
-@njit(cache=True)
-def max_pattern_norm(w_out: np.ndarray, options: np.ndarray, norm_code: int) -> tuple:
+def _max_pattern_norm(w_out: np.ndarray, options: np.ndarray, norm_code: int) -> tuple:
     """Maximise ``||w_out @ R(b)||`` over all choice vectors ``b ∈ {0,1}^G``.
 
     ``options`` has shape ``(G, 2, g, n_in)``: for group ``j`` the rows of ``R(b)`` at positions

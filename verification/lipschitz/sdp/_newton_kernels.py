@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 __all__ = ["lmi_newton_matrix", "schur_selected"]
 
 
-@njit(cache=True, inline="always")
 def _pair_trace(c, a, b, m00, m01, m10, m11, q00, q01, q10, q11) -> float:
     """``tr(C_a M C_b Qᵀ)`` for the 2 x 2 atom coefficients ``c[a], c[b]`` and 2 x 2 blocks ``M``, ``Q``."""
     # N = C_b Qᵀ
@@ -24,8 +22,7 @@ def _pair_trace(c, a, b, m00, m01, m10, m11, q00, q01, q10, q11) -> float:
     return r00 * n00 + r01 * n10 + r10 * n01 + r11 * n11
 
 
-@njit(cache=True)
-def lmi_newton_matrix(
+def _lmi_newton_matrix(
     c: np.ndarray,
     x_aa: np.ndarray, x_ab: np.ndarray, x_ba: np.ndarray, x_bb: np.ndarray,
     z_aa: np.ndarray, z_ab: np.ndarray, z_ba: np.ndarray, z_bb: np.ndarray,
@@ -46,8 +43,7 @@ def lmi_newton_matrix(
     return h
 
 
-@njit(cache=True)
-def schur_selected(
+def _schur_selected(
     c: np.ndarray, var: np.ndarray, bidx: np.ndarray, bval: np.ndarray, m_vars: int,
     tx: np.ndarray, px: np.ndarray, x: np.ndarray, tz: np.ndarray, pz: np.ndarray, z: np.ndarray, out: np.ndarray,
 ) -> np.ndarray:
@@ -89,3 +85,29 @@ def schur_selected(
                     else:
                         out[w, v] += h
     return out
+
+
+_COMPILED: dict = {}
+
+
+def _kernels() -> dict:
+    """The kernels compiled with ``numba.njit(cache=True)`` on first use (numba takes about 0.4 s to import and
+    only the interior-point backend needs these)."""
+    if not _COMPILED:
+        from numba import njit
+
+        global _pair_trace
+        _pair_trace = njit(cache=True, inline="always")(_pair_trace)  # called by both kernels: compiled first
+        _COMPILED["lmi_newton_matrix"] = njit(cache=True)(_lmi_newton_matrix)
+        _COMPILED["schur_selected"] = njit(cache=True)(_schur_selected)
+    return _COMPILED
+
+
+def lmi_newton_matrix(*args):
+    """See :func:`_lmi_newton_matrix`."""
+    return _kernels()["lmi_newton_matrix"](*args)
+
+
+def schur_selected(*args):
+    """See :func:`_schur_selected`."""
+    return _kernels()["schur_selected"](*args)
