@@ -33,7 +33,26 @@ def _check_model_and_kind(torch, model, kind: str) -> None:
             f"{type(model).__name__} instead.")
 
 
-class TorchCurvatureOperator:
+
+class _SymmetricOperator:
+    """``op(v)`` and ``to_dense()`` for operators with ``dim`` and ``matvec``."""
+
+    dim: int
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:  # pragma: no cover - subclasses
+        raise NotImplementedError
+
+    def __call__(self, v: np.ndarray) -> np.ndarray:
+        return self.matvec(v)
+
+    def to_dense(self) -> np.ndarray:
+        """Dense matrix by P matvecs with unit vectors, symmetrised (small models only)."""
+        eye = np.eye(self.dim)
+        H = np.stack([self.matvec(eye[i]) for i in range(self.dim)], axis=1)
+        return 0.5 * (H + H.T)
+
+
+class TorchCurvatureOperator(_SymmetricOperator):
     """Symmetric ``(P, P)`` operator ``v -> H v`` (or ``G v``) of a torch model's batch loss.
 
     Attributes: ``shape``, ``dim`` (P), ``kind`` ('hessian' or 'ggn'), ``dtype`` (torch dtype of the
@@ -124,17 +143,9 @@ class TorchCurvatureOperator:
             gv = torch.autograd.grad(self._out, self._params, grad_outputs=hjv, retain_graph=True)
         return self._flatten(gv)
 
-    def __call__(self, v: np.ndarray) -> np.ndarray:
-        return self.matvec(v)
-
-    def to_dense(self) -> np.ndarray:
-        """Dense matrix by P matvecs with unit vectors, symmetrised (small models only)."""
-        eye = np.eye(self.dim)
-        H = np.stack([self.matvec(eye[i]) for i in range(self.dim)], axis=1)
-        return 0.5 * (H + H.T)
 
 
-class TorchLoaderCurvatureOperator:
+class TorchLoaderCurvatureOperator(_SymmetricOperator):
     """Hessian / GGN operator of the mean loss over all samples of a data loader.
 
     ``H v = sum_b (B_b / N) H_b v`` with ``H_b`` the operator of the mean loss on batch b (size B_b, the
@@ -212,14 +223,6 @@ class TorchLoaderCurvatureOperator:
         self.n_matvecs += 1
         return out
 
-    def __call__(self, v: np.ndarray) -> np.ndarray:
-        return self.matvec(v)
-
-    def to_dense(self) -> np.ndarray:
-        """Dense matrix by P matvecs with unit vectors, symmetrised (small models only)."""
-        eye = np.eye(self.dim)
-        H = np.stack([self.matvec(eye[i]) for i in range(self.dim)], axis=1)
-        return 0.5 * (H + H.T)
 
 
 def torch_curvature_operator(model, loss_fn: Callable, inputs=None, targets=None, *,
