@@ -200,13 +200,8 @@ def energy(w21: np.ndarray, w32: np.ndarray, sigma31: np.ndarray, tau: float = 1
     Shapes: w21 (N2, N1), w32 (N3, N2), sigma31 (N3, N1).
     """
     f = "energy"
-    w21 = val.matrix(w21, "w21", f)
-    w32 = val.matrix(w32, "w32", f)
-    sigma31 = val.matrix(sigma31, "sigma31", f)
+    w21, w32, sigma31 = val.chained(w21, w32, sigma31, f)
     tau = val.positive_float(tau, "tau", f)
-    if w21.shape[0] != w32.shape[1] or sigma31.shape != (w32.shape[0], w21.shape[1]):
-        raise TheoryError(f"The shapes of w21 {w21.shape}, w32 {w32.shape} and sigma31 "
-                          f"{sigma31.shape} passed to {f} do not chain as (N3,N2)(N2,N1) = (N3,N1).")
     r = sigma31 - w32 @ w21
     return float(np.sum(r * r) / (2.0 * tau))
 

@@ -319,12 +319,7 @@ def growing_mode_strength(w21: np.ndarray, w32: np.ndarray, sigma31: np.ndarray)
     decoupled init a_a = b_a it is a_a.b_a). Returns one value per mode, length min(N1, N3).
     """
     f = "growing_mode_strength"
-    w21 = val.matrix(w21, "w21", f)
-    w32 = val.matrix(w32, "w32", f)
-    sigma31 = val.matrix(sigma31, "sigma31", f)
-    if w21.shape[0] != w32.shape[1] or sigma31.shape != (w32.shape[0], w21.shape[1]):
-        raise TheoryError(f"The shapes of w21 {w21.shape}, w32 {w32.shape} and sigma31 "
-                          f"{sigma31.shape} passed to {f} do not chain as (N3,N2)(N2,N1) = (N3,N1).")
+    w21, w32, sigma31 = val.chained(w21, w32, sigma31, f)
     uu, _, vt = np.linalg.svd(sigma31, full_matrices=False)
     grow = w21 @ vt.T + w32.T @ uu
     return np.sum(grow * grow, axis=0) / 4.0

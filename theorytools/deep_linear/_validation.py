@@ -50,6 +50,16 @@ def matrix(value: object, name: str, func: str) -> np.ndarray:
     return arr
 
 
+def chained(w21: object, w32: object, sigma31: object, func: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The weights ``w21 (N2, N1)``, ``w32 (N3, N2)`` and input-output correlation ``sigma31 (N3, N1)`` of a
+    three-layer linear net, as float matrices whose shapes chain."""
+    w21, w32, sigma31 = matrix(w21, "w21", func), matrix(w32, "w32", func), matrix(sigma31, "sigma31", func)
+    if w21.shape[0] != w32.shape[1] or sigma31.shape != (w32.shape[0], w21.shape[1]):
+        raise TheoryError(f"The shapes of w21 {w21.shape}, w32 {w32.shape} and sigma31 "
+                          f"{sigma31.shape} passed to {func} do not chain as (N3,N2)(N2,N1) = (N3,N1).")
+    return w21, w32, sigma31
+
+
 def choice(value: object, name: str, func: str, options: tuple[str, ...]) -> str:
     if value not in options:
         raise TheoryError(

@@ -100,7 +100,7 @@ def load(
                     f"could not load TorchScript file {path.name!r} (truncated or corrupt?): {type(exc).__name__}"
                 ) from None
             return _module_network(module, path.name, arch, input_shape, drop_softmax, check)
-        obj = _torch_load(path, trust)
+        obj = _read_torch_file(path, trust)
         if isinstance(obj, torch.nn.Module):
             return _module_network(obj, path.name, arch, input_shape, drop_softmax, check)
     if isinstance(obj, dict):
@@ -112,7 +112,7 @@ def load(
     raise ModelFormatError(f"{path.name!r} holds a {type(obj).__name__}, not a state_dict or module")
 
 
-def _torch_load(path: Path, trust: bool):
+def _read_torch_file(path: Path, trust: bool):
     import torch
 
     try:
