@@ -80,7 +80,11 @@ def test_read_instances_relative_paths_header_expected(suite):
 
 def test_batch_two_workers_equals_sequential(suite, tmp_path, capsys):
     insts = read_instances(suite / "instances.csv")
+    before = os.environ.get("NUMBA_NUM_THREADS")
     run = run_batch(insts, tmp_path, workers=2)
+    # the driver's NUMBA_NUM_THREADS is untouched: numba raises if it changes after its threads started
+    # (this broke every later numba kernel in the same process)
+    assert os.environ.get("NUMBA_NUM_THREADS") == before
     assert not run.interrupted and sorted(run.computed) == sorted(i.id for i in insts)
     assert run.summary["workers"] == 2
     for inst in insts:
@@ -123,7 +127,7 @@ def _kill_worker_once(instance: dict, options: dict) -> dict:
     opts = dict(options)
     marker, log, target = Path(opts.pop("marker")), Path(opts.pop("log")), opts.pop("target")
     with open(log, "a") as fh:
-        fh.write(f"{instance['id']} {os.getpid()}\n")
+        fh.write(f"{instance['id']} {os.getpid()} {os.environ.get('NUMBA_NUM_THREADS')}\n")
     if instance["id"] == target and not marker.exists():
         marker.write_text(str(os.getpid()))
         os.kill(os.getpid(), signal.SIGKILL)
@@ -137,7 +141,9 @@ def test_worker_killed_mid_run_every_result_once(suite, tmp_path):
     opts = {"marker": str(tmp_path / "killed"), "log": str(tmp_path / "log"), "target": target}
     run = run_batch(insts, out, workers=2, options=opts, task=_kill_worker_once)
     assert (tmp_path / "killed").exists()  # a worker process really died
-    attempts = [line.split()[0] for line in (tmp_path / "log").read_text().splitlines()]
+    log = [line.split() for line in (tmp_path / "log").read_text().splitlines()]
+    attempts = [row[0] for row in log]
+    assert all(row[2] == "1" for row in log)  # every worker runs single-threaded numba (set in the worker)
     assert attempts.count(target) == 2  # Dask ran the task again elsewhere
     assert sorted(run.computed) == sorted(i.id for i in insts)  # every result exactly once
     assert len(run.computed) == len(set(run.computed)) == 6

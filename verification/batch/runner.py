@@ -49,8 +49,8 @@ def _client(workers: int | None, scheduler: str | None):
     if scheduler:
         return Client(scheduler, timeout="30s"), None
     n = workers or os.cpu_count() or 1
-    for k, v in SINGLE_THREAD_ENV.items():
-        os.environ.setdefault(k, v)
+    # ``env`` is applied inside each worker process before it imports anything of ours; the driver's own
+    # environment is left alone (numba refuses a NUMBA_NUM_THREADS that changes after its threads started)
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address=None, silence_logs=logging.ERROR, env=dict(SINGLE_THREAD_ENV))
     return Client(cluster), cluster

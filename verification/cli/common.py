@@ -12,9 +12,19 @@ from typing import Any
 from verification.errors import InvalidParameterError
 
 __all__ = ["add_model_arguments", "load_model", "model_notes", "parse_input_shape", "emit", "check_seconds",
-           "remaining", "command_start", "EXIT_INTERRUPTED"]
+           "remaining", "command_start", "EXIT_INTERRUPTED", "ignore_further_interrupts"]
 
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), after printing the best certified answer found, if any
+
+
+def ignore_further_interrupts() -> None:
+    """After the first Ctrl-C has been caught: ignore the next ones, so that a user pressing Ctrl-C again
+    while the best answer so far is being printed does not lose it."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def check_seconds(value: float | None, option: str, allow_zero: bool = False) -> None:

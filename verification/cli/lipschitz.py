@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from verification.cli.common import EXIT_INTERRUPTED, command_start, add_model_arguments, check_seconds, emit, load_model, remaining
+from verification.cli.common import EXIT_INTERRUPTED, command_start, ignore_further_interrupts, add_model_arguments, check_seconds, emit, load_model, remaining
 from verification.cli.progress import Progress, add_progress_arguments, enabled
 from verification.errors import InvalidParameterError
 
@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             res = lipschitz(net, method=method, norm=norm, output=output, **options)
         except LipschitzInterrupted as exc:
+            ignore_further_interrupts()
             bar.close()
             return _interrupted(args, exc.partial)
     emit(dict(res.to_dict(), model=args.model), args.json, str(res))

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from verification.cli.common import EXIT_INTERRUPTED, command_start, add_model_arguments, check_seconds, emit, load_model, remaining
+from verification.cli.common import EXIT_INTERRUPTED, command_start, ignore_further_interrupts, add_model_arguments, check_seconds, emit, load_model, remaining
 from verification.cli.progress import Progress, add_progress_arguments, enabled
 from verification.errors import InvalidParameterError
 
@@ -79,11 +79,13 @@ def run(args: argparse.Namespace) -> int:
         res = local_lipschitz(net, center, args.eps, output=args.output, bab=args.bab,
                               timeout=max(remaining(limit, started), 1e-3), relaxation=args.relaxation,
                               progress=bar if args.bab else None)
+    interrupted = bool(res.details.get("interrupted"))
+    if interrupted:
+        ignore_further_interrupts()
     d = res.to_dict()
     d["details"].pop("box_lower", None)
     d["details"].pop("box_upper", None)
     d["model"] = args.model
-    interrupted = bool(res.details.get("interrupted"))
     if interrupted:
         d["interrupted"] = True
     emit(d, args.json, f"{res}  (interrupted: certified bound reached so far)" if interrupted else str(res))

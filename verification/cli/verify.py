@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from verification.cli.common import EXIT_INTERRUPTED, command_start, add_model_arguments, emit, load_model, remaining
+from verification.cli.common import EXIT_INTERRUPTED, command_start, ignore_further_interrupts, add_model_arguments, emit, load_model, remaining
 from verification.cli.progress import Progress, add_progress_arguments, enabled
 from verification.errors import InvalidParameterError
 
@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             with reporting(_stats_events(bar)):
                 res = verify(net, prop, timeout=timeout, method=args.method, seed=args.seed)
         except KeyboardInterrupt:
+            ignore_further_interrupts()
             bar.close()
             if args.result_file:
                 write_result_file(args.result_file, "unknown\n")
