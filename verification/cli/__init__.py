@@ -103,9 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         STARTED = time.monotonic()
     code = _main(argv)
     z3_encode = sys.modules.get("verification.smt.encode")
-    if argv is None and z3_encode is not None and z3_encode.busy():
+    busy = z3_encode is not None and z3_encode.busy()
+    if argv is None and (busy or code == EXIT_INTERRUPTED):
         # a Z3 search outlived its deadline (it ignores interrupts in some phases): exit now rather than wait
-        # for it or free its objects under it at shutdown
+        # for it or free its objects under it at shutdown.  After Ctrl-C, exit now too: CPython remembers a
+        # KeyboardInterrupt raised inside a C extension's PyRun_String call even when our code caught it, and
+        # would then end the process with SIGINT (status -2) instead of the documented 130
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
