@@ -275,7 +275,8 @@ def test_helper_built_onnx_conv_graph(rng, tmp_path):
     np.testing.assert_allclose(net(x), _ort(path, x, (2, 5, 5)), rtol=1e-4, atol=1e-4)
 
 
-def test_maxpool_and_residual_add_are_refused_with_one_line(tmp_path):
+def test_maxpool_and_residual_add_load_and_match_onnxruntime(tmp_path):
+    """Formerly refused; now compiled into the chain (tests/verification/test_graph_models.py has the rest)."""
     class Res(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -286,15 +287,14 @@ def test_maxpool_and_residual_add_are_refused_with_one_line(tmp_path):
             return (h + self.c2(h)).flatten(1)
 
     mp = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten())
-    for model, shape, want in [(Res(), (1, 2, 4, 4), "\\(Add\\) combines .*residual.*not supported yet"),
-                               (mp, (1, 1, 6, 6), "'MaxPool' at node .* not supported yet")]:
+    for model, shape in [(Res(), (1, 2, 4, 4)), (mp, (1, 1, 6, 6))]:
         path = tmp_path / "m.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(model.eval(), (torch.zeros(*shape),), str(path), dynamo=False)
-        with pytest.raises(UnsupportedLayerError, match=want) as err:
-            load_network(path)
-        assert "\n" not in str(err.value)
+        net = load_network(path)
+        x = np.random.default_rng(0).normal(size=(16, int(np.prod(shape))))
+        np.testing.assert_allclose(net(x), _ort(path, x, shape[1:]), rtol=1e-5, atol=1e-5)
 
 
 def test_reshape_other_than_flatten_is_refused(rng, tmp_path):

@@ -194,13 +194,16 @@ def test_onnx_shape_mismatch(tmp_path, rng):
         load_network(path)
 
 
-def test_onnx_residual_graph_is_rejected(tmp_path, rng):
+def test_onnx_graph_reading_a_tensor_twice_loads_as_its_function(tmp_path, rng):
+    """``y = h + h`` (the data tensor read twice, formerly refused) is the affine map ``2 W x``."""
     from onnx import helper
 
+    w = rng.normal(size=(3, 3))
     nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Add", ["h", "h"], ["y"])]
-    path = write_onnx(tmp_path / "r.onnx", nodes, {"W": rng.normal(size=(3, 3))}, 3, "y")
-    with pytest.raises(UnsupportedLayerError, match="twice"):
-        load_network(path)
+    path = write_onnx(tmp_path / "r.onnx", nodes, {"W": w}, 3, "y")
+    net = load_network(path)
+    x = rng.normal(size=(6, 3))
+    np.testing.assert_allclose(net(x), 2 * x @ np.asarray(w, dtype=np.float32).astype(np.float64), rtol=1e-12)
 
 
 def test_onnx_leaky_relu_and_affine_folding(tmp_path, rng):

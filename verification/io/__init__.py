@@ -33,7 +33,7 @@ FORMATS = {
     ".mat": "mat",
     ".npz": "npz",
 }
-_MODULES = {"onnx": "onnx_format", "nnet": "nnet", "torch": "torch_format", "mat": "mat", "npz": "npz"}
+_MODULES = {"onnx": "onnx_graph", "nnet": "nnet", "torch": "torch_format", "mat": "mat", "npz": "npz"}
 #: Largest model file read (bytes); text (.nnet) files are parsed into Python objects, hence the lower limit.
 MAX_FILE_BYTES = 4 << 30
 MAX_TEXT_BYTES = 256 << 20

@@ -2,10 +2,11 @@
 
 Arrays ``W0 .. W{n-1}`` (weights ``(out, in)``, real floats), optional ``b0 .. b{n-1}``, optional
 ``input_lower`` / ``input_upper``, optional ``conv`` (a string: JSON list with one entry per weight, ``null``
-for a dense layer or ``{"input_shape", "stride", "dilation", "groups", "pads", "padding_mode"}`` for a
+for a dense layer, ``{"input_shape", "stride", "dilation", "groups", "pads", "padding_mode"}`` for a
 convolution, whose ``W{k}`` is the kernel ``(C_out, C_in/groups, kh, kw)`` and ``b{k}`` one bias per output
-entry or per channel; :func:`save` writes it for networks with convolutions) and at most one of two
-activation keys:
+entry or per channel, or ``{"sparse": [rows, cols]}`` for a sparse layer in CSR form: ``W{k}`` its stored
+values, ``I{k}`` their column indices and ``P{k}`` the row pointers; :func:`save` writes it for networks
+with convolutions or sparse layers) and at most one of two activation keys:
 
 * ``activations`` (what :func:`save` writes): a string holding a JSON list of activation specs
   (:meth:`Activation.to_spec`), one per hidden layer;
@@ -34,7 +35,7 @@ from verification.activations.names import NAMES, parse_activation
 from verification.errors import (InvalidParameterError, ModelFormatError, ShapeMismatchError, UnsupportedLayerError,
                                  VerificationError)
 from verification.io.common import assumed_activations, chain_from_weights, parse_arch, real_array
-from verification.layers import Conv2d
+from verification.layers import Conv2d, SparseAffine
 from verification.network import Dense, Network
 
 __all__ = ["load", "save"]
@@ -59,14 +60,14 @@ def _open(path: Path) -> dict[str, np.ndarray]:
 
 def _check_keys(keys: set[str], fname: str) -> int:
     """Number of layers ``n``; refuses gaps and unknown keys."""
-    numbered = [k for k in keys if re.fullmatch(r"[Wb](0|[1-9][0-9]{0,5})", k)]
+    numbered = [k for k in keys if re.fullmatch(r"[WbIP](0|[1-9][0-9]{0,5})", k)]
     n = 1 + max((int(k[1:]) for k in numbered if k[0] == "W"), default=-1)
     if n == 0:
         raise ModelFormatError(f"{fname!r} has no arrays W0, b0, W1, b1, ...")
     missing = [f"W{k}" for k in range(n) if f"W{k}" not in keys]
     if missing:
         raise ModelFormatError(f"{fname!r} has W{n - 1} but no {missing[0]}: weights must be numbered W0..W{n - 1} without gaps")
-    allowed = {f"W{k}" for k in range(n)} | {f"b{k}" for k in range(n)} | _OPTIONAL
+    allowed = {f"{c}{k}" for k in range(n) for c in "WbIP"} | _OPTIONAL
     unknown = sorted(keys - allowed)
     if unknown:
         raise ModelFormatError(
@@ -141,13 +142,43 @@ def _conv_layer(w: np.ndarray, b, spec, what: str) -> Conv2d:
         raise ModelFormatError(f"{what}: {exc}") from None
 
 
-def _with_convolutions(weights: list, biases: list, acts: list, specs: list, fname: str) -> Network:
+def _index_array(raw, what: str) -> np.ndarray:
+    arr = np.asarray(raw)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise ModelFormatError(f"{what} must be a 1-D integer array (got dtype {arr.dtype}, shape {arr.shape})")
+    return arr.astype(np.int64)
+
+
+def _sparse_layer(w: np.ndarray, b, spec: dict, data: dict, k: int, what: str) -> SparseAffine:
+    from scipy import sparse
+
+    shape = spec.get("sparse")
+    if set(spec) != {"sparse"} or not (isinstance(shape, list) and len(shape) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+        raise ModelFormatError(f"{what}: a sparse spec is {{\"sparse\": [rows, cols]}} with positive integers")
+    if f"I{k}" not in data or f"P{k}" not in data:
+        raise ModelFormatError(f"{what}: a sparse layer needs the arrays I{k} (column indices) and P{k} (row pointers)")
+    idx, ptr = _index_array(data[f"I{k}"], f"{what} I{k}"), _index_array(data[f"P{k}"], f"{what} P{k}")
+    rows, cols = shape
+    if w.ndim != 1 or ptr.shape[0] != rows + 1 or ptr[0] != 0 or np.any(np.diff(ptr) < 0) or ptr[-1] != w.shape[0] \
+            or idx.shape[0] != w.shape[0] or (idx.size and (idx.min() < 0 or idx.max() >= cols)):
+        raise ModelFormatError(f"{what}: inconsistent CSR arrays (values {w.shape}, indices {idx.shape}, pointers "
+                               f"{ptr.shape} for a {rows} x {cols} matrix)")
+    try:
+        return SparseAffine(sparse.csr_array((w, idx, ptr), shape=(rows, cols)), b)
+    except VerificationError as exc:
+        raise ModelFormatError(f"{what}: {exc}") from None
+
+
+def _with_convolutions(weights: list, biases: list, acts: list, specs: list, fname: str, data: dict) -> Network:
     layers: list = []
     for k, (w, b, spec) in enumerate(zip(weights, biases, specs)):
         w = real_array(w, f"{fname!r}: weight {k}")
         b = None if b is None else real_array(b, f"{fname!r}: bias {k}")
         if spec is None:
             layers.append(chain_from_weights([w], [b], [], fname).layers[0])
+        elif isinstance(spec, dict) and "sparse" in spec:
+            layers.append(_sparse_layer(w, b, spec, data, k, f"{fname!r}: layer {k}"))
         else:
             layers.append(_conv_layer(w, b, spec, f"{fname!r}: layer {k}"))
         if k < len(weights) - 1:
@@ -208,8 +239,10 @@ def load(path: Path, arch: str | None = None) -> Network:
     else:
         acts = parse_arch(arch, n - 1)
     if "conv" in data:
-        net = _with_convolutions(weights, biases, acts, _json_list(data["conv"], "conv", n, fname), fname)
+        net = _with_convolutions(weights, biases, acts, _json_list(data["conv"], "conv", n, fname), fname, data)
     else:
+        if any(f"{c}{k}" in data for k in range(n) for c in "IP"):
+            raise ModelFormatError(f"{fname!r}: arrays I<k>/P<k> belong to sparse layers, declared in 'conv'")
         net = chain_from_weights(weights, biases, acts, fname)
     domain = [_bound(data, k, fname) for k in ("input_lower", "input_upper")]
     if (domain[0] is None) != (domain[1] is None):
@@ -237,10 +270,15 @@ def save(net: Network, path: Path) -> None:
         if isinstance(d, Conv2d):
             convs.append({"input_shape": list(d.input_shape), "stride": list(d.stride), "dilation": list(d.dilation),
                           "groups": d.groups, "pads": list(d.pads), "padding_mode": d.padding_mode})
+        elif isinstance(d, SparseAffine):
+            convs.append({"sparse": [d.out_features, d.in_features]})
+            arrays[f"W{k}"], arrays[f"I{k}"], arrays[f"P{k}"] = d.matrix.data, d.matrix.indices, d.matrix.indptr
+            arrays[f"b{k}"] = d.bias
+            continue
         elif isinstance(d, Dense):
             convs.append(None)
         else:
-            raise ModelFormatError(f"cannot save layer {k} ({d.describe()}) in the .npz format (dense and conv only)")
+            raise ModelFormatError(f"cannot save layer {k} ({d.describe()}) in the .npz format (dense, conv, sparse)")
         arrays[f"W{k}"] = d.weight
         arrays[f"b{k}"] = d.bias
     if any(c is not None for c in convs):

@@ -30,7 +30,7 @@ from verification.io.common import MAX_DENSE_ENTRIES, check_dense_size, check_wi
 from verification.layers import AffineLayer, Conv2d, avg_pool2d, channel_affine, global_avg_pool
 from verification.network import Dense, Network
 
-__all__ = ["load"]
+__all__ = ["load", "load_chain"]
 
 _SHAPE_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast"}
 _SOFTMAX = {"Softmax", "LogSoftmax"}
@@ -215,7 +215,11 @@ def _check_domains(graph, fname: str) -> None:
 
 
 def load(path: Path, drop_softmax: bool = False, check: bool = True) -> Network:
-    model = _read(path)
+    return load_chain(_read(path), path, drop_softmax, check)
+
+
+def load_chain(model, path: Path, drop_softmax: bool = False, check: bool = True) -> Network:
+    """The network of a parsed model whose data path is a single chain."""
     graph, fname = model.graph, path.name
     _check_domains(graph, fname)
     in_name, dtype, shape, batch = _graph_input(graph, fname)

@@ -8,5 +8,6 @@ uses the protocol without being densified.
 
 from verification.layers.affine import AffineLayer, Dense
 from verification.layers.conv import Conv2d, avg_pool2d, channel_affine, check_dense, global_avg_pool
+from verification.layers.sparse import SparseAffine
 
-__all__ = ["AffineLayer", "Dense", "Conv2d", "avg_pool2d", "channel_affine", "check_dense", "global_avg_pool"]
+__all__ = ["AffineLayer", "Dense", "Conv2d", "avg_pool2d", "channel_affine", "check_dense", "global_avg_pool", "SparseAffine"]

@@ -75,6 +75,13 @@ class AffineLayer:
         exact enumeration, Z3 encodings); bound propagation should use the products instead."""
         raise NotImplementedError  # pragma: no cover
 
+    def as_sparse(self):
+        """The ``(out, in)`` matrix as a ``scipy.sparse`` CSR array (for loaders that assemble layers from
+        blocks; a convolution returns its own sparse matrix, never a dense one)."""
+        from scipy import sparse
+
+        return sparse.csr_array(np.asarray(self.as_matrix(), dtype=np.float64))
+
     # ---------------------------------------------------------------- derived operations
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.linear(x) + self.bias

@@ -249,6 +249,9 @@ class Conv2d(AffineLayer):
         check_dense(self.out_features, self.in_features, f"as_matrix() of {self.describe()}")
         return _as_f64(self._csr.toarray())
 
+    def as_sparse(self) -> sparse.csr_array:
+        return self._csr
+
     def rows(self, index: Any) -> np.ndarray:
         idx = np.arange(self.out_features)[index]
         out = self._csr[np.atleast_1d(idx)].toarray()

@@ -142,11 +142,33 @@ class ChainSDP:
         return float(np.sqrt(max(rho, 0.0))) if self.norm == 2 else float(rho)
 
 
+def _drop_constant_neurons(mats: list[np.ndarray], acts: list) -> list[np.ndarray]:
+    """Remove the neurons of elementwise activation layers whose incoming row is zero (and the matching
+    columns of the next matrix): their output is the constant ``phi(b)``, so the Lipschitz constant is
+    unchanged, and the LMI has no atom without its pre-activation vector.  (Networks compiled from graphs
+    have such rows, e.g. ``max(a, a)`` in a padded pooling window.)  A layer with no other neuron keeps one."""
+    mats = list(mats)
+    for k, act in enumerate(acts):
+        if not act.elementwise:
+            continue
+        live = np.any(mats[k] != 0, axis=1)
+        if live.all():
+            continue
+        if not live.any():
+            live[0] = True
+        mats[k], mats[k + 1] = mats[k][live], mats[k + 1][:, live]
+    return mats
+
+
 def build_chain_sdp(net: Network, norm: int | str, c: np.ndarray | None, form: str) -> ChainSDP:
     """Build the LMI of ``net`` (canonical) for ``norm`` and scalar output ``c`` (required for l-inf)."""
     layers, acts = net.affine_layers, list(net.activations)
     mats = [np.asarray(layer.as_matrix(), dtype=np.float64) for layer in layers]
     w_last = mats[-1] if c is None else np.asarray(layers[-1].select(c[None, :]).as_matrix(), dtype=np.float64)
+    if acts:
+        mats[-1] = w_last
+        mats = _drop_constant_neurons(mats, acts)
+        w_last = mats[-1]
     n_in = mats[0].shape[1]
     reduced_from = n_in
     if norm == 2 and acts and mats[0].shape[0] < n_in:

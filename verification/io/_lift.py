@@ -1,0 +1,215 @@
+"""Compile a graph with skip connections and max pooling into the IR's chain, exactly.
+
+The IR is a chain ``affine -> activation -> affine -> ...``.  A graph is not: a residual block adds a
+tensor computed several activations earlier, and a max-pooling window takes a maximum.  This module keeps
+every tensor as an *affine expression* ``sum_s M_s x_s + c`` over *sources* ``x_s`` (the network input and
+the output of every activation node) and lays the sources out along a chain:
+
+* step ``k`` computes source ``k``; its affine layer maps the state (all sources still needed) to the
+  pre-activation of source ``k`` stacked with the sources needed later, which *pass through* the step's
+  activation unchanged: a source that is provably non-negative (its activation's range is, e.g. a ReLU
+  output) passes as itself when the step's activation is the identity on ``z >= 0`` (ReLU, leaky ReLU);
+  any other source passes as the pair ``phi(x), phi(-x)`` and is read back as ``(phi(x) - phi(-x)) / (1 + a)``,
+  exact for a two-piece activation of negative slope ``a != -1``.  A step whose activation cannot pass a
+  needed source (tanh, sigmoid, ...) is refused in one line;
+* ``max(a, b) = b + relu(a - b)``: a max-pooling window is a tree of such pairs, one ReLU step per level.
+
+The chain computes the same function as the graph (up to the float64 rounding of the folded products),
+which the loader then cross-checks against the file's own runtime.  Every affine layer is a
+:class:`~verification.layers.SparseAffine`: memory follows the stored entries, never a dense lowering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+
+from verification.activations import Activation
+from verification.errors import ShapeMismatchError, UnsupportedLayerError
+from verification.layers import AffineLayer, SparseAffine
+
+__all__ = ["Expr", "Lifter"]
+
+
+def _eye(n: int) -> sparse.csr_array:
+    return sparse.eye_array(n, format="csr")
+
+
+@dataclass
+class Expr:
+    """``value = sum_s terms[s] @ x_s + const`` (``terms[s]``: CSR ``(n, n_s)``)."""
+
+    terms: dict[int, sparse.csr_array]
+    const: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.const.shape[0])
+
+
+@dataclass
+class _Source:
+    n: int
+    act: Activation | None  # None: the network input
+    pre: Expr | None
+    nonneg: bool
+
+
+def _is_nonneg(act: Activation) -> bool:
+    """True if the activation's range is provably within ``[0, inf)`` (it says so through ``interval``)."""
+    try:
+        lo, _ = act.interval(np.array([[-np.inf]]), np.array([[np.inf]]))
+        return bool(np.all(np.asarray(lo) >= 0))
+    except Exception:  # an activation that cannot bound the whole line: not known to be non-negative
+        return False
+
+
+@dataclass
+class Lifter:
+    """Build expressions with :meth:`affine`, :meth:`add`, :meth:`concat`, :meth:`activate` and :meth:`max_pool`
+    from :meth:`input`, then :meth:`chain` lays them out as IR layers."""
+
+    n_in: int
+    sources: list[_Source] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sources.append(_Source(self.n_in, None, None, False))
+
+    # ---------------------------------------------------------------- expressions
+    def input(self) -> Expr:
+        return Expr({0: _eye(self.n_in)}, np.zeros(self.n_in))
+
+    @staticmethod
+    def affine(e: Expr, layer: AffineLayer) -> Expr:
+        """``layer(e)``."""
+        if layer.in_features != e.n:
+            raise ShapeMismatchError(f"{layer.describe()} expects {layer.in_features} inputs, the tensor has {e.n}")
+        w = layer.as_sparse()
+        return Expr({s: sparse.csr_array(w @ m) for s, m in e.terms.items()}, np.asarray(layer(e.const), dtype=np.float64))
+
+    @staticmethod
+    def scale_shift(e: Expr, scale: np.ndarray, shift: np.ndarray) -> Expr:
+        """``scale * e + shift`` entrywise (constant ``scale`` and ``shift`` of length ``e.n``)."""
+        d = sparse.diags_array(np.asarray(scale, dtype=np.float64), format="csr")
+        return Expr({s: sparse.csr_array(d @ m) for s, m in e.terms.items()}, scale * e.const + shift)
+
+    @staticmethod
+    def select(e: Expr, index: np.ndarray) -> Expr:
+        """Rows ``e[index]``."""
+        idx = np.asarray(index, dtype=np.int64)
+        return Expr({s: sparse.csr_array(m[idx]) for s, m in e.terms.items()}, e.const[idx].copy())
+
+    @staticmethod
+    def add(a: Expr, b: Expr, sign: float = 1.0) -> Expr:
+        """``a + sign * b``."""
+        if a.n != b.n:
+            raise ShapeMismatchError(f"cannot add tensors of {a.n} and {b.n} entries")
+        terms = dict(a.terms)
+        for s, m in b.terms.items():
+            terms[s] = sparse.csr_array(terms[s] + sign * m) if s in terms else sparse.csr_array(sign * m)
+        return Expr(terms, a.const + sign * b.const)
+
+    def concat(self, parts: list[Expr]) -> Expr:
+        """The parts stacked (in order)."""
+        terms = {}
+        for s in {s for p in parts for s in p.terms}:
+            blocks = [p.terms[s] if s in p.terms else sparse.csr_array((p.n, self.sources[s].n)) for p in parts]
+            terms[s] = sparse.csr_array(sparse.vstack(blocks, format="csr"))
+        return Expr(terms, np.concatenate([p.const for p in parts]))
+
+    def activate(self, e: Expr, act: Activation) -> Expr:
+        """A new source ``act(e)``."""
+        act.check_width(e.n)
+        k = len(self.sources)
+        self.sources.append(_Source(e.n, act, e, _is_nonneg(act)))
+        return Expr({k: _eye(e.n)}, np.zeros(e.n))
+
+    def max_pool(self, e: Expr, windows: np.ndarray, relu: Activation) -> Expr:
+        """``out[j] = max_t e[windows[j, t]]`` (every row of ``windows`` lists valid indices of ``e``; repeat an
+        index to fill a short window), as a tree of ``max(a, b) = b + relu(a - b)``."""
+        cols = [self.select(e, windows[:, t]) for t in range(windows.shape[1])]
+        while len(cols) > 1:
+            pairs, rest = [(cols[i], cols[i + 1]) for i in range(0, len(cols) - 1, 2)], cols[len(cols) & ~1:]
+            diff = self.concat([self.add(a, b, -1.0) for a, b in pairs])
+            r = self.activate(diff, relu)
+            n = windows.shape[0]
+            cols = [self.add(b, self.select(r, np.arange(i * n, (i + 1) * n))) for i, (_, b) in enumerate(pairs)] + rest
+        return cols[0]
+
+    # ---------------------------------------------------------------- the chain
+    def chain(self, out: Expr) -> list:
+        """The IR layers ``[SparseAffine, activation, ..., SparseAffine]`` computing ``out`` from the input."""
+        last_use = {s: 0 for s in range(len(self.sources))}
+        for k, src in enumerate(self.sources):
+            if src.pre is not None:
+                for s in src.pre.terms:
+                    last_use[s] = max(last_use[s], k)
+        for s in out.terms:
+            last_use[s] = len(self.sources)
+        read: dict[int, sparse.csr_array] = {0: _eye(self.n_in)}  # source -> (n_s, state width)
+        width, layers = self.n_in, []
+        for k in range(1, len(self.sources)):
+            src = self.sources[k]
+            rows = [self._rows(src.pre, read, width)]
+            bias = [src.pre.const]
+            keep = [s for s in read if last_use[s] > k]
+            slope = src.act.two_piece_slope
+            new_read: dict[int, sparse.csr_array] = {}
+            offset = src.n
+            new_read[k] = None  # placeholder, filled below once the width is known
+            plan = []
+            for s in keep:
+                n_s = self.sources[s].n
+                if slope is None:
+                    raise UnsupportedLayerError(
+                        f"a skip connection or max pooling carries a tensor past a {src.act.describe()} activation; "
+                        "only ReLU and leaky ReLU networks can carry tensors past an activation (the identity "
+                        "must pass through it exactly)")
+                if self.sources[s].nonneg:
+                    rows.append(read[s])
+                    bias.append(np.zeros(n_s))
+                    plan.append((s, offset, n_s, None))
+                    offset += n_s
+                else:
+                    if slope == -1.0:
+                        raise UnsupportedLayerError(
+                            "a skip connection carries a tensor past leaky_relu(-1) (|x|), which cannot pass it")
+                    rows += [read[s], -read[s]]
+                    bias += [np.zeros(n_s), np.zeros(n_s)]
+                    plan.append((s, offset, n_s, 1.0 / (1.0 + slope)))
+                    offset += 2 * n_s
+            mat = sparse.csr_array(sparse.vstack(rows, format="csr"))
+            layers += [SparseAffine(mat, np.concatenate(bias), _label(k, len(keep))), src.act]
+            width = offset
+            new_read[k] = _pick(0, src.n, width)
+            for s, off, n_s, scale in plan:
+                if scale is None:
+                    new_read[s] = _pick(off, n_s, width)
+                else:
+                    new_read[s] = sparse.csr_array(scale * (_pick(off, n_s, width) - _pick(off + n_s, n_s, width)))
+            read = new_read
+        mat = self._rows(out, read, width)
+        layers.append(SparseAffine(mat, out.const, "output"))
+        return layers
+
+    @staticmethod
+    def _rows(e: Expr, read: dict, width: int) -> sparse.csr_array:
+        acc = sparse.csr_array((e.n, width))
+        for s, m in e.terms.items():
+            if s not in read:
+                raise ShapeMismatchError(f"internal: source {s} is not available")  # pragma: no cover
+            acc = acc + m @ read[s]
+        acc = sparse.csr_array(acc)
+        acc.eliminate_zeros()
+        return acc
+
+
+def _pick(offset: int, n: int, width: int) -> sparse.csr_array:
+    """The ``(n, width)`` selection of state entries ``offset .. offset + n``."""
+    return sparse.csr_array((np.ones(n), (np.arange(n), np.arange(offset, offset + n))), shape=(n, width))
+
+
+def _label(k: int, carried: int) -> str:
+    return f"step {k}" if not carried else f"step {k} (+{carried} carried)"

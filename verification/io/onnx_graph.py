@@ -1,0 +1,322 @@
+"""ONNX loader for graphs that are not a single chain: residual connections (``Add``/``Sub``/``Sum`` of two
+data tensors, ``Concat`` of data tensors along the channel axis), a data tensor read by several nodes, and
+``MaxPool`` / ``GlobalMaxPool``.
+
+Single chains go to :func:`verification.io.onnx_format.load_chain` unchanged.  Other graphs are walked in
+topological order with every tensor kept as an affine expression over the activation outputs, then laid out
+as a chain by :class:`verification.io._lift.Lifter` (see there for how skip connections and max pooling
+become exact chain layers).  The node semantics (Conv, BatchNormalization, Gemm/MatMul, pooling, shape
+operators, constants) are those of the chain loader; the result is cross-checked against onnxruntime.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from verification.activations import ReLU
+from verification.errors import ShapeMismatchError, UnsupportedLayerError
+from verification.io import onnx_format as fmt
+from verification.io._lift import Expr, Lifter
+from verification.io.common import check_widths, real_array
+from verification.layers import Dense, global_avg_pool
+from verification.network import Network
+
+__all__ = ["load", "needs_graph"]
+
+_COMBINE = {"Add", "Sub", "Sum", "Concat"}
+_MAXPOOL = {"MaxPool", "GlobalMaxPool"}
+_INDEXING = {"Slice", "Gather", "Transpose"}  # rearrange entries: a selection matrix
+_MAX_WINDOW = 64  # entries of one max-pooling window (each level of the max tree is a layer)
+
+
+def load(path: Path, drop_softmax: bool = False, check: bool = True) -> Network:
+    model = fmt._read(path)
+    graph = model.graph
+    fmt._check_domains(graph, path.name)
+    in_name = fmt._graph_input(graph, path.name)[0]
+    if not needs_graph(graph, in_name):
+        return fmt.load_chain(model, path, drop_softmax, check)
+    return _load_graph(model, path, drop_softmax, check)
+
+
+def needs_graph(graph, in_name: str) -> bool:
+    """True if the data path branches (a data tensor read twice, a node with two data inputs) or max-pools."""
+    data, uses = {in_name}, {}
+    for node in graph.node:
+        ins = [i for i in node.input if i in data]
+        if not ins or node.op_type == "Shape":
+            continue
+        if node.op_type in _MAXPOOL or node.op_type in _INDEXING or len(ins) > 1:
+            return True
+        for i in ins:
+            uses[i] = uses.get(i, 0) + 1
+        data.update(o for o in node.output[:1] if o)
+    return any(v > 1 for v in uses.values())
+
+
+def _load_graph(model, path: Path, drop_softmax: bool, check: bool) -> Network:
+    graph, fname = model.graph, path.name
+    in_name, dtype, shape, batch = fmt._graph_input(graph, fname)
+    walk = _GraphWalk(graph, fname, in_name, shape, dtype)
+    for idx, node in enumerate(graph.node):
+        walk.step(idx, node, drop_softmax)
+    outputs = [o.name for o in graph.output]
+    if len(outputs) != 1 or outputs[0] not in walk.vals:
+        raise UnsupportedLayerError(f"{fname!r}: expected one graph output computed from the input, found {outputs}")
+    expr, _ = walk.vals[outputs[0]]
+    layers = walk.lift.chain(expr)
+    carried = sum(1 for layer in layers if "carried" in getattr(layer, "label", ""))
+    meta = {"onnx_input": in_name, "onnx_input_shape": list(shape),
+            "graph": f"{walk.n_skip} skip connection(s), {walk.n_pool} max pooling layer(s) as a chain of "
+                     f"{len(layers) // 2} activation steps ({carried} carry earlier tensors)"}
+    if walk.dropped:
+        meta["dropped"] = f"final {walk.dropped[0]}"
+    net = check_widths(Network(tuple(layers), metadata=meta), fname)
+    if check:
+        precision = max(walk.precisions, key=lambda t: np.finfo(t).eps)
+        meta["crosscheck"] = fmt._check_with_onnxruntime(net, model, path, in_name, (dtype, precision), shape, batch,
+                                                         walk.dropped)
+    return net
+
+
+class _GraphWalk:
+    """Tensor name -> (expression, shape) along the data path."""
+
+    def __init__(self, graph, fname: str, in_name: str, shape: tuple[int, ...], dtype):
+        self.graph, self.fname = graph, fname
+        self.consts = fmt._Graph(graph, fname)
+        self.lift = Lifter(math.prod(shape))
+        self.vals: dict[str, tuple[Expr, tuple[int, ...]]] = {in_name: (self.lift.input(), tuple(shape))}
+        self.dropped = None
+        self.precisions: list = [dtype]
+        self.n_skip = self.n_pool = 0
+
+    def step(self, idx: int, node, drop_softmax: bool) -> None:
+        op, label, fname = node.op_type, fmt._node_label(node, idx), self.fname
+        where = f"{fname!r}: {label} ({op})"
+        data = [i for i in node.input if i in self.vals]
+        if op == "Shape" and data:
+            self.consts.values[node.output[0]] = fmt._shape_of(self.vals[data[0]][1], fmt._attrs(node))
+            return
+        if not data:
+            fmt._fold_constant(node, self.consts, label, fname)
+            return
+        try:
+            out = self._apply(op, node, data, label, where, drop_softmax)
+        except ValueError as exc:  # numpy broadcasting / shape errors
+            raise ShapeMismatchError(f"{where}: {exc}") from None
+        self.vals[node.output[0]] = out
+
+    def _apply(self, op: str, node, data: list, label: str, where: str, drop_softmax: bool):
+        lift, consts = self.lift, self.consts
+        e, shape = self.vals[data[0]]
+        if op in fmt._SOFTMAX:
+            self.dropped = fmt._final_softmax(node, self.graph, label, self.fname, drop_softmax, data[0])
+            return e, shape
+        if len(data) > 1 or (op in _COMBINE and any(i not in consts and i for i in node.input)):
+            return self._combine(op, node, where)
+        if op in fmt._ACTIVATIONS:
+            return lift.activate(e, fmt._ACTIVATIONS[op](node)), shape
+        if op in fmt._SPATIAL or op == "ReduceMean":
+            if len(shape) != 4 or shape[0] != 1:
+                raise ShapeMismatchError(f"{where} needs a (1, C, H, W) data tensor, got shape {shape}")
+            keep = True
+            if op == "ReduceMean":
+                keep = bool(fmt._int(node, "keepdims", 1))
+                if fmt._squeeze_axes(node, consts, label, 4) != [2, 3] or fmt._int(node, "noop_with_empty_axes", 0):
+                    raise UnsupportedLayerError(f"{where}: only a mean over the spatial axes (2, 3) is supported")
+                layer = global_avg_pool(shape[1:])
+            else:
+                layer = fmt._SPATIAL[op](node, shape[1:], consts, label, where)
+            out_shape = (1,) + layer.output_shape if keep else (1, layer.output_shape[0])
+            return lift.affine(e, layer), out_shape
+        if op in _MAXPOOL:
+            return self._max_pool(op, node, e, shape, where)
+        if op in _INDEXING:
+            if node.input[0] != data[0]:
+                raise UnsupportedLayerError(f"{where} indexes a constant with the data tensor (not affine)")
+            idx = self._index(op, node, shape, label)
+            return Lifter.select(e, idx.reshape(-1)), idx.shape
+        if op == "BatchNormalization":
+            return self._batchnorm(node, e, shape, label, where), shape
+        if op in fmt._SHAPE_OPS:
+            fmt._check_shape_op(op, node, consts, label, self.fname)
+            if op == "Cast" and fmt._int(node, "to", 0) in fmt._FLOAT_INPUTS:
+                self.precisions.append(fmt._FLOAT_INPUTS[fmt._int(node, "to", 0)])
+            new = fmt._new_shape(op, node, shape, consts, label)
+            n = math.prod(shape)
+            if op == "Reshape" and len(shape) == 4 and new not in ((shape[0], n // shape[0]), (n,)):
+                raise UnsupportedLayerError(f"{where} reshapes the (N, C, H, W) data tensor {shape} to {new}; only a "
+                                            "flatten to (N, C*H*W) is supported")
+            return e, new
+        if op in ("Add", "Sub", "Mul", "Div"):
+            return self._with_constant(op, node, data[0], e, shape, label, where)
+        if op in ("MatMul", "Gemm"):
+            return self._matmul(op, node, data[0], e, shape, label, where)
+        if op in fmt._NOT_YET:
+            raise UnsupportedLayerError(f"{self.fname!r}: ONNX operator {op!r} at {label} is not supported yet")
+        raise UnsupportedLayerError(f"{self.fname!r}: unsupported ONNX operator {op!r} at {label}")
+
+    # ---------------------------------------------------------------- nodes
+    def _combine(self, op: str, node, where: str):
+        """Add / Sub / Sum of data tensors of one shape; Concat of data tensors along the channel axis."""
+        names = [i for i in node.input if i]
+        missing = [i for i in names if i not in self.vals and i not in self.consts]
+        if missing:
+            raise UnsupportedLayerError(f"{where} reads {missing[0]!r}, which is neither a constant nor computed by an "
+                                        "earlier node (the graph must be topologically sorted)")
+        if any(i not in self.vals for i in names):
+            raise UnsupportedLayerError(f"{where} combines a data tensor with a constant in a way that is not supported")
+        parts = [self.vals[i] for i in names]
+        shapes = {s for _, s in parts}
+        if op == "Concat":
+            axis = fmt._int(node, "axis", 0)
+            base = parts[0][1]
+            rank = len(base)
+            axis = axis % rank if -rank <= axis < rank else -1
+            if axis != 1 or any(len(s) != rank or s[0] != 1 or s[2:] != base[2:] for _, s in parts):
+                raise UnsupportedLayerError(f"{where}: only a Concat along the channel axis (1) of tensors with a batch "
+                                            "of 1 and equal spatial sizes is supported")
+            out_shape = (1, sum(s[1] for _, s in parts)) + tuple(base[2:])
+            self.n_skip += 1
+            return self.lift.concat([p for p, _ in parts]), out_shape
+        if op not in ("Add", "Sub", "Sum") or len(shapes) != 1:
+            raise UnsupportedLayerError(
+                f"{where} combines data tensors of shapes {sorted(shapes)} (only Add/Sub/Sum of equal shapes and a "
+                "channel Concat are supported)")
+        acc = parts[0][0]
+        for p, _ in parts[1:]:
+            acc = self.lift.add(acc, p, -1.0 if op == "Sub" else 1.0)
+        self.n_skip += 1
+        return acc, parts[0][1]
+
+    def _index(self, op: str, node, shape: tuple, label: str) -> np.ndarray:
+        """The flat input index of every output entry of a Slice / Gather / Transpose."""
+        pos = np.arange(math.prod(shape)).reshape(shape)
+        if op == "Transpose":
+            perm = fmt._ints(node, "perm")
+            return np.transpose(pos, perm)
+        if op == "Gather":
+            ind = np.asarray(self.consts.get(node.input[1], label))
+            if ind.dtype.kind not in "iu":
+                raise ValueError("Gather indices must be integers")
+            return np.take(pos, ind, axis=fmt._int(node, "axis", 0))
+        args = [fmt._int_list(self.consts.get(i, label), f"{label} input") if i else None for i in node.input[1:5]]
+        starts, ends = args[0], args[1]
+        axes = args[2] if len(args) > 2 and args[2] is not None else list(range(len(starts)))
+        steps = args[3] if len(args) > 3 and args[3] is not None else [1] * len(starts)
+        index = [slice(None)] * len(shape)
+        for a, st, en, sp in zip(axes, starts, ends, steps):
+            if sp == 0:
+                raise ValueError("Slice step 0")
+            index[a % len(shape)] = slice(st, en, sp)
+        return pos[tuple(index)]
+
+    def _with_constant(self, op: str, node, name: str, e: Expr, shape: tuple, label: str, where: str):
+        i_var = list(node.input).index(name)
+        k = real_array(self.consts.get(node.input[1 - i_var], label), f"{where} constant")
+        out_shape = np.broadcast_shapes(k.shape, shape)
+        if math.prod(out_shape) != e.n:
+            raise ValueError(f"constant of shape {k.shape} broadcasts the data tensor {shape} to {out_shape}")
+        kf = np.ascontiguousarray(np.broadcast_to(k, out_shape)).reshape(-1)
+        ones, zeros = np.ones(e.n), np.zeros(e.n)
+        if op == "Add":
+            return Lifter.scale_shift(e, ones, kf), out_shape
+        if op == "Sub":
+            return (Lifter.scale_shift(e, ones, -kf) if i_var == 0 else Lifter.scale_shift(e, -ones, kf)), out_shape
+        if op == "Mul":
+            return Lifter.scale_shift(e, kf, zeros), out_shape
+        if i_var != 0:
+            raise UnsupportedLayerError(f"{where} divides a constant by the data tensor (not affine)")
+        with np.errstate(all="ignore"):
+            return Lifter.scale_shift(e, 1.0 / kf, zeros), out_shape
+
+    def _matmul(self, op: str, node, name: str, e: Expr, shape: tuple, label: str, where: str):
+        if list(node.input).index(name) != 0:
+            raise UnsupportedLayerError(f"{where}: only the data tensor times a constant weight is supported")
+        w = real_array(self.consts.get(node.input[1], label), f"{where} weight")
+        bias = None
+        if op == "Gemm":
+            if fmt._int(node, "transA", 0):
+                raise UnsupportedLayerError(f"{where} with transA=1 is not supported")
+            if len(shape) != 2:
+                raise ValueError(f"Gemm needs a 2-D data tensor, got shape {shape}")
+            w = (w.T if fmt._int(node, "transB", 0) else w) * fmt._num(node, "alpha", 1.0)
+            if len(node.input) > 2 and node.input[2]:
+                bias = real_array(self.consts.get(node.input[2], label), f"{where} bias") * fmt._num(node, "beta", 1.0)
+        if w.ndim != 2:
+            raise UnsupportedLayerError(f"{where} with a {w.ndim}-D weight is not supported")
+        if math.prod(shape[:-1]) != 1 or shape[-1] != w.shape[0]:
+            raise ValueError(f"data tensor of shape {shape} cannot be multiplied by a weight of shape {w.shape}")
+        b = np.zeros(w.shape[1]) if bias is None else np.broadcast_to(bias, (1, w.shape[1])).reshape(-1)
+        return Lifter.affine(e, Dense(w.T, b)), tuple(shape[:-1]) + (w.shape[1],)
+
+    def _batchnorm(self, node, e: Expr, shape: tuple, label: str, where: str) -> Expr:
+        if fmt._int(node, "training_mode", 0) or len(node.output) > 1 and any(node.output[1:]):
+            raise UnsupportedLayerError(f"{where} runs in training mode (batch statistics)")
+        if len(node.input) != 5:
+            raise UnsupportedLayerError(f"{where} needs 5 inputs (X, scale, B, mean, var), got {len(node.input)}")
+        gamma, beta, mean, variance = (real_array(self.consts.get(i, label), f"{where} {n}").reshape(-1)
+                                       for i, n in zip(node.input[1:], ("scale", "B", "mean", "var")))
+        if len(shape) < 2 or not all(a.shape == (shape[1],) for a in (gamma, beta, mean, variance)):
+            raise ShapeMismatchError(f"{where}: parameters do not match the channels of the data tensor {shape}")
+        s = gamma / np.sqrt(variance + fmt._num(node, "epsilon", 1e-5))
+        t = beta - mean * s
+        per = (1, shape[1]) + (1,) * (len(shape) - 2)
+        kf = np.ascontiguousarray(np.broadcast_to(s.reshape(per), shape)).reshape(-1)
+        tf = np.ascontiguousarray(np.broadcast_to(t.reshape(per), shape)).reshape(-1)
+        return Lifter.scale_shift(e, kf, tf)
+
+    def _max_pool(self, op: str, node, e: Expr, shape: tuple, where: str):
+        if len(shape) != 4 or shape[0] != 1:
+            raise ShapeMismatchError(f"{where} needs a (1, C, H, W) data tensor, got shape {shape}")
+        if len(node.output) > 1 and any(node.output[1:]):
+            raise UnsupportedLayerError(f"{where}: the Indices output of MaxPool is not supported")
+        c, h, w = shape[1:]
+        if op == "GlobalMaxPool":
+            kernel, strides, dil, pads, ceil = (h, w), (1, 1), (1, 1), (0, 0, 0, 0), 0
+        else:
+            kernel = fmt._ints(node, "kernel_shape")
+            if kernel is None or len(kernel) != 2 or min(kernel) < 1:
+                raise UnsupportedLayerError(f"{where}: kernel_shape must be two positive integers, got {kernel}")
+            strides = fmt._pair_attr(node, "strides", where)
+            dil = fmt._pair_attr(node, "dilations", where)
+            pads = fmt._spatial_pads(node, (h, w), tuple(kernel), strides, dil, where)
+            ceil = fmt._int(node, "ceil_mode", 0)
+        if kernel[0] * kernel[1] > _MAX_WINDOW:
+            raise UnsupportedLayerError(f"{where}: a {kernel[0]}x{kernel[1]} window is above the supported "
+                                        f"{_MAX_WINDOW} entries")
+        rows = _pool_axis(h, kernel[0], strides[0], dil[0], pads[:2], ceil, where)
+        cols = _pool_axis(w, kernel[1], strides[1], dil[1], pads[2:], ceil, where)
+        ho, wo = len(rows), len(cols)
+        win = []
+        for ch in range(c):
+            for ry in rows:
+                for cx in cols:
+                    idx = [ch * h * w + y * w + x for y in ry for x in cx]
+                    win.append(idx + [idx[0]] * (kernel[0] * kernel[1] - len(idx)))
+        self.n_pool += 1
+        out = self.lift.max_pool(e, np.asarray(win, dtype=np.int64), ReLU())
+        return out, (1, c, ho, wo)
+
+
+def _pool_axis(n: int, k: int, s: int, d: int, pad: tuple, ceil: int, where: str) -> list[list[int]]:
+    """The valid input coordinates of each window along one axis (ONNX/torch rules, ``ceil_mode`` included:
+    a window that starts in the right padding is dropped)."""
+    span = n + pad[0] + pad[1] - d * (k - 1) - 1
+    if span < 0:
+        raise ShapeMismatchError(f"{where}: the window does not fit the input")
+    n_out = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (n_out - 1) * s >= n + pad[0]:
+        n_out -= 1
+    out = []
+    for i in range(n_out):
+        coords = [i * s + t * d - pad[0] for t in range(k)]
+        valid = [c for c in coords if 0 <= c < n]
+        if not valid:
+            raise UnsupportedLayerError(f"{where}: a pooling window lies entirely in the padding")
+        out.append(valid)
+    return out
