@@ -1,4 +1,4 @@
-"""Neural tangent kernels (Jacot et al. 2018): analytic NNGP/NTK of fully connected networks,
+"""Neural tangent kernels (Jacot et al. 2018): analytic NNGP/NTK of fully connected and convolutional networks,
 the empirical NTK of PyTorch models, kernel predictions of trained infinitely wide networks, and
 infinitely deep NTK classifiers (Radhakrishnan, Belkin & Uhler).  See docs/ntk.md."""
 
@@ -36,9 +36,8 @@ from theorytools.ntk._stax import (
     Layer,
     LeakyRelu,
     Relu,
-    Serial,
-    serial,
 )
+from theorytools.ntk._cnn import AvgPool, Conv, Flatten, GlobalAvgPool, Residual, Serial, serial
 
 __all__ = [
     # analytic kernels
@@ -54,6 +53,12 @@ __all__ = [
     "Elementwise",
     "Serial",
     "serial",
+    # convolutional layers (CNN-GP / CNTK)
+    "Conv",
+    "AvgPool",
+    "GlobalAvgPool",
+    "Flatten",
+    "Residual",
     # empirical NTK
     "empirical_ntk",
     "torch_mlp",
