@@ -32,6 +32,7 @@ COMMANDS = {
     "verify": "verify",
     "local-lipschitz": "local_lipschitz",
     "batch": "batch",
+    "check-proof": "check_proof",
 }
 
 

@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="auto", choices=["auto", "input-split", "relu-split", "z3-plain"],
                    help="search strategy (default auto: input splitting for <= 12 inputs, else ReLU splitting)")
     p.add_argument("--seed", type=int, default=0, help="seed of the falsification sampler")
+    p.add_argument("--proof", default=None, metavar="PATH",
+                   help="when the answer is holds, write a proof there for 'verification check-proof' "
+                   "(ReLU / leaky-ReLU nets; see docs/proofs.md)")
     add_progress_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -42,15 +45,20 @@ def check_options(args: argparse.Namespace) -> None:
         raise InvalidParameterError(f"--timeout must be a finite number of seconds >= 0; got {args.timeout!r}")
     if args.seed < 0:
         raise InvalidParameterError(f"--seed must be an integer >= 0; got {args.seed}")
-    if args.result_file:
-        p = Path(args.result_file)
-        if p.is_dir():
-            raise InvalidParameterError(f"--result-file {args.result_file!r} is a directory, not a file")
-        parent = p.parent if str(p.parent) else Path(".")
-        if not parent.is_dir():
-            raise InvalidParameterError(f"--result-file {args.result_file!r}: directory {str(parent)!r} does not exist")
-        if p.exists() and not os.access(p, os.W_OK) or not os.access(parent, os.W_OK):
-            raise InvalidParameterError(f"--result-file {args.result_file!r} is not writable")
+    for option, value in (("--result-file", args.result_file), ("--proof", getattr(args, "proof", None))):
+        if value:
+            _check_writable(option, value)
+
+
+def _check_writable(option: str, value: str) -> None:
+    p = Path(value)
+    if p.is_dir():
+        raise InvalidParameterError(f"{option} {value!r} is a directory, not a file")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise InvalidParameterError(f"{option} {value!r}: directory {str(parent)!r} does not exist")
+    if p.exists() and not os.access(p, os.W_OK) or not os.access(parent, os.W_OK):
+        raise InvalidParameterError(f"{option} {value!r} is not writable")
 
 
 def write_result_file(path: str, text: str) -> None:
@@ -95,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     with Progress("verify", enabled(args), total=100.0, unit="%") as bar:
         try:
             with reporting(_stats_events(bar)):
-                res = verify(net, prop, timeout=timeout, method=args.method, seed=args.seed)
+                res = verify(net, prop, timeout=timeout, method=args.method, seed=args.seed, proof=args.proof)
         except KeyboardInterrupt:
             ignore_further_interrupts()
             bar.close()
@@ -109,5 +117,10 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
     if args.result_file:
         write_result_file(args.result_file, res.vnncomp_text())
-    emit(json_object(res, args), args.json, str(res))
+    text = str(res)
+    if args.proof and res.status == "holds":
+        d = res.details
+        text += (f"\nproof: {args.proof} ({d.get('proof_nodes')} boxes, {d.get('proof_bytes')} bytes, "
+                 f"{d.get('proof_trusted')} trusted certificates)")
+    emit(json_object(res, args), args.json, text)
     return EXIT[res.status]

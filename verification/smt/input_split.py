@@ -32,13 +32,15 @@ class BoxBatch:
     """Boxes ``[lower[b], upper[b]]`` (``(n, d)``) with their search state: ``alive[b, k]``: disjunct k not yet
     refuted on box b; ``spec_lower[b, r]``: guarded lower bound of row r (the parent's, valid on the child);
     ``prior``: per activation ``(l, u)`` arrays ``(n, width)`` of pre-activation bounds known to hold on the
-    box (the parent's), or ``None`` when bounds are not reused."""
+    box (the parent's), or ``None`` when bounds are not reused; ``node``: the boxes' ids in the proof log
+    (:class:`~verification.smt.proof.ProofLog`; zeros when no proof is recorded)."""
 
     lower: np.ndarray
     upper: np.ndarray
     alive: np.ndarray
     spec_lower: np.ndarray
     prior: list | None
+    node: np.ndarray
 
     def __len__(self) -> int:
         return self.lower.shape[0]
@@ -46,7 +48,8 @@ class BoxBatch:
     def select(self, idx) -> "BoxBatch":
         """The boxes ``idx`` (a slice or an index array)."""
         prior = None if self.prior is None else [(l[idx], u[idx]) for l, u in self.prior]
-        return BoxBatch(self.lower[idx], self.upper[idx], self.alive[idx], self.spec_lower[idx], prior)
+        return BoxBatch(self.lower[idx], self.upper[idx], self.alive[idx], self.spec_lower[idx], prior,
+                        self.node[idx])
 
     @classmethod
     def concat(cls, parts: list["BoxBatch"]) -> "BoxBatch":
@@ -56,7 +59,8 @@ class BoxBatch:
             prior = [(np.vstack([p.prior[j][0] for p in parts]), np.vstack([p.prior[j][1] for p in parts]))
                      for j in range(len(parts[0].prior))]
         return cls(np.vstack([p.lower for p in parts]), np.vstack([p.upper for p in parts]),
-                   np.vstack([p.alive for p in parts]), np.vstack([p.spec_lower for p in parts]), prior)
+                   np.vstack([p.alive for p in parts]), np.vstack([p.spec_lower for p in parts]), prior,
+                   np.concatenate([p.node for p in parts]))
 
 
 class BoxStack:
@@ -129,8 +133,11 @@ def input_split(task: Task) -> Outcome:
     n_act = len(net.activations)
     prior = [(np.full((1, a.out_features), -np.inf), np.full((1, a.out_features), np.inf))
              for a in net.affine_layers[:n_act]] if use_prior else None
+    if task.proof is not None:
+        task.proof.reset()
     stack = BoxStack(BoxBatch(region.lower[None, :].copy(), region.upper[None, :].copy(),
-                              np.ones((1, task.K), dtype=bool), np.full((1, task.C.shape[0]), -np.inf), prior))
+                              np.ones((1, task.K), dtype=bool), np.full((1, task.C.shape[0]), -np.inf), prior,
+                              np.zeros(1, dtype=np.int64)))
     pool = AttackPool()
     width = np.where(region.upper > region.lower, region.upper - region.lower, 1.0)
     unresolved = 0
@@ -162,7 +169,7 @@ def input_split(task: Task) -> Outcome:
         task.stats.add("volume_done", -float(np.prod((boxes.upper[idx] - boxes.lower[idx]) / width, axis=1).sum()))
         # most promising boxes (smallest sampled margin) first: their children are bounded next
         idx = idx[np.argsort(cm[idx], kind="stable")]
-        stack.push(_bisect(boxes.select(idx), bounds.select(idx), rows[idx], use_prior))
+        stack.push(_bisect(boxes.select(idx), bounds.select(idx), rows[idx], use_prior, task.proof))
     return REFUTED if unresolved == 0 else Outcome.undecided(unresolved=unresolved)
 
 
@@ -247,6 +254,7 @@ def _leaves(task: Task, boxes: BoxBatch, bounds: _Bounds) -> tuple[Outcome, np.n
                 return out, split
             if out.refuted:
                 alive[i, k] = False
+                _exact(task, boxes, i, k, "pattern")
         split[i] = bool(alive[i].any())
     for i in np.flatnonzero(few | tiny):
         if task.budget.expired():
@@ -258,16 +266,20 @@ def _leaves(task: Task, boxes: BoxBatch, bounds: _Bounds) -> tuple[Outcome, np.n
                 # the backward bound is exact when nothing is unstable: value = lower + |G|.sum
                 Gk = bounds.spec.coef[i, idx]
                 hk = bounds.spec.lower[i, idx] + np.abs(Gk).sum(axis=1)
-                out = lp_leaf(task, lo[i], hi[i], Gk, hk, pre, k, TOL * (1.0 + bounds.spec.scale[i, idx].max()))
+                out = lp_leaf(task, lo[i], hi[i], Gk, hk, pre, k, TOL * (1.0 + bounds.spec.scale[i, idx].max()),
+                              node=int(boxes.node[i]))
             elif few[i] and not tiny[i]:
                 out = milp_leaf(task, lo[i], hi[i], pre, k)
                 if out.found:
                     return out, split
                 if out.refuted:
                     alive[i, k] = False
+                    _exact(task, boxes, i, k, "milp")
                 continue  # undecided disjuncts stay alive and the box is split further
             else:
                 out = z3_leaf(task, lo[i], hi[i], pre, k)
+                if out.refuted:
+                    _exact(task, boxes, i, k, "z3")
             if out.found:
                 return out, split
             unresolved += out.unresolved
@@ -276,7 +288,13 @@ def _leaves(task: Task, boxes: BoxBatch, bounds: _Bounds) -> tuple[Outcome, np.n
     return Outcome.undecided(unresolved=unresolved), split
 
 
-def _bisect(boxes: BoxBatch, bounds: _Bounds, rows: np.ndarray, use_prior: bool) -> BoxBatch:
+def _exact(task: Task, boxes: BoxBatch, i: int, k: int, solver: str) -> None:
+    """Note in the proof log that ``solver`` refuted disjunct ``k`` on box ``i``."""
+    if task.proof is not None:
+        task.proof.exact[(int(boxes.node[i]), int(k))] = solver
+
+
+def _bisect(boxes: BoxBatch, bounds: _Bounds, rows: np.ndarray, use_prior: bool, log=None) -> BoxBatch:
     """Children of the boxes, interleaved (parent order kept, so a partial pop takes the best parents'
     children), each box halved along its split dimension.
 
@@ -297,8 +315,9 @@ def _bisect(boxes: BoxBatch, bounds: _Bounds, rows: np.ndarray, use_prior: bool)
     hi[np.arange(m), dim] = mid
     lo2[np.arange(m), dim] = mid
     prior = [(_pair(l, l), _pair(u, u)) for l, u in bounds.spec.pre] if use_prior else None
+    node = np.zeros(2 * m, dtype=np.int64) if log is None else log.split(boxes.node, dim, mid)
     return BoxBatch(_pair(lo, lo2), _pair(hi, hi2), _pair(boxes.alive, boxes.alive), _pair(bounds.lb, bounds.lb),
-                    prior)
+                    prior, node)
 
 
 def _pair(a: np.ndarray, b: np.ndarray) -> np.ndarray:

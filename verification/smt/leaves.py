@@ -31,20 +31,26 @@ def _screened(task: Task, X: np.ndarray, otherwise: Outcome) -> Outcome:
     return otherwise if found is None else Outcome.counterexample(found)
 
 
-def lp_leaf(task: Task, lo, hi, G, h, pre, k: int, tol: float) -> Outcome:
+def lp_leaf(task: Task, lo, hi, G, h, pre, k: int, tol: float, node: int = 0) -> Outcome:
     """All neurons stable on ``[lo, hi]``: rows ``G e + h`` (normalised input ``e``) are exact (for other
     activations: a valid linear lower bound of the rows).  Refuted if the certified margin is ``> tol``;
-    otherwise the LP minimiser is screened and Z3 decides disjunct ``k``."""
+    otherwise the LP minimiser is screened and Z3 decides disjunct ``k``.  ``node``: the box's id in the
+    proof log, which keeps the LP's dual weights (``task.proof``)."""
     task.stats.add("lp_leaves")
     w, e = min_max_affine(G, h)
     if w is not None:
         if certified_box_margin(G, h, w) > tol:
+            if task.proof is not None:
+                task.proof.lp[(node, k)] = np.clip(np.asarray(w, dtype=np.float64), 0.0, None)
             return REFUTED
         cen, rad = (hi + lo) / 2, (hi - lo) / 2
         found = task.screen(cen + rad * e)[1]
         if found is not None:
             return Outcome.counterexample(found)
-    return z3_leaf(task, lo, hi, pre, k)
+    out = z3_leaf(task, lo, hi, pre, k)
+    if out.refuted and task.proof is not None:
+        task.proof.exact[(node, k)] = "z3"
+    return out
 
 
 def milp_leaf(task: Task, lo, hi, pre, k: int) -> Outcome:

@@ -12,6 +12,7 @@ from verification.bounds.batched import is_two_piece
 from verification.network import Network
 from verification.smt.confirm import confirm, point_in_region
 from verification.smt.options import Budget, Stats, VerifyOptions
+from verification.smt.proof import ProofLog
 from verification.spec import InputRegion
 
 __all__ = ["TOL", "NetFacts", "Task", "spec_rows"]
@@ -60,6 +61,7 @@ class Task:
     stats: Stats
     rng: np.random.Generator
     facts: NetFacts
+    proof: ProofLog | None = None  # records the split tree when a proof is asked for
     C: np.ndarray = field(init=False)
     cb: np.ndarray = field(init=False)
     grp: np.ndarray = field(init=False)

@@ -30,11 +30,14 @@ import numpy as np
 
 from verification.errors import InvalidParameterError, ShapeMismatchError
 from verification.network import Network
+from verification.proofcheck import Chain, ChainError, ProofRejected
+from verification.proofcheck.checker import region_rows
 from verification.smt.attack import falsify
 from verification.smt.confirm import confirm_property
 from verification.smt.input_split import input_split, root_refuted
 from verification.smt.options import METHODS, Budget, Stats, VerifyOptions
 from verification.smt.outcome import REFUTED, Outcome
+from verification.smt.proof import ProofLog, build_proof, write_proof
 from verification.smt.relu_split import relu_split
 from verification.smt.result import VerifyResult
 from verification.smt.task import NetFacts, Task
@@ -80,6 +83,7 @@ def verify(
     leaf_unstable: int = 0,
     pattern_unstable: int = 0,
     alpha_unstable: int = 16,
+    proof: str | Path | None = None,
 ) -> VerifyResult:
     """Decide whether ``net`` satisfies ``prop`` (no input of any box reaches its unsafe output set).
 
@@ -111,6 +115,11 @@ def verify(
         alpha-CROWN on the specification rows (:func:`~verification.bounds.batched.alpha_spec_bounds`: lower
         slopes optimised by 10 Adam steps, intermediate bounds fixed, early exit once refuted) before they are
         split.  ReLU / leaky-ReLU nets with CROWN intermediate bounds; ``0`` turns it off.  Default 16.
+    proof: optional path; when the answer is ``holds`` a proof is written there (docs/proofs.md) for the
+        independent checker :func:`verification.proofcheck.check_proof` (ReLU / leaky-ReLU nets given as an
+        alternating chain of affine layers and activations, output rows with float64 coefficients).
+        ``details`` then gives ``proof_nodes``, ``proof_trusted`` (certificates the checker cannot check),
+        ``proof_bytes`` and ``proof_seconds``.
 
     Returns a :class:`VerifyResult` with status ``holds`` / ``violated`` (counterexample re-checked in
     float64) / ``unknown``.
@@ -131,6 +140,7 @@ def verify(
             f"{net.in_dim} inputs and {net.out_dim} outputs"
         )
     facts = NetFacts.of(net)
+    logs = _proof_logs(net, prop, proof)
     method = options.method
     if method == "auto":
         # ReLU splitting hands the leaves to Z3, which needs piecewise-linear activations
@@ -145,10 +155,12 @@ def verify(
     if timeout == 0:
         return done("unknown", reason="timeout")
     if not prop.regions:
+        if proof is not None:
+            _write(net, prop, [], proof, stats)
         return done("holds", reason="empty input set")
     budget = Budget(t0 + timeout, options.max_boxes)
     rng = np.random.default_rng(options.seed)
-    tasks = [Task(net, region, options, budget, stats, rng, facts) for region in prop.regions]
+    tasks = [Task(net, region, options, budget, stats, rng, facts, log) for region, log in zip(prop.regions, logs)]
     outcome = _run_stages(tasks, method)
     if outcome.found:
         # re-check from scratch against the whole property as written (exact box, exact rows, strictness)
@@ -163,7 +175,36 @@ def verify(
             return done("unknown", reason=f"{outcome.unresolved} region(s) undecided: bounds did not refute them, no "
                         f"counterexample was found, and {', '.join(names)} has no exact encoding")
         return done("unknown", reason=f"{outcome.unresolved} leaf problem(s) unresolved")
+    if proof is not None:
+        _write(net, prop, logs, proof, stats)
     return done("holds", reason="proved")
+
+
+def _proof_logs(net: Network, prop: VnnlibProperty, proof) -> list:
+    """One empty :class:`ProofLog` per region when a proof is asked for (checked to be writable), else
+    ``None`` entries."""
+    if proof is None:
+        return [None] * len(prop.regions)
+    if not isinstance(proof, (str, Path)):
+        raise InvalidParameterError(f"The 'proof' parameter of verify must be a path. Got {type(proof).__name__}.")
+    try:
+        Chain.of(net)
+        for region in prop.regions:
+            region_rows(region)
+    except (ChainError, ProofRejected) as exc:
+        raise InvalidParameterError(f"no proof can be written: {exc}") from None
+    return [ProofLog() for _ in prop.regions]
+
+
+def _write(net: Network, prop: VnnlibProperty, logs: list, path, stats: Stats) -> None:
+    doc = build_proof(net, prop, logs)
+    try:
+        size = write_proof(doc, path)
+    except OSError as exc:
+        raise InvalidParameterError(f"cannot write the proof to {path}: {' '.join(str(exc).split())}") from None
+    for key in ("nodes", "trusted", "seconds"):
+        stats.set(f"proof_{key}", doc["stats"][key])
+    stats.set("proof_bytes", size)
 
 
 def _run_stages(tasks: list[Task], method: str) -> Outcome:

@@ -1,0 +1,192 @@
+"""Rigorous CROWN bounds of a ReLU / leaky-ReLU network on batches of boxes (float64, every rounding bounded).
+
+The network is an alternating chain ``z_0 = W_0 x + b_0``, ``a_j = phi_j(z_j)``, ``z_{j+1} = W_{j+1} a_j +
+b_{j+1}``, output ``y = z_L``; each ``phi_j(z) = z (z > 0), s_j z (z <= 0)`` with ``s_j <= 1`` (ReLU:
+``s_j = 0``), a convex map (not monotone when ``s_j < 0``).  Bounds (Zhang et al., NeurIPS 2018, "CROWN"):
+
+* pre-activation bounds, layer by layer: interval arithmetic from the previous layer, intersected with the
+  bounds of the parent box (sound on a sub-box), then back-substitution of the neurons still unstable;
+* a linear lower bound of rows ``Lam . y + c`` back-substituted to the input and minimised over the box.
+
+Relaxations of an unstable neuron (``l < 0 < u``): the line ``alpha z`` below (``alpha = 1`` if ``u > -l``,
+else ``s``; any ``alpha`` in ``[s, 1]`` is valid) and a chord ``k z + t`` above, with ``t`` computed
+rigorously as ``max(phi(l) - k l, phi(u) - k u)`` rounded up (for a convex ``phi`` the largest gap on
+``[l, u]`` is at an end point), so the rounded slope ``k`` needs no care.  Each product and dot product
+adds its error bound (:mod:`verification.proofcheck._float`) times a bound on the magnitude of the variable
+it multiplies to a slack that is subtracted at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from verification.network import Network
+from verification.proofcheck._float import ETA, U, add_up, dn, mm, up
+
+__all__ = ["Chain", "ChainError", "layer_bounds", "rows_lower"]
+
+
+class ChainError(ValueError):
+    """The network is outside what the checker handles."""
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The network's float64 weights ``W[j]`` ``(n_j, n_{j-1})``, biases ``b[j]`` and negative slopes ``s[j]``."""
+
+    W: tuple
+    b: tuple
+    s: tuple
+
+    @classmethod
+    def of(cls, net: Network) -> "Chain":
+        """From an IR network that is already an alternating chain (no layers merged: merging rounds)."""
+        if not net.is_canonical:
+            raise ChainError("the checker needs an alternating chain of affine layers and activations")
+        slopes = []
+        for act in net.activations:
+            s = act.two_piece_slope
+            if s is None or not s <= 1.0:
+                raise ChainError(f"the checker handles ReLU / leaky-ReLU (slope <= 1) only, not {act.describe()}")
+            slopes.append(float(s))
+        W = tuple(np.ascontiguousarray(layer.as_matrix(), dtype=np.float64) for layer in net.affine_layers)
+        b = tuple(np.ascontiguousarray(layer.bias, dtype=np.float64) for layer in net.affine_layers)
+        if not all(np.isfinite(w).all() for w in W + b):
+            raise ChainError("the network has a NaN or infinite weight")
+        return cls(W, b, tuple(slopes))
+
+    @property
+    def depth(self) -> int:
+        """Number of activation layers ``L``."""
+        return len(self.s)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the shapes, weights, biases and slopes (float64 bytes)."""
+        h = hashlib.sha256()
+        for W, b in zip(self.W, self.b):
+            h.update(np.asarray(W.shape, dtype=np.int64).tobytes())
+            h.update(W.tobytes())
+            h.update(b.tobytes())
+        h.update(np.asarray(self.s, dtype=np.float64).tobytes())
+        return h.hexdigest()
+
+
+def _act_interval(s: float, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rigorous ``[min, max]`` of ``phi`` on ``[l, u]`` (monotone for ``s >= 0``; for ``s < 0`` its minimum
+    is at 0)."""
+    if s == 0.0:
+        return np.maximum(l, 0.0), np.maximum(u, 0.0)
+    l_dn, l_up = np.where(l >= 0, l, dn(s * l)), np.where(l >= 0, l, up(s * l))
+    u_dn, u_up = np.where(u >= 0, u, dn(s * u)), np.where(u >= 0, u, up(s * u))
+    if s > 0:
+        return l_dn, u_up
+    return np.where(l >= 0, l, np.where(u <= 0, u_dn, 0.0)), np.maximum(l_up, u_up)
+
+
+def _affine_interval(W: np.ndarray, b: np.ndarray, l: np.ndarray, u: np.ndarray):
+    """Rigorous interval of ``W v + b`` for ``v`` in ``[l, u]`` (rows of ``l, u``)."""
+    Wp, Wn = np.maximum(W, 0.0).T, np.minimum(W, 0.0).T
+    c1, e1 = mm(l, Wp)
+    c2, e2 = mm(u, Wn)
+    lo = dn(dn(dn(c1 + c2) - add_up(e1, e2)) + b)
+    c3, e3 = mm(u, Wp)
+    c4, e4 = mm(l, Wn)
+    hi = up(up(up(c3 + c4) + add_up(e3, e4)) + b)
+    return lo, hi
+
+
+def _mag(l: np.ndarray, u: np.ndarray) -> np.ndarray:
+    return np.maximum(np.abs(l), np.abs(u))
+
+
+def layer_bounds(ch: Chain, lo: np.ndarray, hi: np.ndarray, prior: list | None = None) -> list:
+    """Pre-activation bounds ``[(l_j, u_j)]`` (each ``(B, n_j)``) of every activation on the boxes
+    ``[lo, hi]`` (``(B, n_0)``), then the output interval as a last entry.  ``prior``: bounds known to
+    hold on the boxes (e.g. the parent box's), intersected per layer."""
+    out: list = []
+    for k in range(ch.depth + 1):
+        if k == 0:
+            l, u = _affine_interval(ch.W[0], ch.b[0], lo, hi)
+        else:
+            al, au = _act_interval(ch.s[k - 1], *out[k - 1])
+            l, u = _affine_interval(ch.W[k], ch.b[k], al, au)
+        if prior is not None:
+            l, u = np.maximum(l, prior[k][0]), np.minimum(u, prior[k][1])
+        if k > 0 and k < ch.depth:
+            idx = np.flatnonzero(((l < 0) & (u > 0)).any(axis=0))
+            if idx.size:
+                m, B = idx.size, lo.shape[0]
+                lam = np.zeros((B, 2 * m, ch.W[k].shape[0]))
+                lam[:, np.arange(m), idx] = 1.0
+                lam[:, m + np.arange(m), idx] = -1.0
+                val = _backward(ch, k, lam, np.zeros((B, 2 * m)), np.zeros((B, 2 * m)), out, lo, hi)
+                l, u = l.copy(), u.copy()
+                l[:, idx] = np.maximum(l[:, idx], val[:, :m])
+                u[:, idx] = np.minimum(u[:, idx], -val[:, m:])
+        if not (np.isfinite(l).all() and np.isfinite(u).all()) or np.any(l > u):
+            raise ArithmeticError(f"layer {k}: bounds are not finite or cross (overflow, or an empty box)")
+        out.append((l, u))
+    return out
+
+
+def rows_lower(ch: Chain, lo: np.ndarray, hi: np.ndarray, pre: list, lam: np.ndarray, c: np.ndarray,
+               alpha: list | None = None) -> np.ndarray:
+    """Rigorous lower bounds ``(B, R)`` of ``lam[b, r] . y + c[b, r]`` over each box (``lam``: ``(B, R, out)``
+    or ``(R, out)``; ``c`` broadcast to ``(B, R)``).  ``alpha``: optional lower slopes per activation
+    ``(B, R, n_j)`` (values outside ``[s_j, 1]`` are an error)."""
+    B = lo.shape[0]
+    lam = np.broadcast_to(lam, (B,) + lam.shape[-2:]).astype(np.float64)
+    c = np.broadcast_to(np.asarray(c, dtype=np.float64), lam.shape[:2]).copy()
+    return _backward(ch, ch.depth, lam, c, np.zeros(lam.shape[:2]), pre, lo, hi, alpha)
+
+
+def _backward(ch: Chain, k: int, lam, const, slack, pre, lo, hi, alpha=None) -> np.ndarray:
+    """Lower bound of ``lam . z_k + const - slack`` over the boxes, by back-substitution with the relaxations
+    of the activations ``< k`` built from ``pre``."""
+    for j in range(k, -1, -1):
+        M, E = mm(lam, ch.W[j])
+        cb, eb = mm(lam, ch.b[j])
+        const = const + cb
+        # magnitude of the affine layer's input
+        vmax = _mag(lo, hi) if j == 0 else _mag(*_act_interval(ch.s[j - 1], *pre[j - 1]))
+        ev, ee = mm(E, vmax[:, :, None])
+        slack = add_up(slack, eb, up(ev[..., 0] + ee[..., 0]), up(2 * U * np.abs(const) + ETA))
+        if j == 0:
+            Mp, Mn = np.maximum(M, 0.0), np.minimum(M, 0.0)
+            t1, f1 = mm(Mp, lo[:, :, None])
+            t2, f2 = mm(Mn, hi[:, :, None])
+            total = dn(dn(const + t1[..., 0]) + t2[..., 0])
+            return dn(total - add_up(slack, f1[..., 0], f2[..., 0]))
+        lam, const, slack = _through_activation(ch.s[j - 1], M, const, slack, *pre[j - 1],
+                                                None if alpha is None else alpha[j - 1])
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _through_activation(s: float, M, const, slack, l, u, alpha=None):
+    """Coefficients ``M`` on ``a = phi(z)`` -> coefficients on ``z`` (lower bound), for ``z`` in ``[l, u]``."""
+    L, Uu = l[:, None, :], u[:, None, :]
+    unst = (L < 0) & (Uu > 0)
+    if alpha is None:
+        a = np.where(Uu > -L, 1.0, s)
+    else:
+        a = np.asarray(alpha, dtype=np.float64)
+        if not np.all((a >= s) & (a <= 1.0)):
+            raise ValueError(f"a lower slope lies outside [{s}, 1]")
+    width = np.where(unst, Uu - L, 1.0)
+    k = np.where(unst, (Uu - s * L) / width, 1.0)
+    # rigorous intercept of the chord: max over the end points of phi(e) - k e, rounded up
+    t = np.maximum(up(up(s * L) - dn(k * L)), up(Uu - dn(k * Uu)))
+    t = np.where(unst, t, 0.0)
+    pos = M >= 0
+    slope = np.where(L >= 0, 1.0, np.where(Uu <= 0, s, np.where(pos, a, k)))
+    new = M * slope
+    use_t = np.where(unst & ~pos, M, 0.0)  # negative coefficients take the chord's intercept
+    ct, et = mm(use_t, np.swapaxes(t, 1, 2))
+    const = const + ct[..., 0]
+    zmax = _mag(l, u)[:, :, None]
+    er, ee = mm(2 * U * np.abs(new) + ETA, zmax)
+    slack = add_up(slack, et[..., 0], up(er[..., 0] + ee[..., 0]), up(2 * U * np.abs(const) + ETA))
+    return new, const, slack
