@@ -270,6 +270,39 @@ def test_mutation_changing_numbers_of_certificates(acas_proof):
     _rejects(net, prop, p, "bad split")
 
 
+@needs_acas
+@pytest.mark.parametrize("net_id,name", ACAS_HOLDS)
+def test_mutation_moving_each_split_point_to_an_edge_of_its_box(tmp_path, net_id, name):
+    """One half becomes the whole parent box: its certificates (or a split point below it) no longer fit."""
+    net, prop = _acas(net_id, name)
+    assert verify(net, prop, timeout=60, proof=tmp_path / "p.json").status == "holds"
+    proof = json.loads((tmp_path / "p.json").read_text())
+    nodes = proof["regions"][0]["nodes"]
+    boxes, stack = [], [(prop.regions[0].lower, prop.regions[0].upper)]
+    for nd in nodes:  # the boxes in preorder, as the checker derives them
+        lo, hi = stack.pop()
+        boxes.append((lo, hi))
+        if "split" in nd:
+            d, p = nd["split"][0], float.fromhex(nd["split"][1])
+            lo2, hi1 = lo.copy(), hi.copy()
+            hi1[d], lo2[d] = p, p
+            stack += [(lo2, hi), (lo, hi1)]
+    rejected = total = 0
+    for i, nd in enumerate(nodes):
+        if "split" not in nd:
+            continue
+        for edge in (0, 1):
+            p = copy.deepcopy(proof)
+            p["regions"][0]["nodes"][i]["split"][1] = float(boxes[i][edge][nd["split"][0]]).hex()
+            rep = check_proof(net, prop, p)
+            total += 1
+            if not rep.accepted:
+                rejected += 1
+                assert rep.message.startswith("rejected: region 0, node "), rep.message
+    # measured: every one of them (36 on the three instances); a mutated proof may in principle still be valid
+    assert total >= 8 and rejected >= 0.9 * total, (rejected, total)
+
+
 def _alpha_and_lp_proofs(tmp_path):
     """Small proofs with alpha and lp certificates (random nets, as in the tests above)."""
     out = {}

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["U", "ETA", "up", "dn", "mm", "add_up"]
+__all__ = ["U", "ETA", "TINY", "up", "dn", "mm", "applied_error", "add_up"]
 
 U = 2.0 ** -53
 ETA = 2.0 ** -1074
+# covers every underflow term (each at most a count times ETA times the magnitudes involved) by a factor > 1e25
+TINY = 1e-290
 
 
 def up(x):
@@ -42,6 +44,16 @@ def mm(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # by far more than the needed eta term
     E = S * (2.0 * (n + 2) * U) + 3.0 * (n + 1) * ETA
     return C, E
+
+
+def applied_error(A: np.ndarray, B_abs: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Upper bound of ``|(A @ B - fl(A @ B)) @ v|`` for ``v >= 0`` without forming the error matrix:
+    ``2 (n + 2) u |A| @ (|B| @ v)`` plus an underflow term (``A``: ``(N, R, n)``, ``B_abs = |B|``: ``(n, m)``,
+    ``v``: ``(N, m)``; returns ``(N, R)``).  The factor 2 also covers the rounding of the two products."""
+    n = A.shape[-1]
+    absA = np.abs(A)
+    T = (absA @ (v @ B_abs.T)[:, :, None])[..., 0]
+    return T * (2.0 * (n + 2) * U) + TINY * (1.0 + absA.sum(-1)) * (1.0 + v.sum(-1))[:, None]
 
 
 def add_up(*terms: np.ndarray) -> np.ndarray:

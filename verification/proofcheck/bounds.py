@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from verification.network import Network
-from verification.proofcheck._float import ETA, U, add_up, dn, mm, up
+from verification.proofcheck._float import ETA, TINY, U, add_up, applied_error, dn, mm, up
 
 __all__ = ["Chain", "ChainError", "layer_bounds", "rows_lower"]
 
@@ -147,13 +147,13 @@ def _backward(ch: Chain, k: int, lam, const, slack, pre, lo, hi, alpha=None) -> 
     """Lower bound of ``lam . z_k + const - slack`` over the boxes, by back-substitution with the relaxations
     of the activations ``< k`` built from ``pre``."""
     for j in range(k, -1, -1):
-        M, E = mm(lam, ch.W[j])
+        M = lam @ ch.W[j]
+        # magnitude of the affine layer's input, and the rounding error of M applied to it
+        vmax = _mag(lo, hi) if j == 0 else _mag(*_act_interval(ch.s[j - 1], *pre[j - 1]))
+        err = applied_error(lam, np.abs(ch.W[j]), vmax)
         cb, eb = mm(lam, ch.b[j])
         const = const + cb
-        # magnitude of the affine layer's input
-        vmax = _mag(lo, hi) if j == 0 else _mag(*_act_interval(ch.s[j - 1], *pre[j - 1]))
-        ev, ee = mm(E, vmax[:, :, None])
-        slack = add_up(slack, eb, up(ev[..., 0] + ee[..., 0]), up(2 * U * np.abs(const) + ETA))
+        slack = add_up(slack, eb, err, up(2 * U * np.abs(const) + ETA))
         if j == 0:
             Mp, Mn = np.maximum(M, 0.0), np.minimum(M, 0.0)
             t1, f1 = mm(Mp, lo[:, :, None])
@@ -177,16 +177,18 @@ def _through_activation(s: float, M, const, slack, l, u, alpha=None):
             raise ValueError(f"a lower slope lies outside [{s}, 1]")
     width = np.where(unst, Uu - L, 1.0)
     k = np.where(unst, (Uu - s * L) / width, 1.0)
-    # rigorous intercept of the chord: max over the end points of phi(e) - k e, rounded up
-    t = np.maximum(up(up(s * L) - dn(k * L)), up(Uu - dn(k * Uu)))
-    t = np.where(unst, t, 0.0)
-    pos = M >= 0
-    slope = np.where(L >= 0, 1.0, np.where(Uu <= 0, s, np.where(pos, a, k)))
+    # rigorous intercept of the chord: max over the end points of phi(e) - k e, rounded up (0 where stable)
+    t = np.where(unst, np.maximum(up(up(s * L) - dn(k * L)), up(Uu - dn(k * Uu))), 0.0)
+    stable = np.where(L >= 0, 1.0, s)  # slope of a stable neuron (either side)
+    slope = np.where(M >= 0, np.where(unst, a, stable), np.where(unst, k, stable))
     new = M * slope
-    use_t = np.where(unst & ~pos, M, 0.0)  # negative coefficients take the chord's intercept
-    ct, et = mm(use_t, np.swapaxes(t, 1, 2))
+    # negative coefficients of unstable neurons take the chord's intercept (t = 0 elsewhere)
+    ct, et = mm(np.minimum(M, 0.0), np.swapaxes(t, 1, 2))
     const = const + ct[..., 0]
-    zmax = _mag(l, u)[:, :, None]
-    er, ee = mm(2 * U * np.abs(new) + ETA, zmax)
-    slack = add_up(slack, et[..., 0], up(er[..., 0] + ee[..., 0]), up(2 * U * np.abs(const) + ETA))
+    # rounding of M * slope (at most u |new| / (1 - u) + eta / 2 each) times |z| <= zmax; 4 u covers the
+    # rounding of the product below
+    zmax = _mag(l, u)
+    absn = np.abs(new)
+    er = (absn @ zmax[:, :, None])[..., 0] * (4 * U) + TINY * (1.0 + absn.sum(-1)) * (1.0 + zmax.sum(-1))[:, None]
+    slack = add_up(slack, et[..., 0], er, up(2 * U * np.abs(const) + ETA))
     return new, const, slack

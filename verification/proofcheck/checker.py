@@ -92,7 +92,10 @@ def region_rows(region: InputRegion) -> tuple[np.ndarray, np.ndarray, np.ndarray
             if any(Fraction(float(a)) != q for a, q in zip(oc.A[r], oc.A_exact[r])):
                 raise ProofRejected(f"disjunct {k} row {r}: a coefficient is not exactly a float64 (unsupported)")
             C.append(oc.A[r])
-            cb.append(-_float_up(oc.b_exact[r]))
+            try:
+                cb.append(-_float_up(oc.b_exact[r]))
+            except OverflowError:
+                raise ProofRejected(f"disjunct {k} row {r}: the bound is beyond the float64 range (unsupported)") from None
             grp.append(k)
     return np.array(C, dtype=np.float64), np.array(cb), np.array(grp)
 
