@@ -393,8 +393,11 @@ def _as_images(name: str, x) -> np.ndarray:
 def _block(layers, xa, xb, same, full, h, w, do_ntk):
     a = xa.shape[0]
     b = a if same else xb.shape[0]
-    ia = np.repeat(np.arange(a), b)
-    ib = np.tile(np.arange(b), a)
+    if same:  # the upper triangle only: K(x_j, x_i) is K(x_i, x_j) with the positions swapped
+        ia, ib = np.triu_indices(a)
+    else:
+        ia = np.repeat(np.arange(a), b)
+        ib = np.tile(np.arange(b), a)
     gram = _ck.gram_full if full else _ck.gram_diag
     cross = gram(xa, xa if same else xb, ia, ib)
     ra = np.arange(a)
@@ -419,12 +422,15 @@ def _swap(block: np.ndarray, spatial: int) -> np.ndarray:
     return np.swapaxes(block, 0, 1)
 
 
-def _mirror_lower(block: np.ndarray, same: bool, spatial: int) -> np.ndarray:
-    """In a diagonal block of a symmetric evaluation, K(x_j, x_i) := swap(K(x_i, x_j)) for j > i, so
-    that the result is exactly symmetric (readouts sum K(x_i, x_j) and K(x_j, x_i) in different orders)."""
-    if same:
-        lower = np.tril_indices(block.shape[0], -1)
-        block[lower] = _swap(block, spatial)[lower]
+def _assemble(values: np.ndarray, st: _Img, a: int, b: int, same: bool, tail: tuple[int, ...]) -> np.ndarray:
+    """(a, b, *tail) block from the per-pair values; in a diagonal block of a symmetric evaluation only
+    the pairs i <= j were computed and K(x_j, x_i) := swap(K(x_i, x_j)), so the result is exactly symmetric."""
+    if not same:
+        return values.reshape(a, b, *tail)
+    block = np.empty((a, a, *tail))
+    block[st.ia, st.ib] = values.reshape(-1, *tail)
+    lower = np.tril_indices(a, -1)
+    block[lower] = _swap(block, len(tail))[lower]
     return block
 
 
@@ -467,9 +473,9 @@ def image_kernel_fn(layers: list[Layer], x1, x2=None, get=("nngp", "ntk"), batch
                 ntk = np.empty((n1, n2, *tail)) if do_ntk else None
                 var1 = np.empty((n1, *st.s1.shape[1:]))
                 var2 = var1 if symmetric else np.empty((n2, *st.s1.shape[1:]))
-            nngp[i0:i1, j0:j1] = _mirror_lower(st.cross.reshape(a, b, *tail), same, len(tail))
+            nngp[i0:i1, j0:j1] = _assemble(st.cross, st, a, b, same, tail)
             if do_ntk:
-                ntk[i0:i1, j0:j1] = _mirror_lower(st.ntk.reshape(a, b, *tail), same, len(tail))
+                ntk[i0:i1, j0:j1] = _assemble(st.ntk, st, a, b, same, tail)
             if symmetric and not same:
                 nngp[j0:j1, i0:i1] = _swap(nngp[i0:i1, j0:j1], len(tail))
                 if do_ntk:
