@@ -303,6 +303,53 @@ def test_mutation_moving_each_split_point_to_an_edge_of_its_box(tmp_path, net_id
     assert total >= 8 and rejected >= 0.9 * total, (rejected, total)
 
 
+def _paths(o, pre=()):
+    if pre:
+        yield pre
+    if isinstance(o, dict):
+        for k, v in o.items():
+            yield from _paths(v, pre + (k,))
+    elif isinstance(o, list):
+        for i, v in enumerate(o):
+            yield from _paths(v, pre + (i,))
+
+
+def test_random_corruptions_never_crash_and_never_pass_on_a_checked_field(acas_proof):
+    """Values replaced by junk (wrong types, NaN strings, huge ints, bools) or deleted: the checker returns a
+    one-line report, never an exception; a corrupted proof passes only if the change was informational
+    (``stats``, ``property.source``) or left a valid certificate."""
+    import random
+
+    net, prop, proof = acas_proof
+    junk = [None, -1, 0, 1, 7, 2 ** 70, "x", "0x1p+0", "nan", "inf", [], {}, [1, 2], 1e308, True, -0.5,
+            [[0, 0, "0x1p-1"]]]
+    paths = list(_paths(proof))
+    rng = random.Random(0)
+    for _ in range(150):
+        p = copy.deepcopy(proof)
+        touched = []
+        for _ in range(rng.randint(1, 3)):
+            path = rng.choice(paths)
+            o = p
+            try:
+                for key in path[:-1]:
+                    o = o[key]
+                new = rng.choice(junk)
+                if rng.random() < 0.2 and isinstance(o, list):
+                    del o[path[-1]]
+                elif o[path[-1]] != new or type(o[path[-1]]) is not type(new):
+                    o[path[-1]] = new
+                else:
+                    continue
+                touched.append(path)
+            except (KeyError, IndexError, TypeError):
+                pass
+        rep = check_proof(net, prop, p)
+        assert "\n" not in rep.message
+        if rep.accepted:
+            assert all(t[0] == "stats" or t[:2] == ("property", "source") for t in touched), (touched, rep.message)
+
+
 def _alpha_and_lp_proofs(tmp_path):
     """Small proofs with alpha and lp certificates (random nets, as in the tests above)."""
     out = {}
@@ -422,6 +469,9 @@ def test_checker_refuses_nets_it_does_not_handle_and_verify_says_so(tmp_path):
     prop = box_property([0, 0], [0.1, 0.1], np.array([[1.0, 0.0]]), [-100.0])
     with pytest.raises(InvalidParameterError, match="no proof can be written"):
         verify(net, prop, proof=tmp_path / "p.json")
+    two = Network([Dense(np.eye(2), np.zeros(2)), Dense(np.eye(2), np.zeros(2)), ReLU(), Dense(np.eye(2), np.zeros(2))])
+    with pytest.raises(InvalidParameterError, match="alternating"):
+        verify(two, prop, proof=tmp_path / "p.json")
     # 1/10 is not a float64: the checker does not round output coefficients
     oc = OutputConstraint(np.array([[0.1, 0.0]]), np.array([-100.0]), A_exact=((Fraction(1, 10), Fraction(0)),))
     with pytest.raises(ProofRejected, match="not exactly a float64"):

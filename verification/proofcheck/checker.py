@@ -150,20 +150,20 @@ def _tree(entries, lo, hi, K: int, nrows: list, where: str) -> list[_Node]:
         if not isinstance(certs, list):
             raise ProofRejected(f"{where}, node {i}: 'refute' is not a list")
         for c in certs:
-            if not (isinstance(c, dict) and isinstance(c.get("k"), int) and 0 <= c["k"] < K
+            if not (isinstance(c, dict) and type(c.get("k")) is int and 0 <= c["k"] < K
                     and c.get("by") in ("crown", "alpha", "lp", "trusted")):
                 raise ProofRejected(f"{where}, node {i}: bad certificate {c!r}")
             if c["by"] == "lp":
                 w = c.get("w")
                 if not (isinstance(w, list) and len(w) == nrows[c["k"]]):
                     raise ProofRejected(f"{where}, node {i}: lp weights for disjunct {c['k']} need {nrows[c['k']]} entries")
-            if c["by"] == "alpha" and not (isinstance(c.get("row"), int) and 0 <= c["row"] < nrows[c["k"]]
+            if c["by"] == "alpha" and not (type(c.get("row")) is int and 0 <= c["row"] < nrows[c["k"]]
                                            and isinstance(c.get("slopes"), list)):
                 raise ProofRejected(f"{where}, node {i}: an alpha certificate needs a row of disjunct {c['k']} and slopes")
         nodes.append(_Node(lo, hi, par, d, certs))
         if "split" in e:
             s = e["split"]
-            if not (isinstance(s, list) and len(s) == 2 and isinstance(s[0], int) and 0 <= s[0] < lo.size):
+            if not (isinstance(s, list) and len(s) == 2 and type(s[0]) is int and 0 <= s[0] < lo.size):
                 raise ProofRejected(f"{where}, node {i}: bad split {s!r}")
             dim, p = s[0], unhex(s[1], f"{where}, node {i}: split point")
             if not lo[dim] <= p <= hi[dim]:
@@ -182,8 +182,10 @@ def _check_region(ch: Chain, region: InputRegion, rp, r: int, counts: dict) -> N
     where = f"region {r}"
     if not isinstance(rp, dict):
         raise ProofRejected(f"{where}: not an object")
-    lo = np.array([unhex(v, f"{where} lower") for v in rp.get("lower", [])])
-    hi = np.array([unhex(v, f"{where} upper") for v in rp.get("upper", [])])
+    if not (isinstance(rp.get("lower"), list) and isinstance(rp.get("upper"), list)):
+        raise ProofRejected(f"{where}: 'lower' and 'upper' must be lists")
+    lo = np.array([unhex(v, f"{where} lower") for v in rp["lower"]])
+    hi = np.array([unhex(v, f"{where} upper") for v in rp["upper"]])
     if lo.shape != region.lower.shape or not (np.array_equal(lo, region.lower) and np.array_equal(hi, region.upper)):
         raise ProofRejected(f"{where}: the box differs from the property's")
     # the float box must contain the box as written
@@ -263,7 +265,7 @@ def _slopes(ch: Chain, pre: list, entries, where: str) -> list:
     """Lower slopes ``(1, 1, n_j)`` per activation: CROWN's adaptive choice, replaced by the listed ones."""
     alpha = [np.where(u > -l, 1.0, s)[:, None, :] for (l, u), s in zip(pre[:-1], ch.s)]
     for e in entries:
-        if not (isinstance(e, list) and len(e) == 3 and isinstance(e[0], int) and isinstance(e[1], int)
+        if not (isinstance(e, list) and len(e) == 3 and type(e[0]) is int and type(e[1]) is int
                 and 0 <= e[0] < ch.depth and 0 <= e[1] < alpha[e[0]].shape[-1]):
             raise ProofRejected(f"{where}: bad slope entry {e!r}")
         v = unhex(e[2], f"{where}: slope")
@@ -289,10 +291,17 @@ def check_proof(net: Network, prop: VnnlibProperty, proof) -> CheckReport:
         p = _load(proof)
         if not isinstance(p, dict) or p.get("format") != FORMAT:
             raise ProofRejected(f"header: not a {FORMAT} file")
-        if p.get("version") != VERSION:
+        if type(p.get("version")) is not int or p["version"] != VERSION:
             raise ProofRejected(f"header: version {p.get('version')!r}, this checker reads version {VERSION}")
-        if p.get("network", {}).get("sha256") != ch.fingerprint():
+        if not isinstance(p.get("network"), dict) or p["network"].get("sha256") != ch.fingerprint():
             raise ProofRejected("network: the fingerprint differs (the proof was made for another network)")
+        shape = {"in_dim": net.in_dim, "out_dim": net.out_dim, "widths": [int(w.shape[0]) for w in ch.W]}
+        if any(p["network"].get(key) != val or type(p["network"].get(key)) is not type(val) for key, val in shape.items()):
+            raise ProofRejected(f"network: in_dim / out_dim / widths differ from the network's {shape}")
+        if not isinstance(p.get("property"), dict) or type(p["property"].get("regions")) is not int \
+                or p["property"]["regions"] != len(prop.regions):
+            raise ProofRejected(f"property: the proof is for {p.get('property', {}).get('regions') if isinstance(p.get('property'), dict) else '?'} "
+                                f"region(s), the property has {len(prop.regions)}")
         regions = p.get("regions")
         if not isinstance(regions, list) or len(regions) != len(prop.regions):
             raise ProofRejected(f"property: the proof has {len(regions) if isinstance(regions, list) else 'no'} "
@@ -300,9 +309,12 @@ def check_proof(net: Network, prop: VnnlibProperty, proof) -> CheckReport:
         if net.in_dim != prop.in_dim or net.out_dim != prop.out_dim:
             raise ProofRejected("property: its dimensions differ from the network's")
         for r, (region, rp) in enumerate(zip(prop.regions, regions)):
-            _check_region(ch, region, rp, r, counts)
+            try:
+                _check_region(ch, region, rp, r, counts)
+            except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:  # malformed content
+                raise ProofRejected(f"region {r}: malformed proof ({type(exc).__name__}: {exc})") from None
     except ProofRejected as exc:
-        return report(False, f"rejected: {exc}")
+        return report(False, f"rejected: {' '.join(str(exc).split())}")
     if counts["trusted"]:
         why = ", ".join(f"{n} {k}" for k, n in sorted(counts["reasons"].items()))
         return report(False, f"not fully checked: {counts['trusted']} of {counts['trusted'] + counts['checked']} "

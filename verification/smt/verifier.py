@@ -133,6 +133,9 @@ def verify(
                             pgd_starts=pgd_starts, batch=batch, intermediate=intermediate, max_boxes=max_boxes,
                             leaf_unstable=leaf_unstable, pattern_unstable=pattern_unstable,
                             alpha_unstable=alpha_unstable)
+    if proof is not None and not net.is_canonical:  # the checker takes the network as loaded: no merged layers
+        raise InvalidParameterError("no proof can be written: the checker needs the network as an alternating "
+                                    "chain affine, activation, ..., affine (no consecutive affine layers)")
     net = net.canonical()
     if prop.in_dim != net.in_dim or prop.out_dim != net.out_dim:
         raise ShapeMismatchError(
