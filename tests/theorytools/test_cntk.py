@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import math
 import pathlib
 
 import numpy as np
@@ -192,73 +191,45 @@ def test_bad_input_and_structure_errors():
 # ----------------------------------------------------------------------------- Monte Carlo (torch)
 
 
-def _torch_cnn(torch, gen, width: int, depth: int, k_out: int, readout: str, W_std: float, b_std: float,
-               padding: str, hw: int):
-    """Wide random CNN in NTK parameterisation: 3×3 convolutions (stride 1), ReLU, Flatten or global
-    average pooling, Dense readout; all weights and biases N(0, 1), scaled in the forward pass."""
-    nn, F = torch.nn, torch.nn.functional
-
-    class CNN(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            chans = [2] + [width] * depth
-            self.ws = nn.ParameterList(
-                [nn.Parameter(torch.randn(o, i, 3, 3, generator=gen, dtype=torch.float64)) for i, o in zip(chans, chans[1:])])
-            self.bs = nn.ParameterList([nn.Parameter(torch.randn(o, generator=gen, dtype=torch.float64)) for o in chans[1:]])
-            fan_in = width * (hw if readout == "flatten" else 1)
-            self.wo = nn.Parameter(torch.randn(k_out, fan_in, generator=gen, dtype=torch.float64))
-            self.bo = nn.Parameter(torch.randn(k_out, generator=gen, dtype=torch.float64))
-
-        def forward(self, x):
-            for layer, (w, b) in enumerate(zip(self.ws, self.bs)):
-                if layer > 0:
-                    x = torch.relu(x)
-                x = F.pad(x, (1, 1, 1, 1), mode="circular" if padding == "CIRCULAR" else "constant")
-                x = F.conv2d(x, w) * (W_std / math.sqrt(w.shape[1] * 9)) + b_std * b[None, :, None, None]
-            x = torch.relu(x)
-            x = x.flatten(1) if readout == "flatten" else x.mean((2, 3))
-            return x @ self.wo.T * (W_std / math.sqrt(self.wo.shape[1])) + b_std * self.bo
-
-    return CNN()
-
-
-def _analytic(depth: int, readout: str, W_std: float, b_std: float, padding: str) -> ntk.Serial:
+def _analytic(depth: int, readout: str, act: ntk.Layer, W_std: float, b_std: float, padding: str) -> ntk.Serial:
     layers = []
     for _ in range(depth):
-        layers += [ntk.Conv(filter_shape=(3, 3), padding=padding, W_std=W_std, b_std=b_std), ntk.Relu()]
+        layers += [ntk.Conv(filter_shape=(3, 3), padding=padding, W_std=W_std, b_std=b_std), act]
     layers += [ntk.Flatten() if readout == "flatten" else ntk.GlobalAvgPool(), ntk.Dense(W_std=W_std, b_std=b_std)]
     return ntk.serial(*layers)
 
 
-@pytest.mark.parametrize("readout, padding", [("flatten", "SAME"), ("gap", "CIRCULAR")])
-def test_monte_carlo_of_wide_torch_cnns(readout, padding):
-    """Tolerance per entry: 4 standard errors of the mean over initialisations (estimated from the R
-    per-initialisation values; covers the sampling noise and the O(width^-1/2) fluctuation of each
-    network's kernel) plus (depth + 1)/width·max|K| for the O(1/width) finite-width bias.
+@pytest.mark.parametrize("readout, padding, act", [("flatten", "SAME", "relu"), ("gap", "CIRCULAR", "erf")])
+def test_monte_carlo_of_wide_torch_cnns(readout, padding, act):
+    """Tolerance per entry: 4 standard errors of the mean over initialisations (estimated from the per-model
+    values: covers the sampling noise and the O(width^-1/2) fluctuation of each network's kernel) plus
+    (depth + 1)/width·max|K| for the O(1/width) finite-width bias.
 
-    NNGP: R = 16 networks × 512 readout units, Σ̂ = f·fᵀ/512 per network; NTK: R = 5 networks with 4
-    outputs, empirical NTK averaged over outputs (``outputs="mean"``).  Width 256, depth 2, 6×6×2 inputs.
+    NNGP: 16 networks × 512 readout units (Σ̂ = f·fᵀ/512 per network); NTK: 5 networks with 4 outputs, empirical
+    NTK averaged over outputs.  Width 256, depth 2, 6×6×2 inputs, NTK parameterisation (``ntk.torch_cnn``).
     """
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
     width, depth, W_std, b_std = 256, 2, 1.4, 0.1
     x = np.random.default_rng(1).standard_normal((4, 2, 6, 6))
-    ref = _analytic(depth, readout, W_std, b_std, padding)(x)
-    xt = torch.as_tensor(x)
-    nngp, theta = [], []
-    for r in range(16):
-        m = _torch_cnn(torch, torch.Generator().manual_seed(1000 + r), width, depth, 512, readout, W_std, b_std, padding, 36)
-        with torch.no_grad():
-            f = m(xt).numpy()
-        nngp.append(f @ f.T / f.shape[1])
-    for r in range(5):
-        m = _torch_cnn(torch, torch.Generator().manual_seed(2000 + r), width, depth, 4, readout, W_std, b_std, padding, 36)
-        theta.append(ntk.empirical_ntk(m, x, outputs="mean"))
+    layer = ntk.Relu() if act == "relu" else ntk.Erf()
+    ref = _analytic(depth, readout, layer, W_std, b_std, padding)(x)
+
+    def make(k_out):
+        return lambda seed: ntk.torch_cnn((2, 6, 6), [width] * depth, k_out, padding=padding, readout=readout,
+                                          activation=act, W_std=W_std, b_std=b_std, seed=seed)
+
+    mc_nngp = ntk.monte_carlo_kernels(make(512), x, n_models=16, get="nngp", seed=1000)
+    mc_ntk = ntk.monte_carlo_kernels(make(4), x, n_models=5, get="ntk", seed=2000)
     # the same test with a wrong analytic kernel (the other readout) must fail: the tolerance has power
-    wrong = _analytic(depth, "gap" if readout == "flatten" else "flatten", W_std, b_std, padding)(x)
-    for samples, exact, other in ((nngp, ref.nngp, wrong.nngp), (theta, ref.ntk, wrong.ntk)):
-        s = np.asarray(samples)
-        mean, se = s.mean(axis=0), s.std(axis=0, ddof=1) / math.sqrt(s.shape[0])
+    wrong = _analytic(depth, "gap" if readout == "flatten" else "flatten", layer, W_std, b_std, padding)(x)
+    for mean, se, exact, other in ((mc_nngp.nngp, mc_nngp.nngp_se, ref.nngp, wrong.nngp),
+                                   (mc_ntk.ntk, mc_ntk.ntk_se, ref.ntk, wrong.ntk)):
         tol = 4.0 * se + (depth + 1) / width * np.abs(exact).max()
         assert np.all(np.abs(mean - exact) <= tol), (np.abs(mean - exact) / tol).max()
         assert np.any(np.abs(mean - other) > tol)
+    # the rectangular estimate is the corresponding block of the symmetric one (same seeds)
+    rect = ntk.monte_carlo_kernels(make(8), x[:2], x[1:], n_models=2, seed=7)
+    sym = ntk.monte_carlo_kernels(make(8), x, n_models=2, seed=7)
+    np.testing.assert_allclose(rect.nngp, sym.nngp[:2, 1:], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rect.ntk, sym.ntk[:2, 1:], rtol=1e-10, atol=1e-10)

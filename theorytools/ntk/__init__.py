@@ -15,6 +15,7 @@ from theorytools.ntk._deep import (
     singular_kernel_classify,
 )
 from theorytools.ntk._empirical import empirical_ntk, torch_mlp
+from theorytools.ntk._monte_carlo import MonteCarloKernel, monte_carlo_kernels, torch_cnn
 from theorytools.ntk._predict import (
     GaussianPrediction,
     KernelSolve,
@@ -62,6 +63,9 @@ __all__ = [
     # empirical NTK
     "empirical_ntk",
     "torch_mlp",
+    "torch_cnn",
+    "MonteCarloKernel",
+    "monte_carlo_kernels",
     # predictions
     "MSEPrediction",
     "GaussianPrediction",

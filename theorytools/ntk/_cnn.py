@@ -377,7 +377,7 @@ def _needs_full(layers: list[Layer]) -> tuple[bool, bool]:
         if isinstance(layer, Flatten):
             return False, True
         if isinstance(layer, Residual):
-            full, ro = _needs_full(_flatten(layer.layers))
+            full, _ = _needs_full(_flatten(layer.layers))
             if full:
                 return True, True
     return False, False
