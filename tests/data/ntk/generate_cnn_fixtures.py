@@ -56,8 +56,14 @@ def archs() -> dict:
     spatial = stax.serial(
         stax.Conv(8, (3, 3), padding="CIRCULAR", W_std=1.4, b_std=0.1), stax.Relu(),
         stax.Conv(8, (3, 3), strides=(2, 2), padding="CIRCULAR", W_std=1.4, b_std=0.1))
+    edges = stax.serial(
+        stax.Conv(8, (3, 3), padding="VALID", W_std=1.3, b_std=0.05, parameterization="standard"),
+        stax.LeakyRelu(0.1),
+        stax.Conv(8, (3, 3), strides=(2, 2), padding="CIRCULAR", W_std=1.3, b_std=0.05, parameterization="standard"),
+        stax.Erf(), stax.AvgPool((2, 2), strides=(2, 2), padding="SAME", normalize_edges=True),
+        stax.GlobalAvgPool(), stax.Dense(1, W_std=1.1, b_std=0.2, parameterization="standard"))
     return {"relu_flatten": relu_flatten, "erf_pool_gap": erf_pool_gap,
-            "residual_standard": residual_standard, "spatial": spatial}
+            "residual_standard": residual_standard, "spatial": spatial, "edges": edges}
 
 
 def main() -> None:
