@@ -38,7 +38,7 @@ from theorytools.ntk._stax import (
     LeakyRelu,
     Relu,
 )
-from theorytools.ntk._cnn import AvgPool, Conv, Flatten, GlobalAvgPool, Residual, Serial, serial
+from theorytools.ntk._cnn import AvgPool, Conv, Flatten, GlobalAvgPool, LayerNorm, Residual, Serial, serial
 
 __all__ = [
     # analytic kernels
@@ -59,6 +59,7 @@ __all__ = [
     "AvgPool",
     "GlobalAvgPool",
     "Flatten",
+    "LayerNorm",
     "Residual",
     # empirical NTK
     "empirical_ntk",

@@ -34,7 +34,7 @@ from theorytools.ntk import _cnn_kernels as _ck
 from theorytools.ntk import _stax
 from theorytools.ntk._stax import ABRelu, Dense, Erf, Identity, Kernel, Layer, _check_float
 
-__all__ = ["Conv", "AvgPool", "GlobalAvgPool", "Flatten", "Residual", "Serial", "serial"]
+__all__ = ["Conv", "AvgPool", "GlobalAvgPool", "Flatten", "LayerNorm", "Residual", "Serial", "serial"]
 
 _PADDINGS = ("SAME", "VALID", "CIRCULAR")
 _MODES = ("auto", "full", "diagonal")
@@ -153,6 +153,23 @@ class AvgPool(_ImageLayer):
         object.__setattr__(self, "padding", _padding("AvgPool", self.padding))
         if not isinstance(self.normalize_edges, bool):
             raise TheoryError(f"The 'normalize_edges' parameter of AvgPool must be a bool. Got {self.normalize_edges!r} instead.")
+
+
+@dataclass(frozen=True)
+class LayerNorm(_ImageLayer):
+    """Layer normalisation of a Gaussian input, x ↦ (x − mean)/√(var + eps), over the channels at every
+    position (``axis="channel"``) or over channels and positions (``axis="all"``).
+
+    Infinite width: the channel variance is the deterministic q, so Σ[p, p'] and Θ[p, p'] are divided by
+    √((eps + q1[p])·(eps + q2[p'])) (``"all"``: q averaged over positions), as in neural-tangents."""
+
+    axis: str = "channel"
+    eps: float = 1e-12
+
+    def __post_init__(self) -> None:
+        if self.axis not in ("channel", "all"):
+            raise TheoryError(f"The 'axis' parameter of LayerNorm must be 'channel' or 'all'. Got {self.axis!r} instead.")
+        _check_float("eps", "LayerNorm", self.eps, nonneg=True)
 
 
 @dataclass(frozen=True)
@@ -325,6 +342,30 @@ def _readout(st: _Img, layer: Layer) -> _Img:
     return st
 
 
+def _layer_norm(st: _Img, layer: LayerNorm) -> _Img:
+    if not st.gaussian:
+        raise TheoryError("LayerNorm needs a Gaussian input: put a Conv or Dense layer before it.")
+    eps = float(layer.eps)
+    q1 = _variances(st, st.s1)
+    q2 = q1 if st.s2 is None else _variances(st, st.s2)
+    if layer.axis == "all":
+        q1 = np.repeat(q1.mean(axis=1, keepdims=True), q1.shape[1], axis=1)
+        q2 = q1 if st.s2 is None else np.repeat(q2.mean(axis=1, keepdims=True), q2.shape[1], axis=1)
+    d1, d2 = eps + q1, eps + q2
+
+    def scale(arr: np.ndarray, da: np.ndarray, db: np.ndarray) -> np.ndarray:
+        prod = da[:, :, None] * db[:, None, :] if st.full else da * db
+        return arr / np.sqrt(prod)
+
+    st.cross = scale(st.cross, d1[st.ia], d2[st.ib])
+    if st.do_ntk:
+        st.ntk = scale(st.ntk, d1[st.ia], d2[st.ib])
+    st.s1 = scale(st.s1, d1, d1)
+    if st.s2 is not None:
+        st.s2 = scale(st.s2, d2, d2)
+    return st
+
+
 def _residual(st: _Img, layer: Residual) -> _Img:
     copy = _Img(st.full, st.h, st.w, st.cross.copy(), st.ntk.copy() if st.do_ntk else st.ntk, st.s1.copy(),
                 None if st.s2 is None else st.s2.copy(), st.ia, st.ib, st.width, st.do_ntk, st.readout, st.gaussian)
@@ -361,10 +402,12 @@ def _run(layers: list[Layer], st: _Img) -> _Img:
             st = _readout(st, layer)
         elif isinstance(layer, Residual):
             st = _residual(st, layer)
+        elif isinstance(layer, LayerNorm):
+            st = _layer_norm(st, layer)
         else:
             raise TheoryError(
                 f"{type(layer).__name__} is not supported on images (supported: Conv, Dense, Relu, LeakyRelu, ABRelu, "
-                "Abs, Erf, Identity, AvgPool, GlobalAvgPool, Flatten, Residual)."
+                "Abs, Erf, Identity, AvgPool, GlobalAvgPool, Flatten, LayerNorm, Residual)."
             )
     return st
 

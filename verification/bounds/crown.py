@@ -247,11 +247,21 @@ def crown_layers(net: Network, lo: np.ndarray, hi: np.ndarray, alpha: bool = Fal
                 rd = layers[0].select(_pair_rows(n)).abs_linear(rad)
                 vals = np.concatenate([vals, cd - rd, -(cd + rd)], axis=1)
         else:
-            vals = _chunked_rows(net, k, n, mm, B, pre, pair, lo, hi, alpha, iters, lr)
-            # intersect with interval bounds
             il, ir = _ibp_next(acts[k - 1], layers[k], *pre[k - 1])
-            vals[:, :n] = np.maximum(vals[:, :n], il - ir)
-            vals[:, n:2 * n] = np.maximum(vals[:, n:2 * n], -(il + ir))
+            if k < L and not mm and acts[k].two_piece_slope is not None:
+                # a two-piece activation's relaxation depends only on the sign pattern where the interval
+                # bounds (from the previous layer's bounds) are one-signed: back-substitute the other rows only
+                idx = np.nonzero(np.any((il - ir < 0) & (il + ir > 0), axis=0))[0]
+                vals = np.concatenate([il - ir, -(il + ir)], axis=1)
+                if idx.size:
+                    sub = _chunked_rows(net, k, n, mm, B, pre, pair, lo, hi, alpha, iters, lr, idx)
+                    vals[:, idx] = np.maximum(vals[:, idx], sub[:, :idx.size])
+                    vals[:, n + idx] = np.maximum(vals[:, n + idx], sub[:, idx.size:])
+            else:
+                vals = _chunked_rows(net, k, n, mm, B, pre, pair, lo, hi, alpha, iters, lr)
+                # intersect with interval bounds
+                vals[:, :n] = np.maximum(vals[:, :n], il - ir)
+                vals[:, n:2 * n] = np.maximum(vals[:, n:2 * n], -(il + ir))
         l, u = vals[:, :n], -vals[:, n:2 * n]
         u = np.maximum(u, l)
         if k < L:
@@ -288,18 +298,21 @@ def crown_layers(net: Network, lo: np.ndarray, hi: np.ndarray, alpha: bool = Fal
 ROW_BLOCK_ENTRIES = 1 << 24
 
 
-def _chunked_rows(net, k, n, mm, B, pre, pair, lo, hi, alpha, iters, lr):
-    """:func:`_optimise` of the rows of :func:`_spec` for layer ``k``, in blocks of rows."""
+def _chunked_rows(net, k, n, mm, B, pre, pair, lo, hi, alpha, iters, lr, idx=None):
+    """:func:`_optimise` of the rows of :func:`_spec` for layer ``k``, in blocks of rows; with ``idx`` (not
+    for MaxMin layers) only the rows ``e_i`` then ``-e_i`` of the neurons ``i`` in ``idx``."""
     width = max(layer.in_features for layer in net.affine_layers[:k + 1])
-    total = 2 * n + (n if mm else 0)
+    sel = np.arange(n) if idx is None else np.asarray(idx)
+    m = sel.size
+    total = 2 * m + (n if mm else 0)
     step = max(1, ROW_BLOCK_ENTRIES // (B * max(width, n)))
-    if mm or step >= total:
+    if mm or (idx is None and step >= total):
         return _optimise(net, k, _spec(n, mm, B), pre, pair, lo, hi, alpha, iters, lr)
     out = []
     for start in range(0, total, step):
         rows = np.arange(start, min(total, start + step))
         c = np.zeros((rows.size, n))
-        c[np.arange(rows.size), rows % n] = np.where(rows < n, 1.0, -1.0)
+        c[np.arange(rows.size), sel[rows % m]] = np.where(rows < m, 1.0, -1.0)
         out.append(_optimise(net, k, np.ascontiguousarray(np.broadcast_to(c, (B,) + c.shape)), pre, pair, lo, hi,
                              alpha, iters, lr))
     return np.concatenate(out, axis=1)

@@ -69,7 +69,8 @@ class _Item:
 
 def _alpha_search(ch: Chain, lo, hi, pre: list, C: np.ndarray, cb: np.ndarray, iters: int = 25):
     """Lower slopes of the unstable neurons that raise the rigorous bound of each row (projected sign-gradient
-    ascent with finite differences, all rows at once; any slopes are valid, the checker re-checks).  Returns
+    ascent with finite differences, all rows at once, until a row's bound is positive; any slopes are valid,
+    the checker re-checks).  Returns
     (best bound per row, the unstable neurons ``[(layer, neuron)]``, their best slopes ``(R, n)``), or
     ``None`` with no (or too many) unstable neurons."""
     idx = [(j, i) for j, (l, u) in enumerate(pre[:-1]) for i in np.flatnonzero((l[0] < 0) & (u[0] > 0))]
@@ -94,6 +95,8 @@ def _alpha_search(ch: Chain, lo, hi, pre: list, C: np.ndarray, cb: np.ndarray, i
         better = vals[0] > best
         best = np.where(better, vals[0], best)
         best_a[better] = cur[better]
+        if best.max() > 0:  # one refuting row is all a certificate needs
+            break
         grad = (vals[1:] - vals[0][None, :]).T * sgn  # (R, n)
         cur = np.clip(cur + step * np.sign(grad), lo_s, 1.0)
         step *= 0.8
@@ -140,7 +143,7 @@ def _region_tree(net: Network, ch: Chain, region, log: ProofLog | None, refine_d
     C, cb, grp = region_rows(region)
     K = len(region.outputs)
     width = np.where(region.upper > region.lower, region.upper - region.lower, 1.0)
-    root = _Item(region.lower.copy(), region.upper.copy(), 0 if log else None, list(range(K)), 0, None)
+    root = _Item(region.lower.copy(), region.upper.copy(), None if log is None else 0, list(range(K)), 0, None)
     frontier, count = [root], 1
     while frontier:
         nxt = []

@@ -62,7 +62,11 @@ def archs() -> dict:
         stax.Conv(8, (3, 3), strides=(2, 2), padding="CIRCULAR", W_std=1.3, b_std=0.05, parameterization="standard"),
         stax.Erf(), stax.AvgPool((2, 2), strides=(2, 2), padding="SAME", normalize_edges=True),
         stax.GlobalAvgPool(), stax.Dense(1, W_std=1.1, b_std=0.2, parameterization="standard"))
-    return {"relu_flatten": relu_flatten, "erf_pool_gap": erf_pool_gap,
+    layer_norm = stax.serial(
+        stax.Conv(8, (3, 3), padding="SAME", W_std=1.4, b_std=0.3), stax.LayerNorm(axis=-1), stax.Relu(),
+        stax.Conv(8, (3, 3), padding="SAME", W_std=1.4, b_std=0.3), stax.LayerNorm(axis=(1, 2, 3)), stax.Erf(),
+        stax.Flatten(), stax.Dense(1, W_std=1.2, b_std=0.1))
+    return {"layer_norm": layer_norm, "relu_flatten": relu_flatten, "erf_pool_gap": erf_pool_gap,
             "residual_standard": residual_standard, "spatial": spatial, "edges": edges}
 
 
