@@ -124,7 +124,7 @@ def main() -> None:
             res, err = anchor(args.nt_python, x, readout, depth, args.repeats, args.timeout)
             if res is None:
                 nt_txt = f"{'failed':>9} {'':>8}"
-                ratio = err[:40]
+                ratio = err[:90]
             else:
                 nf, nmed, kn = res
                 nt_txt = f"{nf:9.2f} {nmed:8.3f}"

@@ -240,6 +240,8 @@ def test_monte_carlo_of_wide_torch_cnns(readout, padding, act):
         tol = 4.0 * se + (depth + 1) / width * np.abs(exact).max()
         assert np.all(np.abs(mean - exact) <= tol), (np.abs(mean - exact) / tol).max()
         assert np.any(np.abs(mean - other) > tol)
+    if readout != "flatten":
+        return
     # the rectangular estimate is the corresponding block of the symmetric one (same seeds)
     rect = ntk.monte_carlo_kernels(make(8), x[:2], x[1:], n_models=2, seed=7)
     sym = ntk.monte_carlo_kernels(make(8), x, n_models=2, seed=7)
