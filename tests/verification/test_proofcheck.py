@@ -450,7 +450,6 @@ def test_rigorous_bounds_contain_samples_and_match_crown(act):
     pre = layer_bounds(ch, lo, hi)
     C = rng.normal(size=(5, 3))
     low = rows_lower(ch, lo, hi, pre, C, np.zeros(5))
-    ref = incremental_crown(net, lo, hi)
     for b in range(4):
         x = rng.uniform(lo[b], hi[b], size=(3000, 3))
         trace = net.forward_trace(x)
@@ -458,8 +457,17 @@ def test_rigorous_bounds_contain_samples_and_match_crown(act):
             z = trace[2 * j + 1]
             assert np.all(z >= pre[j][0][b]) and np.all(z <= pre[j][1][b])
         assert np.all(net(x) @ C.T >= low[b])
-    for (l, u), r in zip(pre, ref):  # the same algorithm as the verifier's, up to rounding
-        assert np.allclose(l, r.lower, atol=1e-9) and np.allclose(u, r.upper, atol=1e-9)
+    for b in range(4):  # the verifier's algorithm on one box at a time, up to rounding
+        ref = incremental_crown(net, lo[b:b + 1], hi[b:b + 1])
+        for (l, u), r in zip(pre, ref):
+            assert np.allclose(l[b], r.lower[0], atol=1e-9) and np.allclose(u[b], r.upper[0], atol=1e-9)
+    # a box's bounds do not depend on the boxes bounded with it
+    alone = layer_bounds(ch, lo[2:3], hi[2:3])
+    for (l, u), (la, ua) in zip(pre, alone):
+        assert np.allclose(l[2], la[0], rtol=0, atol=1e-12) and np.allclose(u[2], ua[0], rtol=0, atol=1e-12)
+    full = layer_bounds(ch, lo, hi, full=True)  # every neuron back-substituted: never looser
+    for (l, u), (lf, uf) in zip(pre, full):
+        assert np.all(lf >= l - 1e-12) and np.all(uf <= u + 1e-12)
 
 
 def test_checker_refuses_nets_it_does_not_handle_and_verify_says_so(tmp_path):

@@ -102,10 +102,11 @@ def _mag(l: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.maximum(np.abs(l), np.abs(u))
 
 
-def layer_bounds(ch: Chain, lo: np.ndarray, hi: np.ndarray, prior: list | None = None) -> list:
+def layer_bounds(ch: Chain, lo: np.ndarray, hi: np.ndarray, prior: list | None = None, full: bool = False) -> list:
     """Pre-activation bounds ``[(l_j, u_j)]`` (each ``(B, n_j)``) of every activation on the boxes
     ``[lo, hi]`` (``(B, n_0)``), then the output interval as a last entry.  ``prior``: bounds known to
-    hold on the boxes (e.g. the parent box's), intersected per layer."""
+    hold on the boxes (e.g. the parent box's), intersected per layer.  ``full``: back-substitute every
+    neuron, not only those interval bounds leave unstable (tighter where an interval bound is loose)."""
     out: list = []
     for k in range(ch.depth + 1):
         if k == 0:
@@ -116,16 +117,19 @@ def layer_bounds(ch: Chain, lo: np.ndarray, hi: np.ndarray, prior: list | None =
         if prior is not None:
             l, u = np.maximum(l, prior[k][0]), np.minimum(u, prior[k][1])
         if k > 0 and k < ch.depth:
-            idx = np.flatnonzero(((l < 0) & (u > 0)).any(axis=0))
+            idx = np.arange(l.shape[1]) if full else np.flatnonzero(((l < 0) & (u > 0)).any(axis=0))
             if idx.size:
                 m, B = idx.size, lo.shape[0]
                 lam = np.zeros((B, 2 * m, ch.W[k].shape[0]))
                 lam[:, np.arange(m), idx] = 1.0
                 lam[:, m + np.arange(m), idx] = -1.0
                 val = _backward(ch, k, lam, np.zeros((B, 2 * m)), np.zeros((B, 2 * m)), out, lo, hi)
+                # only each box's own unstable neurons (all with ``full``): a box's bounds do not depend on
+                # the other boxes bounded with it
+                own = np.ones((B, m), bool) if full else (l[:, idx] < 0) & (u[:, idx] > 0)
                 l, u = l.copy(), u.copy()
-                l[:, idx] = np.maximum(l[:, idx], val[:, :m])
-                u[:, idx] = np.minimum(u[:, idx], -val[:, m:])
+                l[:, idx] = np.where(own, np.maximum(l[:, idx], val[:, :m]), l[:, idx])
+                u[:, idx] = np.where(own, np.minimum(u[:, idx], -val[:, m:]), u[:, idx])
         if not (np.isfinite(l).all() and np.isfinite(u).all()) or np.any(l > u):
             raise ArithmeticError(f"layer {k}: bounds are not finite or cross (overflow, or an empty box)")
         out.append((l, u))

@@ -6,7 +6,8 @@ region (box equal to the property's float box, which contains the exact box; out
 the tree (every split point inside its box, so the two halves cover it; no missing or extra node), the
 coverage (every leaf has every disjunct refuted on it or on an ancestor), then the bounds: each node's
 pre-activation bounds are recomputed from its box and its parent's bounds
-(:func:`~verification.proofcheck.bounds.layer_bounds`), and each certificate's lower bound must be ``> 0``:
+(:func:`~verification.proofcheck.bounds.layer_bounds`; a node marked ``"full": true`` back-substitutes every
+neuron, not only those interval bounds leave unstable), and each certificate's lower bound must be ``> 0``:
 
 * ``crown``: some row ``A_r y - b_r`` of the disjunct has a rigorous CROWN lower bound ``> 0``;
 * ``alpha``: row ``row`` of the disjunct has a CROWN lower bound ``> 0`` when the listed unstable neurons
@@ -130,6 +131,7 @@ class _Node:
     depth: int
     certs: list
     leaf: bool = True
+    full: bool = False
 
 
 def _tree(entries, lo, hi, K: int, nrows: list, where: str) -> list[_Node]:
@@ -160,7 +162,9 @@ def _tree(entries, lo, hi, K: int, nrows: list, where: str) -> list[_Node]:
             if c["by"] == "alpha" and not (type(c.get("row")) is int and 0 <= c["row"] < nrows[c["k"]]
                                            and isinstance(c.get("slopes"), list)):
                 raise ProofRejected(f"{where}, node {i}: an alpha certificate needs a row of disjunct {c['k']} and slopes")
-        nodes.append(_Node(lo, hi, par, d, certs))
+        if e.get("full", False) not in (True, False) or type(e.get("full", False)) is not bool:
+            raise ProofRejected(f"{where}, node {i}: 'full' must be true or false")
+        nodes.append(_Node(lo, hi, par, d, certs, full=e.get("full", False)))
         if "split" in e:
             s = e["split"]
             if not (isinstance(s, list) and len(s) == 2 and type(s[0]) is int and 0 <= s[0] < lo.size):
@@ -209,21 +213,23 @@ def _check_region(ch: Chain, region: InputRegion, rp, r: int, counts: dict) -> N
     depth = max(nd.depth for nd in nodes)
     for d in range(depth + 1):
         level = [i for i, nd in enumerate(nodes) if nd.depth == d]
-        for s in range(0, len(level), CHUNK):
-            ids = level[s:s + CHUNK]
-            blo = np.stack([nodes[i].lo for i in ids])
-            bhi = np.stack([nodes[i].hi for i in ids])
-            prior = None
-            if d > 0:
-                prior = [(np.stack([pre[nodes[i].parent][j][0] for i in ids]),
-                          np.stack([pre[nodes[i].parent][j][1] for i in ids])) for j in range(ch.depth + 1)]
-            try:
-                bnds = layer_bounds(ch, blo, bhi, prior)
-            except ArithmeticError as exc:
-                raise ProofRejected(f"{where}, node {ids[0]}..{ids[-1]}: {exc}") from None
-            for b, i in enumerate(ids):
-                pre[i] = [(l[b], u[b]) for l, u in bnds]
-            _check_certs(ch, nodes, ids, blo, bhi, bnds, C, cb, grp, where, counts)
+        for full in (False, True):
+            group = [i for i in level if nodes[i].full == full]
+            for s in range(0, len(group), CHUNK):
+                ids = group[s:s + CHUNK]
+                blo = np.stack([nodes[i].lo for i in ids])
+                bhi = np.stack([nodes[i].hi for i in ids])
+                prior = None
+                if d > 0:
+                    prior = [(np.stack([pre[nodes[i].parent][j][0] for i in ids]),
+                              np.stack([pre[nodes[i].parent][j][1] for i in ids])) for j in range(ch.depth + 1)]
+                try:
+                    bnds = layer_bounds(ch, blo, bhi, prior, full=full)
+                except ArithmeticError as exc:
+                    raise ProofRejected(f"{where}, node {ids[0]}..{ids[-1]}: {exc}") from None
+                for b, i in enumerate(ids):
+                    pre[i] = [(l[b], u[b]) for l, u in bnds]
+                _check_certs(ch, nodes, ids, blo, bhi, bnds, C, cb, grp, where, counts)
         for i in [i for i, nd in enumerate(nodes) if nd.depth == d - 1]:
             pre.pop(i, None)  # parents of the next level are at depth d
 

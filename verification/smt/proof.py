@@ -65,6 +65,7 @@ class _Item:
     certs: list = field(default_factory=list)
     split: tuple | None = None
     kids: list = field(default_factory=list)
+    full: bool = False  # pre-activation bounds by back-substitution of every neuron
 
 
 def _alpha_search(ch: Chain, lo, hi, pre: list, C: np.ndarray, cb: np.ndarray, iters: int = 25):
@@ -75,7 +76,7 @@ def _alpha_search(ch: Chain, lo, hi, pre: list, C: np.ndarray, cb: np.ndarray, i
     ``None`` with no (or too many) unstable neurons."""
     idx = [(j, i) for j, (l, u) in enumerate(pre[:-1]) for i in np.flatnonzero((l[0] < 0) & (u[0] > 0))]
     n, R = len(idx), C.shape[0]
-    if n == 0 or n > 64:
+    if n == 0 or n > 16:  # the verifier's alpha-CROWN leaves have at most 16 (alpha_unstable)
         return None
     lo_s = np.array([ch.s[j] for j, _ in idx])
     cur = np.stack([np.full(R, 1.0 if pre[j][1][0, i] > -pre[j][0][0, i] else ch.s[j]) for j, i in idx], axis=1)
@@ -138,6 +139,22 @@ def _lp_cert(net: Network, ch: Chain, it: "_Item", lo, hi, pre, b: int, C, cb, g
     return True
 
 
+def _crown_lp(ch: Chain, log, it: "_Item", lo1, hi1, one: list, low1: np.ndarray, C, cb, grp) -> list:
+    """Add the ``crown`` (a row bound ``low1 > 0``) and recorded ``lp`` certificates of the item's box; returns
+    the disjuncts left."""
+    left = []
+    for k in it.need:
+        if low1[grp == k].max() > 0:
+            it.certs.append({"k": k, "by": "crown"})
+            continue
+        w = None if log is None or it.src is None else log.lp.get((it.src, k))
+        if w is not None and lp_lower(ch, lo1, hi1, one, w, C[grp == k], cb[grp == k])[0] > 0:
+            it.certs.append({"k": k, "by": "lp", "w": [hexf(v) for v in w]})
+            continue
+        left.append(k)
+    return left
+
+
 def _region_tree(net: Network, ch: Chain, region, log: ProofLog | None, refine_depth: int, max_nodes: int,
                  deadline: float):
     C, cb, grp = region_rows(region)
@@ -157,33 +174,33 @@ def _region_tree(net: Network, ch: Chain, region, log: ProofLog | None, refine_d
             pre = layer_bounds(ch, lo, hi, prior)
             low = rows_lower(ch, lo, hi, pre, C, cb)
             for b, it in enumerate(items):
-                mine = [(l[b], u[b]) for l, u in pre]
-                left = []
-                for k in it.need:
-                    if low[b, grp == k].max() > 0:
-                        it.certs.append({"k": k, "by": "crown"})
-                        continue
-                    w = None if log is None or it.src is None else log.lp.get((it.src, k))
-                    if w is not None:
-                        one = [(l[b:b + 1], u[b:b + 1]) for l, u in pre]
-                        if lp_lower(ch, lo[b:b + 1], hi[b:b + 1], one, w, C[grp == k], cb[grp == k])[0] > 0:
-                            it.certs.append({"k": k, "by": "lp", "w": [hexf(v) for v in w]})
-                            continue
-                    left.append(k)
-                if not left:
-                    continue
+                one = [(l[b:b + 1], u[b:b + 1]) for l, u in pre]
+                lo1, hi1 = lo[b:b + 1], hi[b:b + 1]
+                left = _crown_lp(ch, log, it, lo1, hi1, one, low[b], C, cb, grp)
                 kids = None
-                if log is not None and it.src is not None and it.src in log.children:
+                if left and log is not None and it.src is not None and it.src in log.children:
                     d, p, c0, c1 = log.children[it.src]  # follow the verifier's split
                     kids = (d, p, c0, c1, 0)
-                else:  # a leaf: alpha slopes, else bisect further
-                    left = [k for k in left if not _alpha_cert(ch, it, lo[b:b + 1], hi[b:b + 1], pre, b, C, cb, grp, k)
-                            and not _lp_cert(net, ch, it, lo[b:b + 1], hi[b:b + 1], pre, b, C, cb, grp, k)]
-                    if not left:
-                        continue
-                    if it.extra < refine_depth and count + 2 <= max_nodes and time.monotonic() < deadline:
+                elif left:
+                    # a leaf: every neuron back-substituted (the verifier's batches tighten more neurons than
+                    # a box alone does), alpha slopes (on the verifier's leaves), LP weights, else bisect further
+                    pb = None if it.prior is None else [(l[None], u[None]) for l, u in it.prior]
+                    full = layer_bounds(ch, lo1, hi1, pb, full=True)
+                    trial = _Item(it.lo, it.hi, it.src, it.need, it.extra, it.prior)
+                    left_f = _crown_lp(ch, log, trial, lo1, hi1, full, rows_lower(ch, lo1, hi1, full, C, cb)[0],
+                                       C, cb, grp)
+                    if len(left_f) < len(left):
+                        it.certs, it.full, left, one = trial.certs, True, left_f, full
+                    left = [k for k in left
+                            if not (it.src is not None or log is None)
+                            or not _alpha_cert(ch, it, lo1, hi1, one, 0, C, cb, grp, k)]
+                    left = [k for k in left if not _lp_cert(net, ch, it, lo1, hi1, one, 0, C, cb, grp, k)]
+                    if left and it.extra < refine_depth and count + 2 <= max_nodes and time.monotonic() < deadline:
                         d = int(np.argmax((it.hi - it.lo) / width))
                         kids = (d, (it.lo[d] + it.hi[d]) / 2, None, None, it.extra + 1)
+                if not left:
+                    continue
+                mine = [(l[0], u[0]) for l, u in one]
                 if kids is None:
                     for k in left:
                         why = "unchecked" if log is None or it.src is None else log.exact.get((it.src, k), "unchecked")
@@ -201,7 +218,7 @@ def _region_tree(net: Network, ch: Chain, region, log: ProofLog | None, refine_d
     stack = [root]
     while stack:  # preorder, lower child first
         it = stack.pop()
-        e: dict = {}
+        e: dict = {"full": True} if it.full else {}
         if it.split is not None:
             e["split"] = [it.split[0], hexf(it.split[1])]
             stack.extend(reversed(it.kids))
