@@ -224,3 +224,53 @@ def test_tanh_residual_is_refused_in_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "verification", "info", str(path)], capture_output=True, text=True)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "tanh" in out.stderr and "carries a tensor" in out.stderr
+
+
+def _graph(nodes, inits, in_shape=(1, 2, 6, 6)):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    return onnx.helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def _bad_graphs():
+    from onnx import helper
+
+    relu = helper.make_node("Relu", ["x"], ["r"])
+    i64 = lambda *v: np.array(v, dtype=np.int64)  # noqa: E731
+    return {
+        "kernel above 64 entries": ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[9, 9])], {}, "64 entries"),
+        "window in the padding": ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], pads=[3, 3, 3, 3])],
+                                  {}, "padding"),
+        "MaxPool indices": ([helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2])], {}, "Indices"),
+        "product of data": ([relu, helper.make_node("Mul", ["x", "r"], ["y"])], {}, "Mul"),
+        "concat along H": ([relu, helper.make_node("Concat", ["x", "r"], ["y"], axis=2)], {}, "channel axis"),
+        "empty slice": ([helper.make_node("Slice", ["x", "s", "e", "a"], ["y"])],
+                        {"s": i64(3), "e": i64(1), "a": i64(2)}, "zero-width"),
+        "slice axis out of range": ([helper.make_node("Slice", ["x", "s", "e", "a"], ["y"])],
+                                    {"s": i64(0), "e": i64(1), "a": i64(7)}, "out of range"),
+        "gather out of range": ([helper.make_node("Gather", ["x", "i"], ["y"], axis=1)], {"i": i64(5)}, "out of bounds"),
+        "tanh residual": ([helper.make_node("Tanh", ["x"], ["t"]), helper.make_node("Add", ["x", "t"], ["a"]),
+                           helper.make_node("Tanh", ["a"], ["b"]), helper.make_node("Add", ["b", "x"], ["y"])], {}, "tanh"),
+        "leaky(-1) residual": ([helper.make_node("LeakyRelu", ["x"], ["t"], alpha=-1.0),
+                                helper.make_node("Add", ["x", "t"], ["a"]),
+                                helper.make_node("LeakyRelu", ["a"], ["b"], alpha=-1.0),
+                                helper.make_node("Add", ["b", "x"], ["y"])], {}, "leaky_relu"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_graphs()))
+def test_malformed_graphs_are_refused_in_one_line(tmp_path, case):
+    import onnx
+
+    from verification.errors import VerificationError
+
+    nodes, inits, needle = _bad_graphs()[case]
+    path = tmp_path / "bad.onnx"
+    onnx.save(_graph(nodes, inits), str(path))
+    with pytest.raises(VerificationError) as err:
+        load_network(path)
+    assert needle in str(err.value) and "\n" not in str(err.value)

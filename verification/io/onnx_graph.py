@@ -106,8 +106,11 @@ class _GraphWalk:
             return
         try:
             out = self._apply(op, node, data, label, where, drop_softmax)
-        except ValueError as exc:  # numpy broadcasting / shape errors
+        except (ValueError, IndexError, TypeError) as exc:  # numpy broadcasting / shape / index errors
             raise ShapeMismatchError(f"{where}: {exc}") from None
+        if out[0].n == 0 or math.prod(out[1]) != out[0].n:
+            raise ShapeMismatchError(f"{where} produces a tensor of shape {out[1]} ({out[0].n} entries); a zero-width "
+                                     "or inconsistent data tensor is not a network")
         self.vals[node.output[0]] = out
 
     def _apply(self, op: str, node, data: list, label: str, where: str, drop_softmax: bool):
@@ -204,8 +207,12 @@ class _GraphWalk:
             if ind.dtype.kind not in "iu":
                 raise ValueError("Gather indices must be integers")
             return np.take(pos, ind, axis=fmt._int(node, "axis", 0))
+        if len(node.input) < 3:
+            raise ValueError("Slice needs starts and ends inputs")
         args = [fmt._int_list(self.consts.get(i, label), f"{label} input") if i else None for i in node.input[1:5]]
         starts, ends = args[0], args[1]
+        if len(args) > 2 and any(not -len(shape) <= a < len(shape) for a in (args[2] or [])):
+            raise ValueError(f"Slice axes {args[2]} out of range for a tensor of rank {len(shape)}")
         axes = args[2] if len(args) > 2 and args[2] is not None else list(range(len(starts)))
         steps = args[3] if len(args) > 3 and args[3] is not None else [1] * len(starts)
         index = [slice(None)] * len(shape)
