@@ -183,7 +183,7 @@ def _region_tree(net: Network, ch: Chain, region, log: ProofLog | None, refine_d
                     kids = (d, p, c0, c1, 0)
                 elif left:
                     # a leaf: every neuron back-substituted (the verifier's batches tighten more neurons than
-                    # a box alone does), alpha slopes (on the verifier's leaves), LP weights, else bisect further
+                    # a box alone does), alpha slopes, LP weights, else bisect further
                     pb = None if it.prior is None else [(l[None], u[None]) for l, u in it.prior]
                     full = layer_bounds(ch, lo1, hi1, pb, full=True)
                     trial = _Item(it.lo, it.hi, it.src, it.need, it.extra, it.prior)
@@ -191,9 +191,7 @@ def _region_tree(net: Network, ch: Chain, region, log: ProofLog | None, refine_d
                                        C, cb, grp)
                     if len(left_f) < len(left):
                         it.certs, it.full, left, one = trial.certs, True, left_f, full
-                    left = [k for k in left
-                            if not (it.src is not None or log is None)
-                            or not _alpha_cert(ch, it, lo1, hi1, one, 0, C, cb, grp, k)]
+                    left = [k for k in left if not _alpha_cert(ch, it, lo1, hi1, one, 0, C, cb, grp, k)]
                     left = [k for k in left if not _lp_cert(net, ch, it, lo1, hi1, one, 0, C, cb, grp, k)]
                     if left and it.extra < refine_depth and count + 2 <= max_nodes and time.monotonic() < deadline:
                         d = int(np.argmax((it.hi - it.lo) / width))
