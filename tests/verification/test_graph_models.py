@@ -274,3 +274,31 @@ def test_malformed_graphs_are_refused_in_one_line(tmp_path, case):
     with pytest.raises(VerificationError) as err:
         load_network(path)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["trace", "script", "pickle"])
+def test_torch_files_of_residual_models_load_through_onnx(tmp_path, kind):
+    """A module that is not an nn.Sequential chain (a ResNet; an MLP with its own forward) is exported with
+    torch.onnx.export, compiled by the graph loader and checked against the module itself."""
+    model = _randomise(ResNet(), 7)
+    path = tmp_path / f"{kind}.pt"
+    if kind == "trace":
+        torch.jit.trace(model, torch.zeros(1, 1, 8, 8)).save(str(path))
+    elif kind == "script":
+        torch.jit.script(model).save(str(path))
+    else:
+        torch.save(model, str(path))
+    net = load_network(path, input_shape=(1, 8, 8), trust=kind == "pickle")
+    assert "torch.onnx.export" in net.metadata["converted"] and net.metadata["crosscheck"]
+    x = np.random.default_rng(4).normal(size=(16, 64))
+    ref = _torch64(model, x, (1, 1, 8, 8))
+    np.testing.assert_allclose(net(x), ref, rtol=1e-5, atol=1e-5 * (1 + np.abs(ref).max()))
+
+
+def test_torchscript_mlp_with_own_forward_needs_no_input_shape(tmp_path):
+    model = _randomise(ResMLP(d=3, h=5), 8)
+    path = tmp_path / "m.pt"
+    torch.jit.script(model).save(str(path))
+    net = load_network(path)
+    x = np.random.default_rng(5).normal(size=(16, 3))
+    np.testing.assert_allclose(net(x), _torch64(model, x, (1, 3)), rtol=1e-9, atol=1e-9)

@@ -236,13 +236,55 @@ def _module_network(module, fname: str, arch, input_shape, drop_softmax: bool, c
     module.eval()
     module, converted = _to_float64(module)
     with torch.no_grad():
-        leaves = _children(module, fname)
+        try:
+            leaves = _children(module, fname)
+        except UnsupportedLayerError as exc:
+            if "not an nn.Sequential" not in str(exc):
+                raise
+            return _through_onnx(module, converted, fname, input_shape, drop_softmax, check, exc)
         net, dropped = _walk(leaves, fname, input_shape, drop_softmax)
         net = check_widths(net, fname)
         if dropped is not None:
             net.metadata["dropped"] = f"final {_kind(dropped)}"
         if check:
             net.metadata["crosscheck"] = _check_in_best_precision(net, module, converted, dropped, input_shape, fname)
+    return net
+
+
+def _through_onnx(module, converted, fname: str, input_shape, drop_softmax: bool, check: bool, why) -> Network:
+    """A module that is not a chain of ``nn.Sequential`` children (e.g. a ResNet): exported with
+    ``torch.onnx.export`` (the TorchScript-based exporter, which also takes scripted and traced modules),
+    loaded by the ONNX graph loader, then checked against the module itself."""
+    import tempfile
+
+    import torch
+
+    from verification.io import onnx_graph
+
+    shape = input_shape
+    if shape is None:
+        first = next((m for m in module.modules() if hasattr(m, "in_features") and not list(m.children())), None)
+        if first is None:
+            raise UnsupportedLayerError(f"{why}; or pass --input-shape C,H,W to convert it through ONNX") from None
+        shape = (int(first.in_features),)
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / (Path(fname).stem + ".onnx")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(module, (torch.zeros((1,) + tuple(shape), dtype=dtype),), str(path), dynamo=False,
+                                  input_names=["input"])
+        except Exception as exc:
+            msg = " ".join(str(exc).split())[:160]
+            raise UnsupportedLayerError(f"{why}; converting it through torch.onnx.export failed: {msg}") from None
+        net = onnx_graph.load(path, drop_softmax=drop_softmax, check=False)
+    net.metadata["converted"] = "through torch.onnx.export (the module is not an nn.Sequential)"
+    if check:
+        dropped = None
+        if "dropped" in net.metadata:
+            raise UnsupportedLayerError(f"{why}; a final softmax inside it cannot be dropped; export it to ONNX")
+        net.metadata["crosscheck"] = _check_in_best_precision(net, module, converted, dropped, input_shape, fname)
     return net
 
 
