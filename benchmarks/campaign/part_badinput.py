@@ -223,9 +223,41 @@ def onnx_cases(d) -> list[Case]:
     e = ext2.external_data.add()
     e.key, e.value = "location", "../../../../../../etc/passwd"
     specs["external data path traversal"] = model([mm], [ext2])
+    # graphs (residual / max pooling / indexing): compiled by the graph loader (io/onnx_graph.py)
+    img = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])]
+    anyout = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    i64 = lambda name, *v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    relu = helper.make_node("Relu", ["x"], ["r"])
+    graph_specs = {
+        "graph MaxPool 9x9 window": [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[9, 9])],
+        "graph MaxPool window in padding": [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2],
+                                                             pads=[3, 3, 3, 3])],
+        "graph MaxPool Indices output": [helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2])],
+        "graph MaxPool kernel 0": [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[0, 2])],
+        "graph Mul of two data tensors": [relu, helper.make_node("Mul", ["x", "r"], ["y"])],
+        "graph Concat along H": [relu, helper.make_node("Concat", ["x", "r"], ["y"], axis=2)],
+        "graph Add of different shapes": [helper.make_node("MaxPool", ["x"], ["m"], kernel_shape=[2, 2]),
+                                          helper.make_node("Add", ["m", "x"], ["y"])],
+        "graph tanh residual": [helper.make_node("Tanh", ["x"], ["t"]), helper.make_node("Add", ["x", "t"], ["a"]),
+                                helper.make_node("Tanh", ["a"], ["b"]), helper.make_node("Add", ["b", "x"], ["y"])],
+        "graph leaky(-1) residual": [helper.make_node("LeakyRelu", ["x"], ["t"], alpha=-1.0),
+                                     helper.make_node("Add", ["x", "t"], ["a"]),
+                                     helper.make_node("LeakyRelu", ["a"], ["b"], alpha=-1.0),
+                                     helper.make_node("Add", ["b", "x"], ["y"])],
+        "graph empty Slice": [helper.make_node("Slice", ["x", "s3", "e1", "a2"], ["y"])],
+        "graph Slice axis 7": [helper.make_node("Slice", ["x", "s0", "e1", "a7"], ["y"])],
+        "graph Gather out of range": [helper.make_node("Gather", ["x", "i5"], ["y"], axis=1)],
+        "graph Transpose repeated axis": [helper.make_node("Transpose", ["x"], ["y"], perm=[0, 0, 1, 2])],
+        "graph valid ResNet-like block": [relu, helper.make_node("MaxPool", ["r"], ["m"], kernel_shape=[2, 2]),
+                                          helper.make_node("Relu", ["m"], ["q"]), helper.make_node("Add", ["q", "m"], ["y"])],
+    }
+    graph_inits = [i64("s3", 3), i64("e1", 1), i64("a2", 2), i64("s0", 0), i64("a7", 7), i64("i5", 5)]
+    for name, nodes in graph_specs.items():
+        used = {i for n in nodes for i in n.input}
+        specs[name] = model(nodes, [t for t in graph_inits if t.name in used], inputs=img, outputs=anyout)
     cases = []
     valid_ok = {"constant value_float", "constant value_floats", "input dims 1x200x200", "10000 Identity nodes", "3000 Relu nodes",
-                "opset 1", "input symbolic dim"}
+                "opset 1", "input symbolic dim", "graph valid ResNet-like block"}
     for k, (name, m) in enumerate(specs.items()):
         p = os.path.join(d, f"odd_{k:02d}.onnx")
         with open(p, "wb") as fh:
