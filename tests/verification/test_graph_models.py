@@ -368,3 +368,35 @@ def test_random_graphs_bounds_and_verdicts_are_sound(tmp_path, seed):
         assert net(res.counterexample)[0] >= top - 1e-6 - 1e-9
     res = verify(net, box_property(lo, hi, c, np.array([-(b.upper[0] + 1e-6)])), timeout=30)
     assert res.status == "holds"  # above a certified upper bound
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
+def test_keras_style_graph_with_transpose_pad_and_bias_add(tmp_path, mode):
+    """NHWC input transposed to NCHW (tf2onnx), Pad, Conv, MatMul + Add of a constant bias: the loader's
+    onnxruntime cross-check is the reference, and the numpy re-computation below agrees."""
+    import onnx
+    from onnx import helper
+
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(2, 2, 3, 3)).astype(np.float32)
+    m = rng.normal(size=(2 * 5 * 6, 3)).astype(np.float32)
+    b = rng.normal(size=3).astype(np.float32)
+    pads = np.array([0, 0, 1, 0, 0, 0, 0, 2], dtype=np.int64)  # H: 1 before; W: 2 after
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("Pad", ["t", "pads", "cv"] if mode == "constant" else ["t", "pads"], ["p"], mode=mode),
+             helper.make_node("Conv", ["p", "W"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Reshape", ["r", "shape"], ["f"]), helper.make_node("MatMul", ["f", "M"], ["h"]),
+             helper.make_node("Add", ["h", "B"], ["y"])]
+    inits = {"W": w, "M": m, "B": b, "pads": pads, "shape": np.array([1, -1], dtype=np.int64),
+             "cv": np.array(0.5, dtype=np.float32)}
+    path = tmp_path / "k.onnx"
+    onnx.save(_graph(nodes, inits, in_shape=(1, 6, 6, 2)), str(path))
+    net = load_network(path)
+    x = rng.normal(size=(4, 72))
+    t = x.reshape(4, 6, 6, 2).transpose(0, 3, 1, 2)
+    npmode = {"constant": "constant", "reflect": "reflect", "edge": "edge"}[mode]
+    kw = {"constant_values": 0.5} if mode == "constant" else {}
+    p = np.pad(t, ((0, 0), (0, 0), (1, 0), (0, 2)), mode=npmode, **kw)
+    c = torch.nn.functional.conv2d(torch.from_numpy(p), torch.from_numpy(w.astype(np.float64))).numpy()
+    ref = np.maximum(c, 0).reshape(4, -1) @ m.astype(np.float64) + b.astype(np.float64)
+    np.testing.assert_allclose(net(x), ref, rtol=1e-10, atol=1e-10)

@@ -102,6 +102,15 @@ class Lifter:
         return Expr({s: sparse.csr_array(m[idx]) for s, m in e.terms.items()}, e.const[idx].copy())
 
     @staticmethod
+    def gather(e: Expr, index: np.ndarray, fill: float = 0.0) -> Expr:
+        """Rows ``e[index]``, with the constant ``fill`` where ``index`` is ``-1`` (constant padding)."""
+        idx = np.asarray(index, dtype=np.int64).reshape(-1)
+        keep = idx >= 0
+        pick = sparse.csr_array((np.ones(int(keep.sum())), (np.nonzero(keep)[0], idx[keep])), shape=(idx.size, e.n))
+        const = np.where(keep, e.const[np.where(keep, idx, 0)], fill)
+        return Expr({s: sparse.csr_array(pick @ m) for s, m in e.terms.items()}, const)
+
+    @staticmethod
     def add(a: Expr, b: Expr, sign: float = 1.0) -> Expr:
         """``a + sign * b``."""
         if a.n != b.n:

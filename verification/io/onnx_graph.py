@@ -28,7 +28,7 @@ __all__ = ["load", "needs_graph"]
 
 _COMBINE = {"Add", "Sub", "Sum", "Concat"}
 _MAXPOOL = {"MaxPool", "GlobalMaxPool"}
-_INDEXING = {"Slice", "Gather", "Transpose"}  # rearrange entries: a selection matrix
+_INDEXING = {"Slice", "Gather", "Transpose", "Pad"}  # rearrange entries: a selection matrix
 _MAX_WINDOW = 64  # entries of one max-pooling window (each level of the max tree is a layer)
 
 
@@ -119,7 +119,7 @@ class _GraphWalk:
         if op in fmt._SOFTMAX:
             self.dropped = fmt._final_softmax(node, self.graph, label, self.fname, drop_softmax, data[0])
             return e, shape
-        if len(data) > 1 or (op in _COMBINE and any(i not in consts and i for i in node.input)):
+        if len(data) > 1 or (op in _COMBINE and any(i and i not in consts and i not in self.vals for i in node.input)):
             return self._combine(op, node, where)
         if op in fmt._ACTIVATIONS:
             return lift.activate(e, fmt._ACTIVATIONS[op](node)), shape
@@ -141,6 +141,9 @@ class _GraphWalk:
         if op in _INDEXING:
             if node.input[0] != data[0]:
                 raise UnsupportedLayerError(f"{where} indexes a constant with the data tensor (not affine)")
+            if op == "Pad":
+                idx, fill = self._pad(node, shape, label, where)
+                return Lifter.gather(e, idx, fill), idx.shape
             idx = self._index(op, node, shape, label)
             return Lifter.select(e, idx.reshape(-1)), idx.shape
         if op == "BatchNormalization":
@@ -195,6 +198,41 @@ class _GraphWalk:
             acc = self.lift.add(acc, p, -1.0 if op == "Sub" else 1.0)
         self.n_skip += 1
         return acc, parts[0][1]
+
+    def _pad(self, node, shape: tuple, label: str, where: str) -> tuple[np.ndarray, float]:
+        """The input index of every output entry of a Pad (``-1``: the constant) and the constant."""
+        mode = fmt._attrs(node).get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+        rank = len(shape)
+        if len(node.input) > 1 and node.input[1]:
+            pads = fmt._int_list(self.consts.get(node.input[1], label), f"{where} pads")
+        else:
+            pads = fmt._ints(node, "pads") or []
+        axes = list(range(rank))
+        if len(node.input) > 3 and node.input[3]:
+            axes = [a % rank for a in fmt._int_list(self.consts.get(node.input[3], label), f"{where} axes")]
+        if len(pads) != 2 * len(axes):
+            raise ValueError(f"pads {pads} do not match {len(axes)} axes")
+        fill = 0.0
+        if len(node.input) > 2 and node.input[2]:
+            value = real_array(self.consts.get(node.input[2], label), f"{where} constant_value").reshape(-1)
+            fill = float(value[0]) if value.size else 0.0
+        elif "value" in fmt._attrs(node):
+            fill = fmt._num(node, "value", 0.0)
+        widths = [[0, 0] for _ in range(rank)]
+        for j, a in enumerate(axes):
+            widths[a] = [pads[j], pads[j + len(axes)]]
+        pos = np.arange(math.prod(shape)).reshape(shape)
+        crop = tuple(slice(max(0, -b), shape[i] - max(0, -e) if e < 0 else None) for i, (b, e) in enumerate(widths))
+        pos = pos[crop]  # negative pads remove entries
+        grow = [(max(0, b), max(0, e)) for b, e in widths]
+        if mode == "constant":
+            return np.pad(pos, grow, constant_values=-1), fill
+        if mode not in ("reflect", "edge", "wrap"):
+            raise UnsupportedLayerError(f"{where}: padding mode {mode!r} is not supported")
+        if mode == "reflect" and any(g > n - 1 for (g0, g1), n in zip(grow, pos.shape) for g in (g0, g1) if g):
+            raise ValueError("reflect padding wider than the tensor")
+        return np.pad(pos, grow, mode=mode), fill
 
     def _index(self, op: str, node, shape: tuple, label: str) -> np.ndarray:
         """The flat input index of every output entry of a Slice / Gather / Transpose."""
