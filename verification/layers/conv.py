@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 from verification.errors import InvalidParameterError, ShapeMismatchError, UnsupportedLayerError
 from verification.layers.affine import MAX_DENSE_ENTRIES, AffineLayer, Dense, _as_f64, check_dense
 from verification.layers.conv_norms import conv_norm_bound, power_norm_lower
+from verification.layers.sparse import CsrProducts
 
 __all__ = [
     "Conv2d",
@@ -88,7 +89,7 @@ def _sparse():
 
 
 @dataclass(frozen=True, eq=False)
-class Conv2d(AffineLayer):
+class Conv2d(CsrProducts):
     """``x -> conv2d(x) + b`` on flattened ``(C, H, W)`` inputs (see the module docstring).
 
     ``pads`` = ``(top, bottom, left, right)``; ``bias`` of shape ``(C_out,)`` or one value per output entry
@@ -98,6 +99,8 @@ class Conv2d(AffineLayer):
     :mod:`~verification.layers.conv_norms` (exact up to ~1e-13 for circular padding with one output per
     position, a bound through the enclosing circular convolution otherwise).  ``norm_lower`` is a proven
     lower bound by power iteration."""
+
+    _what = "conv2d"
 
     weight: np.ndarray
     bias: np.ndarray | None
@@ -211,51 +214,6 @@ class Conv2d(AffineLayer):
     @cached_property
     def _csr32(self) -> sparse.csr_array:
         return self._csr.astype(np.float32)
-
-    @staticmethod
-    def _apply(mat: sparse.csr_array, x: np.ndarray, n: int) -> np.ndarray:
-        arr = np.asarray(x)
-        if arr.shape[-1] != n:
-            raise ShapeMismatchError(f"conv2d product: input has {arr.shape[-1]} entries on its last axis, expected {n}")
-        lead = arr.shape[:-1]
-        flat = arr.reshape(-1, n)
-        if flat.dtype != np.float32:
-            flat = flat.astype(np.float64, copy=False)
-        out = np.ascontiguousarray((mat @ np.ascontiguousarray(flat.T)).T)
-        return out.reshape(lead + (mat.shape[0],))
-
-    # ---------------------------------------------------------------- products (last axis)
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """``W x + b``; a float32 input is computed in float32 (float32 rounding of weights and bias; the
-        loader cross-check uses this to measure float32 round-off)."""
-        if np.asarray(x).dtype == np.float32:
-            return self.linear(x) + self.bias.astype(np.float32)
-        return self.linear(x) + self.bias
-
-    def linear(self, x: np.ndarray) -> np.ndarray:
-        mat = self._csr32 if np.asarray(x).dtype == np.float32 else self._csr
-        return self._apply(mat, x, self.in_features)
-
-    def transpose(self, y: np.ndarray) -> np.ndarray:
-        return self._apply(self._csr_t, y, self.out_features)
-
-    def abs_linear(self, x: np.ndarray) -> np.ndarray:
-        return self._apply(self._abs_csr, x, self.in_features)
-
-    def abs_transpose(self, y: np.ndarray) -> np.ndarray:
-        return self._apply(self._abs_csr_t, y, self.out_features)
-
-    def as_matrix(self) -> np.ndarray:
-        check_dense(self.out_features, self.in_features, f"as_matrix() of {self.describe()}")
-        return _as_f64(self._csr.toarray())
-
-    def as_sparse(self) -> sparse.csr_array:
-        return self._csr
-
-    def rows(self, index: Any) -> np.ndarray:
-        idx = np.arange(self.out_features)[index]
-        out = self._csr[np.atleast_1d(idx)].toarray()
-        return out[0] if np.ndim(idx) == 0 else out
 
     def norm_bound(self, norm: int | str) -> float:
         if norm == 2:

@@ -19,7 +19,7 @@ from verification.layers.affine import AffineLayer, Dense, _as_f64, check_dense
 if TYPE_CHECKING:
     from scipy import sparse
 
-__all__ = ["SparseAffine"]
+__all__ = ["SparseAffine", "CsrProducts"]
 
 _EPS = np.finfo(np.float64).eps
 _SMALL_SVD = 4_000_000  # entries up to which the l2 norm bound uses a dense SVD
@@ -31,8 +31,59 @@ def _sparse():
     return sparse
 
 
+class CsrProducts(AffineLayer):
+    """The products of the affine-layer protocol for a layer whose matrix is a CSR array: subclasses provide
+    the cached ``_csr``, ``_csr_t``, ``_abs_csr``, ``_abs_csr_t`` and ``_csr32`` (float32 copy)."""
+
+    _what = "sparse"
+
+    def _apply(self, mat, x: np.ndarray, n: int) -> np.ndarray:
+        arr = np.asarray(x)
+        if arr.shape[-1] != n:
+            raise ShapeMismatchError(
+                f"{self._what} product: input has {arr.shape[-1]} entries on its last axis, expected {n}")
+        lead = arr.shape[:-1]
+        flat = arr.reshape(-1, n)
+        if flat.dtype != np.float32:
+            flat = flat.astype(np.float64, copy=False)
+        out = np.ascontiguousarray((mat @ np.ascontiguousarray(flat.T)).T)
+        return out.reshape(lead + (mat.shape[0],))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``W x + b``; a float32 input is computed in float32 (float32 rounding of weights and bias; the
+        loader cross-check uses this to measure float32 round-off)."""
+        if np.asarray(x).dtype == np.float32:
+            return self.linear(x) + self.bias.astype(np.float32)
+        return self.linear(x) + self.bias
+
+    def linear(self, x: np.ndarray) -> np.ndarray:
+        mat = self._csr32 if np.asarray(x).dtype == np.float32 else self._csr
+        return self._apply(mat, x, self.in_features)
+
+    def transpose(self, y: np.ndarray) -> np.ndarray:
+        return self._apply(self._csr_t, y, self.out_features)
+
+    def abs_linear(self, x: np.ndarray) -> np.ndarray:
+        return self._apply(self._abs_csr, x, self.in_features)
+
+    def abs_transpose(self, y: np.ndarray) -> np.ndarray:
+        return self._apply(self._abs_csr_t, y, self.out_features)
+
+    def as_matrix(self) -> np.ndarray:
+        check_dense(self.out_features, self.in_features, f"as_matrix() of {self.describe()}")
+        return _as_f64(self._csr.toarray())
+
+    def as_sparse(self) -> "sparse.csr_array":
+        return self._csr
+
+    def rows(self, index: Any) -> np.ndarray:
+        idx = np.arange(self.out_features)[index]
+        out = self._csr[np.atleast_1d(idx)].toarray()
+        return out[0] if np.ndim(idx) == 0 else out
+
+
 @dataclass(frozen=True, eq=False)
-class SparseAffine(AffineLayer):
+class SparseAffine(CsrProducts):
     """``x -> matrix @ x + bias`` with ``matrix`` a ``scipy.sparse`` CSR array ``(out, in)``; ``label`` says what
     the layer is made of (for messages), e.g. ``"residual block 2 (conv + identity)"``."""
 
@@ -75,70 +126,30 @@ class SparseAffine(AffineLayer):
         return max(self.nnz, 1)
 
     # ---------------------------------------------------------------- cached forms
+    @property
+    def _csr(self) -> "sparse.csr_array":
+        return self.matrix
+
     @cached_property
-    def _t(self) -> "sparse.csr_array":
+    def _csr_t(self) -> "sparse.csr_array":
         return self.matrix.T.tocsr()
 
     @cached_property
-    def _abs(self) -> "sparse.csr_array":
+    def _abs_csr(self) -> "sparse.csr_array":
         return abs(self.matrix)
 
     @cached_property
-    def _abs_t(self) -> "sparse.csr_array":
-        return abs(self._t)
+    def _abs_csr_t(self) -> "sparse.csr_array":
+        return abs(self._csr_t)
 
     @cached_property
-    def _f32(self) -> "sparse.csr_array":
+    def _csr32(self) -> "sparse.csr_array":
         return self.matrix.astype(np.float32)
-
-    @staticmethod
-    def _apply(mat, x: np.ndarray, n: int) -> np.ndarray:
-        arr = np.asarray(x)
-        if arr.shape[-1] != n:
-            raise ShapeMismatchError(f"sparse product: input has {arr.shape[-1]} entries on its last axis, expected {n}")
-        lead = arr.shape[:-1]
-        flat = arr.reshape(-1, n)
-        if flat.dtype != np.float32:
-            flat = flat.astype(np.float64, copy=False)
-        out = np.ascontiguousarray((mat @ np.ascontiguousarray(flat.T)).T)
-        return out.reshape(lead + (mat.shape[0],))
-
-    # ---------------------------------------------------------------- products (last axis)
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """``W x + b``; a float32 input is computed in float32 (as the loaders' cross-check expects)."""
-        if np.asarray(x).dtype == np.float32:
-            return self.linear(x) + self.bias.astype(np.float32)
-        return self.linear(x) + self.bias
-
-    def linear(self, x: np.ndarray) -> np.ndarray:
-        mat = self._f32 if np.asarray(x).dtype == np.float32 else self.matrix
-        return self._apply(mat, x, self.in_features)
-
-    def transpose(self, y: np.ndarray) -> np.ndarray:
-        return self._apply(self._t, y, self.out_features)
-
-    def abs_linear(self, x: np.ndarray) -> np.ndarray:
-        return self._apply(self._abs, x, self.in_features)
-
-    def abs_transpose(self, y: np.ndarray) -> np.ndarray:
-        return self._apply(self._abs_t, y, self.out_features)
-
-    def as_matrix(self) -> np.ndarray:
-        check_dense(self.out_features, self.in_features, f"as_matrix() of {self.describe()}")
-        return _as_f64(self.matrix.toarray())
-
-    def as_sparse(self) -> "sparse.csr_array":
-        return self.matrix
-
-    def rows(self, index: Any) -> np.ndarray:
-        idx = np.arange(self.out_features)[index]
-        out = self.matrix[np.atleast_1d(idx)].toarray()
-        return out[0] if np.ndim(idx) == 0 else out
 
     # ---------------------------------------------------------------- certified norms
     def _max_terms(self) -> int:
         per_row = np.diff(self.matrix.indptr)
-        per_col = np.diff(self._t.indptr)
+        per_col = np.diff(self._csr_t.indptr)
         return int(max(per_row.max(initial=0), per_col.max(initial=0)))
 
     def norm_bound(self, norm: int | str) -> float:
@@ -146,10 +157,10 @@ class SparseAffine(AffineLayer):
         ``sqrt(max row sum * max column sum)`` of ``|W|`` (``||W||_2^2 <= ||W||_1 ||W||_inf``), each rounded up."""
         up = 1.0 + 8 * (self._max_terms() + 2) * _EPS
         tiny = float(np.finfo(np.float64).tiny) * max(self.matrix.shape)
-        row = float(self._abs.sum(axis=1).max(initial=0.0)) * up + tiny
+        row = float(self._abs_csr.sum(axis=1).max(initial=0.0)) * up + tiny
         if norm != 2:
             return row
-        col = float(self._abs.sum(axis=0).max(initial=0.0)) * up + tiny
+        col = float(self._abs_csr.sum(axis=0).max(initial=0.0)) * up + tiny
         schur = float(np.sqrt(row) * np.sqrt(col)) * (1.0 + 4 * _EPS) + 2.0 ** -1000
         if self.out_features * self.in_features <= _SMALL_SVD:
             return min(schur, Dense(self.as_matrix()).norm_bound(2))
