@@ -73,6 +73,7 @@ class Lifter:
 
     n_in: int
     sources: list[_Source] = field(default_factory=list)
+    carrying_steps: int = 0  # set by :meth:`chain`: steps that carry earlier tensors
 
     def __post_init__(self) -> None:
         self.sources.append(_Source(self.n_in, None, None, False))
@@ -159,6 +160,7 @@ class Lifter:
             last_use[s] = len(self.sources)
         read: dict[int, sparse.csr_array] = {0: _eye(self.n_in)}  # source -> (n_s, state width)
         width, layers = self.n_in, []
+        self.carrying_steps = 0
         for k in range(1, len(self.sources)):
             src = self.sources[k]
             rows = [self._rows(src.pre, read, width)]
@@ -191,6 +193,7 @@ class Lifter:
                     offset += 2 * n_s
             mat = sparse.csr_array(sparse.vstack(rows, format="csr"))
             layers += [SparseAffine(mat, np.concatenate(bias), _label(k, len(keep))), src.act]
+            self.carrying_steps += bool(keep)
             width = offset
             new_read[k] = _pick(0, src.n, width)
             for s, off, n_s, scale in plan:

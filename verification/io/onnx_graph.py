@@ -68,7 +68,7 @@ def _load_graph(model, path: Path, drop_softmax: bool, check: bool) -> Network:
         raise UnsupportedLayerError(f"{fname!r}: expected one graph output computed from the input, found {outputs}")
     expr, _ = walk.vals[outputs[0]]
     layers = walk.lift.chain(expr)
-    carried = sum(1 for layer in layers if "carried" in getattr(layer, "label", ""))
+    carried = walk.lift.carrying_steps
     meta = {"onnx_input": in_name, "onnx_input_shape": list(shape),
             "graph": f"{walk.n_skip} skip connection(s), {walk.n_pool} max pooling layer(s) as a chain of "
                      f"{len(layers) // 2} activation steps ({carried} carry earlier tensors)"}
