@@ -20,7 +20,7 @@ from verification.errors import VerificationError
 from verification.io import load_network
 from verification.smt import verify
 from verification.smt.confirm import confirm_property
-from verification.vnnlib import read_vnnlib
+from verification.vnnlib2 import Query, read_query
 
 __all__ = ["verify_instance", "warm_up", "parse_assignment", "cache_info"]
 
@@ -58,15 +58,10 @@ def warm_up() -> int:
     return os.getpid()
 
 
-def parse_assignment(text: str) -> tuple[list[float], list[float]]:
-    """``X``/``Y`` values of a VNN-COMP ``sat`` result text, in index order."""
-    xs: dict[int, float] = {}
-    ys: dict[int, float] = {}
-    for tok in text.replace("(", " ( ").replace(")", " ) ").split("(")[1:]:
-        parts = tok.replace(")", " ").split()
-        if len(parts) == 2 and parts[0][:2] in ("X_", "Y_"):
-            (xs if parts[0][0] == "X" else ys)[int(parts[0][2:])] = float(parts[1])
-    return [xs[i] for i in sorted(xs)], [ys[j] for j in sorted(ys)]
+def parse_assignment(text: str, query: Query | None = None) -> tuple[list[float], list[float]]:
+    """Input and output values of a VNN-COMP ``sat`` result text, in index order (VNN-LIB 1.0 format, or the
+    2.0 assignment format when ``query`` is a 2.0 query)."""
+    return (query or Query(None)).parse_assignment(text)
 
 
 def _record(instance: dict, **fields: Any) -> dict:
@@ -95,23 +90,25 @@ def verify_instance(instance: dict, options: dict | None = None) -> dict:
     loader = {k: options.pop(k) for k in ("arch", "trust", "drop_softmax") if k in options}
     try:
         t0 = time.monotonic()
-        prop, _ = _cached(_PROPS, _key(instance["vnnlib"], ()), lambda: read_vnnlib(instance["vnnlib"]), "prop")
+        query, _ = _cached(_PROPS, _key(instance["vnnlib"], ()), lambda: read_query(instance["vnnlib"]), "prop")
+        prop = query.property
         net, hit = _cached(_NETS, _key(instance["onnx"], tuple(sorted(loader.items()))),
                            lambda: load_network(instance["onnx"], **loader), "net")
         load_seconds = time.monotonic() - t0
         left = max(0.0, budget - (time.monotonic() - started))
         res = verify(net, prop, timeout=left, **options)
-        text = res.vnncomp_text()
+        text = query.result_text(res)
         confirmed = None
         cex = out = None
         if res.status == "violated":
-            xs, _ = parse_assignment(text)
+            xs, _ = parse_assignment(text, query)
             confirmed = bool(confirm_property(net, prop, np.asarray(xs, dtype=np.float64)))
             cex = [float(v) for v in res.counterexample]
             out = [float(v) for v in res.output]
         return _record(instance, result=text.split("\n", 1)[0], status=res.status, seconds=float(res.seconds),
                        wall=time.monotonic() - started, load_seconds=load_seconds, cached=hit, method=res.method,
-                       reason=res.reason, counterexample=cex, output=out, confirmed=confirmed, text=text)
+                       reason=res.reason, counterexample=cex, output=out, confirmed=confirmed, text=text,
+                       vnnlib_version=query.version)
     except VerificationError as exc:
         return _record(instance, error=" ".join(str(exc).split()) or type(exc).__name__,
                        wall=time.monotonic() - started)

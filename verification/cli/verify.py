@@ -24,7 +24,7 @@ EXIT = {"holds": 0, "violated": 1, "unknown": 3}
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
-    p.add_argument("property", metavar="PROPERTY", help="VNN-LIB file (.vnnlib)")
+    p.add_argument("property", metavar="PROPERTY", help="VNN-LIB 1.0 or 2.0 file (.vnnlib)")
     p.add_argument("--timeout", "--time-limit", dest="timeout", type=float, default=60.0, metavar="SECONDS",
                    help="wall-clock budget in seconds from the command's start, model loading included (default 60; "
                    "0 = unknown at once); --time-limit is the same option")
@@ -68,12 +68,13 @@ def write_result_file(path: str, text: str) -> None:
         raise InvalidParameterError(f"--result-file {path!r} could not be written: {exc.strerror or exc}") from None
 
 
-def json_object(res, args: argparse.Namespace) -> dict:
+def json_object(res, args: argparse.Namespace, query=None) -> dict:
     """The JSON of a result: ``counterexample_output`` is ``f(counterexample)`` (``output`` names the output
     selector in the other commands)."""
     obj = res.to_dict()
     obj["counterexample_output"] = obj.pop("output")
-    return dict(obj, model=args.model, property=args.property)
+    version = query.version if query is not None else "1.0"
+    return dict(obj, model=args.model, property=args.property, vnnlib_version=version)
 
 
 def _stats_events(bar: Progress):
@@ -93,11 +94,12 @@ def _stats_events(bar: Progress):
 def run(args: argparse.Namespace) -> int:
     from verification.smt import verify
     from verification.smt.options import reporting
-    from verification.vnnlib import read_vnnlib
+    from verification.vnnlib2 import read_query
 
     started = command_start()
     check_options(args)
-    prop = read_vnnlib(args.property)  # property errors before the (slower) model load
+    query = read_query(args.property)  # property errors before the (slower) model load (VNN-LIB 1.0 or 2.0)
+    prop = query.property
     net = load_model(args)
     timeout = 0.0 if args.timeout == 0 else remaining(args.timeout, started)
     with Progress("verify", enabled(args), total=100.0, unit="%") as bar:
@@ -116,11 +118,11 @@ def run(args: argparse.Namespace) -> int:
             print("verification verify: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
     if args.result_file:
-        write_result_file(args.result_file, res.vnncomp_text())
+        write_result_file(args.result_file, query.result_text(res))
     text = str(res)
     if args.proof and res.status == "holds":
         d = res.details
         text += (f"\nproof: {args.proof} ({d.get('proof_nodes')} boxes, {d.get('proof_bytes')} bytes, "
                  f"{d.get('proof_trusted')} trusted certificates)")
-    emit(json_object(res, args), args.json, text)
+    emit(json_object(res, args, query), args.json, text)
     return EXIT[res.status]
