@@ -2,9 +2,22 @@
 
 Comp-sum losses l^tau (tau in [0, 2]), their error transformation T_tau and bound Gamma_tau = T_tau^{-1}
 for symmetric complete hypothesis sets, best-in-class conditional risks, minimizability gaps, excess-risk
-bound evaluation, brute-force / certified checks of the bound and a table of earlier psi-transforms.
+bound evaluation, brute-force / certified checks of the bound, a table of earlier psi-transforms, the
+bounded-score transform (scores in [-lam, lam]^n) and smooth adversarial comp-sum losses of linear scores.
 """
 
+from ._adversarial import (
+    adversarial_zero_one_loss,
+    comp_sum_lipschitz,
+    score_perturbation_norm,
+    smooth_adversarial_comp_sum_loss,
+)
+from ._bounded import (
+    bounded_error_transform,
+    bounded_gamma_transform,
+    bounded_min_conditional_regret,
+    bounded_zero_threshold,
+)
 from ._bounds import error_transform, error_transform_at_one, gamma_transform, small_t_coefficient
 from ._certify import CertificationResult, certify_bound_interval, certify_bound_z3
 from ._losses import comp_sum_loss, conditional_risk, log_softmax, phi_tau, zero_one_conditional_regret
@@ -30,11 +43,17 @@ __all__ = [
     "PSI_TRANSFORMS",
     "PsiTransform",
     "TightTransform",
+    "adversarial_zero_one_loss",
     "best_conditional_risk",
     "best_conditional_risk_bounded",
+    "bounded_error_transform",
+    "bounded_gamma_transform",
+    "bounded_min_conditional_regret",
+    "bounded_zero_threshold",
     "certify_bound_interval",
     "certify_bound_z3",
     "check_bound",
+    "comp_sum_lipschitz",
     "comp_sum_loss",
     "conditional_risk",
     "deterministic_bounded_cstar",
@@ -52,7 +71,9 @@ __all__ = [
     "optimal_softmax",
     "phi_tau",
     "psi_transform",
+    "score_perturbation_norm",
     "small_t_coefficient",
+    "smooth_adversarial_comp_sum_loss",
     "tight_error_transform",
     "tight_gamma_estimate",
     "zero_one_conditional_regret",

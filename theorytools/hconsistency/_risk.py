@@ -62,12 +62,57 @@ def _risk_of_scores(h: np.ndarray, p: np.ndarray, tau: float) -> np.ndarray:
     return np.sum(np.where(p > 0, p * losses, 0.0), axis=-1)
 
 
+def _clip_search(z: np.ndarray, P: np.ndarray, tau: float, lam: float, grid: int) -> np.ndarray:
+    """min over c of the risk (under P, rows) of h = clip(z + c, -lam, lam).
+
+    The risk is smooth in c between the breakpoints c = +-lam - z_y, where a class enters or leaves a
+    clip level; a narrow piece can hold the minimum (e.g. one tiny p_y far below the others), so every
+    piece is searched: a grid of `grid` // 8 + 3 points per piece, then golden section around the best.
+    """
+    m, n = z.shape
+    fin = np.isfinite(z)
+    zmax = z.max(axis=1)
+    zmin = np.where(fin, z, np.inf).min(axis=1)
+    ends = np.concatenate([np.where(fin, -lam - z, np.nan), np.where(fin, lam - z, np.nan),
+                           (-lam - zmax - 1.0)[:, None], (lam - zmin + 1.0)[:, None]], axis=1)
+    ends = np.sort(ends, axis=1)  # nan last
+    lo_e, hi_e = ends[:, :-1], ends[:, 1:]
+    valid = np.isfinite(lo_e) & np.isfinite(hi_e)
+    lo_e, hi_e = np.where(valid, lo_e, 0.0), np.where(valid, hi_e, 0.0)
+    npc = lo_e.shape[1]
+
+    def f(c):  # c: (m, npc) -> risk (m, npc)
+        h = np.clip(z[:, None, :] + c[:, :, None], -lam, lam)
+        return _risk_of_scores(h, P[:, None, :], tau)
+
+    k = max(grid // 8, 2) + 3
+    u = np.linspace(0.0, 1.0, k)
+    vals = np.stack([f(lo_e + ui * (hi_e - lo_e)) for ui in u], axis=2)  # (m, npc, k)
+    i = np.argmin(vals, axis=2)
+    a = lo_e + u[np.maximum(i - 1, 0)] * (hi_e - lo_e)
+    b = lo_e + u[np.minimum(i + 1, k - 1)] * (hi_e - lo_e)
+    g = (np.sqrt(5.0) - 1.0) / 2.0
+    x1, x2 = b - g * (b - a), a + g * (b - a)
+    f1, f2 = f(x1), f(x2)
+    for _ in range(80):
+        left = f1 <= f2  # minimum bracketed by [a, x2] (left) or [x1, b]
+        a, b = np.where(left, a, x1), np.where(left, x2, b)
+        x1n = np.where(left, b - g * (b - a), x2)
+        x2n = np.where(left, x1, a + g * (b - a))
+        fx = f(np.where(left, x1n, x2n))
+        f1, f2 = np.where(left, fx, f2), np.where(left, f1, fx)
+        x1, x2 = x1n, x2n
+    best = np.minimum(np.minimum(f1, f2), vals.min(axis=2))
+    return np.where(valid, best, np.inf).min(axis=1)
+
+
 def best_conditional_risk_bounded(p, tau: float, lam: float, *, grid: int = 257) -> np.ndarray:
     """C*_tau(H_lam, x) for score sets {h(x, .)} = [-lam, lam]^n (every x).
 
     The problem is convex in s = softmax(h) over {s : max s <= e^(2 lam) min s}; its KKT points have
     the one-parameter form h_y = clip(kappa log p_y + c, -lam, lam) (ours, by the water-filling KKT
-    conditions), so we search c on a grid then refine by golden section. tau = 2: the best vertex
+    conditions), so we search c piece by piece between the clip breakpoints (grid, then golden section;
+    a single global grid missed narrow pieces, fixed in issue 24). tau = 2: the best vertex
     (top-k classes at lam, others at -lam). Deterministic p: Phi^tau((n-1) e^(-2 lam)).
     """
     tau = check_tau(tau, "best_conditional_risk_bounded")
@@ -86,32 +131,7 @@ def best_conditional_risk_bounded(p, tau: float, lam: float, *, grid: int = 257)
     kappa = 1.0 / (2.0 - tau)
     with np.errstate(divide="ignore"):
         z = kappa * np.log(P)  # -inf where p = 0
-    zmax = z.max(axis=1)
-    zmin = np.where(np.isfinite(z), z, np.inf).min(axis=1)
-    lo = -lam - zmax - 1.0
-    hi = lam - zmin + 1.0
-
-    def f(c):  # c: (m,) -> risk (m,)
-        h = np.clip(z + c[:, None], -lam, lam)
-        return _risk_of_scores(h, P, tau)
-
-    u = np.linspace(0.0, 1.0, grid)
-    vals = np.stack([f(lo + ui * (hi - lo)) for ui in u], axis=1)
-    i = np.argmin(vals, axis=1)
-    a = lo + u[np.maximum(i - 1, 0)] * (hi - lo)
-    b = lo + u[np.minimum(i + 1, grid - 1)] * (hi - lo)
-    g = (np.sqrt(5.0) - 1.0) / 2.0
-    x1, x2 = b - g * (b - a), a + g * (b - a)
-    f1, f2 = f(x1), f(x2)
-    for _ in range(80):
-        left = f1 <= f2  # minimum bracketed by [a, x2] (left) or [x1, b]
-        a, b = np.where(left, a, x1), np.where(left, x2, b)
-        x1n = np.where(left, b - g * (b - a), x2)
-        x2n = np.where(left, x1, a + g * (b - a))
-        fx = f(np.where(left, x1n, x2n))
-        f1, f2 = np.where(left, fx, f2), np.where(left, f1, fx)
-        x1, x2 = x1n, x2n
-    out = np.minimum(np.minimum(f1, f2), vals.min(axis=1))
+    out = _clip_search(z, P, tau, lam, grid)
     return out.reshape(batch) if batch else float(out[0])
 
 
