@@ -35,6 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proof", default=None, metavar="PATH",
                    help="when the answer is holds, write a proof there for 'verification check-proof' "
                    "(ReLU / leaky-ReLU nets; see docs/proofs.md)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="distributed branch and bound: input-split sub-boxes as tasks on a local Dask cluster of "
+                   "N worker processes (docs/batch.md)")
+    p.add_argument("--scheduler", default=None, metavar="ADDR",
+                   help="distributed branch and bound on a running Dask cluster, e.g. tcp://10.0.0.1:8786")
     add_progress_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -45,6 +50,19 @@ def check_options(args: argparse.Namespace) -> None:
         raise InvalidParameterError(f"--timeout must be a finite number of seconds >= 0; got {args.timeout!r}")
     if args.seed < 0:
         raise InvalidParameterError(f"--seed must be an integer >= 0; got {args.seed}")
+    workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
+    if workers is not None and workers < 1:
+        raise InvalidParameterError(f"--workers must be an integer >= 1; got {workers}")
+    if workers is not None and scheduler:
+        raise InvalidParameterError("--workers and --scheduler exclude each other (a remote cluster has its own workers)")
+    if scheduler is not None and not scheduler.strip():
+        raise InvalidParameterError("--scheduler is empty")
+    if (workers is not None or scheduler) and args.method not in ("auto", "input-split"):
+        raise InvalidParameterError(f"--workers/--scheduler distribute input splitting; --method {args.method} "
+                                    "cannot be distributed")
+    if (workers is not None or scheduler) and getattr(args, "proof", None):
+        raise InvalidParameterError("--proof is not available with --workers/--scheduler (proofs are written by "
+                                    "the sequential search)")
     for option, value in (("--result-file", args.result_file), ("--proof", getattr(args, "proof", None))):
         if value:
             _check_writable(option, value)
@@ -91,6 +109,28 @@ def _stats_events(bar: Progress):
     return sink
 
 
+def _verify_distributed(net, prop, timeout: float, args: argparse.Namespace):
+    """Branch and bound with input-split sub-boxes as Dask tasks (verification.batch.distributed)."""
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        raise InvalidParameterError("--workers/--scheduler need dask.distributed: pip install "
+                                    "'theorytools-verification[batch]'")
+    from verification.batch.distributed import verify_distributed
+    from verification.batch.runner import _client, _close
+
+    started = time.monotonic()
+    try:
+        client, cluster = _client(args.workers, args.scheduler)
+    except OSError as exc:
+        raise InvalidParameterError(f"cannot reach the cluster: {exc}") from None
+    try:
+        left = max(0.0, timeout - (time.monotonic() - started)) if timeout else 0.0
+        return verify_distributed(net, prop, left, client=client, seed=args.seed)
+    finally:
+        _close(client, cluster)
+
+
 def run(args: argparse.Namespace) -> int:
     from verification.smt import verify
     from verification.smt.options import reporting
@@ -102,10 +142,17 @@ def run(args: argparse.Namespace) -> int:
     prop = query.property
     net = load_model(args)
     timeout = 0.0 if args.timeout == 0 else remaining(args.timeout, started)
-    with Progress("verify", enabled(args), total=100.0, unit="%") as bar:
+    distributed = args.workers is not None or bool(args.scheduler)
+    if distributed and args.method == "auto" and net.in_dim > 12:
+        raise InvalidParameterError(f"--workers/--scheduler distribute input splitting, which suits <= 12 inputs; "
+                                    f"this network has {net.in_dim} (pass --method input-split to force it)")
+    with Progress("verify", enabled(args) and not distributed, total=100.0, unit="%") as bar:
         try:
-            with reporting(_stats_events(bar)):
-                res = verify(net, prop, timeout=timeout, method=args.method, seed=args.seed, proof=args.proof)
+            if distributed:
+                res = _verify_distributed(net, prop, timeout, args)
+            else:
+                with reporting(_stats_events(bar)):
+                    res = verify(net, prop, timeout=timeout, method=args.method, seed=args.seed, proof=args.proof)
         except KeyboardInterrupt:
             ignore_further_interrupts()
             bar.close()

@@ -24,7 +24,7 @@ from verification.smt.leaves import lp_leaf, milp_leaf, pattern_leaf_outcome, z3
 from verification.smt.outcome import REFUTED, Outcome
 from verification.smt.task import TOL, Task
 
-__all__ = ["BoxBatch", "BoxStack", "input_split", "root_refuted"]
+__all__ = ["BoxBatch", "BoxStack", "input_split", "root_refuted", "root_batch"]
 
 
 @dataclass
@@ -119,10 +119,28 @@ def root_refuted(task: Task) -> bool:
     return all(g[0, task.grp == k].max() > 0 for k in range(task.K))
 
 
-def input_split(task: Task) -> Outcome:
+def root_batch(task: Task, lower: np.ndarray, upper: np.ndarray, alive: np.ndarray | None = None) -> BoxBatch:
+    """Boxes ``lower[b], upper[b]`` (``(n, d)``) of the task's region as a fresh :class:`BoxBatch` (no bounds
+    known yet; ``alive``: the disjuncts not yet refuted per box, default all)."""
+    n = lower.shape[0]
+    prior = None
+    if task.options.intermediate == "incremental":
+        prior = [(np.full((n, a.out_features), -np.inf), np.full((n, a.out_features), np.inf))
+                 for a in task.net.affine_layers[:len(task.net.activations)]]
+    alive = np.ones((n, task.K), dtype=bool) if alive is None else np.array(alive, dtype=bool).reshape(n, task.K)
+    return BoxBatch(np.array(lower, dtype=np.float64).reshape(n, -1), np.array(upper, dtype=np.float64).reshape(n, -1),
+                    alive, np.full((n, task.C.shape[0]), -np.inf), prior, np.zeros(n, dtype=np.int64))
+
+
+def input_split(task: Task, *, root: BoxBatch | None = None, left: list | None = None) -> Outcome:
     """Branch and bound on the region's box (see the module docstring).  Refuted when every box is done
     with no leaf given up; a counterexample; undecided with the number of unresolved leaves; or undecided
-    with reason ``"timeout"`` / ``"box limit"``."""
+    with reason ``"timeout"`` / ``"box limit"``.
+
+    Hooks for distributed branch and bound (:mod:`verification.batch.distributed`): ``root`` starts from
+    these boxes (sub-boxes of the region, e.g. from :func:`root_batch`) instead of the region's box; with a
+    list ``left``, the box limit appends the boxes not yet decided (:class:`BoxBatch` parts) to it, so
+    that the work can be continued elsewhere."""
     net, region, opts = task.net, task.region, task.options
     if _has_empty_rows(task):
         found = task.screen(((region.lower + region.upper) / 2)[None, :])[1]  # any point is unsafe
@@ -135,7 +153,8 @@ def input_split(task: Task) -> Outcome:
              for a in net.affine_layers[:n_act]] if use_prior else None
     if task.proof is not None:
         task.proof.reset()
-    stack = BoxStack(BoxBatch(region.lower[None, :].copy(), region.upper[None, :].copy(),
+    stack = BoxStack(root if root is not None else
+                     BoxBatch(region.lower[None, :].copy(), region.upper[None, :].copy(),
                               np.ones((1, task.K), dtype=bool), np.full((1, task.C.shape[0]), -np.inf), prior,
                               np.zeros(1, dtype=np.int64)))
     pool = AttackPool()
@@ -149,6 +168,10 @@ def input_split(task: Task) -> Outcome:
         # volume of the boxes bounded, minus what is split below
         task.stats.add("volume_done", float(np.prod((boxes.upper - boxes.lower) / width, axis=1).sum()))
         if task.budget.boxes_exceeded(task.stats["boxes"]):
+            if left is not None:  # hand the undecided boxes back (this batch has not been bounded yet)
+                left.append(boxes)
+                while stack:
+                    left.append(stack.pop(1 << 30))
             return Outcome.undecided(reason="box limit")
         bounds = _bound(task, boxes, use_alpha)
         boxes.prior = None  # superseded by the boxes' own bounds.spec.pre
