@@ -9,8 +9,8 @@ Conventions (those of neural-tangents' ``stax``, Novak et al. 2019/2020; Arora e
   Standard parameterisation: Θ_out = C_in·Σ_t E[p+t, p'+t] + W_std²·(1/k)·Σ_t Θ[...] (+1 with a bias).
 * ``Dense`` on an image acts on the channel axis (a 1×1 convolution); after a readout it is the
   fully connected layer of :mod:`theorytools.ntk._stax`.
-* Activations act entrywise with the variances of the two positions involved (same closed forms and
-  round-off care as the dense kernels).
+* Activations (ReLU family, Erf, Gelu) act entrywise with the variances of the two positions involved
+  (same closed forms and round-off care as the dense kernels).
 * ``AvgPool`` and ``GlobalAvgPool`` average both position arguments; ``Flatten`` followed by a
   Dense layer of fan-in C·H·W sees the mean of the same-position terms, (1/P)·Σ_p E[p, p].
 
@@ -32,7 +32,7 @@ import numpy as np
 from theorytools.errors import TheoryError
 from theorytools.ntk import _cnn_kernels as _ck
 from theorytools.ntk import _stax
-from theorytools.ntk._stax import ABRelu, Dense, Erf, Identity, Kernel, Layer, _check_float
+from theorytools.ntk._stax import ABRelu, Dense, Erf, Gelu, Identity, Kernel, Layer, _check_float
 
 __all__ = ["Conv", "AvgPool", "GlobalAvgPool", "Flatten", "LayerNorm", "Residual", "Serial", "serial"]
 
@@ -394,6 +394,8 @@ def _run(layers: list[Layer], st: _Img) -> _Img:
             st = _activation(st, _ck.RELU_KIND, float(layer.a), float(layer.b))
         elif isinstance(layer, Erf):
             st = _erf(st, layer)
+        elif isinstance(layer, Gelu):
+            st = _activation(st, _ck.GELU_KIND, 0.0, 0.0)
         elif isinstance(layer, Identity):
             pass
         elif isinstance(layer, AvgPool):
@@ -407,7 +409,7 @@ def _run(layers: list[Layer], st: _Img) -> _Img:
         else:
             raise TheoryError(
                 f"{type(layer).__name__} is not supported on images (supported: Conv, Dense, Relu, LeakyRelu, ABRelu, "
-                "Abs, Erf, Identity, AvgPool, GlobalAvgPool, Flatten, LayerNorm, Residual)."
+                "Abs, Erf, Gelu, Identity, AvgPool, GlobalAvgPool, Flatten, LayerNorm, Residual)."
             )
     return st
 

@@ -7,7 +7,7 @@ batch with image ``ib[n]`` of the second; per-image self-covariances are blocks 
 
 Round-off consistency, as in :mod:`theorytools.ntk._kernels`: every entry is a fixed-order sum of its
 own inputs (no BLAS), and the activations call the same scalar functions (``_abrelu_pair``,
-``_erf_pair``) as the dense kernels, so a pair of identical images gives cross terms equal to the
+``_erf_pair``, ``_gelu_pair``) as the dense kernels, so a pair of identical images gives cross terms equal to the
 self terms bit for bit, and the θ = 0 / θ = π ends of the arc-cosine kernel stay exact.
 
 Spatial maps use index tables ``idx[o, t]``: the flat input position read by output position o at
@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from theorytools.ntk._kernels import _abrelu_pair, _erf_pair
+from theorytools.ntk._kernels import _abrelu_pair, _erf_pair, _gelu_pair
 
 _INV_2PI = 1.0 / (2.0 * math.pi)
 
@@ -193,20 +193,23 @@ def mean_positions(e):
 
 RELU_KIND = 0
 ERF_KIND = 1
+GELU_KIND = 2
 
 
 @njit(cache=True)
 def _pair(kind, q1, q2, s, half, ab, d2):
     if kind == 0:
         return _abrelu_pair(q1, q2, s, half, ab, d2)
-    return _erf_pair(q1, q2, s)
+    if kind == 1:
+        return _erf_pair(q1, q2, s)
+    return _gelu_pair(q1, q2, s)
 
 
 @njit(cache=True, parallel=True)
 def act_full(e, th, qa, qb, ia, ib, kind, a, b, do_ntk):
     """In place: E[n, p, q] ← E[σ(u)σ(v)], Θ[n, p, q] ← Θ·E[σ'(u)σ'(v)] with
     (u, v) ~ N(0, [[qa[ia[n], p], E], [E, qb[ib[n], q]]]).  kind 0: σ = a·min(x, 0) + b·max(x, 0)
-    (arc-cosine closed form); kind 1: σ = erf (a, b unused)."""
+    (arc-cosine closed form); kind 1: σ = erf; kind 2: σ(x) = x·Φ(x) (GELU) (a, b unused)."""
     half = 0.5 * (a * a + b * b)
     ab = a * b
     d2 = (a - b) * (a - b) * _INV_2PI

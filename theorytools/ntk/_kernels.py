@@ -231,6 +231,70 @@ def _erf_pair(q1, q2, s):
 
 
 @njit(cache=True)
+def _gelu_pair(q1, q2, s):
+    """(E[g(u)g(v)], E[g'(u)g'(v)]) for g(x) = x·Φ(x) (exact GELU), (u, v) ~ N(0, [[q1, s], [s, q2]]).
+
+    Ours, by Gaussian integration by parts (x·Φ(x) = E_g[x·1(g <= x)], g ~ N(0, 1) independent): with
+    D = (1+q1)(1+q2), det = D − s² (>= 1 + q1 + q2), ρ = s/√D,
+      E[gg]   = s/4 + s·asin(ρ)/(2π) + (q1·q2·det + s²)/(2π·D·√det),
+      E[g'g'] = 1/4 + asin(ρ)/(2π) + s·((3 + q1 + q2)·det + s²)/(2π·D·det^{3/2})   (= ∂E[gg]/∂s).
+    """
+    d = (1.0 + q1) * (1.0 + q2)
+    det = d - s * s
+    if det < 1.0:
+        det = 1.0  # det >= 1 + q1 + q2 for a valid covariance; guards round-off only
+    sd = math.sqrt(d)
+    r = s / sd
+    if r > 1.0:
+        r = 1.0
+    elif r < -1.0:
+        r = -1.0
+    asr = math.asin(r)
+    rdet = math.sqrt(det)
+    e = 0.25 * s + s * asr * _INV_2PI + (q1 * q2 * det + s * s) * _INV_2PI / (d * rdet)
+    lin = 0.25 + asr * _INV_2PI + s * ((3.0 + q1 + q2) * det + s * s) * _INV_2PI / (d * det * rdet)
+    return e, lin
+
+
+@njit(cache=True)
+def _gelu_row(nngp, ntk, var1, var2, i, do_ntk, symmetric):
+    n2 = nngp.shape[1]
+    q1 = var1[i]
+    j0 = i if symmetric else 0
+    for j in range(j0, n2):
+        e, lin = _gelu_pair(q1, var2[j], nngp[i, j])
+        nngp[i, j] = e
+        if do_ntk:
+            ntk[i, j] *= lin
+
+
+@njit(cache=True, parallel=True)
+def gelu_inplace(
+    nngp: np.ndarray,
+    ntk: np.ndarray,
+    var1: np.ndarray,
+    var2: np.ndarray,
+    do_ntk: bool,
+    symmetric: bool,
+) -> None:
+    """σ(x) = x·Φ(x): the closed forms of :func:`_gelu_pair`, in place."""
+    n1 = nngp.shape[0]
+    for p in prange((n1 + 1) // 2):
+        _gelu_row(nngp, ntk, var1, var2, p, do_ntk, symmetric)
+        if n1 - 1 - p != p:
+            _gelu_row(nngp, ntk, var1, var2, n1 - 1 - p, do_ntk, symmetric)
+
+
+@njit(cache=True)
+def gelu_diag(var: np.ndarray) -> np.ndarray:
+    """E[g(u)²] by the same function as the cross terms (s = q1 = q2 = q)."""
+    out = np.empty_like(var)
+    for i in range(var.shape[0]):
+        out[i] = _gelu_pair(var[i], var[i], var[i])[0]
+    return out
+
+
+@njit(cache=True)
 def _erf_row(nngp, ntk, var1, var2, i, do_ntk, symmetric):
     n2 = nngp.shape[1]
     q1 = var1[i]

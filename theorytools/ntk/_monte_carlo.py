@@ -114,12 +114,12 @@ def torch_cnn(
     Flatten() | GlobalAvgPool(), Dense(W_std=W_std, b_std=b_std))``.
 
     Convolutions have stride 1 and an odd ``filter_size``; ``padding`` is ``"SAME"`` (zeros) or
-    ``"CIRCULAR"``.  z = (W_std/√(C_in·k))·W ⋆ a + b_std·b with W, b ~ N(0, 1); activations relu or erf;
+    ``"CIRCULAR"``.  z = (W_std/√(C_in·k))·W ⋆ a + b_std·b with W, b ~ N(0, 1); activations relu, erf or gelu (x·Φ(x));
     ``b_std=None`` removes biases.  Inputs are (n, C, H, W) with (C, H, W) = ``in_shape``.
     """
     torch = _torch()
     nn, fn = torch.nn, torch.nn.functional
-    acts = {"relu": torch.relu, "erf": torch.erf}
+    acts = {"relu": torch.relu, "erf": torch.erf, "gelu": lambda z: fn.gelu(z, approximate="none")}
     if activation not in acts:
         raise TheoryError(f"The 'activation' parameter of torch_cnn must be one of {tuple(acts)}. Got {activation!r} instead.")
     if padding not in ("SAME", "CIRCULAR"):

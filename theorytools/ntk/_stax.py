@@ -34,6 +34,7 @@ __all__ = [
     "ABRelu",
     "Abs",
     "Erf",
+    "Gelu",
     "Identity",
     "Elementwise",
     "Serial",
@@ -230,6 +231,23 @@ class Erf(Layer):
 
         st.var1 = diag(st.var1)
         st.var2 = st.var1 if st.symmetric else diag(st.var2)
+        return st
+
+
+@dataclass(frozen=True)
+class Gelu(Layer):
+    """σ(x) = x·Φ(x) (exact GELU, Φ the standard normal CDF; neural-tangents' ``stax.Gelu()``).
+
+    Closed forms derived by Gaussian integration by parts (see ``_kernels._gelu_pair``):
+    E[σσ] = Σ/4 + Σ·asin(ρ)/(2π) + (q1q2·det + Σ²)/(2π·D·√det), E[σ'σ'] = ∂E[σσ]/∂Σ, with
+    D = (1+q1)(1+q2), det = D − Σ², ρ = Σ/√D.  Variances by the same formula, so identical inputs
+    give cross terms equal to the variances bit for bit.  The tanh approximation is not provided.
+    """
+
+    def _apply(self, st: _State) -> _State:
+        _kernels.gelu_inplace(st.nngp, st.ntk, st.var1, st.var2, st.do_ntk, st.symmetric)
+        st.var1 = _kernels.gelu_diag(st.var1)
+        st.var2 = st.var1 if st.symmetric else _kernels.gelu_diag(st.var2)
         return st
 
 
