@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "io": {"errors", "activations", "layers", "network", "evaluate", "_json"},
     "proofcheck": {"errors", "activations", "layers", "network", "spec", "vnnlib", "io"},
     "bounds": {"errors", "_json", "activations", "layers", "network", "evaluate"},
-    "lipschitz": {"errors", "_json", "_blas", "activations", "layers", "network", "evaluate"},
+    "lipschitz": {"errors", "_json", "_blas", "activations", "layers", "network", "evaluate", "proofcheck"},
     "smt": {"errors", "_json", "activations", "layers", "network", "evaluate", "spec", "vnnlib", "bounds",
             "proofcheck"},
     "batch": {"errors", "_json", "_blas", "spec", "vnnlib", "vnnlib2", "io", "lipschitz", "smt"},

@@ -1,4 +1,5 @@
-"""``verification check-proof MODEL PROPERTY PROOF``: check a proof written by ``verify --proof``.
+"""``verification check-proof MODEL [PROPERTY] PROOF``: check a proof written by ``verify --proof`` (with the
+property) or by ``lipschitz --proof`` (without one: the proof's ``kind`` is ``"lipschitz"``).
 
 Exit codes: 0 = accepted (every certificate checked), 1 = rejected or not fully checked (one line naming the
 failing step, or how many certificates are only trusted), 2 = bad input (model, property or a network the
@@ -18,28 +19,59 @@ HELP = "check a proof of a holds answer with the independent checker (exit 0 acc
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
-    p.add_argument("property", metavar="PROPERTY", help="VNN-LIB file (.vnnlib)")
-    p.add_argument("proof", metavar="PROOF", help="proof file written by 'verification verify --proof'")
+    _files_and_options(p)
+    # PROPERTY is optional before the required PROOF, and options may come between them: argparse (3.11) cannot
+    # split such positionals around an option, so the rest is taken as it comes and parsed again in run()
+    p.add_argument("files", nargs=argparse.REMAINDER, metavar="[PROPERTY] PROOF",
+                   help="the VNN-LIB file of a verify proof (omitted for a Lipschitz proof), then the proof file "
+                   "written by 'verification verify --proof' or 'verification lipschitz --proof'")
+
+
+def _files_and_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _split_files(args: argparse.Namespace) -> tuple[str | None, str]:
+    """``(property or None, proof)`` from the positional rest; options found there are set on ``args``."""
+    q = argparse.ArgumentParser(prog="verification check-proof", add_help=False)
+    add_model_arguments(q)
+    _files_and_options(q)
+    q.add_argument("paths", nargs="*")
+    ns = q.parse_intermixed_args([args.model, *args.files])
+    for key, val in vars(ns).items():
+        if key not in ("model", "paths") and val != q.get_default(key):
+            setattr(args, key, val)
+    if not 1 <= len(ns.paths) <= 2:
+        raise InvalidParameterError(f"check-proof takes MODEL [PROPERTY] PROOF; got {len(ns.paths)} file(s) after MODEL")
+    return (None, ns.paths[0]) if len(ns.paths) == 1 else (ns.paths[0], ns.paths[1])
 
 
 def run(args: argparse.Namespace) -> int:
     from verification.proofcheck import ChainError, check_proof
+    from verification.proofcheck.lipschitz import KIND, check_lipschitz_proof
     from verification.vnnlib import read_vnnlib
 
-    prop = read_vnnlib(args.property)
+    args.property, args.proof = _split_files(args)
     try:
         with open(args.proof, "rb") as fh:
             proof = json.load(fh)
     except (OSError, ValueError, RecursionError) as exc:
         raise InvalidParameterError(f"cannot read the proof {args.proof!r}: {' '.join(str(exc).split())}") from None
+    lip = isinstance(proof, dict) and proof.get("kind") == KIND
+    if lip and args.property is not None:
+        raise InvalidParameterError(f"{args.proof!r} is a Lipschitz proof: give MODEL PROOF, without a property")
+    if not lip and args.property is None:
+        raise InvalidParameterError(f"{args.proof!r} is not a Lipschitz proof: give MODEL PROPERTY PROOF")
+    prop = None if lip else read_vnnlib(args.property)
     net = load_model(args)
     try:
-        rep = check_proof(net, prop, proof)
+        rep = check_lipschitz_proof(net, proof) if lip else check_proof(net, prop, proof)
     except ChainError as exc:
         raise UnsupportedLayerError(f"the proof checker: {exc}") from None
     obj = {"accepted": rep.accepted, "message": rep.message, "regions": rep.regions, "boxes": rep.nodes,
            "leaves": rep.leaves, "checked": rep.checked, "trusted": rep.trusted, "seconds": rep.seconds,
            "model": args.model, "property": args.property, "proof": args.proof}
+    if lip:
+        obj["bound"] = rep.bound
     emit(obj, args.json, f"{rep.message} ({rep.seconds:.3f} s)")
     return 0 if rep.accepted else 1

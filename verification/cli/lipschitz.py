@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "for a named method). auto runs only the methods that fit and falls back to eclipse-fast, then naive; "
         "an SDP solve stopped by the limit still certifies its last iterate. The method used is printed",
     )
+    p.add_argument("--proof", default=None, metavar="PATH",
+                   help="write a proof of the certified bound to PATH ('verification check-proof MODEL PATH' checks "
+                   "it; docs/proofs.md)")
     add_progress_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -97,12 +100,18 @@ def run(args: argparse.Namespace) -> int:
         if method == "auto" or method.startswith("lipsdp"):
             options["progress"] = _sdp_events(bar)
         try:
+            if args.proof is not None:
+                options["proof"] = args.proof
             res = lipschitz(net, method=method, norm=norm, output=output, **options)
         except LipschitzInterrupted as exc:
             ignore_further_interrupts()
             bar.close()
             return _interrupted(args, exc.partial)
-    emit(dict(res.to_dict(), model=args.model), args.json, str(res))
+    text = str(res)
+    pr = res.details.get("proof")
+    if pr is not None:
+        text += f"\nproof: {pr['path']} ({pr['bytes']} bytes; {pr['message']})"
+    emit(dict(res.to_dict(), model=args.model), args.json, text)
     # exit 1 when an upper-bound method could not certify its answer
     return 0 if res.certified or res.details.get("kind") == "lower_bound" else 1
 

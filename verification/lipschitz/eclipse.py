@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from verification.errors import PreconditionError
+from verification.lipschitz.proof import sdp_part
 from verification.lipschitz.registration import register
 from verification.lipschitz.result import LipschitzResult
 from verification.lipschitz.sdp.chain import build_chain_sdp
@@ -50,7 +51,8 @@ def _run(net: Network, norm, c, fast: bool, solver: str | None = None) -> Lipsch
     return LipschitzResult(
         value, name, 2, cert.certified, solver=None if fast else solver,
         details={"recursion_bound": raw, "layers_using_fast_fallback": fallbacks,
-                 "certificate": {"rho": cert.rho, "min_eig": cert.min_eig, "bumps": cert.bumps, "reason": cert.reason}},
+                 "certificate": {"rho": cert.rho, "min_eig": cert.min_eig, "bumps": cert.bumps, "reason": cert.reason},
+                 "_proof": {"parts": [sdp_part(sdp, cert)]}},
     )
 
 

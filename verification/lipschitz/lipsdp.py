@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from verification.lipschitz.proof import sdp_part
 from verification.lipschitz.registration import register
 from verification.lipschitz.result import LipschitzResult
 from verification.lipschitz.sdp.certificate import Certificate
@@ -41,6 +42,7 @@ def _result(sdp: ChainSDP, cert: Certificate, solver: str, info: dict, method: s
         "solver_bound": sdp.bound(info["solver_rho"]),
         **{k: v for k, v in info.items() if k != "multipliers"},
         "qc": [qc.kind for qc in sdp.qcs],
+        "_proof": {"parts": [sdp_part(sdp, cert)]},  # for lipschitz(..., proof=PATH); removed from the result
     }
     return LipschitzResult(value, method, sdp.norm, cert.certified, solver=solver, details=details)
 
@@ -56,7 +58,8 @@ def _run(net: Network, norm, c, form: str, method: str, solver: str = "auto", pr
         worst = max(results, key=lambda r: r.value)
         return LipschitzResult(
             worst.value, method, norm, all(r.certified for r in results), solver=worst.solver,
-            details={**worst.details, "per_output": [r.value for r in results]},
+            details={**worst.details, "per_output": [r.value for r in results],
+                     "_proof": {"parts": [r.details["_proof"]["parts"][0] for r in results]}},
         )
     sdp = build_chain_sdp(net, norm, c, form)
     cert, used, info = solve_chain_sdp(sdp, solver, progress=progress, label=method, **kw)

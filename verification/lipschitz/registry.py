@@ -17,6 +17,7 @@ import numpy as np
 from verification._blas import solver_blas_threads
 from verification.errors import (InternalCheckError, InvalidParameterError, PreconditionError, SolverError,
                                  UnsupportedLayerError)
+from verification.lipschitz.proof import strip_proof_data, write_proof
 from verification.lipschitz.quotients import attained_quotients
 from verification.lipschitz.registration import MethodSpec, registered_methods
 from verification.lipschitz.result import LipschitzResult
@@ -73,6 +74,7 @@ def lipschitz(
     output: int | np.ndarray | None = None,
     *,
     time_limit: float | None = None,
+    proof=None,
     **options,
 ) -> LipschitzResult:
     """Lipschitz bound of ``net`` from input norm ``norm`` to output norm ``norm``.
@@ -101,6 +103,10 @@ def lipschitz(
     "result": LipschitzResult}`` for each self-checked certified bound found (the CLI's "best so far").
     Ctrl-C raises :class:`LipschitzInterrupted` carrying the best certified result so far (an SDP solve
     interrupted midway certifies its last iterate first).
+
+    ``proof`` (a path): write a proof of the certified bound that :mod:`verification.proofcheck` checks
+    (docs/proofs.md); ``details["proof"]`` reports its size and the check.  The value is then the bound the
+    proof proves (raised by a tiny relative amount where the checker's rounding bounds need it).
     """
     if not isinstance(net, Network):
         raise InvalidParameterError(f"lipschitz expects a verification.Network. Got {type(net).__name__}.")
@@ -113,6 +119,10 @@ def lipschitz(
         )
     if method != "auto" and norm not in methods[method].norms:
         raise InvalidParameterError(f"method {method!r} supports norm {methods[method].norms}, not {norm!r}")
+    if proof is not None and (method == "sampled" or not net.is_canonical):
+        raise (InvalidParameterError("proof= needs a certified method, not 'sampled' (a lower bound)")
+               if method == "sampled" else PreconditionError(
+                   "proof= needs an alternating chain of affine layers and activations as given (merging rounds)"))
     if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
         raise InvalidParameterError(f"The 'time_limit' parameter of lipschitz must be a number > 0 or None. Got {time_limit!r} instead.")
     c = None if output is None else output_vector(output, cnet.out_dim)
@@ -141,8 +151,10 @@ def lipschitz(
                 _self_check(cnet, norm, c, res)
     except KeyboardInterrupt:
         best = None if run.best is None else replace(run.best, details=dict(run.best.details, interrupted=True))
-        raise LipschitzInterrupted(best) from None
-    return finish(res)
+        raise LipschitzInterrupted(None if best is None else strip_proof_data(best)) from None
+    if proof is not None and res.certified:
+        res = write_proof(cnet, res, proof, c)
+    return strip_proof_data(finish(res))
 
 
 def auto_candidates(net: Network, norm, has_output: bool, methods: dict[str, MethodSpec]) -> list[str]:

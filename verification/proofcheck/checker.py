@@ -57,6 +57,7 @@ class CheckReport:
     checked: int = 0
     trusted: int = 0
     seconds: float = 0.0
+    bound: float | None = None  # a Lipschitz proof: the bound proven
 
 
 def hexf(x: float) -> str:

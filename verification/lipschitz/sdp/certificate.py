@@ -45,7 +45,8 @@ class Certificate:
     ``rho``: certified value of ``ρ`` (or the solver hint if not certified); ``certified``; ``min_eig``: the
     computed smallest eigenvalue of ``K(rho)`` (``nan`` when the Cholesky check was used); ``tol``: the margin
     required; ``rho_schur``: the exact minimal ``ρ`` for the multipliers before the safety bump; ``bumps``:
-    number of safety increases; ``check``: "eigvalsh" or "cholesky"; ``reason``: why not certified."""
+    number of safety increases; ``check``: "eigvalsh" or "cholesky"; ``reason``: why not certified;
+    ``multipliers``: the multipliers of the certified matrix (for proofs), when known."""
 
     rho: float
     certified: bool
@@ -55,6 +56,7 @@ class Certificate:
     bumps: int
     check: str
     reason: str = ""
+    multipliers: np.ndarray | None = None  # set by ChainSDP.certify: the multipliers certified (y[0] unused)
 
 
 def _psd_check(k: np.ndarray, tol: float) -> tuple[bool, float, str]:

@@ -135,8 +135,9 @@ class ChainSDP:
             if getattr(self, "_lmi", None) is None:
                 self._lmi = ChainBlocks(self)
             dd, ee = self._lmi.blocks(yy)
-            return certify_block_tridiagonal(dd, ee, self.a, rho_hint=rho_hint)
-        return certify_psd(self.matrix(y), self.j_index, self.a, rho_hint=rho_hint)
+            return replace(certify_block_tridiagonal(dd, ee, self.a, rho_hint=rho_hint), multipliers=yy)
+        return replace(certify_psd(self.matrix(y), self.j_index, self.a, rho_hint=rho_hint),
+                       multipliers=np.array(y, dtype=np.float64))
 
     def bound(self, rho: float) -> float:
         return float(np.sqrt(max(rho, 0.0))) if self.norm == 2 else float(rho)

@@ -1,0 +1,113 @@
+"""Proof files of certified Lipschitz bounds (``lipschitz(..., proof=PATH)``; format in docs/proofs.md).
+
+The SDP methods leave ``details["_proof"] = {"parts": [...]}`` (the certified multipliers of each LMI, from
+:func:`sdp_part`); ``naive`` leaves its per-layer norms.  :func:`write_proof` turns them into the proof file,
+runs the independent checker (:mod:`verification.proofcheck.lipschitz`) on it and, where the checker's proven
+rounding bounds need more room than the method's own float64 certificate, raises ``rho`` (or the layer norms)
+by a tiny relative amount until it accepts; the reported value is then the proven bound.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import replace
+from fractions import Fraction
+
+import numpy as np
+
+from typing import TYPE_CHECKING
+
+from verification.lipschitz.result import LipschitzResult
+from verification.network import Network
+from verification.proofcheck.checker import FORMAT, VERSION, hexf
+from verification.proofcheck.lipschitz import KIND, check_lipschitz_proof, fingerprint, live_masks
+
+if TYPE_CHECKING:  # annotations only: the registry imports this module without loading scipy
+    from verification.lipschitz.sdp.certificate import Certificate
+    from verification.lipschitz.sdp.chain import ChainSDP
+
+__all__ = ["sdp_part", "write_proof", "strip_proof_data"]
+
+BUMPS = 10  # relative increases 2^-44 * 16^k, k < BUMPS
+
+
+def sdp_part(sdp: ChainSDP, cert: Certificate) -> dict | None:
+    """The certified multipliers of one chain LMI (``None`` if not certified or not slope-restricted QCs)."""
+    y = cert.multipliers
+    if not cert.certified or y is None or not all(qc.unit and qc.kind.startswith("slope") for qc in sdp.qcs):
+        return None
+    ts = [np.asarray(y[off + qc.var], dtype=np.float64) for qc, off in zip(sdp.qcs, sdp.var_offsets)]
+    tau = np.asarray(y[1:1 + int(sdp.blocks[1])], dtype=np.float64) if sdp.norm == "inf" else None
+    return {"rho": float(cert.rho), "T": ts, "tau": tau}
+
+
+def strip_proof_data(res: LipschitzResult) -> LipschitzResult:
+    """The result without the private ``_proof`` entry of its details."""
+    if "_proof" not in res.details:
+        return res
+    return replace(res, details={k: v for k, v in res.details.items() if k != "_proof"})
+
+
+def _sqrt_up(r: float) -> float:
+    b = math.sqrt(r)
+    while Fraction(b) ** 2 < Fraction(r):
+        b = math.nextafter(b, math.inf)
+    return b
+
+
+def _certificate(net: Network, res: LipschitzResult, scale: float) -> tuple[dict, float]:
+    """The certificate with every ``rho`` (or layer norm) times ``scale``, and the bound it proves."""
+    data = res.details.get("_proof") or {}
+    parts = data.get("parts")
+    if res.method == "naive" and "layer_norms" in res.details:
+        layers = [float(s) * scale for s in res.details["layer_norms"]]
+        prod = 1.0
+        for v in layers + [float(a.lipschitz(res.norm)) for a in net.activations]:
+            prod = float(np.nextafter(prod * v, np.inf))
+        return {"by": "norms", "layers": [hexf(v) for v in layers]}, prod
+    if not parts or any(p is None for p in parts):
+        return {"by": "unchecked", "reason": f"method {res.method} gives no checkable certificate here"}, res.value
+    masks = live_masks([layer.as_matrix() for layer in net.affine_layers])
+    out, worst = [], 0.0
+    for p in parts:
+        rho = p["rho"] * scale if p["rho"] > 0 else 0.0
+        ts = []
+        for t, live in zip(p["T"], masks):
+            full = np.zeros(live.size)
+            full[live] = t  # constant neurons (dropped by the LMI) get 0
+            ts.append([hexf(v) for v in full])
+        part = {"rho": hexf(rho), "T": ts}
+        if p["tau"] is not None:
+            part["tau"] = [hexf(v) for v in p["tau"]]
+        out.append(part)
+        worst = max(worst, _sqrt_up(rho) if res.norm == 2 else rho)
+    return {"by": "sdp", "parts": out}, worst
+
+
+def write_proof(net: Network, res: LipschitzResult, path, c: np.ndarray | None) -> LipschitzResult:
+    """Write the proof of the certified ``res`` (computed on the canonical ``net``) to ``path`` and check it;
+    returns ``res`` with ``details["proof"]`` (and the proven value if it had to be raised)."""
+    t0 = time.perf_counter()
+    head = {"format": FORMAT, "version": VERSION, "kind": KIND,
+            "network": {"sha256": fingerprint(net), "in_dim": net.in_dim, "out_dim": net.out_dim,
+                        "widths": [int(layer.out_features) for layer in net.affine_layers]},
+            "method": res.method, "norm": res.norm, "output": None if c is None else [hexf(v) for v in c]}
+    rep, bumps = None, 0
+    for bumps in range(BUMPS + 1):
+        scale = 1.0 if bumps == 0 else 1.0 + 2.0 ** -44 * 16.0 ** (bumps - 1)
+        cert, proven = _certificate(net, res, scale)
+        bound = max(float(res.value), proven)
+        proof = dict(head, bound=hexf(bound), certificate=cert)
+        rep = check_lipschitz_proof(net, proof)
+        if rep.accepted or cert["by"] == "unchecked" or not rep.message.startswith("rejected"):
+            break
+    proof["stats"] = {"seconds": res.seconds, "bumps": bumps, "check_seconds": rep.seconds}
+    text = json.dumps(proof, separators=(",", ":"))
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    info = {"path": str(path), "bytes": len(text), "accepted": rep.accepted, "message": rep.message,
+            "bumps": bumps, "check_seconds": rep.seconds, "write_seconds": time.perf_counter() - t0}
+    value = bound if rep.accepted else res.value
+    return replace(res, value=value, details=dict(res.details, proof=info))
