@@ -205,3 +205,10 @@ def test_query_1_0_is_unchanged():
                            "(assert (>= Y_0 0))"))
     assert not q.is_v2 and q.assignment_text([0.25], [1.5]) == "((X_0 0.25)\n(Y_0 1.5))\n"
     assert q.parse_assignment("sat\n" + q.assignment_text([0.25], [1.5])) == ([0.25], [1.5])
+
+
+@pytest.mark.parametrize("p", [1, 4])
+def test_shipped_2_0_files_equal_their_1_0_originals(p):
+    """tests/data/vnnlib2 (used by docs/batch.md) holds ACAS Xu properties written in 2.0."""
+    q = read_query(REPO / "tests" / "data" / "vnnlib2" / f"prop_{p}.vnnlib")
+    assert q.is_v2 and same_property(q.property, read_vnnlib(ACAS / "vnnlib" / f"prop_{p}.vnnlib"))
