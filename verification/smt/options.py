@@ -33,7 +33,7 @@ def reporting(callback: Callable[[dict], None] | None) -> Iterator[None]:
     finally:
         _OBSERVER.reset(token)
 
-METHODS = ("auto", "input-split", "relu-split", "z3-plain")
+METHODS = ("auto", "input-split", "bab", "relu-split", "z3-plain")
 
 
 def _is_count(val) -> bool:

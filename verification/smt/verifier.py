@@ -38,6 +38,7 @@ from verification.smt.input_split import input_split, root_refuted
 from verification.smt.options import METHODS, Budget, Stats, VerifyOptions
 from verification.smt.outcome import REFUTED, Outcome
 from verification.smt.proof import ProofLog, build_proof, write_proof
+from verification.smt.relu_bab import relu_bab
 from verification.smt.relu_split import relu_split
 from verification.smt.result import VerifyResult
 from verification.smt.task import NetFacts, Task
@@ -93,8 +94,11 @@ def verify(
     prop: a property object (:class:`~verification.spec.VnnlibProperty`, e.g. from
         :func:`~verification.spec.box_property`) or a path to a ``.vnnlib`` file.
     timeout: wall-clock budget in seconds (``0`` returns ``unknown`` at once).
-    method: ``"auto"`` (input splitting for ``in_dim <= 12``, else ReLU splitting), ``"input-split"``,
-        ``"relu-split"``, or ``"z3-plain"`` (the whole network handed to Z3 without bounds; a baseline).
+    method: ``"auto"`` (input splitting for ``in_dim <= 12``; else ``"bab"`` on ReLU / leaky-ReLU nets and
+        ``"relu-split"`` on other piecewise-linear nets), ``"input-split"``, ``"bab"`` (ReLU-splitting branch
+        and bound with beta-CROWN bounds and Z3 leaves, :mod:`~verification.smt.relu_bab`), ``"relu-split"``
+        (bounds on the whole box, then Z3's own search), or ``"z3-plain"`` (the whole network handed to Z3
+        without bounds; a baseline).
     seed, n_samples, pgd_steps, pgd_starts: falsification budget (random samples, projected-gradient steps
         and restarts).
     batch: boxes bounded per vectorised step of input splitting.
@@ -146,8 +150,12 @@ def verify(
     logs = _proof_logs(net, prop, proof)
     method = options.method
     if method == "auto":
-        # ReLU splitting hands the leaves to Z3, which needs piecewise-linear activations
-        method = "input-split" if net.in_dim <= 12 or not facts.exact else "relu-split"
+        # many inputs: ReLU splitting (beta-CROWN branch and bound on ReLU / leaky-ReLU nets, Z3 on other
+        # piecewise-linear nets); its leaves go to Z3, which needs piecewise-linear activations
+        if net.in_dim <= 12 or not facts.exact:
+            method = "input-split"
+        else:
+            method = "bab" if facts.two_piece else "relu-split"
     # what the loader assumed about the file, carried into the result
     stats = Stats({key: net.metadata[key] for key in ("assumed", "dropped") if net.metadata.get(key)})
 
@@ -233,13 +241,15 @@ def _run_stages(tasks: list[Task], method: str) -> Outcome:
             # non piecewise-linear nets: bounds + splitting still prove; leaves are left unresolved
             outcome = input_split(task)
         elif not task.facts.exact:  # bounds and the attack may still settle it; otherwise unknown, never an error
-            if method != "relu-split" or not root_refuted(task):
+            if method not in ("relu-split", "bab") or not root_refuted(task):
                 task.stats.add("undecided_leaves")
                 outcome = Outcome.undecided(unresolved=1)
             else:
                 outcome = REFUTED
+        elif method == "bab" and task.facts.two_piece:
+            outcome = relu_bab(task)
         else:
-            outcome = relu_split(task, use_bounds=(method == "relu-split"))
+            outcome = relu_split(task, use_bounds=(method != "z3-plain"))
         if outcome.stops:
             return outcome
         unresolved += outcome.unresolved
