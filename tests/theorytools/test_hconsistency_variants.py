@@ -15,6 +15,7 @@ from theorytools.hconsistency import (
     adversarial_zero_one_loss,
     best_conditional_risk_bounded,
     bounded_error_transform,
+    bounded_excess_risk_bound,
     bounded_gamma_transform,
     bounded_min_conditional_regret,
     bounded_zero_threshold,
@@ -155,6 +156,25 @@ def test_bounded_gamma_inverts(tau):
         assert bounded_gamma_transform(1e9, tau, lam, n) == 1.0
     assert bounded_zero_threshold(0.5, 2) == 0.0
     assert bounded_zero_threshold(0.5, 10) == pytest.approx(8 * np.exp(-1) / (2 + 8 * np.exp(-1)), rel=1e-15)
+
+
+@pytest.mark.parametrize("tau", [0.0, 1.0, 1.5])
+def test_bounded_excess_risk_bound_holds(tau):
+    """Random models with scores in the box, exact expected risks: 0 <= R01 excess <= bound."""
+    rng = np.random.default_rng(21)
+    for n, lam in ((2, 0.5), (3, 1.0), (5, 2.0)):
+        p = rng.dirichlet(np.ones(n), size=150)
+        h = np.clip(rng.normal(0, 1, (150, n)) + np.log(p), -lam, lam)
+        r = bounded_excess_risk_bound(h, tau, lam, p_cond=p)
+        assert r.zero_one_excess is not None and 0 <= r.zero_one_excess <= r.bound + 1e-12
+        assert r.surrogate_excess >= -1e-12  # R*_tau(H_lam) is the pointwise infimum
+        # near-optimal bounded scores: small surrogate excess, bound close to the zero region t_0
+        best = np.log(np.maximum(p, 1e-300)) / (2 - tau)
+        h2 = np.clip(best - best.max(1, keepdims=True) + lam, -lam, lam)
+        r2 = bounded_excess_risk_bound(h2, tau, lam, p_cond=p)
+        assert r2.zero_one_excess <= r2.bound + 1e-12
+    with pytest.raises(TheoryError, match="box of width"):
+        bounded_excess_risk_bound(np.array([[0.0, 3.0]]), tau, 1.0, p_cond=np.array([[0.5, 0.5]]))
 
 
 # ------------------------------------------------------------------------------ adversarial comp-sum

@@ -14,6 +14,7 @@ from ._adversarial import (
 )
 from ._bounded import (
     bounded_error_transform,
+    bounded_excess_risk_bound,
     bounded_gamma_transform,
     bounded_min_conditional_regret,
     bounded_zero_threshold,
@@ -47,6 +48,7 @@ __all__ = [
     "best_conditional_risk",
     "best_conditional_risk_bounded",
     "bounded_error_transform",
+    "bounded_excess_risk_bound",
     "bounded_gamma_transform",
     "bounded_min_conditional_regret",
     "bounded_zero_threshold",

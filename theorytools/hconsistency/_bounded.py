@@ -37,13 +37,14 @@ from scipy.optimize import brentq
 
 from theorytools.errors import TheoryError
 
-from ._losses import _loss_from_logp
+from ._losses import _loss_from_logp, comp_sum_loss
 from ._regret import _pooled
-from ._risk import _clip_search, best_conditional_risk_bounded
-from ._validate import check_n, check_positive, check_prob, check_tau
+from ._risk import ExcessRiskBound, _clip_search, _risk_of_scores, best_conditional_risk_bounded
+from ._validate import check_n, check_positive, check_prob, check_scores, check_tau
 
 __all__ = [
     "bounded_error_transform",
+    "bounded_excess_risk_bound",
     "bounded_gamma_transform",
     "bounded_min_conditional_regret",
     "bounded_zero_threshold",
@@ -185,3 +186,64 @@ def bounded_min_conditional_regret(p, pred, tau: float, lam: float, *, grid: int
         risk = _clip_search(z, P, tau, lam, grid)
     out = np.maximum(risk - best, 0.0).reshape(p.shape[:-1])
     return out if out.ndim else float(out)
+
+
+def bounded_excess_risk_bound(
+    scores,
+    tau: float,
+    lam: float,
+    *,
+    p_cond=None,
+    labels=None,
+    best_surrogate_risk: float | None = None,
+    surrogate_gap: float = 0.0,
+    zero_one_gap: float = 0.0,
+) -> ExcessRiskBound:
+    """R_01(h) - R*_01(H_lam) <= Gamma(R_tau(h) - R*_tau(H_lam) + M_tau) - M_01 with Gamma = bounded_gamma_transform.
+
+    As excess_risk_bound, for H_lam = {h : h(x, .) in [-lam, lam]^n}: the scores (m, n) must have a spread
+    max - min <= 2 lam per row (the losses depend on score differences only). With p_cond the default
+    R*_tau(H_lam) is E[C*_tau(H_lam, x)] (H_lam = all such functions, zero gaps). Needs T convex (measured on
+    grids in the tests) for the step from conditional to expected regrets.
+    """
+    tau = check_tau(tau, "bounded_excess_risk_bound")
+    lam = check_positive(lam, "lam", "bounded_excess_risk_bound")
+    h = check_scores(scores, "bounded_excess_risk_bound")
+    if h.ndim != 2:
+        raise TheoryError(f"The 'scores' parameter of bounded_excess_risk_bound must be 2-D (m, n). Got {h.shape} instead.")
+    m, n = h.shape
+    _check_measured(tau, n, "bounded_excess_risk_bound")
+    spread = float(np.max(h.max(1) - h.min(1)))
+    if spread > 2.0 * lam * (1.0 + 1e-12):
+        raise TheoryError(
+            f"The 'scores' parameter of bounded_excess_risk_bound must lie in a box of width 2 lam = {2 * lam}. "
+            f"Got a row with spread {spread} instead."
+        )
+    check_positive(surrogate_gap, "surrogate_gap", "bounded_excess_risk_bound", allow_zero=True)
+    check_positive(zero_one_gap, "zero_one_gap", "bounded_excess_risk_bound", allow_zero=True)
+    if (p_cond is None) == (labels is None):
+        raise TheoryError("bounded_excess_risk_bound needs exactly one of 'p_cond' and 'labels'. Got both or neither.")
+    pred = np.argmax(h, axis=1)
+    if p_cond is not None:
+        p = check_prob(p_cond, "bounded_excess_risk_bound", "p_cond")
+        if p.shape != h.shape:
+            raise TheoryError(f"The 'p_cond' parameter of bounded_excess_risk_bound must have shape {h.shape}. Got {p.shape}.")
+        r_sur = float(np.mean(_risk_of_scores(h, p, tau)))
+        r01 = float(np.mean(1.0 - p[np.arange(m), pred]))
+        if best_surrogate_risk is None:
+            best_surrogate_risk = float(np.mean(best_conditional_risk_bounded(p, tau, lam)))
+        exact01 = r01 - float(np.mean(1.0 - p.max(1))) if (surrogate_gap == 0.0 and zero_one_gap == 0.0) else None
+    else:
+        y = np.asarray(labels)
+        r_sur = float(np.mean(comp_sum_loss(h, y, tau)))
+        r01 = float(np.mean(pred != y))
+        if best_surrogate_risk is None:
+            raise TheoryError("bounded_excess_risk_bound with 'labels' needs 'best_surrogate_risk' (R*_tau(H)).")
+        exact01 = None
+    excess = r_sur - float(best_surrogate_risk) + surrogate_gap
+    bound = float(bounded_gamma_transform(max(excess, 0.0), tau, lam, n)) - zero_one_gap
+    return ExcessRiskBound(
+        tau=tau, n=n, surrogate_risk=r_sur, best_surrogate_risk=float(best_surrogate_risk),
+        surrogate_gap=float(surrogate_gap), zero_one_risk=r01, zero_one_gap=float(zero_one_gap),
+        surrogate_excess=excess, bound=bound, zero_one_excess=exact01,
+    )
