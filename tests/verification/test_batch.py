@@ -196,6 +196,13 @@ def test_score_vnncomp_rules():
     assert score({"expected": "", "result": "unsat"}) is None
 
 
+def test_single_network_list_cell(suite):
+    csv = suite / "pairs.csv"
+    csv.write_text("\"[('f', 'nets/net0.onnx')]\",props/big.vnnlib,10\n")
+    (inst,) = read_instances(csv)
+    assert inst.onnx == str((suite / "nets" / "net0.onnx").resolve())
+
+
 @pytest.mark.parametrize("content, needle", [
     (None, "does not exist"),
     ("", "no instances"),
@@ -204,6 +211,9 @@ def test_score_vnncomp_rules():
     ("nets/net0.onnx,props/big.vnnlib,-1\n", "timeout must be"),
     ("nets/net0.onnx,props/big.vnnlib,10,maybe\n", "expected answer 'maybe'"),
     ("nets/missing.onnx,props/big.vnnlib,10\n", "onnx file 'nets/missing.onnx' does not exist"),
+    # VNN-COMP 2026 lists the networks of a VNN-LIB 2.0 query as (name, path) pairs
+    ("\"[('f', 'nets/net0.onnx'), ('g', 'nets/net1.onnx')]\",props/big.vnnlib,10\n", "2 networks (f, g) for one query"),
+    ("\"[('f', 3)]\",props/big.vnnlib,10\n", "neither a path nor a list"),
 ])
 def test_bad_csv_one_line_exit_2(suite, tmp_path, capsys, content, needle):
     csv = suite / f"bad_{abs(hash(needle))}.csv"

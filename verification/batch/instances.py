@@ -8,6 +8,7 @@ header.
 
 from __future__ import annotations
 
+import ast
 import csv
 import hashlib
 import math
@@ -99,6 +100,7 @@ def read_instances(path: str | Path) -> list[Instance]:
             raise InstanceFileError(f"{name}:{lineno}: expected answer {cells[3][:40]!r} is not sat, unsat or "
                                     "empty")
         paths = []
+        cells[0] = _network_cell(cells[0], name, lineno)
         for what, rel in (("onnx", cells[0]), ("vnnlib", cells[1])):
             if not rel:
                 raise InstanceFileError(f"{name}:{lineno}: empty {what} path")
@@ -114,6 +116,26 @@ def read_instances(path: str | Path) -> list[Instance]:
     if not out:
         raise InstanceFileError(f"{name}: no instances (expected lines onnx,vnnlib,timeout)")
     return out
+
+
+def _network_cell(cell: str, name: str, lineno: int) -> str:
+    """The network path of a row.  VNN-COMP 2026 writes the networks of a VNN-LIB 2.0 query as a list of
+    ``(declared name, path)`` pairs: one pair gives its path; several are refused (one network per query)."""
+    if not cell.startswith("["):
+        return cell
+    try:
+        pairs = ast.literal_eval(cell)
+        ok = isinstance(pairs, (list, tuple)) and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(v, str) for v in p) for p in pairs)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        ok = False
+    if not ok or not pairs:
+        raise InstanceFileError(f"{name}:{lineno}: network column {cell[:60]!r} is neither a path nor a list of "
+                                "(name, path) pairs")
+    if len(pairs) > 1:
+        raise InstanceFileError(f"{name}:{lineno}: {len(pairs)} networks ({', '.join(p[0] for p in pairs[:4])}) for "
+                                "one query: queries over several networks are not supported")
+    return pairs[0][1]
 
 
 def _first_row(rows: list[list[str]]) -> int:
