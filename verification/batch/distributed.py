@@ -102,6 +102,8 @@ def verify_distributed(net: Network, prop: VnnlibProperty, timeout: float = 60.0
     t0 = time.monotonic()
     if not isinstance(net, Network):
         raise InvalidParameterError(f"verify_distributed needs a Network; got {type(net).__name__}")
+    if not (isinstance(timeout, (int, float)) and timeout >= 0):
+        raise InvalidParameterError(f"timeout must be a number of seconds >= 0; got {timeout!r}")
     if slice_boxes < 1 or piece_boxes < 1:
         raise InvalidParameterError("slice_boxes and piece_boxes must be >= 1")
     net = net.canonical()
