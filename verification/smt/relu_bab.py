@@ -47,9 +47,10 @@ MEMORY_BYTES = 2 << 30  # domain storage cap
 class _Domains:
     """Open domains of one disjunct, as stacked arrays (splits int8, slopes / multipliers float32)."""
 
-    def __init__(self, splits, alphas, betas, lower, depth):
+    def __init__(self, splits, alphas, betas, lower, depth, layer, neuron):
         self.splits, self.alphas, self.betas = splits, alphas, betas
         self.lower, self.depth = lower, depth
+        self.layer, self.neuron = layer, neuron  # the split chosen for each domain (layer -1: a leaf)
 
     def __len__(self) -> int:
         return self.lower.shape[0]
@@ -57,7 +58,7 @@ class _Domains:
     def take(self, n: int) -> "_Domains":
         """Remove and return the ``n`` domains with the lowest bounds."""
         if n >= len(self):
-            out = _Domains(self.splits, self.alphas, self.betas, self.lower, self.depth)
+            out = _Domains(self.splits, self.alphas, self.betas, self.lower, self.depth, self.layer, self.neuron)
             self._keep(np.zeros(0, dtype=int))
             return out
         idx = np.argpartition(self.lower, n)[:n]
@@ -68,19 +69,17 @@ class _Domains:
 
     def _select(self, idx) -> "_Domains":
         return _Domains([s[idx] for s in self.splits], [a[idx] for a in self.alphas], [b[idx] for b in self.betas],
-                        self.lower[idx], self.depth[idx])
+                        self.lower[idx], self.depth[idx], self.layer[idx], self.neuron[idx])
 
     def _keep(self, idx) -> None:
-        sel = self._select(idx)
-        self.splits, self.alphas, self.betas, self.lower, self.depth = (sel.splits, sel.alphas, sel.betas,
-                                                                         sel.lower, sel.depth)
+        self.__dict__.update(self._select(idx).__dict__)
 
     def push(self, other: "_Domains") -> None:
         self.splits = [np.concatenate([a, b]) for a, b in zip(self.splits, other.splits)]
         self.alphas = [np.concatenate([a, b]) for a, b in zip(self.alphas, other.alphas)]
         self.betas = [np.concatenate([a, b]) for a, b in zip(self.betas, other.betas)]
-        self.lower = np.concatenate([self.lower, other.lower])
-        self.depth = np.concatenate([self.depth, other.depth])
+        for name in ("lower", "depth", "layer", "neuron"):
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.splits + self.alphas + self.betas) + self.lower.nbytes
@@ -228,21 +227,20 @@ class _Search:
         found = task.screen(res.x[0])[1]
         if found is not None:
             return Outcome.counterexample(found)
-        open_ = _Domains(zeros, [a.astype(np.float32) for a in res.alphas],
-                         [b.astype(np.float32) for b in res.betas], res.lower.max(axis=1), np.zeros(1, dtype=int))
+        lay, neu = self.choose(res, pre, zeros)
+        open_ = _Domains(zeros, [a.astype(np.float32) for a in res.alphas], [b.astype(np.float32) for b in res.betas],
+                         res.lower.max(axis=1), np.zeros(1, dtype=int), lay, neu)
         unresolved = 0
         batch = DOMAIN_BATCH
         while len(open_):
             if task.budget.expired():
                 return Outcome.undecided(reason="timeout")
             par = open_.take(batch)
-            lo_p, hi_p = self._boxes(len(par))
-            # bounds of the parents again (cheap, one iteration) for the branching coefficients
-            pres, pre_p, _ = self.bound(par.splits, par.alphas, par.betas, 1)
-            lay, neu = self.choose(pres, pre_p, par.splits)
+            lay, neu = par.layer, par.neuron
             leaf = lay < 0
             for i in np.flatnonzero(leaf):
-                out = self.leaf(pre_p, par.splits, int(i))
+                one = [s[i:i + 1] for s in par.splits]
+                out = self.leaf(self._pre(one)[0], one, 0)
                 if out.found or out.stops:
                     return out
                 unresolved += out.unresolved
@@ -269,9 +267,10 @@ class _Search:
                 found = task.screen(X)[1]
                 if found is not None:
                     return Outcome.counterexample(found)
+                k_lay, k_neu = self.choose(res, pre, kids_s)
                 open_.push(_Domains([s[idx] for s in kids_s], [a[idx].astype(np.float32) for a in res.alphas],
                                     [b[idx].astype(np.float32) for b in res.betas], res.lower[idx].max(axis=1),
-                                    depth[idx]))
+                                    depth[idx], k_lay[idx], k_neu[idx]))
             task.stats.set("open_domains", len(open_))
             if open_.nbytes() > MEMORY_BYTES:
                 return Outcome.undecided(reason="domain limit (memory)")

@@ -1,0 +1,122 @@
+"""VNN-COMP 2021 mnistfc (90 instances: 784-input ReLU nets 256x2 / 256x4 / 256x6, l-inf eps 0.03 / 0.05).
+
+Usage:
+    benchmarks/fetch_mnist_fc.sh                       # once: fetches the public files (not committed)
+    python benchmarks/mnist_fc.py [--dir D] [--cap S] [--nets 256x2,256x4] [--out F]
+
+* runs every instance of ``mnistfc_instances.csv`` with ``verify`` (method ``auto``, which is ReLU-splitting
+  branch and bound for these nets) and timeout ``min(listed, cap)``, in one process (the networks are loaded
+  once; the load time is not counted, as in VNN-COMP's ``prepare_instance``);
+* every ``violated`` answer is re-checked here as well: the counterexample is inside the box and the ONNX
+  file under onnxruntime puts it in the unsafe set (within the VNN-COMP tolerance 1e-4);
+* compares each verdict with the consensus of the sound tools of VNN-COMP 2021
+  (``benchmarks/data/mnistfc_2021_expected.csv``); a contradiction is printed as a SOUNDNESS BUG;
+* prints solved counts per network and in total, median / total time, the machine load, and the
+  published counts of the VNN-COMP 2021 tools on the same files (their hardware, their timeouts).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import csv
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+# VNN-COMP 2021 report (Bak et al., 2021) / stanleybak/vnncomp2021_results: instances each tool decided
+# (holds + violated) on mnistfc, out of 90, with the listed timeouts (120 s / 300 s) on their AWS hardware.
+PUBLISHED = {"a-b-CROWN": 70, "VeriNet": 61, "Debona": 60, "oval": 58, "ERAN": 57, "Marabou": 55,
+             "venus2": 48, "nnenum": 47, "nnv": 28}
+
+
+def _expected() -> dict:
+    rows = (line for line in open(HERE / "data" / "mnistfc_2021_expected.csv") if not line.startswith("#"))
+    return {(r["onnx"], r["vnnlib"]): r["expected"] for r in csv.DictReader(rows)}
+
+
+def _recheck(onnx_path: Path, prop, x: np.ndarray) -> bool:
+    """The counterexample is in a region's box and onnxruntime (float32) puts it in that region's unsafe set."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+    y = sess.run(None, {inp.name: x.astype(np.float32).reshape(shape)})[0].reshape(-1).astype(np.float64)
+    for region in prop.regions:
+        if np.all(x >= region.lower - 1e-12) and np.all(x <= region.upper + 1e-12):
+            for oc in region.outputs:
+                if np.all(oc.A @ y - oc.b <= 1e-4):
+                    return True
+    return False
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", default=str(HERE / "data" / "mnistfc"))
+    ap.add_argument("--cap", type=float, default=None, help="cap on the listed timeouts (s)")
+    ap.add_argument("--nets", default="256x2,256x4,256x6")
+    ap.add_argument("--out", default=None, help="CSV of per-instance results")
+    args = ap.parse_args()
+
+    from verification import load_network
+    from verification.smt import verify
+    from verification.vnnlib import read_vnnlib
+
+    root = Path(args.dir)
+    if not (root / "mnistfc_instances.csv").exists():
+        raise SystemExit(f"{root}/mnistfc_instances.csv not found: run benchmarks/fetch_mnist_fc.sh first")
+    expected = _expected()
+    nets = [f"mnist-net_{n}.onnx" for n in args.nets.split(",")]
+    rows = [r for r in csv.reader(open(root / "mnistfc_instances.csv")) if r and r[0] in nets]
+    print(f"load at start: {os.getloadavg()}")
+    loaded = {}
+    out = []
+    for onnx, vnnlib, listed in rows:
+        if onnx not in loaded:
+            loaded[onnx] = load_network(root / onnx)
+        timeout = float(listed) if args.cap is None else min(float(listed), args.cap)
+        prop = read_vnnlib(root / vnnlib)
+        t0 = time.monotonic()
+        res = verify(loaded[onnx], prop, timeout=timeout)
+        dt = time.monotonic() - t0
+        check = ""
+        if res.status == "violated":
+            check = "ok" if _recheck(root / onnx, prop, res.counterexample) else "FAILED"
+        exp = expected.get((onnx, vnnlib), "unknown")
+        wrong = res.status in ("holds", "violated") and exp in ("holds", "violated") and res.status != exp
+        out.append(dict(onnx=onnx, vnnlib=vnnlib, timeout=timeout, status=res.status, seconds=round(dt, 2),
+                        expected=exp, check=check, reason=res.reason, domains=res.details.get("domains", 0)))
+        flag = "  SOUNDNESS BUG" if wrong or check == "FAILED" else ""
+        print(f"{onnx:22s} {vnnlib:22s} {res.status:8s} {dt:7.2f}s expected {exp:8s} {check}{flag}", flush=True)
+    print(f"load at end: {os.getloadavg()}")
+    if args.out:
+        with open(args.out, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(out[0]))
+            w.writeheader()
+            w.writerows(out)
+    solved = [r for r in out if r["status"] in ("holds", "violated")]
+    wrong = [r for r in solved if r["expected"] in ("holds", "violated") and r["status"] != r["expected"]]
+    for net in nets:
+        sub = [r for r in out if r["onnx"] == net]
+        s = [r for r in sub if r["status"] in ("holds", "violated")]
+        h = sum(r["status"] == "holds" for r in s)
+        print(f"{net}: {len(s)}/{len(sub)} solved ({h} holds, {len(s) - h} violated)")
+    times = [r["seconds"] for r in solved]
+    print(f"total: {len(solved)}/{len(out)} solved, {len(wrong)} wrong, "
+          f"{sum(r['check'] == 'FAILED' for r in out)} counterexamples failing the onnxruntime re-check; "
+          f"median time of solved {statistics.median(times) if times else float('nan'):.2f} s, "
+          f"total wall {sum(r['seconds'] for r in out):.0f} s")
+    print("published (VNN-COMP 2021, same files, decided of 90): "
+          + ", ".join(f"{k} {v}" for k, v in PUBLISHED.items()))
+
+
+if __name__ == "__main__":
+    main()
