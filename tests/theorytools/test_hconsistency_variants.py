@@ -92,8 +92,8 @@ def test_transform_below_exact_regret_on_simplex(tau, lam):
     """T_lam,n(t) <= exact minimal regret for random p and every wrong prediction, n = 3, 5."""
     rng = np.random.default_rng(int(10 * lam + 3 * tau))
     for n in (3, 5):
-        P = np.concatenate([rng.dirichlet(np.full(n, a), size=700) for a in (0.2, 1.0)])
-        P[:200, 2:] *= 1e-3  # near the two-class family
+        P = np.concatenate([rng.dirichlet(np.full(n, a), size=300) for a in (0.2, 1.0)])
+        P[:100, 2:] *= 1e-3  # near the two-class family
         P /= P.sum(1, keepdims=True)
         k = rng.integers(0, n, len(P))
         k = np.where(k == P.argmax(1), (k + 1) % n, k)

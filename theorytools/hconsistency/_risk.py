@@ -67,7 +67,7 @@ def _clip_search(z: np.ndarray, P: np.ndarray, tau: float, lam: float, grid: int
 
     The risk is smooth in c between the breakpoints c = +-lam - z_y, where a class enters or leaves a
     clip level; a narrow piece can hold the minimum (e.g. one tiny p_y far below the others), so every
-    piece is searched: a grid of `grid` // 8 + 3 points per piece, then golden section around the best.
+    piece is searched: a grid of `grid` // 16 + 3 points per piece, then golden section around the best.
     """
     m, n = z.shape
     fin = np.isfinite(z)
@@ -85,7 +85,7 @@ def _clip_search(z: np.ndarray, P: np.ndarray, tau: float, lam: float, grid: int
         h = np.clip(z[:, None, :] + c[:, :, None], -lam, lam)
         return _risk_of_scores(h, P[:, None, :], tau)
 
-    k = max(grid // 8, 2) + 3
+    k = max(grid // 16, 2) + 3
     u = np.linspace(0.0, 1.0, k)
     vals = np.stack([f(lo_e + ui * (hi_e - lo_e)) for ui in u], axis=2)  # (m, npc, k)
     i = np.argmin(vals, axis=2)
@@ -94,7 +94,7 @@ def _clip_search(z: np.ndarray, P: np.ndarray, tau: float, lam: float, grid: int
     g = (np.sqrt(5.0) - 1.0) / 2.0
     x1, x2 = b - g * (b - a), a + g * (b - a)
     f1, f2 = f(x1), f(x2)
-    for _ in range(80):
+    for _ in range(64):  # bracket shrinks by 0.618^64 ~ 4e-14
         left = f1 <= f2  # minimum bracketed by [a, x2] (left) or [x1, b]
         a, b = np.where(left, a, x1), np.where(left, x2, b)
         x1n = np.where(left, b - g * (b - a), x2)
