@@ -159,9 +159,6 @@ def test_naive_proofs_mutated_layer_norms_are_rejected(tmp_path):
 
 
 def test_methods_without_a_checkable_certificate_are_never_accepted(tmp_path):
-    res = lipschitz(_net([6, 4, 2], seed=1), method="exact", proof=tmp_path / "e.json")
-    assert res.certified and not res.details["proof"]["accepted"]
-    assert res.details["proof"]["message"].startswith("not checkable")
     maxmin = _net([4, 6, 2], MaxMin, seed=1)
     res = lipschitz(maxmin, method="lipsdp-neuron", proof=tmp_path / "m.json")
     assert not res.details["proof"]["accepted"]
@@ -233,3 +230,17 @@ def test_cli_lipschitz_proof_and_check_proof(tmp_path, capsys):
     assert cli_main(["check-proof", model, vnn, str(proof)]) == 2  # a Lipschitz proof takes no property
     assert "without a property" in capsys.readouterr().err
     assert cli_main(["check-proof", model]) == 2
+
+
+@pytest.mark.parametrize("act", [ReLU, LeakyReLU])
+def test_exact_gets_a_pattern_enumeration_proof(tmp_path, act):
+    rng = np.random.default_rng(4)
+    net = chain_from_weights([rng.standard_normal((10, 12)), rng.standard_normal((3, 10))], [None, None], [act()], "t")
+    for norm in (2, "inf"):
+        for out in (None, 2):
+            proof, res = _prove(net, tmp_path, method="exact", norm=norm, output=out)
+            assert proof["certificate"]["by"] == "patterns"
+            p = copy.deepcopy(proof)
+            p["bound"] = (res.value * (1 - 1e-6)).hex()  # the exact constant: any lower claim fails
+            _rejected(net, p, "certificate: pattern")
+    assert lipschitz(net, method="auto", proof=tmp_path / "a.json").details["proof"]["accepted"]

@@ -1,5 +1,7 @@
 """``verification check-proof MODEL [PROPERTY] PROOF``: check a proof written by ``verify --proof`` (with the
-property) or by ``lipschitz --proof`` (without one: the proof's ``kind`` is ``"lipschitz"``).
+property) or by ``lipschitz --proof`` (without one: the proof's ``kind`` is ``"lipschitz"``), or re-check the
+counterexample of a ``violated`` answer (a VNN-COMP ``sat`` result file or the JSON of ``verify --json``) in
+exact arithmetic.
 
 Exit codes: 0 = accepted (every certificate checked), 1 = rejected or not fully checked (one line naming the
 failing step, or how many certificates are only trusted), 2 = bad input (model, property or a network the
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 from verification.cli.common import add_model_arguments, emit, load_model
 from verification.errors import InvalidParameterError, UnsupportedLayerError
@@ -46,17 +49,51 @@ def _split_files(args: argparse.Namespace) -> tuple[str | None, str]:
     return (None, ns.paths[0]) if len(ns.paths) == 1 else (ns.paths[0], ns.paths[1])
 
 
+def _counterexample(text: str, proof, path: str) -> list[float] | None:
+    """The input of a counterexample file (``sat`` then ``((X_0 v) ...)``, or a JSON object with a
+    ``counterexample`` list), else ``None``."""
+    if isinstance(proof, dict) and "format" not in proof and "counterexample" in proof:
+        x = proof["counterexample"]
+    elif proof is None and text.split()[:1] in (["sat"], ["violated"]):
+        found = {int(i): v for i, v in re.findall(r"\(\s*X_(\d+)\s+([^\s()]+)\s*\)", text)}
+        x = [found.get(i) for i in range(len(found))]
+    else:
+        return None
+    try:
+        if not (isinstance(x, list) and x and all(v is not None for v in x)):
+            raise ValueError("no input values")
+        return [float(v) for v in x]
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(f"cannot read the counterexample in {path!r}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from verification.proofcheck import ChainError, check_proof
+    from verification.proofcheck.counterexample import check_counterexample
     from verification.proofcheck.lipschitz import KIND, check_lipschitz_proof
     from verification.vnnlib import read_vnnlib
 
     args.property, args.proof = _split_files(args)
     try:
         with open(args.proof, "rb") as fh:
-            proof = json.load(fh)
+            text = fh.read().decode("utf-8", errors="replace")
+        proof = json.loads(text) if text.lstrip().startswith(("{", "[")) else None
     except (OSError, ValueError, RecursionError) as exc:
         raise InvalidParameterError(f"cannot read the proof {args.proof!r}: {' '.join(str(exc).split())}") from None
+    x = _counterexample(text, proof, args.proof)
+    if x is not None:  # a VNN-COMP 'sat' result file or the JSON of 'verify --json': re-check the counterexample
+        if args.property is None:
+            raise InvalidParameterError(f"{args.proof!r} holds a counterexample: give MODEL PROPERTY FILE")
+        prop, net = read_vnnlib(args.property), load_model(args)
+        try:
+            rep = check_counterexample(net, prop, x)
+        except ChainError as exc:
+            raise UnsupportedLayerError(f"the counterexample checker: {exc}") from None
+        emit({"accepted": rep.accepted, "message": rep.message, "seconds": rep.seconds, "model": args.model,
+              "property": args.property, "counterexample": args.proof}, args.json, f"{rep.message} ({rep.seconds:.3f} s)")
+        return 0 if rep.accepted else 1
+    if proof is None:
+        raise InvalidParameterError(f"cannot read the proof {args.proof!r}: neither JSON nor a 'sat' result file")
     lip = isinstance(proof, dict) and proof.get("kind") == KIND
     if lip and args.property is not None:
         raise InvalidParameterError(f"{args.proof!r} is a Lipschitz proof: give MODEL PROOF, without a property")

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING
 
 from verification.lipschitz.result import LipschitzResult
 from verification.network import Network
-from verification.proofcheck.checker import FORMAT, VERSION, hexf
+from verification.errors import UnsupportedLayerError
+from verification.proofcheck.bounds import ChainError
+from verification.proofcheck.checker import FORMAT, VERSION, CheckReport, hexf
 from verification.proofcheck.lipschitz import KIND, check_lipschitz_proof, fingerprint, live_masks
 
 if TYPE_CHECKING:  # annotations only: the registry imports this module without loading scipy
@@ -67,6 +69,10 @@ def _certificate(net: Network, res: LipschitzResult, scale: float) -> tuple[dict
         for v in layers + [float(a.lipschitz(res.norm)) for a in net.activations]:
             prod = float(np.nextafter(prod * v, np.inf))
         return {"by": "norms", "layers": [hexf(v) for v in layers]}, prod
+    if res.method == "exact":
+        if not net.activations:  # an affine network: the norm of its one layer
+            return {"by": "norms", "layers": [hexf(res.value * scale)]}, float(np.nextafter(res.value * scale, np.inf))
+        return {"by": "patterns"}, res.value * scale
     if not parts or any(p is None for p in parts):
         return {"by": "unchecked", "reason": f"method {res.method} gives no checkable certificate here"}, res.value
     masks = live_masks([layer.as_matrix() for layer in net.affine_layers])
@@ -100,8 +106,11 @@ def write_proof(net: Network, res: LipschitzResult, path, c: np.ndarray | None) 
         cert, proven = _certificate(net, res, scale)
         bound = max(float(res.value), proven)
         proof = dict(head, bound=hexf(bound), certificate=cert)
-        rep = check_lipschitz_proof(net, proof)
-        if rep.accepted or cert["by"] == "unchecked" or not rep.message.startswith("rejected"):
+        try:
+            rep = check_lipschitz_proof(net, proof)
+        except (ChainError, UnsupportedLayerError, MemoryError) as exc:  # e.g. a layer too large to check
+            rep = CheckReport(False, f"not checkable: {' '.join(str(exc).split())}")
+        if rep.accepted or not rep.message.startswith("rejected"):
             break
     proof["stats"] = {"seconds": res.seconds, "bumps": bumps, "check_seconds": rep.seconds}
     text = json.dumps(proof, separators=(",", ":"))

@@ -1,12 +1,12 @@
-"""Independent checking of proofs of ``holds`` answers (docs/proofs.md).
-
-The checker imports numpy, the standard library (``fractions``, ``json``) and the network / property model
-only; nothing from the bound propagation, Lipschitz, SDP or SMT code.  It recomputes every bound in
-float64 with a proven bound on every rounding error (:mod:`verification.proofcheck._float`).
+"""Independent checking of proofs of ``holds`` answers and of Lipschitz bounds, and of counterexamples
+(docs/proofs.md).  It imports numpy, the standard library and the network / property model only; nothing from
+the bound propagation, Lipschitz, SDP or SMT code.  Every rounding error is bounded (``_float``, ``psd``).
 """
 
 from verification.proofcheck.bounds import Chain, ChainError, layer_bounds, rows_lower
 from verification.proofcheck.checker import FORMAT, VERSION, CheckReport, ProofRejected, check_proof
+from verification.proofcheck.counterexample import check_counterexample
+from verification.proofcheck.lipschitz import check_lipschitz_proof
 
-__all__ = ["check_proof", "CheckReport", "ProofRejected", "Chain", "ChainError", "layer_bounds", "rows_lower",
-           "FORMAT", "VERSION"]
+__all__ = ["check_proof", "check_lipschitz_proof", "check_counterexample", "CheckReport", "ProofRejected", "Chain",
+           "ChainError", "layer_bounds", "rows_lower", "FORMAT", "VERSION"]

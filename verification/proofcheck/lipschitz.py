@@ -1,31 +1,11 @@
-"""Check a proof of a certified Lipschitz bound (``lipschitz(..., proof=PATH)``; docs/proofs.md).
+"""Check a proof of a certified Lipschitz bound (``lipschitz(..., proof=PATH)``; the LMIs, the certificates
+``sdp`` / ``norms`` / ``patterns`` / ``unchecked`` and what is trusted are described in docs/proofs.md).
 
-The network ``f = W_L phi_L(... phi_1(W_0 x + b_0) ...) + b_L`` must be an alternating chain as loaded.  A claim
-is ``|c.(f(x) - f(y))| <= bound ||x - y||`` (or ``||f(x) - f(y)|| <= bound ||x - y||`` without ``c``) in the l2
-or l-inf norm, proved by one of:
-
-* ``sdp`` (LipSDP-Neuron / -Layer, ECLipsE): multipliers ``T_k >= 0`` per activation layer (slope-restricted on
-  ``[a_k, b_k]``, from the activation's ``slope_bounds()``), ``rho`` (and ``tau >= 0`` for l-inf).  The checker
-  builds the LMI from the weights and proves it PSD (:mod:`verification.proofcheck.psd`):
-
-  - l2 (Fazlyab et al., NeurIPS 2019, Thm 2): blocks ``D_0 = rho I``, ``D_k = 2 T_k``, plus
-    ``2 a_k b_k W_{k-1}ᵀ T_k W_{k-1}`` on ``D_{k-1}``, ``-(a_k + b_k) W_{k-1}ᵀ T_k`` between ``k-1`` and ``k``,
-    ``-W_Lᵀ W_L`` on ``D_L`` (``W_L`` replaced by ``cᵀ W_L``); then ``bound² >= rho``.  When ``W_0`` has
-    fewer rows than columns the input block is taken in the coordinates ``x = W_0ᵀ v`` (congruence by
-    ``diag(W_0ᵀ, I, ...)``: ``D_0 = rho G + ...`` with ``G = W_0 W_0ᵀ``; the rest of the input space only adds
-    ``rho ||w||²``, so PSD is unchanged).
-  - l-inf, scalar output (Wang et al. 2022; Pauli et al. 2024): ``D_0 = diag(tau)``, a border entry
-    ``2 rho - sum tau`` coupled to block ``L`` by ``cᵀ W_L``; then ``bound >= rho`` (``|c.Δf| <= rho ||Δx||_inf``).
-    Without ``c``: one part per output row ``e_i``, ``bound >= max rho``.
-
-  Neurons whose incoming weight row is zero are constant (their increment is 0) and are removed first.
-* ``norms`` (the ``naive`` product): per affine layer ``s_j >= ||W_j||`` (l2: ``[[s_j I, W_j], [W_jᵀ, s_j I]]``
-  PSD, no rounding in its entries; l-inf: rigorous row sums) and ``bound >= prod s_j * prod Lip(phi_k)`` rounded up.
-* ``unchecked``: not checked; never accepted.
-
-Matrices of at most ``EXACT_MAX_N`` rows are built and factorised in rationals; larger ones in float64 with an
-entrywise error bound ``gamma_d |K|`` (``|K|``: the same assembly on absolute values; ``d`` bounds the number
-of roundings along any path of the evaluation, Higham Lemma 3.1).
+The claim ``|c.(f(x) - f(y))| <= bound ||x - y||`` (``||f(x) - f(y)||`` without ``c``), l2 or l-inf, is reduced
+to PSD proofs (:mod:`verification.proofcheck.psd`) of matrices rebuilt from the float64 weights and the
+proof's numbers: in rationals up to ``EXACT_MAX_N`` rows, else in float64 with the entrywise error bound
+``gamma_d |K|`` (``|K|``: the same assembly on absolute values; ``d`` bounds the roundings along any path of
+the evaluation, Higham Lemma 3.1).
 """
 
 from __future__ import annotations
@@ -53,10 +33,8 @@ def fingerprint(net: Network) -> str:
     h = hashlib.sha256()
     for layer in net.affine_layers:
         W = np.ascontiguousarray(layer.as_matrix(), dtype=np.float64)
-        h.update(np.asarray(W.shape, dtype=np.int64).tobytes() + W.tobytes())
-        h.update(np.ascontiguousarray(layer.bias, dtype=np.float64).tobytes())
-    for act in net.activations:
-        h.update(act.describe().encode() + b";")
+        h.update(np.asarray(W.shape, dtype=np.int64).tobytes() + W.tobytes() + np.asarray(layer.bias, np.float64).tobytes())
+    h.update("".join(act.describe() + ";" for act in net.activations).encode())
     return h.hexdigest()
 
 
@@ -66,10 +44,9 @@ def live_masks(mats: list) -> list[np.ndarray]:
     mats, masks = [np.asarray(m) for m in mats], []
     for k in range(len(mats) - 1):
         live = np.any(mats[k] != 0, axis=1)
-        if not live.any():
-            live[0] = True
+        live[0] |= not live.any()
         masks.append(live)
-        mats[k], mats[k + 1] = mats[k][live], mats[k + 1][:, live]
+        mats[k + 1] = mats[k + 1][:, live]
     return masks
 
 
@@ -118,48 +95,39 @@ def _assemble(Ws, pq, ts, rho, tau, WL, c, norm, sgn):
 
 def lmi_psd(Ws, pq, ts, rho, tau, WL, c, norm) -> str | None:
     """``None`` if the LMI at these float64 numbers is proven PSD, else the failing step."""
-    n0 = Ws[0].shape[1] if Ws else WL.shape[1]
+    n0, m = (Ws[0].shape[1] if Ws else WL.shape[1]), WL.shape[0]
     N = (min(n0, Ws[0].shape[0]) if Ws else min(WL.shape)) + sum(W.shape[0] for W in Ws) + (norm == "inf")
     if N > MAX_N:
         raise ChainError(f"the LMI has {N} rows; the checker handles at most {MAX_N}")
-    work = sum(W.size for W in Ws) * (N if Ws else 1) + WL.size * min(WL.shape)
-    if N <= EXACT_MAX_N and work <= 200_000:
-        fr = _frac
-        K = _assemble([fr(W) for W in Ws], [(Fraction(2) * Fraction(a) * Fraction(b_), Fraction(a) + Fraction(b_))
-                                             for a, b_ in pq], [fr(t) for t in ts], Fraction(rho),
-                      None if tau is None else fr(tau), fr(WL), None if c is None else fr(c), norm, -1)
-        return exact_psd(K.tolist())
+    opt = lambda f, v: None if v is None else f(v)  # noqa: E731
+    if N <= EXACT_MAX_N and sum(W.size for W in Ws) * (N if Ws else 1) + WL.size * min(WL.shape) <= 200_000:
+        fq = [(2 * Fraction(a) * Fraction(b_), Fraction(a) + Fraction(b_)) for a, b_ in pq]
+        return exact_psd(_assemble([_frac(W) for W in Ws], fq, [_frac(t) for t in ts], Fraction(rho),
+                                   opt(_frac, tau), _frac(WL), opt(_frac, c), norm, -1).tolist())
     fq = [(2.0 * a * b_, a + b_) for a, b_ in pq]
     K = _assemble(Ws, fq, ts, rho, tau, WL, c, norm, -1)
-    A = _assemble([np.abs(W) for W in Ws], [(abs(p), abs(q)) for p, q in fq], ts, rho,
-                  None if tau is None else np.abs(tau), np.abs(WL), None if c is None else np.abs(c), norm, 1)
-    m = WL.shape[0]
+    A = _assemble([np.abs(W) for W in Ws], [(abs(p), abs(q)) for p, q in fq], ts, rho, opt(np.abs, tau),
+                  np.abs(WL), opt(np.abs, c), norm, 1)
     d = 2 * n0 + 2 * max([W.shape[0] for W in Ws] + [n0, m]) + 2 * m + 16
     g = d * U / (1 - d * U)
-    E = A * (g / (1 - g) * (1 + 4 * U)) + TINY
-    # rows that are structurally zero (same assembly on 0/1 indicators: no rounding) are zero in the exact
-    # matrix: removing them does not change PSD-ness
+    # structurally zero rows (the assembly on 0/1 indicators: no rounding) are zero in the exact matrix too
     nz = lambda a: (np.asarray(a) != 0).astype(np.float64)  # noqa: E731
-    pat = _assemble([nz(W) for W in Ws], [(float(p != 0), float(q != 0)) for p, q in fq], [nz(t) for t in ts],
-                    float(rho != 0), None if tau is None else nz(tau), nz(WL), None if c is None else nz(c), norm, 1)
-    keep = np.flatnonzero(pat.any(axis=1))
-    why, _ = float_psd(K[np.ix_(keep, keep)], E[np.ix_(keep, keep)])
-    return why
+    keep = np.flatnonzero(_assemble([nz(W) for W in Ws], [(nz(p), nz(q)) for p, q in fq], [nz(t) for t in ts],
+                                    nz(rho), opt(nz, tau), nz(WL), opt(nz, c), norm, 1).any(axis=1))
+    return float_psd(K[np.ix_(keep, keep)], (A * (g / (1 - g) * (1 + 4 * U)) + TINY)[np.ix_(keep, keep)])[0]
 
 
-def _norm_psd(W: np.ndarray, c, s: float) -> str | None:
-    """``None`` if ``||W||_2 <= s`` (``W`` replaced by ``cᵀW``) is proven: ``[[s I, W], [Wᵀ, s I]]`` is PSD."""
-    m, n = (1 if c is not None else W.shape[0]), W.shape[1]
+def _norm_psd(M: np.ndarray, EM, s: float, exact=None) -> str | None:
+    """``None`` if ``||M_exact||_2 <= s`` is proven (``|M_exact - M| <= EM``; ``exact``: ``M_exact`` in rationals,
+    a callable, used when small): ``[[s I, M], [Mᵀ, s I]]`` is PSD."""
+    (m, n), eye = M.shape, np.eye
     if m + n > MAX_N:
-        raise ChainError(f"a layer of {m} x {n}: the checker handles norm proofs of at most {MAX_N} rows and columns")
-    if m + n <= EXACT_MAX_N:
-        M = _frac(W) if c is None else _frac(c)[None, :] @ _frac(W)
-        S = np.block([[np.eye(m, dtype=object) * Fraction(s), M], [M.T, np.eye(n, dtype=object) * Fraction(s)]])
-        return exact_psd(S.tolist())
-    M, EM = (W, np.zeros_like(W)) if c is None else mm(c[None, :], W)
-    S = np.block([[s * np.eye(m), M], [M.T, s * np.eye(n)]])
-    E = np.block([[np.zeros((m, m)), EM], [EM.T, np.zeros((n, n))]])
-    return float_psd(S, E)[0]
+        raise ChainError(f"a {m} x {n} matrix: the checker handles norm proofs of at most {MAX_N} rows and columns")
+    if exact is not None and m + n <= EXACT_MAX_N:
+        Q = exact()
+        return exact_psd(np.block([[eye(m, dtype=object) * Fraction(s), Q], [Q.T, eye(n, dtype=object) * Fraction(s)]]).tolist())
+    return float_psd(np.block([[s * eye(m), M], [M.T, s * eye(n)]]),
+                     np.block([[np.zeros((m, m)), EM], [EM.T, np.zeros((n, n))]]))[0]
 
 
 def _hexes(v, what: str, n: int | None = None) -> np.ndarray:
@@ -169,68 +137,46 @@ def _hexes(v, what: str, n: int | None = None) -> np.ndarray:
 
 
 def _check_sdp(net, Ws, WL, cert, norm, c, bound: float, counts: dict) -> None:
-    pq = []
-    for k, act in enumerate(net.activations):
-        sb = act.slope_bounds() if act.elementwise else None
-        if sb is None:
-            raise ChainError(f"activation {k} ({act.describe()}) is not slope-restricted elementwise")
-        pq.append((float(sb[0]), float(sb[1])))
-    parts = cert.get("parts")
-    rows = [None] if (norm == 2 or c is not None) else list(range(net.out_dim))
+    sbs = [act.slope_bounds() if act.elementwise else None for act in net.activations]
+    if None in sbs:
+        raise ChainError("an sdp proof needs slope-restricted elementwise activations")
+    pq = [(float(a), float(b_)) for a, b_ in sbs]
+    parts, rows = cert.get("parts"), ([None] if (norm == 2 or c is not None) else list(range(net.out_dim)))
     if not isinstance(parts, list) or len(parts) != len(rows):
         raise ProofRejected(f"certificate: expected {len(rows)} part(s)")
+    masks = live_masks(Ws + [WL])  # constant neurons (zero incoming row) are removed, with their multipliers
+    W2 = [W[live] for W, live in zip(Ws, masks)]
+    W2 = [W if k == 0 else W[:, masks[k - 1]] for k, W in enumerate(W2)]
+    WL2 = WL[:, masks[-1]] if masks else WL
     for i, (part, row) in enumerate(zip(parts, rows)):
         where = f"certificate part {i}"
-        if not isinstance(part, dict):
-            raise ProofRejected(f"{where}: not an object")
         rho = unhex(part.get("rho"), f"{where}: rho")
-        if not rho >= 0:
-            raise ProofRejected(f"{where}: rho is negative")
         Tin = part.get("T")
         if not isinstance(Tin, list) or len(Tin) != len(Ws):
             raise ProofRejected(f"{where}: 'T' needs one list per activation layer ({len(Ws)})")
         ts = [_hexes(t, f"{where}: T[{k}]", W.shape[0]) for k, (t, W) in enumerate(zip(Tin, Ws))]
-        if any(np.any(t < 0) for t in ts):
-            raise ProofRejected(f"{where}: a multiplier T is negative")
-        tau = None
-        if norm == "inf":
-            tau = _hexes(part.get("tau"), f"{where}: tau", net.in_dim)
-            if np.any(tau < 0):
-                raise ProofRejected(f"{where}: a multiplier tau is negative")
-        cc = c if row is None else np.eye(net.out_dim)[row]
+        tau = _hexes(part.get("tau"), f"{where}: tau", net.in_dim) if norm == "inf" else None
+        if rho < 0 or any(np.any(t < 0) for t in ts) or (tau is not None and np.any(tau < 0)):
+            raise ProofRejected(f"{where}: rho or a multiplier is negative")
         if norm == 2 and Fraction(bound) ** 2 < Fraction(rho) or norm == "inf" and bound < rho:
             raise ProofRejected(f"{where}: the bound {bound!r} is below what rho = {rho!r} proves")
-        masks = live_masks(Ws + [WL])
-        W2 = [W for W in Ws]
-        for k, live in enumerate(masks):
-            W2[k] = W2[k][live]
-            ts[k] = ts[k][live]
-            if k + 1 < len(W2):
-                W2[k + 1] = W2[k + 1][:, live]
-        WL2 = WL[:, masks[-1]] if masks else WL
-        why = lmi_psd(W2, pq, ts, rho, tau, WL2, cc, norm)
+        cc = c if row is None else np.eye(net.out_dim)[row]
+        why = lmi_psd(W2, pq, [t[live] for t, live in zip(ts, masks)], rho, tau, WL2, cc, norm)
         if why is not None:
             raise ProofRejected(f"{where}: LMI: {why}")
         counts["checked"] += 1
 
 
 def _check_norms(net, mats, cert, norm, c, bound: float, counts: dict) -> None:
-    s = _hexes(cert.get("layers"), "certificate: layers", len(mats))
-    prod = 1.0
+    s, prod = _hexes(cert.get("layers"), "certificate: layers", len(mats)), 1.0
     for j, (M, sj) in enumerate(zip(mats, s)):
         last = c is not None and j == len(mats) - 1
+        M2, EM = mm(c[None, :], M) if last else (M, np.zeros_like(M))  # cᵀW and its rounding bound
         if norm == 2:
-            if not sj >= 0:
-                raise ProofRejected(f"certificate: layer {j}: negative norm bound")
-            why = _norm_psd(M, c if last else None, sj)
+            why = _norm_psd(M2, EM, sj, lambda: _frac(c)[None, :] @ _frac(M) if last else _frac(M)) if sj >= 0 else "< 0"
         else:
-            if last:  # the l1 norm of cᵀW: each entry's magnitude plus its rounding bound
-                C, E = mm(c[None, :], M)
-                C, E = mm(up(np.abs(C) + E), np.ones(M.shape[1]))
-            else:
-                C, E = mm(np.abs(M), np.ones(M.shape[1]))
-            row = float(up(C + E).max())
-            why = None if row <= sj else f"max row sum {row!r} exceeds {sj!r}"
+            C, E = mm(up(np.abs(M2) + EM), np.ones(M.shape[1]))
+            why = None if float(up(C + E).max()) <= sj else f"a row sum exceeds {sj!r}"
         if why is not None:
             raise ProofRejected(f"certificate: layer {j}: norm bound {sj!r}: {why}")
         prod = float(up(prod * sj))
@@ -241,18 +187,36 @@ def _check_norms(net, mats, cert, norm, c, bound: float, counts: dict) -> None:
         raise ProofRejected(f"certificate: the bound {bound!r} is below the product {prod!r} of the norms")
 
 
+def _check_patterns(net, mats, cert, norm, c, bound: float, counts: dict) -> None:
+    """One hidden layer of two-piece activations (slopes ``s`` and 1): ``||W_1 D W_0|| <= bound`` for all
+    ``2^h`` diagonal patterns ``D`` (the Jacobian of every linear piece is one of them)."""
+    s = net.activations[0].two_piece_slope if len(mats) == 2 else None
+    if s is None or mats[0].shape[0] > 16:
+        raise ChainError("a patterns proof needs one hidden layer of at most 16 two-piece (ReLU-like) neurons")
+    W0, h = mats[0], mats[0].shape[0]
+    W1, E1 = (mats[1], 0.0 * mats[1]) if c is None else mm(c[None, :], mats[1])
+    sm, g = max(abs(float(s)), 1.0), (h + 4) * U / (1 - (h + 4) * U)
+    E = ((np.abs(W1) + E1) @ np.abs(W0)) * (sm * g / (1 - g) * (1 + 4 * U)) + (E1 @ np.abs(W0)) * sm * (1 + 4 * U) + TINY
+    codes = np.arange(2 ** h)
+    D = np.where((codes[:, None] >> np.arange(h)) & 1, 1.0, float(s))
+    Ms = (W1[None] * D[:, None, :]) @ W0  # (2^h, m, n0): the Jacobian of each pattern
+    A = up(np.abs(Ms) + E)  # entrywise magnitudes, rounding included
+    lim = float(up(1 + (A.shape[1] * A.shape[2] + 2) * U))
+    # l-inf: the largest row sum; l2: ||M||_2 <= ||M||_F decides most patterns, the others get a PSD proof
+    mag = A.sum(axis=2).max(axis=1) if norm == "inf" else (A * A).sum(axis=(1, 2))
+    for code in np.flatnonzero(~(mag * lim <= (bound if norm == "inf" else float(np.nextafter(bound * bound, 0))))):
+        why = "a row sum exceeds the bound" if norm == "inf" else _norm_psd(Ms[code], E, bound)
+        if why is not None:
+            raise ProofRejected(f"certificate: pattern {code}: {why}")
+    counts["checked"] += 2 ** h
+
+
 def check_lipschitz_proof(net: Network, proof) -> CheckReport:
     """Check a Lipschitz ``proof`` (a dict or a JSON path) for ``net``; ``accepted`` only if every step holds.
     A network outside what the checker handles raises :class:`~verification.proofcheck.bounds.ChainError`."""
-    t0 = time.monotonic()
-    counts = {"checked": 0}
+    t0, counts, b = time.monotonic(), {"checked": 0}, None
     if not net.is_canonical:
         raise ChainError("the checker needs an alternating chain of affine layers and activations")
-    bound = float("nan")
-
-    def report(ok: bool, msg: str) -> CheckReport:
-        return CheckReport(ok, msg, checked=counts["checked"], seconds=time.monotonic() - t0, bound=bound)
-
     try:
         p = _load(proof)
         if not isinstance(p, dict) or p.get("format") != FORMAT or p.get("kind") != KIND:
@@ -261,30 +225,27 @@ def check_lipschitz_proof(net: Network, proof) -> CheckReport:
             raise ProofRejected(f"header: version {p.get('version')!r}, this checker reads version {VERSION}")
         if not isinstance(p.get("network"), dict) or p["network"].get("sha256") != fingerprint(net):
             raise ProofRejected("network: the fingerprint differs (the proof was made for another network)")
-        norm = p.get("norm")
-        if norm not in (2, "inf") or type(norm) is bool:
-            raise ProofRejected(f"claim: norm {norm!r} is not 2 or 'inf'")
+        norm, cert = p.get("norm"), p.get("certificate")
+        if norm not in (2, "inf") or type(norm) is bool or not isinstance(cert, dict):
+            raise ProofRejected(f"claim: norm {norm!r} is not 2 or 'inf', or the certificate is missing")
         c = None if p.get("output") is None else _hexes(p["output"], "claim: output", net.out_dim)
         b = unhex(p.get("bound"), "claim: bound")
-        cert = p.get("certificate")
-        if not isinstance(cert, dict):
-            raise ProofRejected("certificate: missing")
         mats = [np.asarray(layer.as_matrix(), dtype=np.float64) for layer in net.affine_layers]
         if not all(np.isfinite(m).all() for m in mats):
             raise ChainError("the network has a NaN or infinite weight")
-        if cert.get("by") == "unchecked":
-            return report(False, f"not checkable: {cert.get('reason', 'no certificate')}")
-        if cert.get("by") == "sdp":
+        by = cert.get("by")
+        if by == "unchecked":
+            return CheckReport(False, f"not checkable: {cert.get('reason', 'no certificate')}", seconds=time.monotonic() - t0)
+        if by not in ("sdp", "patterns", "norms"):
+            raise ProofRejected(f"certificate: unknown kind {by!r}")
+        if by == "sdp":
             _check_sdp(net, mats[:-1], mats[-1], cert, norm, c, b, counts)
-        elif cert.get("by") == "norms":
-            _check_norms(net, mats, cert, norm, c, b, counts)
         else:
-            raise ProofRejected(f"certificate: unknown kind {cert.get('by')!r}")
-        bound = b
+            (_check_patterns if by == "patterns" else _check_norms)(net, mats, cert, norm, c, b, counts)
+        msg = f"accepted: Lipschitz bound {b!r} (l{norm}{'' if c is None else ', scalar output'}) proven by {by} " \
+              f"({counts['checked']} certificate(s) checked)"
     except ProofRejected as exc:
-        return report(False, f"rejected: {' '.join(str(exc).split())}")
+        b, msg = None, f"rejected: {' '.join(str(exc).split())}"
     except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:  # malformed content
-        return report(False, f"rejected: malformed proof ({type(exc).__name__}: {exc})")
-    out = "" if c is None else ", scalar output"
-    return report(True, f"accepted: Lipschitz bound {b!r} (l{norm}{out}) proven by {cert['by']} "
-                        f"({counts['checked']} certificate(s) checked)")
+        b, msg = None, f"rejected: malformed proof ({type(exc).__name__}: {exc})"
+    return CheckReport(b is not None, msg, checked=counts["checked"], seconds=time.monotonic() - t0, bound=b)

@@ -1,17 +1,11 @@
-"""Proofs that a symmetric matrix is positive semidefinite: exact LDLᵀ in rationals (small matrices) and a
-float64 Cholesky of a shifted matrix with a proven rounding-error bound (large ones).
+"""PSD proofs: exact LDLᵀ in rationals (small matrices); float64 Cholesky of a shifted matrix (large ones).
 
-**Float criterion** (Demmel 1989; Higham, *Accuracy and Stability of Numerical Algorithms*, Thm 10.3; the form
-of Rump, "Verification of positive definiteness", BIT 46, 2006).  If the Cholesky factorisation of a symmetric
-float matrix ``A`` runs to completion, the computed ``R`` satisfies ``RᵀR = A + dA`` with
-``|dA| <= gamma_{n+1} |Rᵀ||R|``, whatever the order of the dot products and with or without FMA (conventional,
-not Strassen-like, BLAS), hence ``||dA||_2 <= gamma_{n+1} || |Rᵀ||R| ||_2``, which is at most the largest row
-sum of the non-negative matrix ``|Rᵀ||R|`` (computed as ``|Rᵀ| (|R| 1)`` with its own rounding bound; Rump uses
-the looser ``||R||_F² <= tr(A) / (1 - gamma_{n+1})``).  With ``A = fl(S - c I)`` and ``|S_exact - S| <= E``
-entrywise: ``lambda_min(S_exact) >= c - gamma_{n+1} rowsum_max(|Rᵀ||R|) - u max|A_ii| - ||E||_2``, and
-``||E||_2 <= max_i sum_j E_ij``.  The shift ``c`` is raised (at most 3 times) until it exceeds that loss.  Everything runs on ``D S D`` with ``D`` a diagonal of powers of two (an exact
-congruence) so that the diagonal is of order one.  Underflow: an absolute allowance ``n² TINY`` (far above the
-``eta``-sized terms of gradual underflow on a balanced matrix).
+If Cholesky of the symmetric float ``A`` completes, ``RᵀR = A + dA`` with ``|dA| <= gamma_{n+1} |Rᵀ||R|`` in any
+summation order, with or without FMA (Demmel 1989; Higham, *Accuracy and Stability*, Thm 10.3; conventional
+BLAS), and ``||dA||_2`` is at most the largest row sum of ``|Rᵀ||R|`` (Rump, BIT 46, 2006, uses ``tr(A)``).  With
+``A = fl(S - c I)`` and ``|S_exact - S| <= E``: ``lambda_min(S_exact) >= c - gamma_{n+1} rowsum(|Rᵀ||R|) -
+u max|A_ii| - max_i sum_j E_ij``, every term rounded up, on ``D S D`` (``D``: powers of two balancing the
+diagonal, an exact congruence).  Underflow: an allowance ``n² TINY``.
 """
 
 from __future__ import annotations
@@ -37,12 +31,10 @@ def exact_psd(K) -> str | None:
         d = A[k][k]
         if d < 0:
             return f"pivot {k} of the exact LDLᵀ is negative ({float(d):.6g})"
-        if d == 0:
-            if any(A[k][j] != 0 for j in range(k + 1, n)):
-                return f"pivot {k} of the exact LDLᵀ is zero with a non-zero column"
-            continue
+        if d == 0 and any(A[k][j] != 0 for j in range(k + 1, n)):
+            return f"pivot {k} of the exact LDLᵀ is zero with a non-zero column"
         rk = A[k]
-        for i in range(k + 1, n):
+        for i in range(k + 1, n) if d else ():
             if rk[i]:
                 f = rk[i] / d
                 ri = A[i]
@@ -56,33 +48,26 @@ def float_psd(S: np.ndarray, E: np.ndarray) -> tuple[str | None, float]:
     """``(None, margin)`` if every symmetric matrix within ``E`` (entrywise) of ``S`` is proven PSD (``margin``:
     a proven lower bound of the smallest eigenvalue of the balanced matrix), else ``(failing step, nan)``."""
     n = S.shape[0]
-    if not (np.isfinite(S).all() and np.isfinite(E).all()) or np.any(E < 0):
-        return "the matrix or its error bound is not finite", float("nan")
-    if np.any(np.diag(S) + np.diag(E) < 0):
-        return "a diagonal entry is negative", float("nan")
-    S = np.tril(S) + np.tril(S, -1).T  # the lower triangle is what the factorisation reads
-    E = np.maximum(E, E.T)
+    S, E = np.tril(S) + np.tril(S, -1).T, np.maximum(E, E.T)  # the lower triangle is what Cholesky reads
     dg = np.diag(S).copy()
-    e = np.where(dg > 0, -np.round(np.log2(np.where(dg > 0, dg, 1.0)) / 2), 0.0)
-    d = np.ldexp(1.0, np.clip(e, -400, 400).astype(int))
+    d = np.ldexp(1.0, np.clip(np.where(dg > 0, -np.round(np.log2(np.where(dg > 0, dg, 1.0)) / 2), 0), -400, 400).astype(int))
     Sd, Ed = d[:, None] * S * d[None, :], d[:, None] * E * d[None, :] + TINY
+    if not (np.isfinite(Sd).all() and np.isfinite(Ed).all()) or np.any(E < 0):
+        return "the matrix or its error bound is not finite", float("nan")
     g = (n + 1) * U / (1 - (n + 1) * U) * (1 + 4 * U)
     err = float(up(np.abs(Ed).sum(axis=1).max() * (1 + (n + 2) * U)))  # ||E||_2 <= max row sum (symmetric)
     c = float(up(2.0 * (err + 2.0 * g * np.abs(Sd).sum(axis=1).max()) + n * n * TINY))
-    ones = np.ones(n)
     for _ in range(4):
         A = Sd - c * np.eye(n)
         try:
-            L = np.linalg.cholesky(A)
+            aL = np.abs(np.linalg.cholesky(A))
         except np.linalg.LinAlgError:
             return "the float64 Cholesky factorisation of the shifted matrix fails", float("nan")
-        # ||dA||_2 <= gamma_{n+1} || |L| |L|ᵀ ||_2 <= gamma_{n+1} max row sum of |L| (|L|ᵀ 1), rounded up
-        aL = np.abs(L)
-        v, ev = mm(aL.T, ones)
+        v, ev = mm(aL.T, np.ones(n))  # row sums of |L| |L|ᵀ = |Rᵀ||R|, rounded up
         w, ew = mm(aL, up(v + ev))
         lost = float(up(up(up(g * float(up(w + ew).max())) + up(U * np.abs(np.diag(A)).max() * (1 + 2 * U)))
                         + up(err + n * n * TINY)))
-        if c >= lost:
+        if c >= lost:  # (also False for nan)
             return None, float(np.nextafter(c - lost, -np.inf))
         c = float(up(2.0 * lost))
     return "the shift does not exceed the proven rounding error", float("nan")
