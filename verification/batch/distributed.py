@@ -2,7 +2,8 @@
 
 The driver runs the cheap stages of :func:`~verification.smt.verify` itself (falsification, a bound on each
 whole box), then submits each region's box as a *piece*: a worker runs :func:`~verification.smt.input_split.input_split`
-on the piece for at most ``slice_boxes`` bounded boxes and returns refuted, a counterexample, or the boxes it
+on the piece for at most ``slice_boxes`` bounded boxes (``first_slice`` for the root pieces, doubling with
+each generation up to ``slice_boxes``, so that the work spreads early) and returns refuted, a counterexample, or the boxes it
 did not decide, which the driver cuts into new pieces of at most ``piece_boxes`` boxes and submits.  Dask
 hands pending pieces to whichever worker is idle: there is no static partition.
 
@@ -39,6 +40,7 @@ from verification.spec import VnnlibProperty
 __all__ = ["verify_distributed", "solve_piece", "Piece"]
 
 SLICE_BOXES = 2048  # boxes a piece may bound before it hands its undecided boxes back
+FIRST_SLICE = 128  # the root pieces stop after this many boxes, their children after twice as many, ...
 PIECE_BOXES = 64  # boxes per new piece cut from a returned stack (one bounding batch)
 
 
@@ -91,7 +93,7 @@ def _cut(parent: str, region: int, left: list, piece_boxes: int) -> list[Piece]:
 
 
 def verify_distributed(net: Network, prop: VnnlibProperty, timeout: float = 60.0, *, client, seed: int = 0,
-                       slice_boxes: int = SLICE_BOXES, piece_boxes: int = PIECE_BOXES,
+                       slice_boxes: int = SLICE_BOXES, piece_boxes: int = PIECE_BOXES, first_slice: int = FIRST_SLICE,
                        on_piece=None, **options) -> VerifyResult:
     """Decide ``prop`` on ``net`` by input splitting with the sub-boxes run as Dask tasks on ``client``
     (see the module docstring).  ``options`` are those of :func:`~verification.smt.verify` (``n_samples``,
@@ -104,8 +106,8 @@ def verify_distributed(net: Network, prop: VnnlibProperty, timeout: float = 60.0
         raise InvalidParameterError(f"verify_distributed needs a Network; got {type(net).__name__}")
     if not (isinstance(timeout, (int, float)) and timeout >= 0):
         raise InvalidParameterError(f"timeout must be a number of seconds >= 0; got {timeout!r}")
-    if slice_boxes < 1 or piece_boxes < 1:
-        raise InvalidParameterError("slice_boxes and piece_boxes must be >= 1")
+    if slice_boxes < 1 or piece_boxes < 1 or first_slice < 1:
+        raise InvalidParameterError("slice_boxes, piece_boxes and first_slice must be >= 1")
     net = net.canonical()
     if prop.in_dim != net.in_dim or prop.out_dim != net.out_dim:
         raise ShapeMismatchError(f"the property has {prop.in_dim} inputs and {prop.out_dim} outputs, the network "
@@ -143,7 +145,9 @@ def verify_distributed(net: Network, prop: VnnlibProperty, timeout: float = 60.0
     run_key = hashlib.sha1(f"{time.time()}:{id(net)}".encode()).hexdigest()[:10]
 
     def submit(piece: Piece):
-        return client.submit(solve_piece, net_f, prop_f, piece, opts, deadline_wall, slice_boxes, pure=False,
+        # small slices near the root spread the work early; deeper pieces run longer (less overhead)
+        limit = min(slice_boxes, first_slice << min(piece.id.count("."), 30))
+        return client.submit(solve_piece, net_f, prop_f, piece, opts, deadline_wall, limit, pure=False,
                              key=f"piece-{run_key}-{piece.id}", retries=1)
 
     pieces = {}
@@ -178,6 +182,8 @@ def verify_distributed(net: Network, prop: VnnlibProperty, timeout: float = 60.0
                 _cancel(client, ac)
                 stats.set("pieces", len(seen))
                 stats.set("boxes", n_boxes)
+                stats.set("duplicates", duplicates)
+                stats.set("workers_used", len(workers))
                 return _violated(net, prop, res["x"], done)
             if kind == "timeout":
                 timed_out = True
