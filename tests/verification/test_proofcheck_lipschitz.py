@@ -244,3 +244,22 @@ def test_exact_gets_a_pattern_enumeration_proof(tmp_path, act):
             p["bound"] = (res.value * (1 - 1e-6)).hex()  # the exact constant: any lower claim fails
             _rejected(net, p, "certificate: pattern")
     assert lipschitz(net, method="auto", proof=tmp_path / "a.json").details["proof"]["accepted"]
+
+
+def test_conv_nets_checked_when_small_and_never_accepted_when_too_large(tmp_path):
+    from verification.layers.conv import Conv2d
+    from verification.network import Dense, Network
+    from verification.errors import PreconditionError
+    rng = np.random.default_rng(0)
+    conv = Conv2d(rng.normal(size=(4, 1, 3, 3)), rng.normal(size=4), (1, 8, 8), 1, 1, 1, (1, 1, 1, 1), "zeros")
+    net = Network([conv, ReLU(), Dense(rng.normal(size=(3, 256)) / 16)])
+    for m, norm in [("naive", 2), ("naive", "inf"), ("eclipse-fast", 2)]:  # (LipSDP: the same LMI check)
+        _prove(net, tmp_path, method=m, norm=norm)
+    big = Conv2d(rng.normal(size=(4, 4, 3, 3)), None, (4, 48, 48), 1, 1, 1, (1, 1, 1, 1), "zeros")  # 9216 x 9216
+    res = lipschitz(Network([big, ReLU(), Dense(rng.normal(size=(3, 4 * 48 * 48)) / 100)]), method="naive",
+                    proof=tmp_path / "big.json")
+    assert res.certified and not res.details["proof"]["accepted"]
+    assert res.details["proof"]["message"].startswith("not checkable: as_matrix()")
+    with pytest.raises(PreconditionError):  # the checker takes the net as given: merged layers would round
+        lipschitz(Network([Dense(rng.normal(size=(4, 3))), ReLU(), Dense(np.eye(4)), Dense(rng.normal(size=(2, 4)))]),
+                  method="naive", proof=tmp_path / "m.json")

@@ -96,17 +96,28 @@ def write_proof(net: Network, res: LipschitzResult, path, c: np.ndarray | None) 
     """Write the proof of the certified ``res`` (computed on the canonical ``net``) to ``path`` and check it;
     returns ``res`` with ``details["proof"]`` (and the proven value if it had to be raised)."""
     t0 = time.perf_counter()
+    try:
+        sha = fingerprint(net)
+    except UnsupportedLayerError as exc:  # a layer too large for a dense matrix: nothing the checker can do
+        sha, too_large = "unavailable", " ".join(str(exc).split())
+    else:
+        too_large = None
     head = {"format": FORMAT, "version": VERSION, "kind": KIND,
-            "network": {"sha256": fingerprint(net), "in_dim": net.in_dim, "out_dim": net.out_dim,
+            "network": {"sha256": sha, "in_dim": net.in_dim, "out_dim": net.out_dim,
                         "widths": [int(layer.out_features) for layer in net.affine_layers]},
             "method": res.method, "norm": res.norm, "output": None if c is None else [hexf(v) for v in c]}
     rep, bumps = None, 0
     for bumps in range(BUMPS + 1):
         scale = 1.0 if bumps == 0 else 1.0 + 2.0 ** -44 * 16.0 ** (bumps - 1)
-        cert, proven = _certificate(net, res, scale)
+        if too_large is not None:
+            cert, proven = {"by": "unchecked", "reason": too_large}, res.value
+        else:
+            cert, proven = _certificate(net, res, scale)
         bound = max(float(res.value), proven)
         proof = dict(head, bound=hexf(bound), certificate=cert)
         try:
+            if too_large is not None:
+                raise ChainError(too_large)
             rep = check_lipschitz_proof(net, proof)
         except (ChainError, UnsupportedLayerError, MemoryError) as exc:  # e.g. a layer too large to check
             rep = CheckReport(False, f"not checkable: {' '.join(str(exc).split())}")
