@@ -19,6 +19,7 @@ import numpy as np
 
 from verification.evaluate import enclose, exact_forward, has_exact_forward
 from verification.network import Network
+from verification.proofcheck import ChainError, check_counterexample
 from verification.spec import InputRegion, VnnlibProperty
 
 __all__ = ["confirm", "confirm_property", "point_in_region"]
@@ -82,6 +83,18 @@ def confirm(net: Network, region: InputRegion, x: np.ndarray, exact_cache: dict 
     return False
 
 
+INDEPENDENT_MAX_ENTRIES = 1_000_000  # dense weight entries up to which the independent re-check runs (~1 s)
+
+
 def confirm_property(net: Network, prop: VnnlibProperty, x: np.ndarray) -> bool:
-    """True iff the float point ``x`` violates the property as written (some region, exactly)."""
-    return any(region.contains_input_exact(x) and confirm(net, region, x) for region in prop.regions)
+    """True iff the float point ``x`` violates the property as written (some region, exactly).  On ReLU /
+    leaky-ReLU networks of at most ``INDEPENDENT_MAX_ENTRIES`` weights the independent checker
+    (:func:`verification.proofcheck.check_counterexample`, exact integer arithmetic) must agree as well."""
+    if not any(region.contains_input_exact(x) and confirm(net, region, x) for region in prop.regions):
+        return False
+    if sum(layer.in_features * layer.out_features for layer in net.affine_layers) > INDEPENDENT_MAX_ENTRIES:
+        return True
+    try:
+        return check_counterexample(net, prop, x).accepted
+    except ChainError:  # a smooth activation: the exact confirmation above is the only one
+        return True
