@@ -16,6 +16,10 @@ from verification.smt.task import Task
 __all__ = ["falsify", "pgd", "row_gradient", "AttackPool"]
 
 
+SAMPLE_ENTRIES = 1 << 23  # samples x widest layer evaluated at once (64 MB per activation array)
+SAMPLE_TOTAL = 1 << 28  # samples x neurons of the random-sampling phase
+
+
 def falsify(task: Task, n_samples: int, pgd_steps: int, pgd_starts: int) -> Outcome:
     """Centre, corners (``d <= 10``) and ``n_samples`` uniform samples of the box; then ``pgd_starts`` descents
     of ``pgd_steps`` steps from the best samples, and a fine phase from the best few end points.  Returns a
@@ -36,18 +40,28 @@ def _falsify(task: Task, n_samples: int, pgd_steps: int, pgd_starts: int) -> np.
         _, found = task.screen(lo + (hi - lo) * corners)
         if found is not None:
             return found
+    # on very wide nets (lifted CNNs) fewer samples: at most SAMPLE_TOTAL neuron evaluations
+    neurons = sum(layer.out_features for layer in task.net.affine_layers)
+    n_samples = min(n_samples, max(256, SAMPLE_TOTAL // max(1, neurons)))
     X = lo + (hi - lo) * task.rng.uniform(size=(n_samples, d))
-    for chunk in np.array_split(X, max(1, n_samples // 4096)):
-        _, found = task.screen(chunk)
+    # chunks of bounded memory (rows x widest layer); the budget is checked between them
+    widest = max([d] + [layer.out_features for layer in task.net.affine_layers])
+    parts = max(1, n_samples // 4096, -(-n_samples * widest // SAMPLE_ENTRIES))
+    marg = np.full(n_samples, np.inf)
+    start = 0
+    for chunk in np.array_split(X, parts):
+        if start and task.budget.expired():
+            break
+        m, found = task.screen(chunk)
         if found is not None:
             return found
+        marg[start:start + chunk.shape[0]] = m
+        start += chunk.shape[0]
     if pgd_steps <= 0 or task.budget.expired():
         return None
     C, cb, grp = task.C, task.cb, task.grp
     if C.shape[0] == 0:
         return None
-    Y = task.net(X)
-    marg = _margin_rows(Y @ C.T + cb, grp, task.K)
     x = X[np.argsort(marg)[:pgd_starts]].copy()
     x, found = pgd(task, x, lo, hi, pgd_steps, 0.1, 0.002)
     if found is not None:

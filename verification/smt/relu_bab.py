@@ -29,6 +29,7 @@ import numpy as np
 from verification.bounds.batched import incremental_crown
 from verification.bounds.beta import beta_crown, clamp_to_splits
 from verification.bounds.crown import crown_layers
+from verification.errors import UnsupportedLayerError
 from verification.smt.encode import z3_decide
 from verification.smt.outcome import REFUTED, Outcome
 from verification.smt.task import TOL, Task
@@ -38,7 +39,9 @@ __all__ = ["relu_bab", "leaf_lp", "empty_margin"]
 ROOT_ITERS = 40  # beta-CROWN steps on the whole box
 ITERS = 5  # per batch of child domains (5 and 10 need about as many domains; 25 fewer but slower)
 FSB_CANDIDATES = 1
-DOMAIN_BATCH = 256  # parents split per step
+DOMAIN_BATCH = 256  # parents split per step (fewer on wide nets: see ENTRIES_PER_BATCH)
+ENTRIES_PER_BATCH = 1 << 21  # domains x neurons per step: bounds the memory of one step (~100 MB per array set)
+ALPHA_ROOT_NEURONS = 8192
 Z3_LEAF_SECONDS = 20.0  # per leaf the LP did not decide
 REFRESH = False
 MEMORY_BYTES = 2 << 30  # domain storage cap
@@ -126,7 +129,11 @@ class _Search:
                 pre2.append((l2, u2))
             pre = pre2
 
+        budget = self.task.budget
+
         def done(idx, low):
+            if budget.expired():  # every iterate is sound: stop at the deadline with the best so far
+                return np.ones(idx.size, dtype=bool)
             return np.any(low > 1e-6, axis=1)
 
         res = beta_crown(self.net, lo, hi, self.C, self.cb, pre, splits,
@@ -188,7 +195,11 @@ class _Search:
         task.stats.add("lp_leaves")
         one = [(l[i:i + 1], u[i:i + 1]) for l, u in pre]
         sp = [s[i:i + 1] for s in splits]
-        lp = leaf_lp(self.net, self.lo, self.hi, self.C, self.cb, one, sp)
+        try:
+            lp = leaf_lp(self.net, self.lo, self.hi, self.C, self.cb, one, sp)
+        except UnsupportedLayerError:  # a layer too large for dense matrices (big CNN): no exact leaf
+            task.stats.add("undecided_leaves")
+            return Outcome.undecided(unresolved=1)
         if lp is not None and lp[0] == "empty":
             top, mag = empty_margin(self.net, self.lo, self.hi, one, sp, lp[1])
             if top < -TOL * (1.0 + mag):
@@ -231,7 +242,7 @@ class _Search:
         open_ = _Domains(zeros, [a.astype(np.float32) for a in res.alphas], [b.astype(np.float32) for b in res.betas],
                          res.lower.max(axis=1), np.zeros(1, dtype=int), lay, neu)
         unresolved = 0
-        batch = DOMAIN_BATCH
+        batch = int(np.clip(ENTRIES_PER_BATCH // max(1, _neurons(self.net)), 1, DOMAIN_BATCH))
         while len(open_):
             if task.budget.expired():
                 return Outcome.undecided(reason="timeout")
@@ -374,18 +385,27 @@ def empty_margin(net, lo, hi, pre: list, splits: list, mu: list) -> tuple[float,
 
 
 def _root_bounds(task: Task) -> list:
-    """Pre-activation bounds of the whole box: batched CROWN, tightened by alpha-CROWN."""
+    """Pre-activation bounds of the whole box: batched CROWN, tightened by alpha-CROWN on nets with at most
+    ``ALPHA_ROOT_NEURONS`` neurons (its cost grows with the square of the width; it has no deadline)."""
     lo, hi = task.region.lower[None, :], task.region.upper[None, :]
     pre = incremental_crown(task.net, lo, hi)
-    if task.budget.expired():
+    if task.budget.expired() or _neurons(task.net) > ALPHA_ROOT_NEURONS:
         return [(l, u) for l, u in pre]
     lb = crown_layers(task.net, lo, hi, alpha=True, final=False, prior=list(pre))
     return [(l, u) for l, u in lb.pre]
 
 
+def _neurons(net) -> int:
+    return int(sum(a.out_features for a in net.affine_layers[:-1]))
+
+
 def relu_bab(task: Task) -> Outcome:
     """Decide the task's region by ReLU-splitting branch and bound (see the module docstring)."""
+    if task.budget.expired():
+        return Outcome.undecided(reason="timeout")
     pre = _root_bounds(task)
+    if task.budget.expired():
+        return Outcome.undecided(reason="timeout")
     n_unstable = int(sum(((l < 0) & (u > 0)).sum() for l, u in pre))
     task.stats.set("unstable_after_bounds", n_unstable)
     unresolved = 0

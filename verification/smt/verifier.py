@@ -222,7 +222,7 @@ def _run_stages(tasks: list[Task], method: str) -> Outcome:
     """The stages in order over the regions: refuted (every region), the first counterexample or budget
     stop, or undecided with the number of unresolved leaves."""
     opts = tasks[0].options
-    if method == "input-split":
+    if method in ("input-split", "bab"):
         # cheap falsification, then a bound on each whole box (most `holds` end here), then the full
         # falsification (samples + PGD) and branch and bound on the boxes not yet proved
         for task in tasks:
