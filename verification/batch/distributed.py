@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from verification.errors import InvalidParameterError, ShapeMismatchError
-from verification.network import Network
 from verification.smt.attack import falsify
 from verification.smt.confirm import confirm_property
 from verification.smt.input_split import input_split, root_batch, root_refuted
@@ -59,7 +58,7 @@ def _seed(seed: int, piece_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{piece_id}".encode()).digest()[:8], "little")
 
 
-def solve_piece(net: Network, prop: VnnlibProperty, piece: Piece, options: VerifyOptions, deadline_wall: float,
+def solve_piece(net, prop: VnnlibProperty, piece: Piece, options: VerifyOptions, deadline_wall: float,
                 slice_boxes: int) -> dict:
     """Worker task: input splitting on ``piece`` for at most ``slice_boxes`` boxes or until ``deadline_wall``
     (``time.time()``).  Returns ``{"id", "kind", ...}`` with kind ``refuted`` / ``counterexample`` (``x``) /
@@ -92,7 +91,7 @@ def _cut(parent: str, region: int, left: list, piece_boxes: int) -> list[Piece]:
             for k, i in enumerate(range(0, lo.shape[0], piece_boxes))]
 
 
-def verify_distributed(net: Network, prop: VnnlibProperty, timeout: float = 60.0, *, client, seed: int = 0,
+def verify_distributed(net, prop: VnnlibProperty, timeout: float = 60.0, *, client, seed: int = 0,
                        slice_boxes: int = SLICE_BOXES, piece_boxes: int = PIECE_BOXES, first_slice: int = FIRST_SLICE,
                        on_piece=None, **options) -> VerifyResult:
     """Decide ``prop`` on ``net`` by input splitting with the sub-boxes run as Dask tasks on ``client``
@@ -102,7 +101,7 @@ def verify_distributed(net: Network, prop: VnnlibProperty, timeout: float = 60.0
     from distributed import as_completed
 
     t0 = time.monotonic()
-    if not isinstance(net, Network):
+    if not callable(getattr(net, "canonical", None)):
         raise InvalidParameterError(f"verify_distributed needs a Network; got {type(net).__name__}")
     if not (isinstance(timeout, (int, float)) and timeout >= 0):
         raise InvalidParameterError(f"timeout must be a number of seconds >= 0; got {timeout!r}")
@@ -206,7 +205,7 @@ def verify_distributed(net: Network, prop: VnnlibProperty, timeout: float = 60.0
     return done("holds", reason="proved")
 
 
-def _violated(net: Network, prop: VnnlibProperty, x, done) -> VerifyResult:
+def _violated(net, prop: VnnlibProperty, x, done) -> VerifyResult:
     if not confirm_property(net, prop, np.asarray(x, dtype=np.float64)):  # pragma: no cover - defensive
         return done("unknown", reason="counterexample failed re-evaluation")
     return done("violated", np.asarray(x, dtype=np.float64), "counterexample")
