@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Fetch the public VNN-COMP 2021 mnistfc benchmark (3 ONNX nets, 30 VNN-LIB properties, instance list; ~5 MB)
-# into DIR (default benchmarks/data/mnistfc).  Not committed: run this before benchmarks/mnist_fc.py.
+# Fetch one public VNN-COMP 2021 benchmark folder (e.g. mnistfc: 3 ONNX nets + 30 VNN-LIB files, ~5 MB;
+# verivital: 2 MNIST CNNs + 60 properties) into DIR (default benchmarks/data/NAME).  Not committed: run this
+# before benchmarks/vnncomp2021.py.   Usage: benchmarks/fetch_vnncomp2021.sh NAME [DIR]
 set -euo pipefail
-dir="${1:-benchmarks/data/mnistfc}"
+name="${1:?benchmark name, e.g. mnistfc or verivital}"
+dir="${2:-benchmarks/data/$name}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 git clone --quiet --depth 1 --filter=blob:none --sparse https://github.com/stanleybak/vnncomp2021 "$tmp/repo"
-git -C "$tmp/repo" sparse-checkout set benchmarks/mnistfc
+git -C "$tmp/repo" sparse-checkout set "benchmarks/$name"
 mkdir -p "$dir"
-cp "$tmp"/repo/benchmarks/mnistfc/*.onnx "$tmp"/repo/benchmarks/mnistfc/*.vnnlib "$tmp"/repo/benchmarks/mnistfc/mnistfc_instances.csv "$dir"/
-echo "mnistfc: $(ls "$dir"/*.vnnlib | wc -l) properties, $(ls "$dir"/*.onnx | wc -l) networks in $dir"
+cp -r "$tmp/repo/benchmarks/$name/." "$dir"/
+echo "$name: $(find "$dir" -name '*.vnnlib' | wc -l) properties, $(find "$dir" -name '*.onnx' | wc -l) networks in $dir"

@@ -1,16 +1,17 @@
-"""VNN-COMP 2021 mnistfc (90 instances: 784-input ReLU nets 256x2 / 256x4 / 256x6, l-inf eps 0.03 / 0.05).
+"""VNN-COMP 2021 image benchmarks: ``mnistfc`` (90 instances: 784-input ReLU nets 256x2 / 256x4 / 256x6, l-inf
+eps 0.03 / 0.05) and ``verivital`` (60 instances: two MNIST CNNs, average / max pooling).
 
 Usage:
-    benchmarks/fetch_mnist_fc.sh                       # once: fetches the public files (not committed)
-    python benchmarks/mnist_fc.py [--dir D] [--cap S] [--nets 256x2,256x4] [--out F]
+    benchmarks/fetch_vnncomp2021.sh mnistfc            # once: fetches the public files (not committed)
+    python benchmarks/vnncomp2021.py mnistfc [--dir D] [--cap S] [--nets mnist-net_256x2.onnx,...] [--out F]
 
-* runs every instance of ``mnistfc_instances.csv`` with ``verify`` (method ``auto``, which is ReLU-splitting
+* runs every instance of ``NAME_instances.csv`` with ``verify`` (method ``auto``, which is ReLU-splitting
   branch and bound for these nets) and timeout ``min(listed, cap)``, in one process (the networks are loaded
   once; the load time is not counted, as in VNN-COMP's ``prepare_instance``);
 * every ``violated`` answer is re-checked here as well: the counterexample is inside the box and the ONNX
   file under onnxruntime puts it in the unsafe set (within the VNN-COMP tolerance 1e-4);
 * compares each verdict with the consensus of the sound tools of VNN-COMP 2021
-  (``benchmarks/data/mnistfc_2021_expected.csv``); a contradiction is printed as a SOUNDNESS BUG;
+  (``benchmarks/data/NAME_2021_expected.csv``); a contradiction is printed as a SOUNDNESS BUG;
 * prints solved counts per network and in total, median / total time, the machine load, and the
   published counts of the VNN-COMP 2021 tools on the same files (their hardware, their timeouts).
 """
@@ -31,15 +32,27 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-# VNN-COMP 2021 report (Bak et al., 2021) / stanleybak/vnncomp2021_results: instances each tool decided
-# (holds + violated) on mnistfc, out of 90, with the listed timeouts (120 s / 300 s) on their AWS hardware.
-PUBLISHED = {"a-b-CROWN": 70, "VeriNet": 61, "Debona": 60, "oval": 58, "ERAN": 57, "Marabou": 55,
-             "venus2": 48, "nnenum": 47, "nnv": 28}
+# VNN-COMP 2021 (Bak et al., 2021; stanleybak/vnncomp2021_results, results_csv): instances each tool decided
+# (holds + violated) with the listed timeouts on the competition's AWS hardware; tools that contradict the
+# consensus on a benchmark are left out there (verivital: Marabou 26 and nnv 7 contradicting answers).
+PUBLISHED = {
+    "mnistfc": {"a-b-CROWN": 70, "VeriNet": 61, "Debona": 60, "oval": 58, "ERAN": 57, "Marabou": 55,
+                "venus2": 48, "nnenum": 47, "nnv": 28},
+    "verivital": {"a-b-CROWN": 60, "VeriNet": 59, "ERAN": 59, "oval": 58},
+}
 
 
-def _expected() -> dict:
-    rows = (line for line in open(HERE / "data" / "mnistfc_2021_expected.csv") if not line.startswith("#"))
-    return {(r["onnx"], r["vnnlib"]): r["expected"] for r in csv.DictReader(rows)}
+def _key(vnnlib: str) -> str:
+    """A property's name as in the expected-answer files: its path without ``./`` and ``specs/``."""
+    v = vnnlib.strip()
+    for prefix in ("./", "specs/"):
+        v = v[len(prefix):] if v.startswith(prefix) else v
+    return v
+
+
+def _expected(name: str) -> dict:
+    rows = (line for line in open(HERE / "data" / f"{name}_2021_expected.csv") if not line.startswith("#"))
+    return {(r["onnx"], _key(r["vnnlib"])): r["expected"] for r in csv.DictReader(rows)}
 
 
 def _recheck(onnx_path: Path, prop, x: np.ndarray) -> bool:
@@ -60,9 +73,10 @@ def _recheck(onnx_path: Path, prop, x: np.ndarray) -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dir", default=str(HERE / "data" / "mnistfc"))
+    ap.add_argument("name", choices=sorted(PUBLISHED))
+    ap.add_argument("--dir", default=None, help="the fetched folder (default benchmarks/data/NAME)")
     ap.add_argument("--cap", type=float, default=None, help="cap on the listed timeouts (s)")
-    ap.add_argument("--nets", default="256x2,256x4,256x6")
+    ap.add_argument("--nets", default=None, help="comma-separated ONNX names to run (default: all)")
     ap.add_argument("--out", default=None, help="CSV of per-instance results")
     args = ap.parse_args()
 
@@ -70,12 +84,14 @@ def main() -> None:
     from verification.smt import verify
     from verification.vnnlib import read_vnnlib
 
-    root = Path(args.dir)
-    if not (root / "mnistfc_instances.csv").exists():
-        raise SystemExit(f"{root}/mnistfc_instances.csv not found: run benchmarks/fetch_mnist_fc.sh first")
-    expected = _expected()
-    nets = [f"mnist-net_{n}.onnx" for n in args.nets.split(",")]
-    rows = [r for r in csv.reader(open(root / "mnistfc_instances.csv")) if r and r[0] in nets]
+    root = Path(args.dir or HERE / "data" / args.name)
+    listing = root / f"{args.name}_instances.csv"
+    if not listing.exists():
+        raise SystemExit(f"{listing} not found: run benchmarks/fetch_vnncomp2021.sh {args.name} first")
+    expected = _expected(args.name)
+    rows = [[c.strip() for c in r] for r in csv.reader(open(listing)) if r]
+    nets = sorted({r[0] for r in rows}) if args.nets is None else args.nets.split(",")
+    rows = [r for r in rows if r[0] in nets]
     print(f"load at start: {os.getloadavg()}")
     loaded = {}
     out = []
@@ -90,7 +106,7 @@ def main() -> None:
         check = ""
         if res.status == "violated":
             check = "ok" if _recheck(root / onnx, prop, res.counterexample) else "FAILED"
-        exp = expected.get((onnx, vnnlib), "unknown")
+        exp = expected.get((onnx, _key(vnnlib)), "unknown")
         wrong = res.status in ("holds", "violated") and exp in ("holds", "violated") and res.status != exp
         out.append(dict(onnx=onnx, vnnlib=vnnlib, timeout=timeout, status=res.status, seconds=round(dt, 2),
                         expected=exp, check=check, reason=res.reason, domains=res.details.get("domains", 0)))
@@ -114,8 +130,8 @@ def main() -> None:
           f"{sum(r['check'] == 'FAILED' for r in out)} counterexamples failing the onnxruntime re-check; "
           f"median time of solved {statistics.median(times) if times else float('nan'):.2f} s, "
           f"total wall {sum(r['seconds'] for r in out):.0f} s")
-    print("published (VNN-COMP 2021, same files, decided of 90): "
-          + ", ".join(f"{k} {v}" for k, v in PUBLISHED.items()))
+    print(f"published (VNN-COMP 2021, same files, decided of {len(rows)} listed): "
+          + ", ".join(f"{k} {v}" for k, v in PUBLISHED[args.name].items()))
 
 
 if __name__ == "__main__":

@@ -287,3 +287,16 @@ def test_bab_on_convolutions_equals_milp_truth_and_the_dense_lowering(seed):
         res = verify(net, prop, timeout=60)
         assert res.method == "bab" and res.status == want, (seed, b, m, res)
         assert verify(dense, prop, timeout=60).status == want
+
+
+def test_bab_on_an_affine_network_is_one_exact_leaf():
+    """No activation at all: the LP leaf decides it on both sides of the exact minimum."""
+    rng = np.random.default_rng(9)
+    W, b = rng.normal(size=(2, 20)), rng.normal(size=2)
+    net = Network((Dense(W, b),))
+    lo, hi = -np.ones(20), np.ones(20)
+    c = np.array([1.0, -1.0])
+    m = c @ b - np.abs(c @ W).sum()  # the exact minimum of c·f over the box
+    assert verify(net, box_property(lo, hi, c[None], [m - 1e-6]), method="bab").status == "holds"
+    res = verify(net, box_property(lo, hi, c[None], [m + 1e-6]), method="bab")
+    assert res.status == "violated" and float(c @ net(res.counterexample[None])[0]) <= m + 1e-6

@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use a running Dask scheduler, e.g. tcp://10.0.0.1:8786, instead of a local cluster")
     p.add_argument("--timeout-scale", type=float, default=1.0, metavar="X",
                    help="multiply every instance's timeout by X (default 1)")
-    p.add_argument("--method", default="auto", choices=["auto", "input-split", "relu-split", "z3-plain"],
+    p.add_argument("--method", default="auto", choices=["auto", "input-split", "bab", "relu-split", "z3-plain"],
                    help="search strategy of verify (default auto)")
     p.add_argument("--seed", type=int, default=0, help="seed of the falsification sampler")
     p.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")

@@ -29,8 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="wall-clock budget in seconds from the command's start, model loading included (default 60; "
                    "0 = unknown at once); --time-limit is the same option")
     p.add_argument("--result-file", default=None, help="write the VNN-COMP result (unsat / sat + assignment / timeout)")
-    p.add_argument("--method", default="auto", choices=["auto", "input-split", "relu-split", "z3-plain"],
-                   help="search strategy (default auto: input splitting for <= 12 inputs, else ReLU splitting)")
+    p.add_argument("--method", default="auto", choices=["auto", "input-split", "bab", "relu-split", "z3-plain"],
+                   help="search strategy (default auto: input splitting for <= 12 inputs, else ReLU-splitting branch "
+                        "and bound, bab)")
     p.add_argument("--seed", type=int, default=0, help="seed of the falsification sampler")
     p.add_argument("--proof", default=None, metavar="PATH",
                    help="when the answer is holds, write a proof there for 'verification check-proof' "

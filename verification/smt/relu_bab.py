@@ -230,6 +230,8 @@ class _Search:
 
     def run(self) -> Outcome:
         task = self.task
+        if not self.root_pre:  # an affine network: one leaf
+            return self.leaf([], [], 0)
         L = len(self.root_pre)
         zeros = [np.zeros((1, l.shape[-1]), dtype=np.int8) for l, _ in self.root_pre]
         res, pre, _ = self.bound(zeros, None, None, ROOT_ITERS)
