@@ -6,7 +6,6 @@ counterexample in the 2.0 assignment format.  Section names refer to the VNN-LIB
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -172,13 +171,11 @@ NET2 = ("(declare-network g\n  (equal-to f)\n  (declare-input A Real [1,2])\n  (
     (HEAD + BOX + "(assert (>= Y[0,0] (* X[0,0] Y[0,1])))\n", 6, "non"),
 ])
 def test_bad_queries_are_one_line(text, line, fragment):
-    t0 = time.monotonic()
     with pytest.raises(PropertyFormatError) as exc:
         parse_query(text, "bad.vnnlib")
     msg = str(exc.value)
     assert "\n" not in msg and msg.startswith(f"bad.vnnlib:{line}:" if line else "bad.vnnlib:"), msg
     assert fragment in msg, msg
-    assert time.monotonic() - t0 < 5
 
 
 def test_cli_exit_2_one_line_and_2_0_result_file(tmp_path, capsys):
