@@ -209,3 +209,32 @@ def test_shipped_2_0_files_equal_their_1_0_originals(p):
     """tests/data/vnnlib2 (used by docs/batch.md) holds ACAS Xu properties written in 2.0."""
     q = read_query(REPO / "tests" / "data" / "vnnlib2" / f"prop_{p}.vnnlib")
     assert q.is_v2 and same_property(q.property, read_vnnlib(ACAS / "vnnlib" / f"prop_{p}.vnnlib"))
+
+
+def test_random_corruptions_give_one_line_errors_only():
+    """500 random edits of a valid 2.0 query (deleted / inserted characters and keywords, truncation): each
+    either parses or raises one-line PropertyFormatError, never another exception."""
+    import random
+
+    base = (REPO / "tests" / "data" / "vnnlib2" / "prop_4.vnnlib").read_text()
+    pieces = list("()[],;\"<>=!-+*. \n0123456789XYaefnrt_") + ["declare-network", "declare-input", "(assert",
+                                                               "X[0,0]", "<2.0>", "Real", "!=", "==", "int8"]
+    rng = random.Random(0)
+    refused = 0
+    for _ in range(500):
+        s = list(base)
+        for _ in range(rng.randint(1, 5)):
+            i = rng.randrange(len(s) + 1)
+            r = rng.random()
+            if r < 0.4 and s:
+                del s[min(i, len(s) - 1)]
+            elif r < 0.85:
+                s.insert(i, rng.choice(pieces))
+            else:
+                s = s[:i]
+        try:
+            parse_query("".join(s), "f.vnnlib")
+        except PropertyFormatError as exc:
+            refused += 1
+            assert "\n" not in str(exc) and str(exc).startswith("f.vnnlib:")
+    assert refused > 250
