@@ -57,21 +57,15 @@ def _frac(a) -> np.ndarray:
 def _assemble(Ws, pq, ts, rho, tau, WL, c, norm, sgn):
     """The LMI matrix (see the module docstring) from numbers of one kind (float64 or ``Fraction`` arrays);
     ``sgn = +1`` with absolute values gives ``|K|``, the magnitude used for the rounding-error bound."""
-    wl = WL if c is None else c[None, :] @ WL
-    if not Ws:  # no activation: ||wl|| <= bound
-        if norm == "inf":
-            raise ProofRejected("certificate: an sdp proof of an affine network in l-inf (use norms)")
-        side = wl @ wl.T if wl.shape[0] < wl.shape[1] else wl.T @ wl
-        return rho * np.eye(side.shape[0], dtype=side.dtype) + sgn * side
-    Ws = list(Ws)
-    base = rho * np.eye(Ws[0].shape[1], dtype=Ws[0].dtype)
-    if norm == 2 and Ws[0].shape[0] < Ws[0].shape[1]:
+    wl, Ws = (WL if c is None else c[None, :] @ WL), list(Ws)
+    base = rho * np.eye(WL.shape[1] if not Ws else Ws[0].shape[1], dtype=WL.dtype)
+    if norm == 2 and Ws and Ws[0].shape[0] < Ws[0].shape[1]:
         G = Ws[0] @ Ws[0].T
         Ws[0], base = G, rho * G
-    dims = [Ws[0].shape[1]] + [W.shape[0] for W in Ws]
+    dims = [base.shape[0]] + [W.shape[0] for W in Ws]
     st = np.concatenate([[0], np.cumsum(dims)]).astype(int)
     N = int(st[-1]) + (norm == "inf")
-    K = np.zeros((N, N), dtype=Ws[0].dtype)
+    K = np.zeros((N, N), dtype=WL.dtype)
     b = [slice(st[k], st[k + 1]) for k in range(len(dims))]
     if norm == 2:
         K[b[0], b[0]] = base
@@ -96,7 +90,7 @@ def _assemble(Ws, pq, ts, rho, tau, WL, c, norm, sgn):
 def lmi_psd(Ws, pq, ts, rho, tau, WL, c, norm) -> str | None:
     """``None`` if the LMI at these float64 numbers is proven PSD, else the failing step."""
     n0, m = (Ws[0].shape[1] if Ws else WL.shape[1]), WL.shape[0]
-    N = (min(n0, Ws[0].shape[0]) if Ws else min(WL.shape)) + sum(W.shape[0] for W in Ws) + (norm == "inf")
+    N = (min(n0, Ws[0].shape[0]) if Ws else n0) + sum(W.shape[0] for W in Ws) + (norm == "inf")
     if N > MAX_N:
         raise ChainError(f"the LMI has {N} rows; the checker handles at most {MAX_N}")
     opt = lambda f, v: None if v is None else f(v)  # noqa: E731
@@ -246,6 +240,8 @@ def check_lipschitz_proof(net: Network, proof) -> CheckReport:
               f"({counts['checked']} certificate(s) checked)"
     except ProofRejected as exc:
         b, msg = None, f"rejected: {' '.join(str(exc).split())}"
+    except ChainError:  # not checkable (a ValueError, not malformed content)
+        raise
     except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:  # malformed content
         b, msg = None, f"rejected: malformed proof ({type(exc).__name__}: {exc})"
     return CheckReport(b is not None, msg, checked=counts["checked"], seconds=time.monotonic() - t0, bound=b)
