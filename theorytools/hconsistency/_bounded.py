@@ -23,9 +23,10 @@ Derivation (ours; the paper text was not available to us, see docs/hconsistency.
   error_transform(t, tau, 2) for t <= tanh((2 - tau) lam) and continues along its tangent line above.
 * n >= 3: T_lam,n is the exact regret of an explicit distribution, hence an UPPER bound on the tight
   transform T*; that no distribution has a smaller regret is measured (random search over the simplex in
-  the tests for tau in [0, 1.5] and lam in {0.3, 1, 2.5}), not proved. Near tau = 2 (as for complete H, see
-  tight_error_transform) a distribution with a middle level wins (measured: tau = 1.9 and 2, lam = 1,
-  n = 3, 5: regret up to 0.06 below the family value), so for n >= 3 the functions refuse tau > 1.5.
+  the tests for tau in [0, 1.5] and lam in {0.3, 1, 2.5}), not proved. Near tau = 2 another distribution
+  wins: at lam = 1, n = 3, p = (0.57, 0.43, ~0) predicting its empty class has a regret 0.003 / 0.015 / 0.024
+  below the family value at tau = 1.8 / 1.9 / 2 (none found at tau <= 1.7; at lam = 2.5, tau = 1.9 the gap
+  reaches 0.06), so for n >= 3 the functions refuse tau > 1.5.
 * lam -> inf: beta -> 0, r -> inf, and T_lam,n -> error_transform(t, tau, 2) (= error_transform(t, tau, n)
   for tau <= 1; for 1 < tau < 2 it is the tight two-class value, above the paper's n-dependent T_tau).
 """
@@ -90,10 +91,9 @@ TAU_MAX_MEASURED = 1.5
 def _check_measured(tau: float, n: int, fname: str) -> None:
     if n >= 3 and tau > TAU_MAX_MEASURED:
         raise TheoryError(
-            f"{fname} for n >= 3 needs tau <= {TAU_MAX_MEASURED}: above it distributions with a middle "
-            f"level have a smaller regret than the two-class family (measured at tau = 1.9, lam = 1), so the "
-            f"value would not be a lower bound. Got tau = {tau}, n = {n}. Use n = 2 or "
-            "bounded_min_conditional_regret."
+            f"{fname} for n >= 3 needs tau <= {TAU_MAX_MEASURED}: near tau = 2 other distributions have a "
+            f"smaller regret than the two-class family (measured from tau = 1.8 at lam = 1), so the value would "
+            f"not be a lower bound. Got tau = {tau}, n = {n}. Use n = 2 or bounded_min_conditional_regret."
         )
 
 
