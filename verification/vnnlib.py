@@ -789,6 +789,13 @@ def parse_vnnlib(text: str | bytes, source: str = "<string>") -> VnnlibProperty:
 
 def read_vnnlib(path: str | Path) -> VnnlibProperty:
     """Read a VNN-LIB file (UTF-8, at most 200 MiB) into a :class:`VnnlibProperty` (errors name file and line)."""
+    text, src = _read_source(path)
+    return parse_vnnlib(text, src)
+
+
+def _read_source(path: str | Path) -> tuple[str, str]:
+    """The text of a VNN-LIB file (UTF-8, at most 200 MiB) and its name for messages; one-line
+    :class:`PropertyFormatError` when it cannot be read."""
     path = Path(path)
     src = _one_line(str(path))
     try:
@@ -806,7 +813,7 @@ def read_vnnlib(path: str | Path) -> VnnlibProperty:
         raise PropertyFormatError(f"{src}: cannot read VNN-LIB file ({_one_line(str(getattr(exc, 'strerror', None) or exc))})") from None
     if len(data) > _MAX_FILE_BYTES:
         raise PropertyFormatError(f"{src}: VNN-LIB file larger than the {_MAX_FILE_BYTES >> 20} MiB limit")
-    return parse_vnnlib(_decode(data, src), src)
+    return _decode(data, src), src
 
 
 def _file_size(fh) -> int:

@@ -39,7 +39,7 @@ import numpy as np
 
 from verification.errors import PropertyFormatError
 from verification.spec import VnnlibProperty, _one_line
-from verification.vnnlib import _MAX_FILE_BYTES, _decode, _file_size, parse_vnnlib
+from verification.vnnlib import _MAX_FILE_BYTES, _decode, _read_source, parse_vnnlib
 
 __all__ = ["TensorDecl", "Query", "parse_query", "read_query", "is_vnnlib2", "FLOAT_TYPES"]
 
@@ -481,19 +481,5 @@ def parse_query(text: str | bytes, source: str = "<string>") -> Query:
 
 def read_query(path: str | Path) -> Query:
     """Read a VNN-LIB 1.0 or 2.0 file (UTF-8, at most 200 MiB); errors name the file and line."""
-    path = Path(path)
-    src = _one_line(str(path))
-    try:
-        with open(path, "rb") as fh:
-            size = _file_size(fh)
-            if size > _MAX_FILE_BYTES:
-                raise PropertyFormatError(f"{src}: VNN-LIB file of {size >> 20} MiB is larger than the "
-                                          f"{_MAX_FILE_BYTES >> 20} MiB limit")
-            data = fh.read(_MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise PropertyFormatError(f"{src}: no such VNN-LIB file") from None
-    except IsADirectoryError:
-        raise PropertyFormatError(f"{src}: is a directory, not a VNN-LIB file") from None
-    except (OSError, ValueError) as exc:
-        raise PropertyFormatError(f"{src}: cannot read VNN-LIB file ({_one_line(str(getattr(exc, 'strerror', None) or exc))})") from None
-    return parse_query(_decode(data, src), src)
+    text, src = _read_source(path)
+    return parse_query(text, src)

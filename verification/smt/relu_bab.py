@@ -30,7 +30,7 @@ from verification.bounds.batched import incremental_crown
 from verification.bounds.beta import beta_crown, clamp_to_splits
 from verification.bounds.crown import crown_layers
 from verification.errors import UnsupportedLayerError
-from verification.smt.encode import z3_decide
+from verification.smt.leaves import z3_leaf
 from verification.smt.outcome import REFUTED, Outcome
 from verification.smt.task import TOL, Task
 
@@ -43,7 +43,6 @@ FSB_CANDIDATES = 1
 DOMAIN_BATCH = 256  # parents split per step (fewer on wide nets: see ENTRIES_PER_BATCH)
 ENTRIES_PER_BATCH = 1 << 21  # domains x neurons per step: bounds the memory of one step (~100 MB per array set)
 ALPHA_ROOT_NEURONS = 8192
-Z3_LEAF_SECONDS = 20.0  # per leaf the LP did not decide
 REFRESH = False
 MEMORY_BYTES = 2 << 30  # domain storage cap
 
@@ -215,19 +214,10 @@ class _Search:
             found = task.screen(x[None, :])[1]
             if found is not None:
                 return Outcome.counterexample(found)
-        task.stats.add("z3_leaves")
-        status, val = z3_decide(task.net, self.lo, self.hi, [task.region.outputs[self.k]],
-                                [(l[0], u[0]) for l, u in one], timeout=min(task.budget.remaining(), Z3_LEAF_SECONDS),
-                                region=task.region)
-        if status == "unsat":
-            return REFUTED
-        if status == "sat":
-            found = task.screen(val[None, :])[1]
-            if found is not None:
-                return Outcome.counterexample(found)
-        if task.budget.expired():
+        out = z3_leaf(task, self.lo, self.hi, [(l[0], u[0]) for l, u in one], self.k)
+        if not (out.refuted or out.found) and task.budget.expired():
             return Outcome.undecided(reason="timeout")
-        return Outcome.undecided(unresolved=1)
+        return out
 
     def run(self) -> Outcome:
         task = self.task
