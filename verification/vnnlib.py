@@ -771,8 +771,9 @@ def _decode(data: bytes, src: str) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def parse_vnnlib(text: str | bytes, source: str = "<string>") -> VnnlibProperty:
-    """Parse VNN-LIB text (see the module docstring for the subset and semantics) into a :class:`VnnlibProperty`."""
+def _source_text(text: str | bytes, source: str) -> tuple[str, str]:
+    """VNN-LIB text as ``str`` (bytes decoded as UTF-8, a BOM dropped, at most 200 MiB) and the source's name
+    for messages."""
     src = _one_line(str(source))
     if isinstance(text, (bytes, bytearray)):
         text = _decode(bytes(text), src)
@@ -780,8 +781,12 @@ def parse_vnnlib(text: str | bytes, source: str = "<string>") -> VnnlibProperty:
         raise PropertyFormatError(f"{src}: VNN-LIB text must be str or bytes, got {type(text).__name__}")
     if len(text) > _MAX_FILE_BYTES:
         raise PropertyFormatError(f"{src}: VNN-LIB text larger than {_MAX_FILE_BYTES >> 20} MiB")
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    return (text[1:] if text.startswith("\ufeff") else text), src
+
+
+def parse_vnnlib(text: str | bytes, source: str = "<string>") -> VnnlibProperty:
+    """Parse VNN-LIB text (see the module docstring for the subset and semantics) into a :class:`VnnlibProperty`."""
+    text, src = _source_text(text, source)
     reader = _Reader(src)
     reader.run(text)
     return reader.build()

@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from verification.errors import PropertyFormatError
-from verification.spec import VnnlibProperty, _one_line
-from verification.vnnlib import _MAX_FILE_BYTES, _decode, _read_source, parse_vnnlib
+from verification.spec import VnnlibProperty
+from verification.vnnlib import _read_source, _source_text, parse_vnnlib
 
 __all__ = ["TensorDecl", "Query", "parse_query", "read_query", "is_vnnlib2", "FLOAT_TYPES"]
 
@@ -447,15 +447,7 @@ def _show(tok: str) -> str:
 
 def parse_query(text: str | bytes, source: str = "<string>") -> Query:
     """Parse VNN-LIB 1.0 or 2.0 text (2.0 when it starts with ``(vnnlib-version ...)``) into a :class:`Query`."""
-    src = _one_line(str(source))
-    if isinstance(text, (bytes, bytearray)):
-        text = _decode(bytes(text), src)
-    if not isinstance(text, str):
-        raise PropertyFormatError(f"{src}: VNN-LIB text must be str or bytes, got {type(text).__name__}")
-    if len(text) > _MAX_FILE_BYTES:
-        raise PropertyFormatError(f"{src}: VNN-LIB text larger than {_MAX_FILE_BYTES >> 20} MiB")
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text, src = _source_text(text, source)
     if not is_vnnlib2(text):
         return Query(parse_vnnlib(text, src))
     tr = _Translator(text, src)
