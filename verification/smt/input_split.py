@@ -114,6 +114,7 @@ def root_refuted(task: Task) -> bool:
     region = task.region
     sb = spec_bounds(task.net, region.lower[None, :], region.upper[None, :], task.C, task.cb,
                      method=task.options.intermediate)
+    task.cache["root_pre"] = sb.pre
     task.stats.add("boxes")
     g = sb.guarded(TOL)
     return all(g[0, task.grp == k].max() > 0 for k in range(task.K))

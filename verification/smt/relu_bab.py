@@ -347,10 +347,13 @@ def empty_margin(net, lo, hi, pre: list, splits: list, mu: list) -> tuple[float,
 
 
 def _root_bounds(task: Task) -> list:
-    """Pre-activation bounds of the whole box: batched CROWN, tightened by alpha-CROWN on nets with at most
-    ``ALPHA_ROOT_NEURONS`` neurons (its cost grows with the square of the width; it has no deadline)."""
+    """Pre-activation bounds of the whole box: batched CROWN (those of the root bound of the verifier's earlier
+    stage when it computed them), tightened by alpha-CROWN on nets with at most ``ALPHA_ROOT_NEURONS``
+    neurons (its cost grows with the square of the width; it has no deadline)."""
     lo, hi = task.region.lower[None, :], task.region.upper[None, :]
-    pre = incremental_crown(task.net, lo, hi)
+    pre = task.cache.get("root_pre")
+    if pre is None:
+        pre = incremental_crown(task.net, lo, hi)
     if task.budget.expired() or _neurons(task.net) > ALPHA_ROOT_NEURONS:
         return [(l, u) for l, u in pre]
     lb = crown_layers(task.net, lo, hi, alpha=True, final=False, prior=list(pre))

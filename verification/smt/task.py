@@ -65,6 +65,9 @@ class Task:
     C: np.ndarray = field(init=False)
     cb: np.ndarray = field(init=False)
     grp: np.ndarray = field(init=False)
+    #: bounds shared between stages (e.g. ``"root_pre"``: pre-activation bounds of the whole box, computed once
+    #: by :func:`~verification.smt.input_split.root_refuted` and reused by :func:`~verification.smt.relu_bab.relu_bab`)
+    cache: dict = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         C, cb, grp = spec_rows(self.region)
