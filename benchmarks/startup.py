@@ -8,6 +8,12 @@ from the ``.nnet`` and the ``.onnx`` file; and ``python -c "import ..."`` of the
 loaded before the lazy imports (the pre-change import cost, for the ratio).  The commands are run in
 rotation so that a change of machine load hits all of them alike; the 1-minute load average is printed
 before and after.  Reports the median and minimum wall time of each.
+
+ONNX commands run twice: with the per-user cache of cross-checked networks off (every run imports onnx and
+onnxruntime and cross-checks), and with it on (a fresh temporary cache directory, filled by the warm-up
+round: what a second run on the same file, or ``run_instance.sh`` after ``prepare_instance.sh``, costs).
+``PYTHONDONTWRITEBYTECODE`` is removed from the environment, so modules load from their compiled ``.pyc``
+as in an installed wheel.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,9 +38,11 @@ CLI = [PY, "-m", "verification"]
 CASES = {
     "verification --version": [*CLI, "--version"],
     "verification info (.nnet)": [*CLI, "info", NNET],
-    "verification info (.onnx)": [*CLI, "info", ONNX],
+    "verification info (.onnx), cache off": ["env", "VERIFICATION_CACHE_DIR=off", *CLI, "info", ONNX],
+    "verification info (.onnx), cache on": [*CLI, "info", ONNX],
     "verification verify (.nnet, 2_3 prop 4)": [*CLI, "verify", NNET, PROP],
-    "verification verify (.onnx, 2_3 prop 4)": [*CLI, "verify", ONNX, PROP],
+    "verification verify (.onnx, 2_3 prop 4), cache off": ["env", "VERIFICATION_CACHE_DIR=off", *CLI, "verify", ONNX, PROP],
+    "verification verify (.onnx, 2_3 prop 4), cache on": [*CLI, "verify", ONNX, PROP],
     # what `verify` imported before the method modules were loaded lazily (lipschitz: numba, scipy.linalg, SDP)
     "import as before (verification.lipschitz methods + smt + io)":
         [PY, "-c", "import verification.smt, verification.io, verification.vnnlib; "
@@ -50,18 +59,22 @@ def main() -> None:
                     help="also time the CLI commands with DIR first on PYTHONPATH, e.g. an older tree unpacked by "
                     "`git archive <commit> verification | tar -x -C DIR`")
     args = ap.parse_args()
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    cache = tempfile.mkdtemp(prefix="startup-cache-")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", VERIFICATION_CACHE_DIR=cache)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     cases = dict(CASES)
     if args.before:
         for name, cmd in CASES.items():
-            if name.startswith("verification ") and "--version" not in cmd:
+            if name.startswith("verification ") and "--version" not in cmd and "cache on" not in name:
                 cases[f"{name} [before]"] = ["env", f"PYTHONPATH={args.before}", *cmd]
     times: dict[str, list[float]] = {k: [] for k in cases}
+    # the working directory comes first on sys.path for `python -m`: run the older tree from its own directory
+    cwd = {k: (args.before if k.endswith("[before]") else ROOT) for k in cases}
     load0 = os.getloadavg()[0]
     for _ in range(args.repeats + 1):  # the first round warms the page cache and numba's cache
         for name, cmd in cases.items():
             t = time.perf_counter()
-            r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+            r = subprocess.run(cmd, cwd=cwd[name], env=env, capture_output=True, text=True)
             dt = time.perf_counter() - t
             if r.returncode not in (0, 1, 3):
                 raise SystemExit(f"{name}: exit {r.returncode}: {r.stderr.strip()[-300:]}")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
+
+# The per-user cache of cross-checked networks (verification/io/cache.py) is off in tests, so that every
+# test loads (and cross-checks) its files; tests/verification/test_io_cache.py turns it on in a temp dir.
+os.environ["VERIFICATION_CACHE_DIR"] = "off"
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,8 @@ MAX_FILE_BYTES = 4 << 30
 MAX_TEXT_BYTES = 256 << 20
 # format -> options its loader accepts besides the common ones
 _OPTIONS = {"nnet": {"include_normalization"}}
+# executable formats: loaded networks that passed their cross-check are cached per user (io/cache.py)
+_CACHED = ("onnx", "torch")
 
 
 def _detect(path: Path) -> str:
@@ -115,7 +117,7 @@ def load_network(
     except Exception as exc:  # unreadable file, corrupt zip directory, ...
         raise ModelFormatError(f"cannot read {str(path)!r}: {type(exc).__name__}") from None
     opts = _loader_options(fmt, p.name, trust, arch, input_shape, drop_softmax, check, options)
-    net = _run_loader(fmt, p, opts)
+    net = _cached_load(fmt, p, opts) if fmt in _CACHED and check else _run_loader(fmt, p, opts)
     meta = dict(net.metadata)
     meta.setdefault("source", str(p))
     meta.setdefault("format", fmt)
@@ -139,6 +141,24 @@ def _model_file(path: str | os.PathLike) -> Path:
     if size > limit:
         raise ModelFormatError(f"{p.name!r} has {size / 2**20:.0f} MiB, above the limit of {limit / 2**20:.0f} MiB for this format")
     return p
+
+
+def _cached_load(fmt: str, path: Path, opts: dict) -> Network:
+    """Load through the per-user cache of cross-checked networks (:mod:`verification.io.cache`)."""
+    from verification.io import cache
+
+    try:
+        k = cache.key(path, fmt, opts)
+    except OSError:
+        return _run_loader(fmt, path, opts)
+    hit = cache.lookup(k)
+    if hit is not None:
+        meta = dict(hit.metadata, cache=f"loaded from the cache of cross-checked networks (key {k[:16]})")
+        return Network(hit.layers, hit.input_lower, hit.input_upper, meta)
+    net = _run_loader(fmt, path, opts)
+    if "crosscheck" in net.metadata:
+        cache.store(k, net)
+    return net
 
 
 def _run_loader(fmt: str, path: Path, opts: dict) -> Network:

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from verification.activations import ReLU
 from verification.errors import ShapeMismatchError, UnsupportedLayerError
 from verification.io import onnx_format as fmt
-from verification.io._lift import Expr, Lifter
 from verification.io.common import check_widths, real_array
 from verification.layers import Dense, global_avg_pool
 from verification.network import Network
+
+if TYPE_CHECKING:  # scipy.sparse (≈0.2 s to import) loads only for graphs that need lifting
+    from verification.io._lift import Expr
 
 __all__ = ["load", "needs_graph"]
 
@@ -88,6 +91,8 @@ class _GraphWalk:
     def __init__(self, graph, fname: str, in_name: str, shape: tuple[int, ...], dtype):
         self.graph, self.fname = graph, fname
         self.consts = fmt._Graph(graph, fname)
+        from verification.io._lift import Lifter
+
         self.lift = Lifter(math.prod(shape))
         self.vals: dict[str, tuple[Expr, tuple[int, ...]]] = {in_name: (self.lift.input(), tuple(shape))}
         self.dropped = None
@@ -143,9 +148,9 @@ class _GraphWalk:
                 raise UnsupportedLayerError(f"{where} indexes a constant with the data tensor (not affine)")
             if op == "Pad":
                 idx, fill = self._pad(node, shape, label, where)
-                return Lifter.gather(e, idx, fill), idx.shape
+                return self.lift.gather(e, idx, fill), idx.shape
             idx = self._index(op, node, shape, label)
-            return Lifter.select(e, idx.reshape(-1)), idx.shape
+            return self.lift.select(e, idx.reshape(-1)), idx.shape
         if op == "BatchNormalization":
             return self._batchnorm(node, e, shape, label, where), shape
         if op in fmt._SHAPE_OPS:
@@ -269,15 +274,15 @@ class _GraphWalk:
         kf = np.ascontiguousarray(np.broadcast_to(k, out_shape)).reshape(-1)
         ones, zeros = np.ones(e.n), np.zeros(e.n)
         if op == "Add":
-            return Lifter.scale_shift(e, ones, kf), out_shape
+            return self.lift.scale_shift(e, ones, kf), out_shape
         if op == "Sub":
-            return (Lifter.scale_shift(e, ones, -kf) if i_var == 0 else Lifter.scale_shift(e, -ones, kf)), out_shape
+            return (self.lift.scale_shift(e, ones, -kf) if i_var == 0 else self.lift.scale_shift(e, -ones, kf)), out_shape
         if op == "Mul":
-            return Lifter.scale_shift(e, kf, zeros), out_shape
+            return self.lift.scale_shift(e, kf, zeros), out_shape
         if i_var != 0:
             raise UnsupportedLayerError(f"{where} divides a constant by the data tensor (not affine)")
         with np.errstate(all="ignore"):
-            return Lifter.scale_shift(e, 1.0 / kf, zeros), out_shape
+            return self.lift.scale_shift(e, 1.0 / kf, zeros), out_shape
 
     def _matmul(self, op: str, node, name: str, e: Expr, shape: tuple, label: str, where: str):
         if list(node.input).index(name) != 0:
@@ -297,7 +302,7 @@ class _GraphWalk:
         if math.prod(shape[:-1]) != 1 or shape[-1] != w.shape[0]:
             raise ValueError(f"data tensor of shape {shape} cannot be multiplied by a weight of shape {w.shape}")
         b = np.zeros(w.shape[1]) if bias is None else np.broadcast_to(bias, (1, w.shape[1])).reshape(-1)
-        return Lifter.affine(e, Dense(w.T, b)), tuple(shape[:-1]) + (w.shape[1],)
+        return self.lift.affine(e, Dense(w.T, b)), tuple(shape[:-1]) + (w.shape[1],)
 
     def _batchnorm(self, node, e: Expr, shape: tuple, label: str, where: str) -> Expr:
         if fmt._int(node, "training_mode", 0) or len(node.output) > 1 and any(node.output[1:]):
@@ -313,7 +318,7 @@ class _GraphWalk:
         per = (1, shape[1]) + (1,) * (len(shape) - 2)
         kf = np.ascontiguousarray(np.broadcast_to(s.reshape(per), shape)).reshape(-1)
         tf = np.ascontiguousarray(np.broadcast_to(t.reshape(per), shape)).reshape(-1)
-        return Lifter.scale_shift(e, kf, tf)
+        return self.lift.scale_shift(e, kf, tf)
 
     def _max_pool(self, op: str, node, e: Expr, shape: tuple, where: str):
         if len(shape) != 4 or shape[0] != 1:

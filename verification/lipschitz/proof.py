@@ -19,7 +19,7 @@ import numpy as np
 
 from typing import TYPE_CHECKING
 
-from verification.lipschitz.result import LipschitzResult
+from verification.lipschitz.result import LipschitzResult, strip_proof_data
 from verification.network import Network
 from verification.errors import UnsupportedLayerError
 from verification.proofcheck.bounds import ChainError
@@ -43,13 +43,6 @@ def sdp_part(sdp: ChainSDP, cert: Certificate) -> dict | None:
     ts = [np.asarray(y[off + qc.var], dtype=np.float64) for qc, off in zip(sdp.qcs, sdp.var_offsets)]
     tau = np.asarray(y[1:1 + int(sdp.blocks[1])], dtype=np.float64) if sdp.norm == "inf" else None
     return {"rho": float(cert.rho), "T": ts, "tau": tau}
-
-
-def strip_proof_data(res: LipschitzResult) -> LipschitzResult:
-    """The result without the private ``_proof`` entry of its details."""
-    if "_proof" not in res.details:
-        return res
-    return replace(res, details={k: v for k, v in res.details.items() if k != "_proof"})
 
 
 def _sqrt_up(r: float) -> float:

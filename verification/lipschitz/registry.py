@@ -17,10 +17,9 @@ import numpy as np
 from verification._blas import solver_blas_threads
 from verification.errors import (InternalCheckError, InvalidParameterError, PreconditionError, SolverError,
                                  UnsupportedLayerError)
-from verification.lipschitz.proof import strip_proof_data, write_proof
 from verification.lipschitz.quotients import attained_quotients
 from verification.lipschitz.registration import MethodSpec, registered_methods
-from verification.lipschitz.result import LipschitzResult
+from verification.lipschitz.result import LipschitzResult, strip_proof_data
 from verification.network import Network, output_vector
 
 __all__ = ["lipschitz", "available_methods", "auto_candidates", "normalize_norm", "LipschitzInterrupted",
@@ -153,6 +152,8 @@ def lipschitz(
         best = None if run.best is None else replace(run.best, details=dict(run.best.details, interrupted=True))
         raise LipschitzInterrupted(None if best is None else strip_proof_data(best)) from None
     if proof is not None and res.certified:
+        from verification.lipschitz.proof import write_proof  # loads the proof checker
+
         res = write_proof(cnet, res, proof, c)
     return strip_proof_data(finish(res))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 
@@ -70,3 +70,10 @@ class LipschitzResult:
         return (
             f"Lipschitz ({self.method}, l{self.norm}{out}): {self.value:.6g}  [{tag}{solver}, {self.seconds:.3g} s]"
         )
+
+
+def strip_proof_data(res: LipschitzResult) -> LipschitzResult:
+    """The result without the private ``_proof`` entry of its details."""
+    if "_proof" not in res.details:
+        return res
+    return replace(res, details={k: v for k, v in res.details.items() if k != "_proof"})
