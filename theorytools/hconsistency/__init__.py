@@ -3,9 +3,19 @@
 Comp-sum losses l^tau (tau in [0, 2]), their error transformation T_tau and bound Gamma_tau = T_tau^{-1}
 for symmetric complete hypothesis sets, best-in-class conditional risks, minimizability gaps, excess-risk
 bound evaluation, brute-force / certified checks of the bound, a table of earlier psi-transforms, the
-bounded-score transform (scores in [-lam, lam]^n) and smooth adversarial comp-sum losses of linear scores.
+bounded-score transform (scores in [-lam, lam]^n), smooth adversarial comp-sum losses of linear scores and
+an adversarial H-consistency bound for smooth adversarial comp-sum rho-margin losses (ours, _adv_bound.py).
+The paper's text could not be read here (only its abstract): theorem numbers are not cited.
 """
 
+from ._adv_bound import (
+    AdversarialExcessRiskBound,
+    adversarial_excess_risk_bound,
+    best_conditional_margin_risk,
+    comp_sum_margin_loss,
+    margin_comp_sum_lipschitz,
+    smooth_adversarial_margin_loss,
+)
 from ._adversarial import (
     adversarial_zero_one_loss,
     comp_sum_lipschitz,
@@ -38,6 +48,12 @@ from ._tight import TightTransform, tight_error_transform, tight_gamma_estimate
 from ._transforms import PSI_TRANSFORMS, PsiTransform, psi_transform
 
 __all__ = [
+    "AdversarialExcessRiskBound",
+    "adversarial_excess_risk_bound",
+    "best_conditional_margin_risk",
+    "comp_sum_margin_loss",
+    "margin_comp_sum_lipschitz",
+    "smooth_adversarial_margin_loss",
     "BoundCheck",
     "CertificationResult",
     "ExcessRiskBound",

@@ -119,21 +119,30 @@ def smooth_adversarial_comp_sum_loss(W, b, x, labels, tau: float, gamma: float, 
     return comp_sum_loss(x @ W.T + b, y, tau) + nu * per_class[y]
 
 
-def adversarial_zero_one_loss(W, b, x, labels, gamma: float, *, norm=2) -> np.ndarray:
-    """Exact adversarial 0-1 loss of linear scores: 1 iff some x' with ||x' - x||_p <= gamma has
-    h(x', y) <= max_{y' != y} h(x', y'), i.e. iff min_{y'} (h_y - h_y')(x) - gamma ||w_y - w_y'||_q <= 0
-    (q the dual exponent). Returns an (m,) float array of 0/1.
+def adversarial_zero_one_loss(W, b, x, labels, gamma: float, *, norm=2, ties: str = "error") -> np.ndarray:
+    """Exact adversarial 0-1 loss of linear scores h(x) = W x + b over the ball ||x' - x||_p <= gamma.
+
+    ties="error" (default): 1 iff some x' has h(x', y) <= max_{y' != y} h(x', y') (a tie counts as an error),
+    i.e. iff min_{y' != y} (h_y - h_y')(x) - gamma ||w_y - w_y'||_q <= 0 (q the dual exponent).
+    ties="argmax": 1 iff some x' has argmax h(x') != y with ties broken towards the smallest index (as
+    numpy.argmax), i.e. iff some y' has worst margin < 0, or = 0 with y' < y; at gamma = 0 this is the
+    ordinary 0-1 loss 1[argmax h(x) != y]. The minimum of a linear function over the ball is attained, so
+    both tests are exact. Returns an (m,) float array of 0/1.
     """
     W, b, x = _check_linear(W, b, x, "adversarial_zero_one_loss")
     p = _check_norm(norm, "adversarial_zero_one_loss")
     gamma = check_positive(gamma, "gamma", "adversarial_zero_one_loss", allow_zero=True)
+    if ties not in ("error", "argmax"):
+        raise TheoryError(f"The 'ties' parameter of adversarial_zero_one_loss must be 'error' or 'argmax'. Got {ties!r}.")
     n = W.shape[0]
     y = check_labels(labels, (x.shape[0],), n, "adversarial_zero_one_loss")
     q = {1.0: np.inf, 2.0: 2.0, np.inf: 1.0}[p]
     scores = x @ W.T + b
     margin = scores[np.arange(len(y)), y][:, None] - scores  # (m, n)
     diff = W[y][:, None, :] - W[None, :, :]  # (m, n, d)
-    worst = margin - gamma * np.linalg.norm(diff, ord=q, axis=2)
+    worst = margin - gamma * np.linalg.norm(diff, ord=q, axis=2) if gamma > 0 else margin
     worst[np.arange(len(y)), y] = np.inf
-    return (worst.min(axis=1) <= 0).astype(np.float64)
-
+    if ties == "error":
+        return (worst.min(axis=1) <= 0).astype(np.float64)
+    lower = np.arange(n)[None, :] < y[:, None]
+    return np.any((worst < 0) | ((worst == 0) & lower), axis=1).astype(np.float64)
