@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from verification.activations._relax import (
+    inflection_relaxation,
     s_shaped_derivative_bounds,
     s_shaped_relaxation,
     two_piece_derivative_bounds,
@@ -215,6 +216,21 @@ class Tanh(Activation):
     def derivative_bounds(self, lower, upper):
         return s_shaped_derivative_bounds(self.derivative, lower, upper)
 
+    def second_derivative(self, z: np.ndarray) -> np.ndarray:
+        """``phi''(z) = -2 tanh(z) / cosh(z)^2``."""
+        z = np.asarray(z, dtype=np.float64)
+        with np.errstate(over="ignore"):
+            return -2.0 * np.tanh(z) / np.cosh(z) ** 2
+
+    def derivative_relaxation(self, lower, upper):
+        """Sound lines ``ls z + lb <= phi'(z) <= us z + ub`` on ``[l, u]``.  ``phi' = 1/cosh^2`` is convex
+        outside and concave inside ``±atanh(1/sqrt 3) = ±0.658478948...`` (the zeros of its second
+        derivative ``2 sech^2 (3 tanh^2 - 1)``), and ``|phi''| <= 4/(3 sqrt 3) = 0.76980...``; see
+        :func:`~verification.activations._relax.inflection_relaxation`."""
+        return inflection_relaxation(self.derivative, self.second_derivative, lower, upper,
+                                     [(-0.65848, -0.65847), (0.65847, 0.65848)], first_convex=True,
+                                     slopes=(-0.7699, 0.7699))
+
 
 @dataclass(frozen=True)
 class Sigmoid(Activation):
@@ -244,3 +260,18 @@ class Sigmoid(Activation):
 
     def derivative_bounds(self, lower, upper):
         return s_shaped_derivative_bounds(self.derivative, lower, upper)
+
+    def second_derivative(self, z: np.ndarray) -> np.ndarray:
+        """``phi'' = phi' (1 - 2 phi) = -sign(z) e (1 - e) / (1 + e)^3`` with ``e = exp(-|z|)``."""
+        z = np.asarray(z, dtype=np.float64)
+        e = np.exp(-np.abs(z))
+        return -np.sign(z) * e * (1.0 - e) / (1.0 + e) ** 3
+
+    def derivative_relaxation(self, lower, upper):
+        """Sound lines ``ls z + lb <= phi'(z) <= us z + ub`` on ``[l, u]``.  ``phi'`` is convex outside and
+        concave inside ``±ln(2 + sqrt 3) = ±1.316957897...`` (the zeros of its second derivative
+        ``phi' (1 - 6 phi + 6 phi^2)``), and ``|phi''| <= sqrt(3)/18 = 0.096225...``; see
+        :func:`~verification.activations._relax.inflection_relaxation`."""
+        return inflection_relaxation(self.derivative, self.second_derivative, lower, upper,
+                                     [(-1.31696, -1.31695), (1.31695, 1.31696)], first_convex=True,
+                                     slopes=(-0.09623, 0.09623))

@@ -46,11 +46,15 @@ RELAXATIONS = ("crown", "recurjac", "ibp")
 class JacobianBound:
     """``value`` (B,): upper bounds of ``||c^T J||_1``; ``exact`` (B,): every derivative fixed (the value is
     then the norm of one linear piece); ``coef[j]`` (B, n_j): |coefficient| of ``y_j`` times the width of
-    the relaxed product in the final pass (a branching score)."""
+    the relaxed product in the final pass (a branching score); ``g_bounds[j]`` ``(lg, ug)`` (B, n_j) of the
+    backward quantities ``g_j`` and ``j_bounds`` ``(lJ, uJ)`` (B, n0) of the Jacobian row (``crown`` and
+    ``recurjac`` relaxations only, else ``None``)."""
 
     value: np.ndarray
     exact: np.ndarray
     coef: list
+    g_bounds: list | None = None
+    j_bounds: tuple | None = None
 
 
 def derivative_ranges(net: Network, lb: LayerBounds, splits=None) -> list:
@@ -201,4 +205,4 @@ def jacobian_l1_upper(net: Network, ranges: list, c: np.ndarray, relaxation: str
         else:
             lo, hi = gb[i]
         scores.append(lam * (du - dl) * (np.maximum(hi, 0) - np.minimum(lo, 0)))
-    return JacobianBound(value, exact, scores)
+    return JacobianBound(value, exact, scores, gb, (lJ, np.maximum(uJ, lJ)))

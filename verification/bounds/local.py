@@ -14,6 +14,7 @@ from verification.bounds.bab import BranchAndBound
 from verification.bounds.crown import check_supported, crown_layers
 from verification.bounds.interval import ibp_layers
 from verification.bounds.jacobian import RELAXATIONS, derivative_ranges, jacobian_l1_upper
+from verification.bounds.jacobian_coupled import coupled_jacobian_l1_upper
 from verification.bounds.types import Bounds, LayerBounds
 from verification.errors import InternalCheckError, InvalidParameterError
 from verification.evaluate import differentiable_at
@@ -40,7 +41,11 @@ class LocalLipschitzResult:
     per_output, per_output_lower:
         The same two numbers per selected output (one entry when ``output`` is given).
     method:
-        Jacobian relaxation (``crown``: Shi et al. 2022; ``recurjac``; ``ibp``), suffixed ``+bab``.
+        Jacobian relaxation (``crown``: Shi et al. 2022; ``recurjac``; ``ibp``), suffixed ``+bab``.  With
+        ``crown`` on networks of tanh / sigmoid layers the value is the smaller of two sound bounds: the
+        relaxation with independent derivative ranges (``details["independent_upper"]``) and the one that
+        keeps every derivative tied to the input (``details["coupled_upper"]``, see
+        :mod:`verification.bounds.jacobian_coupled`).
     norm, eps, center:
         The l-inf box ``[center - eps, center + eps]`` (clipped to ``details["domain"]`` if any).
     certified:
@@ -239,10 +244,16 @@ def local_lipschitz(
     ranges = derivative_ranges(cnet, lb)
     jb = jacobian_l1_upper(cnet, ranges, cs, relaxation)
     upper = jb.value.copy()
+    coupled = None
+    if relaxation == "crown":  # derivatives tied to the input (smooth activations); each bound is sound
+        coupled = coupled_jacobian_l1_upper(cnet, lb, ranges, cs, lo, hi, prior=(jb.g_bounds, jb.j_bounds))
+        if coupled is not None:
+            upper = np.minimum(upper, coupled)
     lower = _sampled_lower(cnet, lo, hi, cs, n_samples, seed)
     lower = _consistent(lower, upper)
     details: dict = {"intermediate": intermediate, "n_samples": n_samples, "box_lower": lo, "box_upper": hi,
-                     "unstable": [int(((l < 0) & (u > 0)).sum()) for l, u in lb.pre]}
+                     "unstable": [int(((l < 0) & (u > 0)).sum()) for l, u in lb.pre],
+                     "independent_upper": jb.value, "coupled_upper": coupled}
     for key in ("assumed", "dropped"):  # what the loader assumed about the file, carried into the result
         if net.metadata.get(key):
             details[key] = net.metadata[key]
