@@ -128,6 +128,11 @@ def test_radius_zero_is_the_non_adversarial_bound(tau):
     np.testing.assert_allclose(sur, plain, rtol=1e-12, atol=1e-15)
     d_adv, d_sur = (adv - adv.min(0)).mean(1), (sur - sur.min(0)).mean(1)
     assert np.all(d_adv * _phi(1.0, tau) <= d_sur + 1e-12)
+    # the library's loss at radius 0 (ties="argmax") is the ordinary 0-1 loss, ties included (integer scores)
+    for h in range(0, len(W), 97):
+        for y in range(N):
+            lib = adversarial_zero_one_loss(W[h], b[h], np.round(X), np.full(3, y), 0.0, ties="argmax")
+            np.testing.assert_array_equal(lib, np.argmax(np.round(X) @ W[h].T + b[h], 1) != y)
     h = 100
     r0 = adversarial_excess_risk_bound(W[h], b[h], X, tau, RHO, 0.0, p_cond=P)
     assert r0.surrogate_excess == pytest.approx(d_sur[h], abs=1e-12)

@@ -167,6 +167,7 @@ def test_bounded_excess_risk_bound_holds(tau):
         h = np.clip(rng.normal(0, 1, (150, n)) + np.log(p), -lam, lam)
         r = bounded_excess_risk_bound(h, tau, lam, p_cond=p)
         assert r.zero_one_excess is not None and 0 <= r.zero_one_excess <= r.bound + 1e-12
+        assert r.transform_proven is (n == 2)  # n >= 3: the transform is measured, not proved
         assert r.surrogate_excess >= -1e-12  # R*_tau(H_lam) is the pointwise infimum
         # near-optimal bounded scores: small surrogate excess, bound close to the zero region t_0
         best = np.log(np.maximum(p, 1e-300)) / (2 - tau)

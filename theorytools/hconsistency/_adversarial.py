@@ -15,6 +15,8 @@ nu_1 = 1, nu_tau = ((tau-1)/tau)^(tau-1)/tau for tau > 1 (1/4 at tau = 2), infin
 nu >= nu_tau: sup_{x'} l^tau(h, x', y) <= l~(h, x, y), and, since a misclassified x' has
 sum_{y'!=y} e^{Delta_y'} >= 1, the adversarial 0-1 loss
 l_gamma(h, x, y) = sup_{x'} 1[h(x', y) <= max_{y' != y} h(x', y')] <= l~(h, x, y) / Phi^tau(1).
+This pointwise upper bound is not an H-consistency bound: for l~ no such bound exists (near-tied p, see
+_adv_bound.py); the adversarial H-consistency bound is stated there for the rho-margin variant.
 """
 
 from __future__ import annotations

@@ -27,6 +27,17 @@ Derivation (ours; the paper text was not available to us, see docs/hconsistency.
   wins: at lam = 1, n = 3, p = (0.57, 0.43, ~0) predicting its empty class has a regret 0.003 / 0.015 / 0.024
   below the family value at tau = 1.8 / 1.9 / 2 (none found at tau <= 1.7; at lam = 2.5, tau = 1.9 the gap
   reaches 0.06), so for n >= 3 the functions refuse tau > 1.5.
+* What is established and what is not (n >= 3). Established: (i) T_lam,n(t) is the regret of the explicit
+  distribution above (closed form derived in the bullets above, equal to bounded_min_conditional_regret of
+  that p to 1e-9 in the tests), so T* <= T_lam,n for the tight transform T*: no bound better than
+  Gamma_lam,n exists; (ii) hence for t <= t_0 no non-trivial bound exists at all.
+  NOT proved: T_lam,n <= T*, i.e. that no distribution has a smaller regret. A certified bound needs it,
+  so for n >= 3 every value of bounded_gamma_transform / bounded_excess_risk_bound is an estimate
+  (ExcessRiskBound.transform_proven is False). A sound certification (interval branch and bound over
+  (p, s)) was not attempted: the inequality is an equality along the two-class family, so boxes never
+  separate there (the obstacle that makes certify_bound_interval report such points as tight, not
+  proved). Measured: no smaller regret in the tests for tau in {0, 0.5, 1, 1.25, 1.5}, n = 3 and 5,
+  lam in {0.3, 1, 2.5} (600 random p each); at lam = 1, n = 3 none up to tau = 1.7. Refused for tau > 1.5.
 * lam -> inf: beta -> 0, r -> inf, and T_lam,n -> error_transform(t, tau, 2) (= error_transform(t, tau, n)
   for tau <= 1; for 1 < tau < 2 it is the tight two-class value, above the paper's n-dependent T_tau).
 """
@@ -115,7 +126,8 @@ def bounded_error_transform(t, tau: float, lam: float, n: int = 2) -> np.ndarray
 
     Exact and tight for n = 2 (the complete-H T_tau(t) up to t = tanh((2 - tau) lam), then its tangent
     line). For n >= 3: the regret of p = ((1+t)/2, (1-t)/2, 0, ...), zero up to bounded_zero_threshold;
-    measured (not proved) to be the minimum over the simplex for tau <= 1.5 (module docstring).
+    >= the tight transform (it is attained), measured but NOT proved to be <= it, i.e. not a proved lower
+    bound of the regret, for tau <= 1.5 (module docstring).
     Tends to error_transform(t, tau, 2) as lam -> inf.
     """
     tau = check_tau(tau, "bounded_error_transform")
@@ -245,5 +257,5 @@ def bounded_excess_risk_bound(
     return ExcessRiskBound(
         tau=tau, n=n, surrogate_risk=r_sur, best_surrogate_risk=float(best_surrogate_risk),
         surrogate_gap=float(surrogate_gap), zero_one_risk=r01, zero_one_gap=float(zero_one_gap),
-        surrogate_excess=excess, bound=bound, zero_one_excess=exact01,
+        surrogate_excess=excess, bound=bound, zero_one_excess=exact01, transform_proven=(n == 2),
     )

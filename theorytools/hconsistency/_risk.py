@@ -218,6 +218,12 @@ class ExcessRiskBound:
     """With tight=True and 1 < tau < 2: tight_gamma_estimate(surrogate_excess) - M_01, the bound the tight
     transform would give (<= bound; numerical, NOT proved: see tight_error_transform; the step from
     conditional to expected regret also needs T* convex, as measured at tau = 1.5); else None."""
+    transform_proven: bool | None = None
+    """Set by bounded_excess_risk_bound only. True for n = 2: the bounded-score transform is proved to be the
+    exact minimal conditional regret (module docstring of _bounded.py), so `bound` is a proved bound (given
+    the convexity step, checked on grids). False for n >= 3: the transform is the regret of one explicit
+    distribution, measured but NOT proved to be the smallest one, so `bound` is not certified. None from
+    excess_risk_bound."""
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
