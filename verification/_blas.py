@@ -22,6 +22,7 @@ THREADS_ENV = "VERIFICATION_BLAS_THREADS"
 
 _FOUND: list = []  # [(own, others)] once a BLAS other than numpy's is loaded (libraries stay loaded)
 _SCIPY_POOL: list = []  # [threadpoolctl controller of those libraries]
+_NUMPY_ONLY: list = []  # [(own, others)] scanned before scipy's BLAS was loaded
 
 
 def _blas_libraries() -> tuple[list[str], list[str]]:
@@ -29,9 +30,14 @@ def _blas_libraries() -> tuple[list[str], list[str]]:
     "numpy.libs" next to the package (empty first list: numpy has no separate one, or threadpoolctl is missing).
 
     Scanning the loaded libraries costs about 5 ms, so the answer is kept once both kinds are loaded (a
-    shared library is not unloaded); before that (scipy not imported yet) every call scans again."""
+    shared library is not unloaded); before that it is kept until scipy is imported (the library that brings
+    the second BLAS), then scanned again."""
     if _FOUND:
         return _FOUND[0]
+    import sys
+
+    if _NUMPY_ONLY and "scipy.linalg" not in sys.modules and "scipy.sparse" not in sys.modules:
+        return _NUMPY_ONLY[0]
     try:
         import numpy as np
         from threadpoolctl import threadpool_info
@@ -44,6 +50,8 @@ def _blas_libraries() -> tuple[list[str], list[str]]:
     others = [p for p in paths if p not in own]
     if own and others:
         _FOUND.append((own, others))
+    elif "scipy.linalg" not in sys.modules and "scipy.sparse" not in sys.modules:
+        _NUMPY_ONLY[:] = [(own, others)]
     return own, others
 
 
@@ -166,3 +174,29 @@ def cholesky_inplace(a, upper: bool) -> int:
         return potrf(a, upper)
     _, info = sla.lapack.dpotrf(a, lower=0 if upper else 1, clean=0, overwrite_a=1)
     return int(info)
+
+
+#: Weight entries below which the bound and verification entry points leave the BLAS pools alone: small products
+#: run on one thread anyway, and the first library scan of threadpoolctl costs about 50 ms.
+LIMIT_FROM_WEIGHTS = 1 << 16
+
+
+def limit_blas_on_large_nets(fn):
+    """Decorator for entry points ``fn(net, ...)``: on networks of at least :data:`LIMIT_FROM_WEIGHTS` weight
+    entries the call runs inside :func:`solver_blas_threads` (one BLAS thread by default).  Measured on
+    3 Dec 2026 (2 cores, load about 3; ``benchmarks/threads_hotpaths.py``): CROWN on a 784-256x4-10 net took
+    111 ms with one thread and 250 ms with two, alpha-CROWN 2.8 s and 6.7 s."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(net, *args, **kwargs):
+        try:
+            weights = sum(a.in_features * a.out_features for a in net.affine_layers)
+        except (AttributeError, TypeError):  # not a network: the entry point reports it
+            return fn(net, *args, **kwargs)
+        if weights < LIMIT_FROM_WEIGHTS:
+            return fn(net, *args, **kwargs)
+        with solver_blas_threads():
+            return fn(net, *args, **kwargs)
+
+    return wrapper

@@ -72,3 +72,35 @@ def test_solver_blas_threads_limits_both_pools_and_restores(monkeypatch):
         inside2 = threads()
     assert all(inside2[p] == min(2, before[p]) or inside2[p] == 2 for p in own) and all(inside2[p] == 1 for p in others)
     assert threads() == before
+
+
+def test_entry_points_limit_blas_on_large_nets_only(monkeypatch):
+    """verify / output_bounds / local_lipschitz run large nets with numpy's BLAS at VERIFICATION_BLAS_THREADS
+    (default 1) and leave small nets alone; the results are those of the unwrapped functions."""
+    from verification import Dense, Network
+    from verification._blas import LIMIT_FROM_WEIGHTS, _blas_libraries, limit_blas_on_large_nets
+    from verification.activations import ReLU
+    from verification.bounds import interval
+
+    own = _blas_libraries()[0]
+    seen = []
+
+    def probe(net, lo, hi, method):
+        seen.append({p: n for p, n in _threads().items() if p in own})
+        return interval.output_bounds(net, lo, hi, method)
+
+    wrapped = limit_blas_on_large_nets(probe)
+    rng = np.random.default_rng(0)
+    for width in (8, 300):
+        net = Network((Dense(rng.standard_normal((width, width)), np.zeros(width)), ReLU(),
+                       Dense(rng.standard_normal((3, width)), np.zeros(3))))
+        lo, hi = -np.ones(width), np.ones(width)
+        for setting in ("1", "2"):
+            monkeypatch.setenv("VERIFICATION_BLAS_THREADS", setting)
+            with threadpoolctl.threadpool_limits(2, user_api="blas"):
+                out = wrapped(net, lo, hi, "crown")
+            ref = interval.output_bounds(net, lo, hi, "crown")
+            np.testing.assert_array_equal(out.lower, ref.lower)
+            large = width * width + 3 * width >= LIMIT_FROM_WEIGHTS
+            if own:
+                assert set(seen[-1].values()) == {int(setting) if large else 2}

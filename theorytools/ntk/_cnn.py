@@ -29,6 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
+from theorytools._threads import image_work, numba_threads
 from theorytools.errors import TheoryError
 from theorytools.ntk import _cnn_kernels as _ck
 from theorytools.ntk import _stax
@@ -482,6 +483,11 @@ def _assemble(values: np.ndarray, st: _Img, a: int, b: int, same: bool, tail: tu
 def image_kernel_fn(layers: list[Layer], x1, x2=None, get=("nngp", "ntk"), batch_size: int | None = None,
                     mode: str = "auto") -> Kernel:
     """Kernel of ``layers`` between image batches; see :meth:`Serial.kernel_fn`."""
+    with numba_threads(image_work(layers, x1, x2)):
+        return _image_kernel(layers, x1, x2, get, batch_size, mode)
+
+
+def _image_kernel(layers: list[Layer], x1, x2, get, batch_size: int | None, mode: str) -> Kernel:
     gets = (get,) if isinstance(get, str) else tuple(get)
     if not gets or any(g not in ("nngp", "ntk") for g in gets):
         raise TheoryError(f"The 'get' parameter of kernel_fn must be 'nngp', 'ntk' or both. Got {get!r} instead.")

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy.special import gammaln
 
+from theorytools._threads import numba_threads
 from theorytools.errors import TheoryError
 from theorytools.ntk import _kernels
 from theorytools.ntk._predict import kernel_solve
@@ -141,7 +142,8 @@ def _cosines(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
     Duals with ν̌'(1) > 1 amplify 1 − ρ by ν̌'(1) per layer (and 1 + ρ by ν̌'(−1)), so the rounding
     error of a dot product (~1e−16) would make even ρ(x, x) drift away from 1 within ~25 layers.  All
     entries come from one numba routine (not BLAS), so repeated rows give identical rows."""
-    return _kernels.unit_cosines(np.ascontiguousarray(x1), np.ascontiguousarray(x2))
+    with numba_threads(x1.shape[0] * x2.shape[0] * max(1, x1.shape[1])):
+        return _kernels.unit_cosines(np.ascontiguousarray(x1), np.ascontiguousarray(x2))
 
 
 def deep_ntk(

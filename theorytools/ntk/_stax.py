@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from theorytools._threads import dense_work, numba_threads
 from theorytools.errors import TheoryError
 from theorytools.ntk import _kernels
 
@@ -409,6 +410,10 @@ class Serial(Layer):
         if batch_size is not None:
             if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
                 raise TheoryError(f"The 'batch_size' parameter of kernel_fn must be an int >= 1. Got {batch_size!r} instead.")
+        with numba_threads(dense_work(self.layers, x1, x2)):
+            return self._kernel(x1, x2, symmetric, do_ntk, gets, batch_size)
+
+    def _kernel(self, x1, x2, symmetric: bool, do_ntk: bool, gets: tuple, batch_size: int | None) -> Kernel:
         n1, n2 = x1.shape[0], x2.shape[0]
         if batch_size is None or (batch_size >= n1 and batch_size >= n2):
             st = _run(self, _initial_state(x1, x2, symmetric, do_ntk))

@@ -14,9 +14,16 @@ Containers (:mod:`verification.bounds.types`): :class:`Bounds` (one pair of boun
 
 from __future__ import annotations
 
-from verification.bounds.interval import layer_bounds, output_bounds
-from verification.bounds.local import LocalLipschitzResult, local_lipschitz
+from verification._blas import limit_blas_on_large_nets
+from verification.bounds import interval as _interval
+from verification.bounds import local as _local
+from verification.bounds.local import LocalLipschitzResult
 from verification.bounds.types import Bounds, LayerBounds, SpecBounds
+
+# one BLAS thread by default on large nets (robust on a shared machine; see verification/_blas.py)
+layer_bounds = limit_blas_on_large_nets(_interval.layer_bounds)
+output_bounds = limit_blas_on_large_nets(_interval.output_bounds)
+local_lipschitz = limit_blas_on_large_nets(_local.local_lipschitz)
 
 __all__ = ["Bounds", "LayerBounds", "SpecBounds", "output_bounds", "layer_bounds", "local_lipschitz",
            "LocalLipschitzResult"]

@@ -9,8 +9,13 @@ a ball (complete), or runs the DLV-style layer-by-layer discretised search (``me
 from __future__ import annotations
 
 from verification.smt.encode import encode_network, z3_decide
-from verification.smt.region import verify_region
+from verification._blas import limit_blas_on_large_nets
+from verification.smt import region as _region
+from verification.smt import verifier as _verifier
 from verification.smt.result import VerifyResult
-from verification.smt.verifier import verify
+
+# one BLAS thread by default on large nets (robust on a shared machine; see verification/_blas.py)
+verify = limit_blas_on_large_nets(_verifier.verify)
+verify_region = limit_blas_on_large_nets(_region.verify_region)
 
 __all__ = ["verify", "verify_region", "VerifyResult", "encode_network", "z3_decide"]
