@@ -17,9 +17,22 @@ def installed_solvers() -> list[str]:
     return list(cp.installed_solvers())
 
 
+_MOSEK: list[bool] = []  # the answer, once known (a licence check solves a problem)
+
+
 def mosek_available() -> bool:
-    """True if MOSEK is installed in cvxpy and a licence works."""
-    if "MOSEK" not in installed_solvers():
+    """True if MOSEK is installed in cvxpy and a licence works.  Without the ``mosek`` package this answers
+    without importing cvxpy (about 1–2 s, most of it scipy.stats), so the first ``lipschitz()`` call of a
+    process does not pay for it."""
+    if not _MOSEK:
+        _MOSEK.append(_mosek_works())
+    return _MOSEK[0]
+
+
+def _mosek_works() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("mosek") is None or "MOSEK" not in installed_solvers():
         return False
     try:  # pragma: no cover - no licence here
         import cvxpy as cp
