@@ -99,14 +99,41 @@ def test_transform_below_exact_regret_on_simplex(tau, lam):
         k = np.where(k == P.argmax(1), (k + 1) % n, k)
         t = P.max(1) - P[np.arange(len(P)), k]
         R = bounded_min_conditional_regret(P, k, tau, lam)
-        T = bounded_error_transform(t, tau, lam, n)
+        T = bounded_error_transform(t, tau, lam, n, proven=False)  # the family value (measured for tau > 1)
         assert np.all(R >= T - 1e-9), (R - T).min()
+        Tp = bounded_error_transform(t, tau, lam, n)  # proved: = T for tau <= 1, scaled below it above
+        beta = (n - 2) * np.exp(-2 * lam)
+        np.testing.assert_allclose(Tp, T * (((2 + beta) / n) ** (tau - 1) if tau > 1 else 1.0), rtol=1e-12)
         # attained on the family p = ((1+t)/2, (1-t)/2, 0, ...)
         for tt in (0.2, 0.7):
             p = np.zeros(n)
             p[:2] = (1 + tt) / 2, (1 - tt) / 2
             assert bounded_min_conditional_regret(p, 1, tau, lam) == pytest.approx(
-                bounded_error_transform(tt, tau, lam, n), abs=1e-9)
+                bounded_error_transform(tt, tau, lam, n, proven=False), abs=1e-9)
+
+
+@pytest.mark.parametrize("tau", [1.7, 1.9, 2.0])
+@pytest.mark.parametrize("lam", [1.0, 2.5])
+def test_proved_transform_holds_where_the_family_fails(tau, lam):
+    """tau near 2: the family value fails, the proved ((2+beta)/n)^(tau-1)-scaled transform does not."""
+    rng = np.random.default_rng(int(10 * lam + 7 * tau))
+    for n in (3, 5):
+        P = rng.dirichlet(np.full(n, 0.3), size=150)
+        near = np.zeros((50, n))
+        near[:, 0] = rng.uniform(0.5, 0.65, 50)
+        near[:, 1] = 1 - near[:, 0] - 1e-6
+        near[:, 2] = 1e-6
+        P = np.concatenate([P, near])
+        k = rng.integers(0, n, len(P))
+        k[150:] = 2  # predict the (nearly) empty class
+        k = np.where(k == P.argmax(1), (k + 1) % n, k)
+        t = P.max(1) - P[np.arange(len(P)), k]
+        R = bounded_min_conditional_regret(P, k, tau, lam)
+        assert np.all(R >= bounded_error_transform(t, tau, lam, n) - 1e-9)
+        if n == 3 and tau >= 1.9:
+            from theorytools.hconsistency._bounded import _T_bounded
+
+            assert (R - _T_bounded(t, tau, lam, n)).min() < -5e-3  # the family value is not a lower bound
 
 
 def test_family_is_beaten_near_tau_two_so_n3_refuses():
@@ -121,22 +148,24 @@ def test_family_is_beaten_near_tau_two_so_n3_refuses():
     R = bounded_min_conditional_regret(P, k, 1.9, 1.0)
     assert (R - _T_bounded(t, 1.9, 1.0, 3)).min() < -1e-3
     with pytest.raises(TheoryError, match="tau <= 1.5"):
-        bounded_error_transform(0.5, 1.9, 1.0, 3)
-    assert bounded_error_transform(0.5, 1.9, 1.0, 2) > 0  # n = 2 stays exact
+        bounded_error_transform(0.5, 1.9, 1.0, 3, proven=False)
+    assert np.all(R >= bounded_error_transform(t, 1.9, 1.0, 3) - 1e-9)  # the proved transform holds
+    assert bounded_error_transform(0.5, 1.9, 1.0, 2) == bounded_error_transform(0.5, 1.9, 1.0, 2, proven=False) > 0
 
 
 @pytest.mark.parametrize("tau", TAUS)
 def test_limits_and_monotonicity(tau):
     t = np.linspace(0, 1, 201)
-    for n in ((2, 3, 10) if tau <= 1.5 else (2,)):
-        big = bounded_error_transform(t, tau, 40.0, n)
-        assert np.allclose(big, error_transform(t, tau, 2), atol=1e-12)  # lam -> inf
-        assert np.all(big >= error_transform(t, tau, n) - 1e-15)
-        if tau <= 1:
+    for n, proven in [(2, True), (3, True), (10, True)] + ([(3, False), (10, False)] if tau <= 1.5 else []):
+        big = bounded_error_transform(t, tau, 40.0, n, proven=proven)
+        if proven:  # lam -> inf: the proved transform is the complete-H T_tau of n classes
             assert np.allclose(big, error_transform(t, tau, n), atol=1e-12)
+        else:
+            assert np.allclose(big, error_transform(t, tau, 2), atol=1e-12)
+            assert np.all(big >= error_transform(t, tau, n) - 1e-15)
         prev = np.zeros_like(t)
         for lam in (0.05, 0.2, 0.5, 1.0, 2.0, 5.0):
-            T = bounded_error_transform(t, tau, lam, n)
+            T = bounded_error_transform(t, tau, lam, n, proven=proven)
             assert np.all(T >= prev - 1e-13)  # a larger box never lowers the transform
             assert np.all(T <= error_transform(t, tau, 2) + 1e-13)
             assert np.all(np.diff(T) >= -1e-15) and np.all(np.diff(T, 2) >= -1e-12)  # increasing, convex
@@ -167,7 +196,10 @@ def test_bounded_excess_risk_bound_holds(tau):
         h = np.clip(rng.normal(0, 1, (150, n)) + np.log(p), -lam, lam)
         r = bounded_excess_risk_bound(h, tau, lam, p_cond=p)
         assert r.zero_one_excess is not None and 0 <= r.zero_one_excess <= r.bound + 1e-12
-        assert r.transform_proven is (n == 2)  # n >= 3: the transform is measured, not proved
+        assert r.transform_proven is True
+        if n >= 3 and tau > 1:  # the family value: measured, not proved, and never above the proved bound
+            rf = bounded_excess_risk_bound(h, tau, lam, p_cond=p, proven=False)
+            assert rf.transform_proven is False and rf.bound <= r.bound + 1e-12
         assert r.surrogate_excess >= -1e-12  # R*_tau(H_lam) is the pointwise infimum
         # near-optimal bounded scores: small surrogate excess, bound close to the zero region t_0
         best = np.log(np.maximum(p, 1e-300)) / (2 - tau)

@@ -21,23 +21,39 @@ Derivation (ours; the paper text was not available to us, see docs/hconsistency.
 * n = 2 (beta = 0): T_lam,2 is the exact minimal regret over all p with 0-1 regret t (proved: with two
   classes the problem is one-dimensional and convex in s_0, minimised over s_0 <= 1/2 at s_0 = 1/2). It equals
   error_transform(t, tau, 2) for t <= tanh((2 - tau) lam) and continues along its tangent line above.
-* n >= 3: T_lam,n is the exact regret of an explicit distribution, hence an UPPER bound on the tight
-  transform T*; that no distribution has a smaller regret is measured (random search over the simplex in
-  the tests for tau in [0, 1.5] and lam in {0.3, 1, 2.5}), not proved. Near tau = 2 another distribution
-  wins: at lam = 1, n = 3, p = (0.57, 0.43, ~0) predicting its empty class has a regret 0.003 / 0.015 / 0.024
-  below the family value at tau = 1.8 / 1.9 / 2 (none found at tau <= 1.7; at lam = 2.5, tau = 1.9 the gap
-  reaches 0.06), so for n >= 3 the functions refuse tau > 1.5.
-* What is established and what is not (n >= 3). Established: (i) T_lam,n(t) is the regret of the explicit
-  distribution above (closed form derived in the bullets above, equal to bounded_min_conditional_regret of
-  that p to 1e-9 in the tests), so T* <= T_lam,n for the tight transform T*: no bound better than
-  Gamma_lam,n exists; (ii) hence for t <= t_0 no non-trivial bound exists at all.
-  NOT proved: T_lam,n <= T*, i.e. that no distribution has a smaller regret. A certified bound needs it,
-  so for n >= 3 every value of bounded_gamma_transform / bounded_excess_risk_bound is an estimate
-  (ExcessRiskBound.transform_proven is False). A sound certification (interval branch and bound over
-  (p, s)) was not attempted: the inequality is an equality along the two-class family, so boxes never
-  separate there (the obstacle that makes certify_bound_interval report such points as tight, not
-  proved). Measured: no smaller regret in the tests for tau in {0, 0.5, 1, 1.25, 1.5}, n = 3 and 5,
-  lam in {0.3, 1, 2.5} (600 random p each); at lam = 1, n = 3 none up to tau = 1.7. Refused for tau > 1.5.
+* n >= 3, Theorem (ours). For every p, every prediction k and t = max p - p_k:
+      min regret >= T_lam,n(t)                                   for tau in [0, 1]   (so T_lam,n = T*, tight),
+      min regret >= ((2 + beta)/n)^(tau - 1) T_lam,n(t)          for tau in (1, 2].
+  Proof. Let j = argmax p, t > 0, and s a minimiser of C_p over R_lam with s_k = max s (compact set).
+  (a) s_j = max s: otherwise lower every top class (set S, k in S) by e/|S| and raise s_j by e; this stays
+      feasible for small e and changes C_p at rate p_j psi'(s_j) - mean_S(p_i) psi'(max s) < 0, because
+      p_i <= p_j on S with p_k < p_j gives p_j > mean_S p_i, and |psi'| = s^(tau-2) is non-increasing. So
+      s_j = s_k = m, and m (2 + beta) <= 2m + sum_{others} s_i = 1 (others >= m/r), i.e. 1/n <= m <= 1/(2+beta).
+  (b) Move: s' = s + d e_j - (1 + beta) d e_k + (d/r) on each of the n - 2 other classes, 0 <= d <= u* m,
+      u* = (1 - 1/r)/(1 + beta + 1/r). It sums to 1, its max is m + d and every entry is >= (m + d)/r, so
+      s' is in R_lam and C*(p) <= C_p(s'). The other classes only go up and psi is decreasing, hence
+      regret >= p_j (psi(m) - psi(m + d)) + p_k (psi(m) - psi(m - (1 + beta) d)) =: F(d).
+  (c) With d = u m: psi(m) - psi(m(1 + u)) = m^(tau-1) (1 - (1 + u)^(tau-1))/(1 - tau) (log(1 + u) at
+      tau = 1), so sup_d F = m^(tau-1) g(p_j, p_k) with g >= 0 independent of m.
+  (d) With p_k = p_j - t fixed, each F(d) has slope A + B in p_j, A + B = 2 psi(m) - psi(m + d) -
+      psi(m - (1 + beta) d) <= 2 psi(m) - 2 psi(m - beta d/2) <= 0 (convexity, then psi decreasing), so g
+      is smallest at the largest p_j = (1 + t)/2 (p_j + p_k <= 1): g(p_j, p_k) >= g(a, b).
+  (e) m^(tau-1) >= (2 + beta)^(1-tau) for tau <= 1 and >= n^(1-tau) for tau > 1 (by (a)). At p = (a, b, 0, ...)
+      C_p depends on s_0, s_1 only and decreases in both, so both minimisers put the other classes at the
+      floor: the constrained one is (m, m, m/r, ...), m = 1/(2 + beta), and the unconstrained one has
+      s_0 >= s_1 >= s_0/r, s_0 (1 + beta) + s_1 = 1, i.e. it is s' for some d in [0, u* m], so
+      (2 + beta)^(1-tau) g(a, b) = T_lam,n(t). Multiply (c)-(e). QED.
+  For tau <= 1 the bound is attained by the family, so it is the tight transform T*. For tau > 1 the
+  factor ((2 + beta)/n)^(tau-1) (the m = 1/n end of (a); -> (2/n)^(tau-1) as lam -> inf, the factor
+  between the paper's n-dependent T_tau and the two-class one) is proved; the family value T_lam,n itself
+  (proven=False) is >= T* (it is the regret of one p) but is NOT proved <= T*: it holds in the tests for
+  tau <= 1.5 and fails near tau = 2 (lam = 1, n = 3, p = (0.57, 0.43, ~0) predicting its empty class:
+  0.003 / 0.015 / 0.024 below it at tau = 1.8 / 1.9 / 2; lam = 2.5, n = 3: 0.011 below at tau = 1.7),
+  so proven=False refuses tau > 1.5 for n >= 3. Measured looseness of the proved factor (random p, n = 3
+  and 5, lam in {0.3, 1, 2.5}): exact regret / proved value >= 1.01-2.04 at tau in (1, 2].
+  Not proved here: convexity of T_lam,n in t (needed by bounded_excess_risk_bound for the step from
+  conditional to expected regrets; checked on grids; for n = 2 it is the convex T_tau continued along a
+  tangent line).
 * lam -> inf: beta -> 0, r -> inf, and T_lam,n -> error_transform(t, tau, 2) (= error_transform(t, tau, n)
   for tau <= 1; for 1 < tau < 2 it is the tight two-class value, above the paper's n-dependent T_tau).
 """
@@ -95,16 +111,31 @@ def _T_bounded(t: np.ndarray, tau: float, lam: float, n: int) -> np.ndarray:
     return np.where(log_ratio >= 0, 0.0, np.maximum(out, 0.0))
 
 
+def _proven_factor(tau: float, lam: float, n: int) -> float:
+    """1 for tau <= 1 (T_lam,n is then the tight transform), ((2 + beta)/n)^(tau - 1) above (module docstring)."""
+    if tau <= 1.0:
+        return 1.0
+    beta = (n - 2) * np.exp(-2.0 * lam)
+    return float(((2.0 + beta) / n) ** (tau - 1.0))
+
+
+def _T(t: np.ndarray, tau: float, lam: float, n: int, proven: bool) -> np.ndarray:
+    out = _T_bounded(t, tau, lam, n)
+    return out * _proven_factor(tau, lam, n) if proven else out
+
+
 TAU_MAX_MEASURED = 1.5
 """For n >= 3 the two-class family is the measured minimiser only up to this tau (see module docstring)."""
 
 
-def _check_measured(tau: float, n: int, fname: str) -> None:
-    if n >= 3 and tau > TAU_MAX_MEASURED:
+def _check_measured(tau: float, n: int, fname: str, proven: bool = False) -> None:
+    if not isinstance(proven, bool):
+        raise TheoryError(f"The 'proven' parameter of {fname} must be a bool. Got {proven!r} instead.")
+    if not proven and n >= 3 and tau > TAU_MAX_MEASURED:
         raise TheoryError(
             f"{fname} for n >= 3 needs tau <= {TAU_MAX_MEASURED}: near tau = 2 other distributions have a "
             f"smaller regret than the two-class family (measured from tau = 1.8 at lam = 1), so the value would "
-            f"not be a lower bound. Got tau = {tau}, n = {n}. Use n = 2 or bounded_min_conditional_regret."
+            f"not be a lower bound. Got tau = {tau}, n = {n}. Use proven=True, n = 2 or bounded_min_conditional_regret."
         )
 
 
@@ -121,37 +152,39 @@ def bounded_zero_threshold(lam: float, n: int) -> float:
     return float(beta / (2.0 + beta))
 
 
-def bounded_error_transform(t, tau: float, lam: float, n: int = 2) -> np.ndarray:
-    """T_lam,n(t): comp-sum conditional regret at 0-1 regret t for scores bounded in [-lam, lam]^n.
+def bounded_error_transform(t, tau: float, lam: float, n: int = 2, *, proven: bool = True) -> np.ndarray:
+    """Lower bound on the comp-sum conditional regret at 0-1 regret t for scores bounded in [-lam, lam]^n.
 
-    Exact and tight for n = 2 (the complete-H T_tau(t) up to t = tanh((2 - tau) lam), then its tangent
-    line). For n >= 3: the regret of p = ((1+t)/2, (1-t)/2, 0, ...), zero up to bounded_zero_threshold;
-    >= the tight transform (it is attained), measured but NOT proved to be <= it, i.e. not a proved lower
-    bound of the regret, for tau <= 1.5 (module docstring).
-    Tends to error_transform(t, tau, 2) as lam -> inf.
+    proven=True (default): the proved transform of the module docstring, c * T_lam,n(t) with c = 1 for
+    tau <= 1 (then it is the tight transform, for every n) and c = ((2 + beta)/n)^(tau - 1) for tau > 1
+    (beta = (n - 2) e^(-2 lam); c = 1 for n = 2, where T_lam,2 is exact and tight). proven=False: the
+    family value T_lam,n(t) (the regret of p = ((1+t)/2, (1-t)/2, 0, ...)), an upper bound on the tight
+    transform that is NOT proved to be a lower bound of the regret for tau > 1 and n >= 3 (refused for
+    tau > 1.5 there). Both are 0 up to bounded_zero_threshold and tend to error_transform(t, tau, 2) (times
+    (2/n)^(tau-1) when proven and tau > 1) as lam -> inf.
     """
     tau = check_tau(tau, "bounded_error_transform")
     lam = check_positive(lam, "lam", "bounded_error_transform")
     n = check_n(n, "bounded_error_transform")
-    _check_measured(tau, n, "bounded_error_transform")
-    out = _T_bounded(_check_t(t, "bounded_error_transform"), tau, lam, n)
+    _check_measured(tau, n, "bounded_error_transform", proven)
+    out = _T(_check_t(t, "bounded_error_transform"), tau, lam, n, proven)
     return out if np.ndim(out) else float(out)
 
 
-def bounded_gamma_transform(s, tau: float, lam: float, n: int = 2) -> np.ndarray:
-    """Gamma(s) = sup{t : T_lam,n(t) <= s} (generalised inverse), capped at 1.
+def bounded_gamma_transform(s, tau: float, lam: float, n: int = 2, *, proven: bool = True) -> np.ndarray:
+    """Gamma(s) = sup{t : T(t) <= s} (generalised inverse of bounded_error_transform(., proven)), capped at 1.
 
     Gamma(0) = bounded_zero_threshold(lam, n) (0 for n = 2). Brent root finding per element.
     """
     tau = check_tau(tau, "bounded_gamma_transform")
     lam = check_positive(lam, "lam", "bounded_gamma_transform")
     n = check_n(n, "bounded_gamma_transform")
-    _check_measured(tau, n, "bounded_gamma_transform")
+    _check_measured(tau, n, "bounded_gamma_transform", proven)
     s_arr = np.asarray(s, dtype=np.float64)
     if np.any(np.isnan(s_arr)):
         raise TheoryError("The 's' parameter of bounded_gamma_transform must not contain NaN.")
     t0 = bounded_zero_threshold(lam, n)
-    top = float(_T_bounded(np.array(1.0), tau, lam, n))
+    top = float(_T(np.array(1.0), tau, lam, n, proven))
     flat = s_arr.ravel()
     out = np.empty_like(flat)
     for i, si in enumerate(flat):
@@ -160,7 +193,7 @@ def bounded_gamma_transform(s, tau: float, lam: float, n: int = 2) -> np.ndarray
         elif si <= 0:
             out[i] = t0
         else:
-            f = lambda x, si=si: float(_T_bounded(np.array(x), tau, lam, n)) - si  # noqa: E731
+            f = lambda x, si=si: float(_T(np.array(x), tau, lam, n, proven)) - si  # noqa: E731
             out[i] = brentq(f, t0, 1.0, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
     out = out.reshape(s_arr.shape)
     return out if out.ndim else float(out)
@@ -210,9 +243,12 @@ def bounded_excess_risk_bound(
     best_surrogate_risk: float | None = None,
     surrogate_gap: float = 0.0,
     zero_one_gap: float = 0.0,
+    proven: bool = True,
 ) -> ExcessRiskBound:
     """R_01(h) - R*_01(H_lam) <= Gamma(R_tau(h) - R*_tau(H_lam) + M_tau) - M_01 with Gamma = bounded_gamma_transform.
 
+    proven selects the transform (see bounded_error_transform); `transform_proven` of the result is True
+    unless proven=False with n >= 3 and tau > 1.
     As excess_risk_bound, for H_lam = {h : h(x, .) in [-lam, lam]^n}: the scores (m, n) must have a spread
     max - min <= 2 lam per row (the losses depend on score differences only). With p_cond the default
     R*_tau(H_lam) is E[C*_tau(H_lam, x)] (H_lam = all such functions, zero gaps). Needs T convex (measured on
@@ -224,7 +260,7 @@ def bounded_excess_risk_bound(
     if h.ndim != 2:
         raise TheoryError(f"The 'scores' parameter of bounded_excess_risk_bound must be 2-D (m, n). Got {h.shape} instead.")
     m, n = h.shape
-    _check_measured(tau, n, "bounded_excess_risk_bound")
+    _check_measured(tau, n, "bounded_excess_risk_bound", proven)
     spread = float(np.max(h.max(1) - h.min(1)))
     if spread > 2.0 * lam * (1.0 + 1e-12):
         raise TheoryError(
@@ -253,9 +289,9 @@ def bounded_excess_risk_bound(
             raise TheoryError("bounded_excess_risk_bound with 'labels' needs 'best_surrogate_risk' (R*_tau(H)).")
         exact01 = None
     excess = r_sur - float(best_surrogate_risk) + surrogate_gap
-    bound = float(bounded_gamma_transform(max(excess, 0.0), tau, lam, n)) - zero_one_gap
+    bound = float(bounded_gamma_transform(max(excess, 0.0), tau, lam, n, proven=proven)) - zero_one_gap
     return ExcessRiskBound(
         tau=tau, n=n, surrogate_risk=r_sur, best_surrogate_risk=float(best_surrogate_risk),
         surrogate_gap=float(surrogate_gap), zero_one_risk=r01, zero_one_gap=float(zero_one_gap),
-        surrogate_excess=excess, bound=bound, zero_one_excess=exact01, transform_proven=(n == 2),
+        surrogate_excess=excess, bound=bound, zero_one_excess=exact01, transform_proven=proven or n == 2 or tau <= 1.0,
     )

@@ -219,10 +219,10 @@ class ExcessRiskBound:
     transform would give (<= bound; numerical, NOT proved: see tight_error_transform; the step from
     conditional to expected regret also needs T* convex, as measured at tau = 1.5); else None."""
     transform_proven: bool | None = None
-    """Set by bounded_excess_risk_bound only. True for n = 2: the bounded-score transform is proved to be the
-    exact minimal conditional regret (module docstring of _bounded.py), so `bound` is a proved bound (given
-    the convexity step, checked on grids). False for n >= 3: the transform is the regret of one explicit
-    distribution, measured but NOT proved to be the smallest one, so `bound` is not certified. None from
+    """Set by bounded_excess_risk_bound only: True when the bounded-score transform used is proved to
+    lower-bound the conditional regret (proven=True, or n = 2, or tau <= 1; _bounded.py module docstring),
+    False for proven=False with n >= 3 and tau > 1 (measured, not proved). The step from conditional to
+    expected regrets also uses convexity of the transform, checked on grids, not proved. None from
     excess_risk_bound."""
 
     def to_json(self) -> dict:
