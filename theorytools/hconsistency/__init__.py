@@ -3,8 +3,9 @@
 Comp-sum losses l^tau (tau in [0, 2]), their error transformation T_tau and bound Gamma_tau = T_tau^{-1}
 for symmetric complete hypothesis sets, best-in-class conditional risks, minimizability gaps, excess-risk
 bound evaluation, brute-force / certified checks of the bound, a table of earlier psi-transforms, the
-bounded-score transform (scores in [-lam, lam]^n), smooth adversarial comp-sum losses of linear scores and
-an adversarial H-consistency bound for smooth adversarial comp-sum rho-margin losses (ours, _adv_bound.py).
+bounded-score transform (scores in [-lam, lam]^n; proved for every n, tight for n = 2 or tau <= 1; ours,
+_bounded.py), smooth adversarial comp-sum losses of linear scores and an adversarial H-consistency bound
+for smooth adversarial comp-sum rho-margin losses (ours, _adv_bound.py).
 The paper's text could not be read here (only its abstract): theorem numbers are not cited.
 """
 

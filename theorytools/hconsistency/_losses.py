@@ -1,4 +1,4 @@
-"""Comp-sum losses l^tau (Mao, Mohri, Zhong 2023, arXiv:2304.07288, Sec. 2) from scores.
+"""Comp-sum losses l^tau (Mao, Mohri, Zhong 2023, arXiv:2304.07288; section not confirmed) from scores.
 
 Convention: scores h of shape (..., n); p = softmax(h); labels are integer class indices.
 l^tau(h, x, y) = Phi^tau( sum_{y' != y} exp(h_y' - h_y) ) with
