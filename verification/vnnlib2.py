@@ -99,6 +99,17 @@ class Query:
     def is_v2(self) -> bool:
         return self.input is not None
 
+    def type_note(self) -> str | None:
+        """A note when the query declares a floating ONNX element type: the standard reads that as a request
+        for analysis in that precision, and ours is over the reals (exact arithmetic on the stored weights)."""
+        if not self.is_v2:
+            return None
+        declared = sorted({d.dtype for d in (self.input, self.output) if d.dtype not in ("Real", "real")})
+        if not declared:
+            return None
+        return (f"the query declares {'/'.join(declared)} tensors; the analysis is over the reals (exact arithmetic "
+                f"on the network's stored weights), not in {'/'.join(declared)} rounding (declare Real to say so)")
+
     def assignment_text(self, x, y) -> str:
         """The counterexample ``x`` / ``f(x) = y`` in the query's format: 1.0 ``((X_0 v) ... (Y_0 w) ...)``;
         2.0 one ``NAME TYPE [dims]`` line per declared tensor followed by its elements in row-major order,

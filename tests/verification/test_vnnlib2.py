@@ -238,3 +238,17 @@ def test_random_corruptions_give_one_line_errors_only():
             refused += 1
             assert "\n" not in str(exc) and str(exc).startswith("f.vnnlib:")
     assert refused > 250
+
+
+def test_floating_onnx_types_get_a_note_real_does_not(tmp_path, capsys):
+    """The standard reads float32 declarations as a request for float32 analysis; ours is over the reals, which
+    the CLI says in one note line (and not for Real)."""
+    onnx = ACAS / "onnx" / "ACASXU_run2a_2_3_batch_2000.onnx"
+    text = (ACAS / "vnnlib" / "prop_4.vnnlib").read_text()
+    for dtype, noted in (("float32", True), ("Real", False)):
+        q = tmp_path / f"p4_{dtype}.vnnlib"
+        q.write_text(to_v2(text, dtype=dtype))
+        assert (read_query(q).type_note() is not None) == noted
+        assert main(["verify", str(onnx), str(q), "--timeout", "0"]) == 3  # unknown at once
+        err = capsys.readouterr().err
+        assert ("not in float32 rounding" in err) == noted

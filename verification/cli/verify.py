@@ -142,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
     query = read_query(args.property)  # property errors before the (slower) model load (VNN-LIB 1.0 or 2.0)
     prop = query.property
     net = load_model(args)
+    if query.type_note():
+        print(f"verification: note: {query.type_note()}", file=sys.stderr)
     timeout = 0.0 if args.timeout == 0 else remaining(args.timeout, started)
     distributed = args.workers is not None or bool(args.scheduler)
     if distributed and args.method == "auto" and net.in_dim > 12:
