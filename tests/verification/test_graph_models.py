@@ -247,7 +247,7 @@ def _bad_graphs():
                                   {}, "padding"),
         "MaxPool indices": ([helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2])], {}, "Indices"),
         "product of data": ([relu, helper.make_node("Mul", ["x", "r"], ["y"])], {}, "Mul"),
-        "concat along H": ([relu, helper.make_node("Concat", ["x", "r"], ["y"], axis=2)], {}, "channel axis"),
+        "concat along the batch axis": ([relu, helper.make_node("Concat", ["x", "r"], ["y"], axis=0)], {}, "non-batch axis"),
         "empty slice": ([helper.make_node("Slice", ["x", "s", "e", "a"], ["y"])],
                         {"s": i64(3), "e": i64(1), "a": i64(2)}, "zero-width"),
         "slice axis out of range": ([helper.make_node("Slice", ["x", "s", "e", "a"], ["y"])],

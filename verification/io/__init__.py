@@ -156,7 +156,7 @@ def _cached_load(fmt: str, path: Path, opts: dict) -> Network:
         meta = dict(hit.metadata, cache=f"loaded from the cache of cross-checked networks (key {k[:16]})")
         return Network(hit.layers, hit.input_lower, hit.input_upper, meta)
     net = _run_loader(fmt, path, opts)
-    if "crosscheck" in net.metadata:
+    if "crosscheck" in net.metadata and "external_data" not in net.metadata:  # the key covers one file's bytes
         cache.store(k, net)
     return net
 

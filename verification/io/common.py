@@ -31,6 +31,8 @@ __all__ = [
 
 #: Largest dense matrix (out x in entries) a loader builds: 10^8 float64 entries = 800 MB.
 MAX_DENSE_ENTRIES = 10**8
+#: Largest total of an ONNX model's external data (torch's default exporter writes the weights to MODEL.onnx.data).
+MAX_EXTERNAL_BYTES = 4 << 30
 #: Largest ``input_shape`` (C*H*W) accepted for lowering convolutions.
 MAX_INPUT_SIZE = 10**6
 

@@ -155,6 +155,12 @@ def _node_label(node, idx: int) -> str:
 
 
 def _read(path: Path):
+    """The parsed model, external data (checked by :func:`_external_files`) loaded."""
+    return read_with_externals(path)[0]
+
+
+def read_with_externals(path: Path):
+    """The parsed model with its external data loaded, and the names of its external data files."""
     import onnx
 
     try:
@@ -165,11 +171,53 @@ def _read(path: Path):
         ) from None
     if not model.HasField("graph") or not len(model.graph.node):
         raise ModelFormatError(f"could not parse ONNX file {path.name!r} (truncated or corrupt?): the graph has no nodes")
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        raise ModelFormatError(
-            f"{path.name!r} keeps tensors in external data files; save the model with all tensors inside the file"
-        )
-    return model
+    files = _external_files(model, path)
+    if files:
+        from onnx.external_data_helper import load_external_data_for_model
+
+        try:
+            load_external_data_for_model(model, str(path.parent))
+        except Exception as exc:
+            raise ModelFormatError(f"{path.name!r}: could not read its external data ({', '.join(files)}): "
+                                   f"{type(exc).__name__}") from None
+    return model, files
+
+
+def _external_files(model, path: Path) -> list[str]:
+    """Check the external data references of the initializers (``torch.onnx.export``'s default exporter writes
+    the weights to ``MODEL.onnx.data``): each must name a regular file inside the model's directory (no
+    absolute path, no ``..``), with offset and length inside the file, and together at most
+    ``MAX_EXTERNAL_BYTES``.  Returns the file names."""
+    import onnx
+
+    from verification.io.common import MAX_EXTERNAL_BYTES
+
+    base = path.parent.resolve()
+    files: dict[str, int] = {}
+    total = 0
+    for t in model.graph.initializer:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location", "")
+        what = f"{path.name!r}: initializer {t.name!r} in external data file {loc!r}"
+        target = (base / loc).resolve() if loc else base
+        if not loc or Path(loc).is_absolute() or ".." in Path(loc).parts or base not in target.parents:
+            raise ModelFormatError(f"{what}: the external data must be a file in the model's directory")
+        if not target.is_file():
+            raise ModelFormatError(f"{what}: the external data file is missing or not a regular file")
+        size = files.setdefault(loc, target.stat().st_size)
+        try:
+            offset = int(info.get("offset", "0"))
+            length = int(info["length"]) if "length" in info else size - offset
+        except ValueError:
+            raise ModelFormatError(f"{what}: offset / length are not integers") from None
+        if offset < 0 or length < 0 or offset + length > size:
+            raise ModelFormatError(f"{what}: bytes {offset}..{offset + length} lie outside the file ({size} bytes)")
+        total += length
+        if total > MAX_EXTERNAL_BYTES:
+            raise ModelFormatError(f"{path.name!r}: external data above the limit of {MAX_EXTERNAL_BYTES >> 20} MiB")
+    return sorted(files)
 
 
 def _graph_input(graph, fname: str) -> tuple[str, type, tuple[int, ...], bool]:
@@ -215,7 +263,11 @@ def _check_domains(graph, fname: str) -> None:
 
 
 def load(path: Path, drop_softmax: bool = False, check: bool = True) -> Network:
-    return load_chain(_read(path), path, drop_softmax, check)
+    model, files = read_with_externals(path)
+    net = load_chain(model, path, drop_softmax, check)
+    if files:
+        net.metadata["external_data"] = files
+    return net
 
 
 def load_chain(model, path: Path, drop_softmax: bool = False, check: bool = True) -> Network:
@@ -643,8 +695,35 @@ def _fold(op: str, node, args: list, consts: _Graph, label: str):
         return _cast(x, _int(node, "to", 0))
     if x is None:
         return None
+    if op == "ConstantOfShape":
+        shape = [int(d) for d in np.asarray(x).reshape(-1)]
+        if any(d < 0 for d in shape) or math.prod(shape) > MAX_DENSE_ENTRIES:
+            raise ValueError(f"ConstantOfShape of shape {shape}")
+        attrs = {a.name: a for a in node.attribute}
+        value = _tensor(attrs["value"].t, f"{label} (ConstantOfShape) value") if "value" in attrs else np.zeros(1, np.float32)
+        if value.size != 1:
+            raise ValueError("ConstantOfShape needs a one-element value")
+        return np.full(shape, value.reshape(-1)[0], dtype=value.dtype)
     if op in ("Reshape", "Squeeze", "Unsqueeze", "Flatten"):
         return x.reshape(_new_shape(op, node, x.shape, consts, label))
+    if op == "Transpose":
+        perm = [int(p) for p in next((a.ints for a in node.attribute if a.name == "perm"), range(x.ndim - 1, -1, -1))]
+        return np.transpose(x, perm)
+    if op == "Slice" and len(args) >= 3:
+        starts, ends = (np.asarray(a, dtype=np.int64).reshape(-1) for a in args[1:3])
+        axes = np.asarray(args[3], dtype=np.int64).reshape(-1) if len(args) > 3 and args[3] is not None \
+            else np.arange(starts.size)
+        steps = np.asarray(args[4], dtype=np.int64).reshape(-1) if len(args) > 4 and args[4] is not None \
+            else np.ones(starts.size, np.int64)
+        if not (starts.size == ends.size == axes.size == steps.size) or np.any(steps == 0):
+            raise ValueError("Slice: starts, ends, axes and steps must have equal lengths and nonzero steps")
+        index = [slice(None)] * x.ndim
+        for a, b, e, st in zip(axes, starts, ends, steps):
+            index[int(a)] = np.arange(*slice(int(b), int(e), int(st)).indices(x.shape[int(a)]))
+        for a, idx in enumerate(index):
+            if not isinstance(idx, slice):
+                x = np.take(x, idx, axis=a)
+        return x
     if op == "Concat":
         return np.concatenate([a for a in args if a is not None], axis=_int(node, "axis", 0))
     if op == "Gather":

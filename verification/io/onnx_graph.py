@@ -36,13 +36,17 @@ _MAX_WINDOW = 64  # entries of one max-pooling window (each level of the max tre
 
 
 def load(path: Path, drop_softmax: bool = False, check: bool = True) -> Network:
-    model = fmt._read(path)
+    model, files = fmt.read_with_externals(path)
     graph = model.graph
     fmt._check_domains(graph, path.name)
     in_name = fmt._graph_input(graph, path.name)[0]
     if not needs_graph(graph, in_name):
-        return fmt.load_chain(model, path, drop_softmax, check)
-    return _load_graph(model, path, drop_softmax, check)
+        net = fmt.load_chain(model, path, drop_softmax, check)
+    else:
+        net = _load_graph(model, path, drop_softmax, check)
+    if files:
+        net.metadata["external_data"] = files  # read with the model; the load cache skips such models
+    return net
 
 
 def needs_graph(graph, in_name: str) -> bool:
@@ -173,7 +177,7 @@ class _GraphWalk:
 
     # ---------------------------------------------------------------- nodes
     def _combine(self, op: str, node, where: str):
-        """Add / Sub / Sum of data tensors of one shape; Concat of data tensors along the channel axis."""
+        """Add / Sub / Sum of data tensors of one shape; Concat of data tensors along a non-batch axis."""
         names = [i for i in node.input if i]
         missing = [i for i in names if i not in self.vals and i not in self.consts]
         if missing:
@@ -188,12 +192,20 @@ class _GraphWalk:
             base = parts[0][1]
             rank = len(base)
             axis = axis % rank if -rank <= axis < rank else -1
-            if axis != 1 or any(len(s) != rank or s[0] != 1 or s[2:] != base[2:] for _, s in parts):
-                raise UnsupportedLayerError(f"{where}: only a Concat along the channel axis (1) of tensors with a batch "
-                                            "of 1 and equal spatial sizes is supported")
-            out_shape = (1, sum(s[1] for _, s in parts)) + tuple(base[2:])
-            self.n_skip += 1
-            return self.lift.concat([p for p, _ in parts]), out_shape
+            if axis < 1 or any(len(s) != rank or s[0] != 1 or s[:axis] + s[axis + 1:] != base[:axis] + base[axis + 1:]
+                               for _, s in parts):
+                raise UnsupportedLayerError(f"{where}: only a Concat along a non-batch axis of tensors with a batch "
+                                            "of 1 and equal other sizes is supported")
+            out_shape = tuple(base[:axis]) + (sum(s[axis] for _, s in parts),) + tuple(base[axis + 1:])
+            flat = self.lift.concat([p for p, _ in parts])  # the parts one after the other
+            if axis == 1:
+                self.n_skip += 1
+                return flat, out_shape
+            # along a spatial axis (e.g. circular padding exported as Slice + Concat): reorder the entries
+            offsets = np.cumsum([0] + [math.prod(s) for _, s in parts])
+            order = np.concatenate([np.arange(o, o + math.prod(s)).reshape(s) for o, (_, s) in zip(offsets, parts)],
+                                   axis=axis)
+            return self.lift.select(flat, order.reshape(-1)), out_shape
         if op not in ("Add", "Sub", "Sum") or len(shapes) != 1:
             raise UnsupportedLayerError(
                 f"{where} combines data tensors of shapes {sorted(shapes)} (only Add/Sub/Sum of equal shapes and a "
