@@ -24,7 +24,7 @@ from verification.proofcheck.checker import region_rows
 from verification.smt import verify
 from verification.smt.proof import build_proof
 from verification.spec import InputRegion, OutputConstraint, robustness_property
-from verification.vnnlib import box_property, read_vnnlib
+from verification.vnnlib import box_property, parse_vnnlib, read_vnnlib
 
 ROOT = Path(__file__).resolve().parents[2]
 ACAS = ROOT / "tests" / "data" / "acasxu"
@@ -89,6 +89,29 @@ def test_every_acas_holds_instance_gets_an_accepted_proof(tmp_path):
         rows.append((net_id, name, solve, rep.seconds, res.details["proof_bytes"], rep.nodes))
     for r in rows:
         print("acasxu %s %s: solve %.3f s (proof included), check %.3f s, %d bytes, %d boxes" % r)
+
+
+@needs_acas
+def test_acas_near_zero_margin_box_gets_alpha_certificates_on_the_verifiers_tree(tmp_path):
+    """ACAS Xu 4_2 / prop_2 has near-zero margins; on a small box of it the verifier closes leaves with
+    alpha-CROWN.  The writer re-runs that optimiser on the checker's own bounds of those leaves: every leaf gets
+    a checked certificate (alpha where CROWN is not enough) and the proof adds no box to the verifier's tree."""
+    lo = [0.6399288845, -0.0078125, 0.0, 0.45, -0.5]
+    hi = [0.679857769, 0.0, 0.03125, 0.475, -0.475]
+    text = "".join(f"(declare-const {v}_{i} Real)\n" for v in "XY" for i in range(5))
+    text += "".join(f"(assert (>= X_{i} {a!r}))\n(assert (<= X_{i} {b!r}))\n" for i, (a, b) in enumerate(zip(lo, hi)))
+    text += "".join(f"(assert (<= Y_{j} Y_0))\n" for j in range(1, 5))  # prop_2's unsafe set on this box
+    prop = parse_vnnlib(text)
+    net = load_network(ACAS / "onnx" / "ACASXU_run2a_4_2_batch_2000.onnx")
+    res, proof, rep, _ = _prove(net, prop, tmp_path)
+    assert res.status == "holds" and res.details["alpha_boxes"] >= 5
+    assert rep.accepted and rep.trusted == 0, rep.message
+    kinds = _kinds(proof)
+    assert kinds.get("alpha", 0) >= 5 and set(kinds) <= {"crown", "alpha"}, kinds
+    assert res.details["proof_nodes"] < res.details["boxes"]  # nothing bisected below the verifier's leaves
+    slopes = [e for r in proof["regions"] for nd in r["nodes"] for c in nd.get("refute", []) if c["by"] == "alpha"
+              for e in c["slopes"]]
+    assert slopes and all(0.0 <= float.fromhex(e[2]) <= 1.0 for e in slopes)
 
 
 def test_random_relu_nets_single_rows_tight_margins(tmp_path):
@@ -511,6 +534,32 @@ def test_cli_verify_proof_and_check_proof(tmp_path, capsys):
     capsys.readouterr()
     assert cli_main(["check-proof", str(tanh), vnn, str(proof)]) == 2
     assert "ReLU / leaky-ReLU" in capsys.readouterr().err
+
+
+@needs_acas
+def test_cli_check_proof_reads_vnnlib2_properties_and_result_files(tmp_path, capsys):
+    """check-proof reads VNN-LIB 2.0 queries as verify does: a 2.0 proof is accepted, the 2.0 assignment
+    format of a `sat` result file is re-checked (accepted for its query, rejected for another)."""
+    v2 = ROOT / "tests" / "data" / "vnnlib2"
+    model = str(ACAS / "onnx" / "ACASXU_run2a_1_9_batch_2000.onnx")
+    proof, cex = tmp_path / "p.json", tmp_path / "cex.txt"
+    assert cli_main(["verify", model, str(v2 / "prop_1.vnnlib"), "--proof", str(proof)]) == 0
+    capsys.readouterr()
+    assert cli_main(["check-proof", model, str(v2 / "prop_1.vnnlib"), str(proof)]) == 0
+    assert capsys.readouterr().out.startswith("accepted: ")
+    # the same proof against the 1.0 file of the same property (same box and rows)
+    assert cli_main(["check-proof", model, str(ACAS / "vnnlib" / "prop_1.vnnlib"), str(proof)]) == 0
+    capsys.readouterr()
+    assert cli_main(["verify", model, str(v2 / "prop_4.vnnlib"), "--result-file", str(cex)]) == 1
+    text = cex.read_text()
+    assert text.startswith("sat\nX Real [1,5]\n")
+    capsys.readouterr()
+    assert cli_main(["check-proof", model, str(v2 / "prop_4.vnnlib"), str(cex)]) == 0
+    assert capsys.readouterr().out.startswith("accepted: the counterexample lies in region 0")
+    assert cli_main(["check-proof", model, str(v2 / "prop_1.vnnlib"), str(cex)]) == 1
+    assert capsys.readouterr().out.startswith("rejected: ")
+    cex.write_text("sat\nX Real [1,5]\n0.1\nnot-a-number\n")
+    assert cli_main(["check-proof", model, str(v2 / "prop_4.vnnlib"), str(cex)]) == 2
 
 
 # ------------------------------------------------------------------------------------------ independence

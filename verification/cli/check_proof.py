@@ -1,7 +1,8 @@
 """``verification check-proof MODEL [PROPERTY] PROOF``: check a proof written by ``verify --proof`` (with the
 property) or by ``lipschitz --proof`` (without one: the proof's ``kind`` is ``"lipschitz"``), or re-check the
 counterexample of a ``violated`` answer (a VNN-COMP ``sat`` result file or the JSON of ``verify --json``) in
-exact arithmetic.
+exact arithmetic.  The property may be VNN-LIB 1.0 or 2.0 (read as ``verify`` reads it); the result file of a
+2.0 query is in the 2.0 assignment format.
 
 Exit codes: 0 = accepted (every certificate checked), 1 = rejected or not fully checked (one line naming the
 failing step, or how many certificates are only trusted), 2 = bad input (model, property or a network the
@@ -49,14 +50,20 @@ def _split_files(args: argparse.Namespace) -> tuple[str | None, str]:
     return (None, ns.paths[0]) if len(ns.paths) == 1 else (ns.paths[0], ns.paths[1])
 
 
-def _counterexample(text: str, proof, path: str) -> list[float] | None:
-    """The input of a counterexample file (``sat`` then ``((X_0 v) ...)``, or a JSON object with a
-    ``counterexample`` list), else ``None``."""
+def _counterexample(text: str, proof, path: str, query) -> list[float] | None:
+    """The input of a counterexample file (``sat`` then ``((X_0 v) ...)``, or for a VNN-LIB 2.0 ``query`` the
+    2.0 assignment format, or a JSON object with a ``counterexample`` list), else ``None``."""
     if isinstance(proof, dict) and "format" not in proof and "counterexample" in proof:
         x = proof["counterexample"]
     elif proof is None and text.split()[:1] in (["sat"], ["violated"]):
-        found = {int(i): v for i, v in re.findall(r"\(\s*X_(\d+)\s+([^\s()]+)\s*\)", text)}
-        x = [found.get(i) for i in range(len(found))]
+        if query is not None and query.is_v2 and not re.search(r"\(\s*X_\d+\s", text):
+            try:
+                x = query.parse_assignment(text)[0] or None
+            except ValueError as exc:
+                raise InvalidParameterError(f"cannot read the counterexample in {path!r}: {exc}") from None
+        else:
+            found = {int(i): v for i, v in re.findall(r"\(\s*X_(\d+)\s+([^\s()]+)\s*\)", text)}
+            x = [found.get(i) for i in range(len(found))]
     else:
         return None
     try:
@@ -71,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from verification.proofcheck import ChainError, check_proof
     from verification.proofcheck.counterexample import check_counterexample
     from verification.proofcheck.lipschitz import KIND, check_lipschitz_proof
-    from verification.vnnlib import read_vnnlib
+    from verification.vnnlib2 import read_query
 
     args.property, args.proof = _split_files(args)
     try:
@@ -80,11 +87,12 @@ def run(args: argparse.Namespace) -> int:
         proof = json.loads(text) if text.lstrip().startswith(("{", "[")) else None
     except (OSError, ValueError, RecursionError) as exc:
         raise InvalidParameterError(f"cannot read the proof {args.proof!r}: {' '.join(str(exc).split())}") from None
-    x = _counterexample(text, proof, args.proof)
+    query = None if args.property is None else read_query(args.property)  # VNN-LIB 1.0 or 2.0
+    x = _counterexample(text, proof, args.proof, query)
     if x is not None:  # a VNN-COMP 'sat' result file or the JSON of 'verify --json': re-check the counterexample
-        if args.property is None:
+        if query is None:
             raise InvalidParameterError(f"{args.proof!r} holds a counterexample: give MODEL PROPERTY FILE")
-        prop, net = read_vnnlib(args.property), load_model(args)
+        prop, net = query.property, load_model(args)
         try:
             rep = check_counterexample(net, prop, x)
         except ChainError as exc:
@@ -99,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"{args.proof!r} is a Lipschitz proof: give MODEL PROOF, without a property")
     if not lip and args.property is None:
         raise InvalidParameterError(f"{args.proof!r} is not a Lipschitz proof: give MODEL PROPERTY PROOF")
-    prop = None if lip else read_vnnlib(args.property)
+    prop = None if lip else query.property
     net = load_model(args)
     try:
         rep = check_lipschitz_proof(net, proof) if lip else check_proof(net, prop, proof)

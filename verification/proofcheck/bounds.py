@@ -117,19 +117,22 @@ def layer_bounds(ch: Chain, lo: np.ndarray, hi: np.ndarray, prior: list | None =
         if prior is not None:
             l, u = np.maximum(l, prior[k][0]), np.minimum(u, prior[k][1])
         if k > 0 and k < ch.depth:
-            idx = np.arange(l.shape[1]) if full else np.flatnonzero(((l < 0) & (u > 0)).any(axis=0))
-            if idx.size:
-                m, B = idx.size, lo.shape[0]
-                lam = np.zeros((B, 2 * m, ch.W[k].shape[0]))
-                lam[:, np.arange(m), idx] = 1.0
-                lam[:, m + np.arange(m), idx] = -1.0
+            # each box's own unstable neurons (all with ``full``) first in its rows, padded with zero rows: a
+            # box's bounds do not depend on the other boxes bounded with it
+            own = np.ones(l.shape, bool) if full else (l < 0) & (u > 0)
+            cnt = own.sum(axis=1)
+            m = int(cnt.max())
+            if m:
+                B = lo.shape[0]
+                nid = np.argsort(~own, axis=1, kind="stable")[:, :m]
+                ok = np.arange(m)[None, :] < cnt[:, None]
+                bid = np.broadcast_to(np.arange(B)[:, None], (B, m))
+                lam = np.zeros((B, 2 * m, l.shape[1]))
+                lam[bid, np.arange(m), nid], lam[bid, m + np.arange(m), nid] = ok, -ok.astype(float)
                 val = _backward(ch, k, lam, np.zeros((B, 2 * m)), np.zeros((B, 2 * m)), out, lo, hi)
-                # only each box's own unstable neurons (all with ``full``): a box's bounds do not depend on
-                # the other boxes bounded with it
-                own = np.ones((B, m), bool) if full else (l[:, idx] < 0) & (u[:, idx] > 0)
-                l, u = l.copy(), u.copy()
-                l[:, idx] = np.where(own, np.maximum(l[:, idx], val[:, :m]), l[:, idx])
-                u[:, idx] = np.where(own, np.minimum(u[:, idx], -val[:, m:]), u[:, idx])
+                b, i = bid[ok], nid[ok]  # l, u are fresh arrays of this layer
+                l[b, i] = np.maximum(l[b, i], val[:, :m][ok])
+                u[b, i] = np.minimum(u[b, i], -val[:, m:][ok])
         if not (np.isfinite(l).all() and np.isfinite(u).all()) or np.any(l > u):
             raise ArithmeticError(f"layer {k}: bounds are not finite or cross (overflow, or an empty box)")
         out.append((l, u))
@@ -173,19 +176,14 @@ def _through_activation(s: float, M, const, slack, l, u, alpha=None):
     """Coefficients ``M`` on ``a = phi(z)`` -> coefficients on ``z`` (lower bound), for ``z`` in ``[l, u]``."""
     L, Uu = l[:, None, :], u[:, None, :]
     unst = (L < 0) & (Uu > 0)
-    if alpha is None:
-        a = np.where(Uu > -L, 1.0, s)
-    else:
-        a = np.asarray(alpha, dtype=np.float64)
-        if not np.all((a >= s) & (a <= 1.0)):
-            raise ValueError(f"a lower slope lies outside [{s}, 1]")
-    width = np.where(unst, Uu - L, 1.0)
-    k = np.where(unst, (Uu - s * L) / width, 1.0)
+    a = np.where(Uu > -L, 1.0, s) if alpha is None else np.asarray(alpha, dtype=np.float64)
+    if alpha is not None and not np.all((a >= s) & (a <= 1.0)):
+        raise ValueError(f"a lower slope lies outside [{s}, 1]")
+    k = np.where(unst, (Uu - s * L) / np.where(unst, Uu - L, 1.0), 1.0)
     # rigorous intercept of the chord: max over the end points of phi(e) - k e, rounded up (0 where stable)
     t = np.where(unst, np.maximum(up(up(s * L) - dn(k * L)), up(Uu - dn(k * Uu))), 0.0)
     stable = np.where(L >= 0, 1.0, s)  # slope of a stable neuron (either side)
-    slope = np.where(M >= 0, np.where(unst, a, stable), np.where(unst, k, stable))
-    new = M * slope
+    new = M * np.where(M >= 0, np.where(unst, a, stable), np.where(unst, k, stable))
     # negative coefficients of unstable neurons take the chord's intercept (t = 0 elsewhere)
     ct, et = mm(np.minimum(M, 0.0), np.swapaxes(t, 1, 2))
     const = const + ct[..., 0]

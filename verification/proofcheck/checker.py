@@ -38,7 +38,7 @@ __all__ = ["FORMAT", "VERSION", "CheckReport", "ProofRejected", "check_proof", "
 
 FORMAT = "verification-proof"
 VERSION = 1
-CHUNK = 16  # boxes bounded per vectorised step (small: the rows are the union of their unstable neurons)
+CHUNK = 32  # boxes bounded per vectorised step (each box's rows: its own unstable neurons, zero-padded)
 
 
 class ProofRejected(Exception):
@@ -237,11 +237,20 @@ def _check_region(ch: Chain, region: InputRegion, rp, r: int, counts: dict) -> N
 
 def _check_certs(ch, nodes, ids, blo, bhi, bnds, C, cb, grp, where, counts) -> None:
     need = [b for b, i in enumerate(ids) if any(c["by"] == "crown" for c in nodes[i].certs)]
-    low = None
+    low = np.full((len(ids), C.shape[0]), -np.inf)
     if need:
         sel = np.array(need)
-        low = np.full((len(ids), C.shape[0]), -np.inf)
         low[sel] = rows_lower(ch, blo[sel], bhi[sel], [(l[sel], u[sel]) for l, u in bnds], C, cb)
+    # the alpha certificates of the chunk in one back-substitution (one row each)
+    al = [(b, c) for b, i in enumerate(ids) for c in nodes[i].certs if c["by"] == "alpha"]
+    aval = {}
+    if al:
+        sel = np.array([b for b, _ in al])
+        pre = [(l[sel], u[sel]) for l, u in bnds]
+        alpha = _slopes(ch, pre, [(c["slopes"], f"{where}, node {ids[b]}") for b, c in al])
+        rows = np.array([np.flatnonzero(grp == c["k"])[c["row"]] for _, c in al])
+        v = rows_lower(ch, blo[sel], bhi[sel], pre, C[rows][:, None, :], cb[rows][:, None], alpha)[:, 0]
+        aval = {id(c): float(x) for (_, c), x in zip(al, v)}
     for b, i in enumerate(ids):
         for c in nodes[i].certs:
             k = c["k"]
@@ -253,10 +262,7 @@ def _check_certs(ch, nodes, ids, blo, bhi, bnds, C, cb, grp, where, counts) -> N
             if c["by"] == "crown":
                 val = float(low[b, grp == k].max())
             elif c["by"] == "alpha":
-                one = [(l[b:b + 1], u[b:b + 1]) for l, u in bnds]
-                alpha = _slopes(ch, one, c["slopes"], f"{where}, node {i}")
-                r = np.flatnonzero(grp == k)[c["row"]]
-                val = float(rows_lower(ch, blo[b:b + 1], bhi[b:b + 1], one, C[r:r + 1], cb[r:r + 1], alpha)[0, 0])
+                val = aval[id(c)]
             else:
                 w = np.array([unhex(v, f"{where}, node {i}: lp weight") for v in c["w"]])
                 if np.any(w < 0):
@@ -268,17 +274,18 @@ def _check_certs(ch, nodes, ids, blo, bhi, bnds, C, cb, grp, where, counts) -> N
             counts["checked"] += 1
 
 
-def _slopes(ch: Chain, pre: list, entries, where: str) -> list:
-    """Lower slopes ``(1, 1, n_j)`` per activation: CROWN's adaptive choice, replaced by the listed ones."""
+def _slopes(ch: Chain, pre: list, certs: list) -> list:
+    """Lower slopes ``(A, 1, n_j)`` of the certificates ``[(entries, where)]``: CROWN's, replaced by the listed."""
     alpha = [np.where(u > -l, 1.0, s)[:, None, :] for (l, u), s in zip(pre[:-1], ch.s)]
-    for e in entries:
-        if not (isinstance(e, list) and len(e) == 3 and type(e[0]) is int and type(e[1]) is int
-                and 0 <= e[0] < ch.depth and 0 <= e[1] < alpha[e[0]].shape[-1]):
-            raise ProofRejected(f"{where}: bad slope entry {e!r}")
-        v = unhex(e[2], f"{where}: slope")
-        if not ch.s[e[0]] <= v <= 1.0:
-            raise ProofRejected(f"{where}: slope {v!r} of layer {e[0]} neuron {e[1]} outside [{ch.s[e[0]]}, 1]")
-        alpha[e[0]][0, 0, e[1]] = v
+    for a, (entries, where) in enumerate(certs):
+        for e in entries:
+            if not (isinstance(e, list) and len(e) == 3 and type(e[0]) is int and type(e[1]) is int
+                    and 0 <= e[0] < ch.depth and 0 <= e[1] < alpha[e[0]].shape[-1]):
+                raise ProofRejected(f"{where}: bad slope entry {e!r}")
+            v = unhex(e[2], f"{where}: slope")
+            if not ch.s[e[0]] <= v <= 1.0:
+                raise ProofRejected(f"{where}: slope {v!r} of layer {e[0]} neuron {e[1]} outside [{ch.s[e[0]]}, 1]")
+            alpha[e[0]][a, 0, e[1]] = v
     return alpha
 
 

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from verification.bounds.alpha import ascend
 from verification.bounds.batched import spec_bounds
+from verification.bounds.crown import _make_relax, alpha_gradient, backsubstitute, box_lower
 from verification.network import Network
 from verification.proofcheck import FORMAT, VERSION, Chain, layer_bounds, rows_lower
 from verification.proofcheck.checker import CHUNK, hexf, lp_lower, region_rows
@@ -27,6 +29,8 @@ from verification.smt.lp import min_max_affine
 from verification.spec import VnnlibProperty
 
 __all__ = ["ProofLog", "build_proof", "write_proof"]
+
+LEAF_BATCH = 128  # leaves bounded and alpha-optimised together
 
 
 class ProofLog:
@@ -68,56 +72,43 @@ class _Item:
     full: bool = False  # pre-activation bounds by back-substitution of every neuron
 
 
-def _alpha_search(ch: Chain, lo, hi, pre: list, C: np.ndarray, cb: np.ndarray, iters: int = 25):
-    """Lower slopes of the unstable neurons that raise the rigorous bound of each row (projected sign-gradient
-    ascent with finite differences, all rows at once, until a row's bound is positive; any slopes are valid,
-    the checker re-checks).  Returns
-    (best bound per row, the unstable neurons ``[(layer, neuron)]``, their best slopes ``(R, n)``), or
-    ``None`` with no (or too many) unstable neurons."""
-    idx = [(j, i) for j, (l, u) in enumerate(pre[:-1]) for i in np.flatnonzero((l[0] < 0) & (u[0] > 0))]
-    n, R = len(idx), C.shape[0]
-    if n == 0 or n > 16:  # the verifier's alpha-CROWN leaves have at most 16 (alpha_unstable)
-        return None
-    lo_s = np.array([ch.s[j] for j, _ in idx])
-    cur = np.stack([np.full(R, 1.0 if pre[j][1][0, i] > -pre[j][0][0, i] else ch.s[j]) for j, i in idx], axis=1)
-    best, best_a = np.full(R, -np.inf), cur.copy()
-    reps = [(np.repeat(l, n + 1, axis=0), np.repeat(u, n + 1, axis=0)) for l, u in pre]
-    blo, bhi = np.repeat(lo, n + 1, axis=0), np.repeat(hi, n + 1, axis=0)
-    h, step = 1e-4, 0.5
-    for _ in range(iters):
-        trial = np.repeat(cur[None], n + 1, axis=0)  # (n + 1, R, n)
-        sgn = np.where(cur > (lo_s + 1.0) / 2, -1.0, 1.0)  # finite differences towards the inside
-        trial[np.arange(1, n + 1), :, np.arange(n)] += h * sgn[:, np.arange(n)].T
-        alpha = [np.repeat(np.where(u > -l, 1.0, s)[:, None, :], R, axis=1).repeat(n + 1, axis=0)
-                 for (l, u), s in zip(pre[:-1], ch.s)]
-        for t, (j, i) in enumerate(idx):
-            alpha[j][:, :, i] = trial[:, :, t]
-        vals = rows_lower(ch, blo, bhi, reps, C, cb, alpha)
-        better = vals[0] > best
-        best = np.where(better, vals[0], best)
-        best_a[better] = cur[better]
-        if best.max() > 0:  # one refuting row is all a certificate needs
-            break
-        grad = (vals[1:] - vals[0][None, :]).T * sgn  # (R, n)
-        cur = np.clip(cur + step * np.sign(grad), lo_s, 1.0)
-        step *= 0.8
-    return best, idx, best_a
+def _alpha_opt(net: Network, lo: np.ndarray, hi: np.ndarray, pre: list, C: np.ndarray, cb: np.ndarray,
+               margin: np.ndarray, iters: int = 40, lr: float = 0.3) -> tuple[np.ndarray, list]:
+    """alpha-CROWN on the rows ``C`` of the boxes ``[lo, hi]`` with fixed pre-activation bounds ``pre`` (the
+    checker's own, ``[(l, u)]`` each ``(B, n_j)``): the verifier's optimiser (projected Adam along the exact
+    gradient, :func:`~verification.bounds.alpha.ascend`), keeping the best slopes per box and row; a box stops
+    once a row's bound exceeds its ``margin``.  Returns (best float bound ``(B, R)``, best lower slopes per
+    activation ``(B, R, n_j)``).  Not rigorous: the checker's bound at these slopes decides."""
+    acts, L = net.activations, len(net.activations)
+    R = C.shape[0]
+    mid, rad = (hi + lo) / 2.0, (hi - lo) / 2.0
+    alphas = [np.repeat(np.where(u > -l, 1.0, a.two_piece_slope)[:, None, :], R, axis=1)
+              for a, (l, u) in zip(acts, pre)]
+    best, best_a = np.full((lo.shape[0], R), -np.inf), [a.copy() for a in alphas]
+    idx = np.arange(lo.shape[0])  # boxes still optimised
+    last: dict = {}
 
+    def evaluate(al):
+        relax = [_make_relax(acts[j], l[idx], u[idx], alpha=al[j]) for j, (l, u) in enumerate(pre)]
+        lam, bias, recs, coefs = backsubstitute(net, L, C, relax, idx.size)
+        val = box_lower(lam, bias, mid[idx], rad[idx]) + cb
+        better = val > best[idx]
+        best[idx] = np.where(better, val, best[idx])
+        for j in range(L):
+            best_a[j][idx] = np.where(better[..., None], al[j], best_a[j][idx])
+        last.update(relax=relax, recs=recs, coefs=coefs, lam=lam)
 
-def _alpha_cert(ch: Chain, it: "_Item", lo, hi, pre, b: int, C, cb, grp, k: int) -> bool:
-    """Try alpha slopes for disjunct ``k`` on the item's box; on success add the certificate."""
-    one = [(l[b:b + 1], u[b:b + 1]) for l, u in pre]
-    rows = np.flatnonzero(grp == k)
-    found = _alpha_search(ch, lo, hi, one, C[rows], cb[rows])
-    if found is None:
-        return False
-    best, idx, best_a = found
-    r = int(np.argmax(best))
-    if not best[r] > 0:
-        return False
-    it.certs.append({"k": k, "by": "alpha", "row": r,
-                     "slopes": [[int(j), int(i), hexf(best_a[r, t])] for t, (j, i) in enumerate(idx)]})
-    return True
+    def gradient():
+        return alpha_gradient(net, last["relax"], last["recs"], last["coefs"], last["lam"], lo[idx], hi[idx])
+
+    def drop(keep):
+        nonlocal idx
+        idx = idx[keep]
+
+    ranges = [(min(a.two_piece_slope, 1.0), max(a.two_piece_slope, 1.0)) for a in acts]
+    ascend(alphas, ranges, evaluate, gradient, iters=iters, lr=lr,
+           done=lambda: best[idx].max(axis=1) > margin[idx], drop=drop)
+    return best, best_a
 
 
 def _lp_cert(net: Network, ch: Chain, it: "_Item", lo, hi, pre, b: int, C, cb, grp, k: int) -> bool:
@@ -139,11 +130,11 @@ def _lp_cert(net: Network, ch: Chain, it: "_Item", lo, hi, pre, b: int, C, cb, g
     return True
 
 
-def _crown_lp(ch: Chain, log, it: "_Item", lo1, hi1, one: list, low1: np.ndarray, C, cb, grp) -> list:
-    """Add the ``crown`` (a row bound ``low1 > 0``) and recorded ``lp`` certificates of the item's box; returns
-    the disjuncts left."""
+def _crown_lp(ch: Chain, log, it: "_Item", need: list, lo1, hi1, one: list, low1: np.ndarray, C, cb, grp) -> list:
+    """Add the ``crown`` (a row bound ``low1 > 0``) and recorded ``lp`` certificates of the disjuncts ``need`` on
+    the item's box; returns the disjuncts left."""
     left = []
-    for k in it.need:
+    for k in need:
         if low1[grp == k].max() > 0:
             it.certs.append({"k": k, "by": "crown"})
             continue
@@ -155,6 +146,106 @@ def _crown_lp(ch: Chain, log, it: "_Item", lo1, hi1, one: list, low1: np.ndarray
     return left
 
 
+def _stack_prior(items: list, depth: int) -> list | None:
+    if items[0].prior is None:
+        return None
+    return [(np.stack([it.prior[j][0] for it in items]), np.stack([it.prior[j][1] for it in items]))
+            for j in range(depth + 1)]
+
+
+def _split(it: "_Item", d: int, p: float, c0, c1, extra: int, left: list, one: list) -> list:
+    """Halve the item's box at ``x_d = p``; returns the two children."""
+    it.split = (d, p)
+    hi1, lo2 = it.hi.copy(), it.lo.copy()
+    hi1[d], lo2[d] = p, p
+    mine = [(l[0], u[0]) for l, u in one]
+    it.kids = [_Item(it.lo, hi1, c0, left, extra, mine), _Item(lo2, it.hi, c1, left, extra, mine)]
+    return it.kids
+
+
+def _alpha_certs(net: Network, ch: Chain, items: list, lefts: list, lo, hi, bnds: list, C, cb, grp, K: int) -> None:
+    """``alpha`` certificates for the disjuncts ``lefts[b]`` of the boxes ``items[b]`` with the bounds ``bnds``
+    (the ones the checker computes for those nodes); the disjuncts certified are removed from ``lefts``."""
+    yl, yu = bnds[-1]
+    ymax = np.maximum(np.abs(yl), np.abs(yu))
+    for k in range(K):
+        sel = np.array([b for b, left in enumerate(lefts) if k in left], dtype=np.int64)
+        if sel.size == 0:
+            continue
+        rows = np.flatnonzero(grp == k)
+        pre = [(l[sel], u[sel]) for l, u in bnds]
+        margin = 1e-10 * (1.0 + (ymax[sel] @ np.abs(C[rows]).T + np.abs(cb[rows])).max(axis=1))
+        _, slopes = _alpha_opt(net, lo[sel], hi[sel], pre[:-1], C[rows], cb[rows], margin)
+        val = rows_lower(ch, lo[sel], hi[sel], pre, C[rows], cb[rows], slopes)
+        # slopes on a 2^-20 grid write shorter; kept where the bound stays positive
+        short = [np.clip(np.round(a * 2.0 ** 20) / 2.0 ** 20, s, 1.0) for a, s in zip(slopes, ch.s)]
+        val_s = rows_lower(ch, lo[sel], hi[sel], pre, C[rows], cb[rows], short)
+        for t, b in enumerate(sel.tolist()):
+            r = int(np.argmax(val_s[t]))
+            use = short
+            if not val_s[t, r] > 0:
+                r, use = int(np.argmax(val[t])), slopes
+                if not val[t, r] > 0:
+                    continue
+            # only the unstable neurons whose slope is not the checker's default (1 if u > -l, else s)
+            entries = []
+            for j, (l, u) in enumerate(pre[:-1]):
+                a = use[j][t, r]
+                moved = (l[t] < 0) & (u[t] > 0) & (a != np.where(u[t] > -l[t], 1.0, ch.s[j]))
+                entries += [[j, int(i), hexf(a[i])] for i in np.flatnonzero(moved)]
+            items[b].certs.append({"k": k, "by": "alpha", "row": r, "slopes": entries})
+            lefts[b].remove(k)
+
+
+def _close_leaves(net: Network, ch: Chain, log, todo: list, C, cb, grp, K: int, width, refine_depth: int,
+                  room: bool) -> list:
+    """The leaves ``todo`` (``(item, disjuncts left, its bounds)``; boxes the verifier did not split further, or
+    below its tree): alpha slopes from the verifier's optimiser on the checker's bounds; for the boxes still
+    open, bounds by back-substitution of every neuron (``full``: every disjunct again, ``crown`` / ``lp`` /
+    ``alpha``), then LP weights, else bisection (``room``: the node budget allows it) or ``trusted``.
+    Returns the children to bound next."""
+    items = [it for it, _, _ in todo]
+    lefts = [list(left) for _, left, _ in todo]
+    lo, hi = np.stack([it.lo for it in items]), np.stack([it.hi for it in items])
+    pre = [(np.concatenate([o[j][0] for _, _, o in todo]), np.concatenate([o[j][1] for _, _, o in todo]))
+           for j in range(ch.depth + 1)]
+    _alpha_certs(net, ch, items, lefts, lo, hi, pre, C, cb, grp, K)
+    again = [b for b, left in enumerate(lefts) if left]
+    full = None
+    if again:  # every neuron back-substituted; the node's certificates are all made again on these bounds
+        sel = np.array(again)
+        lo2, hi2, its = lo[sel], hi[sel], [items[b] for b in again]
+        full = layer_bounds(ch, lo2, hi2, _stack_prior(its, ch.depth), full=True)
+        low = rows_lower(ch, lo2, hi2, full, C, cb)
+        lefts2 = []
+        for t, it in enumerate(its):
+            it.full, it.certs = True, []
+            one = [(l[t:t + 1], u[t:t + 1]) for l, u in full]
+            lefts2.append(_crown_lp(ch, log, it, it.need, lo2[t:t + 1], hi2[t:t + 1], one, low[t], C, cb, grp))
+        _alpha_certs(net, ch, its, lefts2, lo2, hi2, full, C, cb, grp, K)
+        for b, left in zip(again, lefts2):
+            lefts[b] = left
+        pre = [(l.copy(), u.copy()) for l, u in pre]
+        for j, (l, u) in enumerate(full):
+            pre[j][0][sel], pre[j][1][sel] = l, u
+    kids = []
+    for b, (it, left) in enumerate(zip(items, lefts)):
+        if not left:
+            continue
+        one = [(l[b:b + 1], u[b:b + 1]) for l, u in pre]
+        left = [k for k in left if not _lp_cert(net, ch, it, lo[b:b + 1], hi[b:b + 1], one, 0, C, cb, grp, k)]
+        if not left:
+            continue
+        if it.extra < refine_depth and room:
+            d = int(np.argmax((it.hi - it.lo) / width))
+            kids.extend(_split(it, d, (it.lo[d] + it.hi[d]) / 2, None, None, it.extra + 1, left, one))
+            continue
+        for k in left:
+            why = "unchecked" if log is None or it.src is None else log.exact.get((it.src, k), "unchecked")
+            it.certs.append({"k": k, "by": "trusted", "reason": why})
+    return kids
+
+
 def _region_tree(net: Network, ch: Chain, region, log: ProofLog | None, refine_depth: int, max_nodes: int,
                  deadline: float):
     C, cb, grp = region_rows(region)
@@ -163,54 +254,24 @@ def _region_tree(net: Network, ch: Chain, region, log: ProofLog | None, refine_d
     root = _Item(region.lower.copy(), region.upper.copy(), None if log is None else 0, list(range(K)), 0, None)
     frontier, count = [root], 1
     while frontier:
-        nxt = []
+        nxt, todo = [], []
         for s in range(0, len(frontier), CHUNK):
             items = frontier[s:s + CHUNK]
             lo, hi = np.stack([it.lo for it in items]), np.stack([it.hi for it in items])
-            prior = None
-            if items[0].prior is not None:
-                prior = [(np.stack([it.prior[j][0] for it in items]), np.stack([it.prior[j][1] for it in items]))
-                         for j in range(ch.depth + 1)]
-            pre = layer_bounds(ch, lo, hi, prior)
+            pre = layer_bounds(ch, lo, hi, _stack_prior(items, ch.depth))
             low = rows_lower(ch, lo, hi, pre, C, cb)
             for b, it in enumerate(items):
                 one = [(l[b:b + 1], u[b:b + 1]) for l, u in pre]
-                lo1, hi1 = lo[b:b + 1], hi[b:b + 1]
-                left = _crown_lp(ch, log, it, lo1, hi1, one, low[b], C, cb, grp)
-                kids = None
+                left = _crown_lp(ch, log, it, it.need, lo[b:b + 1], hi[b:b + 1], one, low[b], C, cb, grp)
                 if left and log is not None and it.src is not None and it.src in log.children:
                     d, p, c0, c1 = log.children[it.src]  # follow the verifier's split
-                    kids = (d, p, c0, c1, 0)
+                    nxt.extend(_split(it, d, p, c0, c1, 0, left, one))
                 elif left:
-                    # a leaf: every neuron back-substituted (the verifier's batches tighten more neurons than
-                    # a box alone does), alpha slopes, LP weights, else bisect further
-                    pb = None if it.prior is None else [(l[None], u[None]) for l, u in it.prior]
-                    full = layer_bounds(ch, lo1, hi1, pb, full=True)
-                    trial = _Item(it.lo, it.hi, it.src, it.need, it.extra, it.prior)
-                    left_f = _crown_lp(ch, log, trial, lo1, hi1, full, rows_lower(ch, lo1, hi1, full, C, cb)[0],
-                                       C, cb, grp)
-                    if len(left_f) < len(left):
-                        it.certs, it.full, left, one = trial.certs, True, left_f, full
-                    left = [k for k in left if not _alpha_cert(ch, it, lo1, hi1, one, 0, C, cb, grp, k)]
-                    left = [k for k in left if not _lp_cert(net, ch, it, lo1, hi1, one, 0, C, cb, grp, k)]
-                    if left and it.extra < refine_depth and count + 2 <= max_nodes and time.monotonic() < deadline:
-                        d = int(np.argmax((it.hi - it.lo) / width))
-                        kids = (d, (it.lo[d] + it.hi[d]) / 2, None, None, it.extra + 1)
-                if not left:
-                    continue
-                mine = [(l[0], u[0]) for l, u in one]
-                if kids is None:
-                    for k in left:
-                        why = "unchecked" if log is None or it.src is None else log.exact.get((it.src, k), "unchecked")
-                        it.certs.append({"k": k, "by": "trusted", "reason": why})
-                    continue
-                d, p, c0, c1, extra = kids
-                it.split = (d, p)
-                hi1, lo2 = it.hi.copy(), it.lo.copy()
-                hi1[d], lo2[d] = p, p
-                it.kids = [_Item(it.lo, hi1, c0, left, extra, mine), _Item(lo2, it.hi, c1, left, extra, mine)]
-                nxt.extend(it.kids)
-                count += 2
+                    todo.append((it, left, one))
+        for s in range(0, len(todo), LEAF_BATCH):
+            room = count + len(nxt) + 2 * LEAF_BATCH <= max_nodes and time.monotonic() < deadline
+            nxt.extend(_close_leaves(net, ch, log, todo[s:s + LEAF_BATCH], C, cb, grp, K, width, refine_depth, room))
+        count += len(nxt)
         frontier = nxt
     nodes = []
     stack = [root]
