@@ -19,7 +19,8 @@ def product_step(lam, dl, du, lg, ug, mode):
         from numba import njit
 
         kernel = _COMPILED.setdefault("product_step", njit(cache=True)(_product_step))
-    return kernel(lam, dl, du, lg, ug, mode)
+    # layer products may return transposed views (verification/layers/sparse.py): one layout, one compilation
+    return kernel(np.ascontiguousarray(lam), dl, du, lg, ug, mode)
 
 
 def _product_step(lam, dl, du, lg, ug, mode):

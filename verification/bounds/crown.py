@@ -75,8 +75,11 @@ def _make_relax(act, l, u, pl=None, pu=None, alpha=None) -> _Relax:
     return _Relax("elem", ls, lb, us, ub)
 
 
-def _step(r: _Relax, lam: np.ndarray):
-    """Lower-bound backward step through one activation: coefficient on a_j -> on z_j, bias, choice record."""
+def _step(r: _Relax, lam: np.ndarray, record: bool = True):
+    """Lower-bound backward step through one activation: coefficient on a_j -> on z_j, bias, choice record
+    (``None`` without ``record``)."""
+    if r.kind == "elem" and not record and r.ls.ndim == 3 and r.ls.shape[1] == 1 and lam.ndim == 3:
+        return _elem_step_shared(r, lam)
     if r.kind == "elem":
         pos = lam >= 0
         s = np.where(pos, r.ls, r.us)
@@ -98,6 +101,22 @@ def _step(r: _Relax, lam: np.ndarray):
     return new, bias, (lam >= 0,)
 
 
+def _elem_step_shared(r: _Relax, lam: np.ndarray):
+    """:func:`_step` of an elementwise relaxation shared by all rows (``(B, 1, n)`` slopes and intercepts) without
+    the choice record: only the columns whose two lines differ (unstable neurons, in some box) need the sign of
+    ``lam``; the others are one multiplication (same value as :func:`_step`, the bias summed in another order)."""
+    ls, us, lb, ub = r.ls, r.us, r.lb, r.ub
+    cols = np.flatnonzero(np.any((ls != us) | (lb != ub), axis=(0, 1)))
+    new = lam * ls
+    bias = np.einsum("bmn,bn->bm", lam, lb[:, 0, :]) if np.any(lb) else np.zeros(lam.shape[:2])
+    if cols.size:
+        lc = lam[..., cols]
+        pos = lc >= 0
+        new[..., cols] = lc * np.where(pos, ls[..., cols], us[..., cols])
+        bias = bias + (lc * np.where(pos, 0.0, ub[..., cols] - lb[..., cols])).sum(-1)
+    return new, bias, None
+
+
 def _apply_choice(r: _Relax, rec, z: np.ndarray) -> np.ndarray:
     """Evaluate the chosen linear pieces at the linearised pre-activation ``z`` (B, m, n)."""
     if r.kind == "elem":
@@ -117,19 +136,20 @@ def _apply_choice(r: _Relax, rec, z: np.ndarray) -> np.ndarray:
     return np.where(pos, lo, hi)
 
 
-def backsubstitute(net: Network, k: int, C: np.ndarray, relax: list, batch: int | None = None):
+def backsubstitute(net: Network, k: int, C: np.ndarray, relax: list, batch: int | None = None,
+                   record: bool = True):
     """Back-substitute the rows ``C`` (``(B, m, n_k)``, or ``(m, n_k)`` shared by all boxes; coefficients on
     ``z_k``) to the input with the lower relaxations ``relax[j]`` of the activations ``j < k``.  Returns
     ``(lam, bias, recs, coefs)``: the linear lower bound ``C z_k >= lam x + bias`` valid for every ``x`` whose
     pre-activations lie in the bounds the relaxations were built from (``lam``: ``(B, m, n0)``; ``batch``
     gives ``B`` for shared rows), the relaxation choices and the coefficients on each activation output (for
-    the alpha gradient)."""
+    the alpha gradient; ``None`` entries without ``record``)."""
     layer = net.affine_layers[k]
-    return backsubstitute_from(net, k, layer.transpose(C), C @ layer.bias, relax, batch)
+    return backsubstitute_from(net, k, layer.transpose(C), C @ layer.bias, relax, batch, record)
 
 
 def backsubstitute_from(net: Network, k: int, lam: np.ndarray, bias: np.ndarray, relax: list,
-                        batch: int | None = None):
+                        batch: int | None = None, record: bool = True):
     """:func:`backsubstitute` starting from the coefficients ``lam`` on the activation outputs ``a_{k-1}``
     (``C W_k``) and the constant ``bias`` (``C b_k``)."""
     layers = net.affine_layers
@@ -139,7 +159,7 @@ def backsubstitute_from(net: Network, k: int, lam: np.ndarray, bias: np.ndarray,
     coefs = [None] * k
     for j in range(k - 1, -1, -1):
         coefs[j] = lam
-        lam, add, recs[j] = _step(relax[j], lam)
+        lam, add, recs[j] = _step(relax[j], lam, record)
         bias = bias + add
         bias = bias + lam @ layers[j].bias
         lam = layers[j].transpose(lam)
@@ -160,7 +180,7 @@ def crown_spec_lower(net: Network, k: int, C: np.ndarray, relax: list, lo: np.nd
     """Lower bounds of ``C z_k`` (C: (B, m, n_k)) for x in the boxes ``[lo, hi]`` ((B, n0)).
 
     Returns ``(lower (B, m), grads)`` where ``grads[j]`` is the alpha gradient of layer ``j`` (or None)."""
-    lam, bias, recs, coefs = backsubstitute(net, k, C, relax)
+    lam, bias, recs, coefs = backsubstitute(net, k, C, relax, record=want_grad)
     val = box_lower(lam, bias, (hi + lo) / 2, (hi - lo) / 2)
     if not want_grad:
         return val, None

@@ -46,7 +46,9 @@ class CsrProducts(AffineLayer):
         flat = arr.reshape(-1, n)
         if flat.dtype != np.float32:
             flat = flat.astype(np.float64, copy=False)
-        out = np.ascontiguousarray((mat @ np.ascontiguousarray(flat.T)).T)
+        # (n, N) row-major operand for scipy's CSR x dense kernel; the product is returned as the transposed view
+        # (no copy): chained products (CROWN's back-substitution) then pass it on without copying either way
+        out = (mat @ np.ascontiguousarray(flat.T)).T
         return out.reshape(lead + (mat.shape[0],))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
