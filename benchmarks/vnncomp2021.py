@@ -1,5 +1,6 @@
 """VNN-COMP 2021 image benchmarks: ``mnistfc`` (90 instances: 784-input ReLU nets 256x2 / 256x4 / 256x6, l-inf
-eps 0.03 / 0.05) and ``verivital`` (60 instances: two MNIST CNNs, average / max pooling).
+eps 0.03 / 0.05), ``verivital`` (60 instances: two MNIST CNNs, average / max pooling) and ``cifar10_resnet``
+(72 instances: two CIFAR-10 ResNets with 2 / 4 residual blocks, l-inf eps 2/255 and 1/255, 300 s each).
 
 Usage:
     benchmarks/fetch_vnncomp2021.sh mnistfc            # once: fetches the public files (not committed)
@@ -39,6 +40,7 @@ PUBLISHED = {
     "mnistfc": {"a-b-CROWN": 70, "VeriNet": 61, "Debona": 60, "oval": 58, "ERAN": 57, "Marabou": 55,
                 "venus2": 48, "nnenum": 47, "nnv": 28},
     "verivital": {"a-b-CROWN": 60, "VeriNet": 59, "ERAN": 59, "oval": 58},
+    "cifar10_resnet": {"a-b-CROWN": 58, "VeriNet": 49, "ERAN": 44, "Marabou": 40, "Debona": 1, "NV.jl": 1},
 }
 
 
