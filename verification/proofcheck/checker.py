@@ -242,17 +242,17 @@ def _check_certs(ch, nodes, ids, blo, bhi, bnds, C, cb, grp, where, counts) -> N
         sel = np.array(need)
         low[sel] = rows_lower(ch, blo[sel], bhi[sel], [(l[sel], u[sel]) for l, u in bnds], C, cb)
     # the alpha certificates of the chunk in one back-substitution (one row each)
-    al = [(b, c) for b, i in enumerate(ids) for c in nodes[i].certs if c["by"] == "alpha"]
+    al = [(b, n, c) for b, i in enumerate(ids) for n, c in enumerate(nodes[i].certs) if c["by"] == "alpha"]
     aval = {}
     if al:
-        sel = np.array([b for b, _ in al])
+        sel = np.array([b for b, _, _ in al])
         pre = [(l[sel], u[sel]) for l, u in bnds]
-        alpha = _slopes(ch, pre, [(c["slopes"], f"{where}, node {ids[b]}") for b, c in al])
-        rows = np.array([np.flatnonzero(grp == c["k"])[c["row"]] for _, c in al])
+        alpha = _slopes(ch, pre, [(c["slopes"], f"{where}, node {ids[b]}") for b, _, c in al])
+        rows = np.array([np.flatnonzero(grp == c["k"])[c["row"]] for _, _, c in al])
         v = rows_lower(ch, blo[sel], bhi[sel], pre, C[rows][:, None, :], cb[rows][:, None], alpha)[:, 0]
-        aval = {id(c): float(x) for (_, c), x in zip(al, v)}
+        aval = {(b, n): float(x) for (b, n, _), x in zip(al, v)}
     for b, i in enumerate(ids):
-        for c in nodes[i].certs:
+        for n, c in enumerate(nodes[i].certs):
             k = c["k"]
             if c["by"] == "trusted":
                 counts["trusted"] += 1
@@ -262,7 +262,7 @@ def _check_certs(ch, nodes, ids, blo, bhi, bnds, C, cb, grp, where, counts) -> N
             if c["by"] == "crown":
                 val = float(low[b, grp == k].max())
             elif c["by"] == "alpha":
-                val = aval[id(c)]
+                val = aval[(b, n)]
             else:
                 w = np.array([unhex(v, f"{where}, node {i}: lp weight") for v in c["w"]])
                 if np.any(w < 0):

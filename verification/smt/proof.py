@@ -5,9 +5,12 @@ During the search :class:`ProofLog` records each bisection (dimension and split 
 boxes are reproduced bit for bit), the LP dual weights of exact leaves and which leaves a solver (Z3, MILP,
 pattern LPs) decided.  :func:`build_proof` then walks the tree with the checker's own rigorous bounds: a
 disjunct the checker refutes at a node gets a ``crown`` (or ``lp``) certificate there and the subtree below
-is dropped for it; one it does not refute follows the verifier's children, or, below a leaf, is bisected
-further (at most ``refine_depth`` levels); what is still open is written as ``trusted`` with the solver
-that decided it, and the checker reports such a proof as not fully checked.
+is dropped for it; one it does not refute follows the verifier's children.  On the leaves left open (where
+the verifier used alpha-CROWN, or its batches tightened more neurons) the verifier's alpha-CROWN optimiser
+runs again on the checker's bounds of the leaf (then on its ``full`` bounds) and the slopes that make the
+checker's bound positive become an ``alpha`` certificate; what is still open gets LP weights or is bisected
+further (at most ``refine_depth`` levels), else written as ``trusted`` with the solver that decided it, and
+the checker reports such a proof as not fully checked.
 """
 
 from __future__ import annotations
