@@ -46,7 +46,8 @@ def lipschitz_with_proof(net, method="auto", norm=2, output=None, **kw):
     p = res.details.get("proof")
     _log({"method": res.method, "norm": str(norm), "certified": res.certified, "net": net.describe()[:150],
           "accepted": None if p is None else p["accepted"], "message": None if p is None else p["message"],
-          "bumps": None if p is None else p["bumps"]})
+          "bumps": None if p is None else p["bumps"], "seconds": res.seconds,
+          "check_seconds": None if p is None else p["check_seconds"]})
     return res
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from verification.activations import LeakyReLU, MaxMin, ReLU, Tanh
+from verification.activations import GroupSort, Householder, LeakyReLU, MaxMin, ReLU, Tanh
 from verification.cli import main as cli_main
 from verification.io import load_network, save_network
 from verification.io.common import chain_from_weights
 from verification.lipschitz import lipschitz
-from verification.proofcheck.lipschitz import check_lipschitz_proof
+from verification.proofcheck.lipschitz import _grouped, check_lipschitz_proof, fingerprint
 from verification.proofcheck.psd import exact_psd, float_psd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,11 +159,134 @@ def test_naive_proofs_mutated_layer_norms_are_rejected(tmp_path):
 
 
 def test_methods_without_a_checkable_certificate_are_never_accepted(tmp_path):
-    maxmin = _net([4, 6, 2], MaxMin, seed=1)
-    res = lipschitz(maxmin, method="lipsdp-neuron", proof=tmp_path / "m.json")
-    assert not res.details["proof"]["accepted"]
-    rep = check_lipschitz_proof(maxmin, tmp_path / "m.json")
+    # Householder on groups of 3: the checker has no preserved direction for the neuron-form QC
+    v = np.array([1.0, 2.0, 2.0]) / 3.0
+    net = chain_from_weights([np.random.default_rng(1).standard_normal((6, 4)), np.ones((2, 6))], [None, None],
+                             [Householder(v)], "t")
+    res = lipschitz(net, method="lipsdp-neuron", proof=tmp_path / "m.json")
+    assert res.certified and not res.details["proof"]["accepted"]
+    rep = check_lipschitz_proof(net, tmp_path / "m.json")
     assert not rep.accepted and rep.message.startswith("not checkable")
+    _prove(net, tmp_path, method="lipsdp-layer")  # its layer form (lambda only, L from vᵀv) is checked
+
+
+# ----------------------------------------------------------------- grouped activations (Pauli et al. QCs)
+def _grouped_net(dims, acts, seed=0):
+    rng = np.random.default_rng(seed)
+    ws = [rng.standard_normal((dims[i + 1], dims[i])) / np.sqrt(dims[i]) for i in range(len(dims) - 1)]
+    return chain_from_weights(ws, [rng.standard_normal(w.shape[0]) for w in ws], acts, "t")
+
+
+_V = np.array([-0.28, 0.96])  # vᵀv = 1 - 5.3e-17 in float64: exactly 1-Lipschitz
+_W = np.full(2, float.fromhex("0x1.6a09e667f3bcdp-1"))  # fl(1/sqrt 2): vᵀv = 1 + 1.4e-16, L = 2vᵀv - 1 > 1
+
+
+@pytest.mark.parametrize("dims, acts", [
+    ([4, 6, 6, 2], [MaxMin(), MaxMin()]), ([3, 6, 6, 2], [GroupSort(3), GroupSort(3)]),
+    ([3, 6, 4, 2], [Householder(_V), Householder(_W)]), ([3, 4, 6, 2], [ReLU(), MaxMin()]),
+    ([5, 24, 24, 3], [MaxMin(), GroupSort(4)]),  # LMI of 53 rows: the float Cholesky proof
+])
+def test_grouped_sdp_bounds_get_accepted_proofs(tmp_path, dims, acts):
+    net = _grouped_net(dims, acts)
+    for m in ("lipsdp-neuron", "lipsdp-layer"):
+        for norm in (2, "inf"):
+            for out in (None, 1):
+                proof, res = _prove(net, tmp_path, method=m, norm=norm, output=out)
+                T = proof["certificate"]["parts"][0]["T"]
+                assert [isinstance(t, dict) for t in T] == [not a.elementwise for a in acts]
+                assert res.value >= lipschitz(net, method="sampled", norm=norm, output=out, n_points=200).value
+
+
+@pytest.mark.parametrize("act", [MaxMin(), GroupSort(3), Householder(_V), Householder(_W),
+                                 Householder(np.array([0.6, 0.8]))])
+def test_grouped_quadratic_constraint_holds_exactly_on_random_pairs(act):
+    """The checker's QC (``_grouped``) at random multipliers, evaluated in rationals on random pairs of points:
+    ``dzᵀ T1 dz - dphiᵀ T2 dphi >= 0`` (``phi`` evaluated exactly), and it is tight for MaxMin / Householder."""
+    rng, g = np.random.default_rng(2), act.group_size
+    n = 2 * g
+    lam, gam = rng.uniform(0, 2, 2), rng.normal(size=2) * 3
+    l1, l2, U, gm = _grouped(act, n, {"lambda": [x.hex() for x in lam], "gamma": [x.hex() for x in gam]}, "t")
+    T1, T2 = [[[Fraction(float(lv[i])) * (i == j) + sum(Fraction(float(U[i, c])) * Fraction(float(gm[c]))
+                                                          * Fraction(float(U[j, c])) for c in range(U.shape[1]))
+                for j in range(n)] for i in range(n)] for lv in (l1, l2)]
+    worst = None
+    for _ in range(200):
+        z, z2 = rng.normal(size=(2, n)) * rng.choice([1e-3, 1.0, 1e3])
+        dz = [Fraction(float(a)) - Fraction(float(b)) for a, b in zip(z, z2)]
+        fz = act.exact_call([Fraction(float(a)) for a in z])
+        fz2 = act.exact_call([Fraction(float(a)) for a in z2])
+        dp = [a - b for a, b in zip(fz, fz2)]
+        quad = lambda T, x: sum(T[i][j] * x[i] * x[j] for i in range(n) for j in range(n))  # noqa: E731
+        val = quad(T1, dz) - quad(T2, dp)
+        assert val >= 0
+        worst = val / quad(T1, dz) if worst is None else min(worst, val / quad(T1, dz))
+    assert worst < 1e-12  # pairs on one piece: (almost) no slack
+
+
+@pytest.fixture(scope="module")
+def maxmin_proof(tmp_path_factory):
+    net = _grouped_net([4, 6, 6, 2], [MaxMin(), MaxMin()], seed=3)
+    path = tmp_path_factory.mktemp("mm") / "p.json"
+    res = lipschitz(net, method="lipsdp-neuron", proof=path)
+    assert res.details["proof"]["accepted"]
+    return net, json.loads(path.read_text()), res
+
+
+def test_grouped_mutations_are_rejected_naming_the_step(maxmin_proof):
+    net, proof, res = maxmin_proof
+    T = proof["certificate"]["parts"][0]["T"]
+    assert set(T[0]) == {"lambda", "gamma"} and len(T[0]["lambda"]) == 3
+    for layer, key, i, factor in [(0, "lambda", 0, 0.5), (1, "lambda", 2, 0.0), (0, "gamma", 1, 3.0),
+                                  (1, "gamma", 0, -1.0), (1, "lambda", 1, 10.0)]:
+        p = copy.deepcopy(proof)
+        t = p["certificate"]["parts"][0]["T"][layer][key]
+        t[i] = (float.fromhex(t[i]) * factor + (1.0 if float.fromhex(t[i]) == 0 else 0.0)).hex()
+        _rejected(net, p, "certificate part 0: LMI")
+    p = copy.deepcopy(proof)
+    p["certificate"]["parts"][0]["rho"] = (float.fromhex(proof["certificate"]["parts"][0]["rho"]) * 0.999).hex()
+    _rejected(net, p, "certificate part 0: LMI")
+    p = copy.deepcopy(proof)
+    p["bound"] = (res.value * 0.999).hex()
+    _rejected(net, p, "is below what rho")
+    p = copy.deepcopy(proof)
+    p["certificate"]["parts"][0]["T"][0]["lambda"][0] = (-1.0).hex()
+    _rejected(net, p, "T[0]: a multiplier lambda is negative")
+    p = copy.deepcopy(proof)
+    p["certificate"]["parts"][0]["T"][1]["gamma"].pop()
+    _rejected(net, p, "T[1]: gamma")
+    p = copy.deepcopy(proof)
+    p["certificate"]["parts"][0]["T"][1] = proof["certificate"]["parts"][0]["T"][1]["lambda"] * 2
+    _rejected(net, p, "T[1]: a grouped layer needs")
+
+
+def test_grouped_proof_for_another_network_is_rejected(maxmin_proof):
+    net, proof, _ = maxmin_proof
+    other = _grouped_net([4, 6, 6, 2], [MaxMin(), MaxMin()], seed=4)
+    _rejected(other, proof, "network: the fingerprint differs")
+    p = copy.deepcopy(proof)  # even with the other network's fingerprint: its LMI is not PSD at these multipliers
+    p["network"]["sha256"] = fingerprint(other)
+    _rejected(other, p, "certificate part 0: LMI")
+    swapped = _grouped_net([4, 6, 6, 2], [GroupSort(3), GroupSort(3)], seed=3)  # same weights, other activation
+    _rejected(swapped, proof, "network: the fingerprint differs")
+
+
+@pytest.mark.parametrize("h, n0", [(10, 6), (16, 9)])
+def test_exact_on_maxmin_gets_a_swap_pattern_proof(tmp_path, h, n0):
+    rng = np.random.default_rng(h)
+    net = chain_from_weights([rng.standard_normal((h, n0)), rng.standard_normal((3, h))],
+                             [rng.standard_normal(h), None], [MaxMin()], "t")
+    for norm in (2, "inf"):
+        for out in (None, 2):
+            proof, res = _prove(net, tmp_path, method="exact", norm=norm, output=out)
+            assert proof["certificate"]["by"] == "patterns"
+            assert check_lipschitz_proof(net, proof).checked == 2 ** (h // 2)
+            p = copy.deepcopy(proof)
+            p["bound"] = (res.value * (1 - 1e-6)).hex()  # the exact constant: any lower claim fails
+            _rejected(net, p, "certificate: pattern")
+    p = copy.deepcopy(proof)  # the same weights read as ReLU: the fingerprint, and with it the patterns, differ
+    layers = net.affine_layers
+    other = chain_from_weights([la.as_matrix() for la in layers], [la.bias for la in layers], [ReLU()], "t")
+    _rejected(other, p, "network: the fingerprint differs")
 
 
 # ------------------------------------------------------------------------------------- PSD proofs themselves

@@ -35,12 +35,54 @@ __all__ = ["sdp_part", "write_proof", "strip_proof_data"]
 BUMPS = 10  # relative increases 2^-44 * 16^k, k < BUMPS
 
 
+def _grouped(qc, y: np.ndarray) -> dict | None:
+    """A grouped layer's multipliers ``lambda_j I + gamma_j b_j b_jᵀ`` per group (``b_j``: the QC's unit basis
+    vector of the preserved direction; ``None`` if it has more than one per group)."""
+    g = qc.width // max(1, int(np.sum(qc.nonneg)))
+    lam, gam, b = np.zeros(qc.width // g), np.zeros(qc.width // g), np.zeros((qc.width // g, g))
+    for vec, var in zip(qc.vectors, qc.var):
+        j = int(np.flatnonzero(vec)[0]) // g
+        if qc.nonneg[var]:
+            lam[j] = y[var]
+        elif np.any(b[j]):
+            return None
+        else:
+            gam[j], b[j] = y[var], vec[j * g:(j + 1) * g]
+    return {"lambda": lam, "gamma": gam, "b": b}
+
+
+def _checker_form(act, t: dict) -> dict:
+    """The checker's multipliers of a grouped layer: ``lambda_j I + gamma_j b bᵀ`` is twice ``lambda'_j I +
+    gamma'_j u uᵀ`` for the checker's ``u`` (GroupSort: ``1``; Householder, ``d = 2``: ``(-v_2, v_1)``), ``b``
+    parallel to ``u`` (else the part is not checkable: ``ValueError``)."""
+    g, n = act.group_size, t["b"].size
+    if t["lambda"].size != n // g:  # the layer form: one lambda, no gamma
+        t = {"lambda": np.full(n // g, t["lambda"][0]), "gamma": np.zeros(n // g), "b": np.zeros((n // g, g))}
+    u = np.array([-act.v[1], act.v[0]]) if act.describe() == "householder(d=2)" else np.ones(g)
+    if act.describe().startswith("householder") and g != 2 and np.any(t["gamma"]):
+        raise ValueError(f"{act.describe()}: the checker has no preserved direction for d > 2")
+    gam = np.zeros_like(t["gamma"])
+    for j, (gj, b) in enumerate(zip(t["gamma"], t["b"])):
+        if gj != 0 and abs(abs(b @ u) - np.linalg.norm(b) * np.linalg.norm(u)) > 1e-9 * np.linalg.norm(u):
+            raise ValueError(f"{act.describe()}: the preserved directions are not the checker's")
+        gam[j] = gj * (b @ u) ** 2 / (u @ u) ** 2
+    return {"lambda": [hexf(v) for v in t["lambda"] / 2], "gamma": [hexf(v) for v in gam / 2]}
+
+
 def sdp_part(sdp: ChainSDP, cert: Certificate) -> dict | None:
-    """The certified multipliers of one chain LMI (``None`` if not certified or not slope-restricted QCs)."""
+    """The certified multipliers of one chain LMI (``None`` if not certified or a QC the checker lacks)."""
     y = cert.multipliers
-    if not cert.certified or y is None or not all(qc.unit and qc.kind.startswith("slope") for qc in sdp.qcs):
+    if not cert.certified or y is None:
         return None
-    ts = [np.asarray(y[off + qc.var], dtype=np.float64) for qc, off in zip(sdp.qcs, sdp.var_offsets)]
+    ts = []
+    for qc, off in zip(sdp.qcs, sdp.var_offsets):
+        if qc.unit and qc.kind.startswith("slope"):
+            ts.append(np.asarray(y[off + qc.var], dtype=np.float64))
+            continue
+        t = _grouped(qc, np.asarray(y[off:off + qc.n_vars], dtype=np.float64))
+        if t is None:
+            return None
+        ts.append(t)
     tau = np.asarray(y[1:1 + int(sdp.blocks[1])], dtype=np.float64) if sdp.norm == "inf" else None
     return {"rho": float(cert.rho), "T": ts, "tau": tau}
 
@@ -68,12 +110,18 @@ def _certificate(net: Network, res: LipschitzResult, scale: float) -> tuple[dict
         return {"by": "patterns"}, res.value * scale
     if not parts or any(p is None for p in parts):
         return {"by": "unchecked", "reason": f"method {res.method} gives no checkable certificate here"}, res.value
-    masks = live_masks([layer.as_matrix() for layer in net.affine_layers])
+    masks = live_masks([layer.as_matrix() for layer in net.affine_layers], [not a.elementwise for a in net.activations])
     out, worst = [], 0.0
     for p in parts:
         rho = p["rho"] * scale if p["rho"] > 0 else 0.0
         ts = []
-        for t, live in zip(p["T"], masks):
+        for t, live, act in zip(p["T"], masks, net.activations):
+            if isinstance(t, dict):  # a grouped layer (no neuron dropped)
+                try:
+                    ts.append(_checker_form(act, t))
+                except ValueError as exc:
+                    return {"by": "unchecked", "reason": str(exc)}, res.value
+                continue
             full = np.zeros(live.size)
             full[live] = t  # constant neurons (dropped by the LMI) get 0
             ts.append([hexf(v) for v in full])

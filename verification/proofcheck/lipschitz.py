@@ -38,12 +38,13 @@ def fingerprint(net: Network) -> str:
     return h.hexdigest()
 
 
-def live_masks(mats: list) -> list[np.ndarray]:
+def live_masks(mats: list, grouped=()) -> list[np.ndarray]:
     """Per activation layer, the neurons kept: those whose incoming row is not zero, layer by layer after
-    removing the columns of the neurons dropped before (one neuron is kept in a layer with none)."""
+    removing the columns of the neurons dropped before (one neuron is kept in a layer with none; every neuron
+    of the layers ``k`` with ``grouped[k]``)."""
     mats, masks = [np.asarray(m) for m in mats], []
     for k in range(len(mats) - 1):
-        live = np.any(mats[k] != 0, axis=1)
+        live = np.any(mats[k] != 0, axis=1) | (k < len(grouped) and bool(grouped[k]))
         live[0] |= not live.any()
         masks.append(live)
         mats[k + 1] = mats[k + 1][:, live]
@@ -54,9 +55,15 @@ def _frac(a) -> np.ndarray:
     return np.vectorize(Fraction, otypes=[object])(np.asarray(a, dtype=np.float64))
 
 
+def _each(f, t):
+    return tuple(f(a) for a in t) if isinstance(t, tuple) else f(t)
+
+
 def _assemble(Ws, pq, ts, rho, tau, WL, c, norm, sgn):
     """The LMI matrix (see the module docstring) from numbers of one kind (float64 or ``Fraction`` arrays);
-    ``sgn = +1`` with absolute values gives ``|K|``, the magnitude used for the rounding-error bound."""
+    ``sgn = +1`` with absolute values gives ``|K|``, the magnitude used for the rounding-error bound.  A layer's
+    multipliers ``ts[k]`` are ``t`` (``T = diag t``) or ``(l1, l2, U, g)``: ``T1 = diag l1 + U diag(g) Uᵀ`` on
+    the pre-activations, ``T2 = diag l2 + U diag(g) Uᵀ`` on the activations."""
     wl, Ws = (WL if c is None else c[None, :] @ WL), list(Ws)
     base = rho * np.eye(WL.shape[1] if not Ws else Ws[0].shape[1], dtype=WL.dtype)
     if norm == 2 and Ws and Ws[0].shape[0] < Ws[0].shape[1]:
@@ -73,12 +80,15 @@ def _assemble(Ws, pq, ts, rho, tau, WL, c, norm, sgn):
         K[b[0], b[0]] = np.diag(tau)
         K[-1, -1] = 2 * rho + sgn * tau.sum()
     for k, (W, (p, q), t) in enumerate(zip(Ws, pq, ts), start=1):
-        TW = t[:, None] * W
+        l1, l2, U, g = (t, t, None, None) if not isinstance(t, tuple) else t
+        TW, T2 = l1[:, None] * W, np.diag(l2)
+        if U is not None and U.shape[1]:
+            TW, T2 = TW + U @ (g[:, None] * (U.T @ W)), T2 + (U * g[None, :]) @ U.T
         K[b[k - 1], b[k - 1]] += p * (W.T @ TW)
         E = (sgn * q) * TW.T
         K[b[k - 1], b[k]] += E
         K[b[k], b[k - 1]] += E.T
-        K[b[k], b[k]] += np.diag(2 * t)
+        K[b[k], b[k]] += 2 * T2
     if norm == 2:
         K[b[-1], b[-1]] += sgn * (wl.T @ wl)
     else:
@@ -96,17 +106,17 @@ def lmi_psd(Ws, pq, ts, rho, tau, WL, c, norm) -> str | None:
     opt = lambda f, v: None if v is None else f(v)  # noqa: E731
     if N <= EXACT_MAX_N and sum(W.size for W in Ws) * (N if Ws else 1) + WL.size * min(WL.shape) <= 200_000:
         fq = [(2 * Fraction(a) * Fraction(b_), Fraction(a) + Fraction(b_)) for a, b_ in pq]
-        return exact_psd(_assemble([_frac(W) for W in Ws], fq, [_frac(t) for t in ts], Fraction(rho),
+        return exact_psd(_assemble([_frac(W) for W in Ws], fq, [_each(_frac, t) for t in ts], Fraction(rho),
                                    opt(_frac, tau), _frac(WL), opt(_frac, c), norm, -1).tolist())
     fq = [(2.0 * a * b_, a + b_) for a, b_ in pq]
     K = _assemble(Ws, fq, ts, rho, tau, WL, c, norm, -1)
-    A = _assemble([np.abs(W) for W in Ws], [(abs(p), abs(q)) for p, q in fq], ts, rho, opt(np.abs, tau),
-                  np.abs(WL), opt(np.abs, c), norm, 1)
-    d = 2 * n0 + 2 * max([W.shape[0] for W in Ws] + [n0, m]) + 2 * m + 16
+    A = _assemble([np.abs(W) for W in Ws], [(abs(p), abs(q)) for p, q in fq], [_each(np.abs, t) for t in ts],
+                  rho, opt(np.abs, tau), np.abs(WL), opt(np.abs, c), norm, 1)
+    d = 2 * n0 + 4 * max([W.shape[0] for W in Ws] + [n0, m]) + 2 * m + 16
     g = d * U / (1 - d * U)
     # structurally zero rows (the assembly on 0/1 indicators: no rounding) are zero in the exact matrix too
     nz = lambda a: (np.asarray(a) != 0).astype(np.float64)  # noqa: E731
-    keep = np.flatnonzero(_assemble([nz(W) for W in Ws], [(nz(p), nz(q)) for p, q in fq], [nz(t) for t in ts],
+    keep = np.flatnonzero(_assemble([nz(W) for W in Ws], [(nz(p), nz(q)) for p, q in fq], [_each(nz, t) for t in ts],
                                     nz(rho), opt(nz, tau), nz(WL), opt(nz, c), norm, 1).any(axis=1))
     return float_psd(K[np.ix_(keep, keep)], (A * (g / (1 - g) * (1 + 4 * U)) + TINY)[np.ix_(keep, keep)])[0]
 
@@ -130,15 +140,41 @@ def _hexes(v, what: str, n: int | None = None) -> np.ndarray:
     return np.array([unhex(x, what) for x in v], dtype=np.float64)
 
 
+def _grouped(act, n: int, entry, where: str) -> tuple:
+    """The multipliers ``(l1, l2, U, g)`` of a grouped layer from ``{"lambda": [...], "gamma": [...]}`` (one per
+    group): Pauli et al. (ICLR 2024) -- if ``||dphi|| <= L ||dz||`` and ``uᵀphi(z) = uᵀz`` on each group, then
+    ``dzᵀ(L² lambda I + gamma uuᵀ)dz >= dphiᵀ(lambda I + gamma uuᵀ)dphi`` for ``lambda >= 0``, any ``gamma``.
+    GroupSort: ``L = 1``, ``u = 1``.  Householder ``v``: ``L² = max(1, (2vᵀv - 1)²)`` (rationals, rounded up),
+    ``u = (-v_2, v_1)`` (exactly orthogonal to the float64 ``v``) if ``d = 2``, else none (``gamma = 0``)."""
+    kind, gs = act.describe().split("(")[0], int(getattr(act, "group_size", 0) or 0)
+    if kind not in ("maxmin", "groupsort", "householder") or gs < 2 or n % gs:
+        raise ChainError(f"an sdp proof has no quadratic constraint for {act.describe()} here")
+    if not isinstance(entry, dict):
+        raise ProofRejected(f"{where}: a grouped layer needs {{'lambda': [...], 'gamma': [...]}}")
+    lam, gam = _hexes(entry.get("lambda"), f"{where}: lambda", n // gs), _hexes(entry.get("gamma"), f"{where}: gamma", n // gs)
+    if np.any(lam < 0):
+        raise ProofRejected(f"{where}: a multiplier lambda is negative")
+    u, L2 = np.ones(gs), Fraction(1)
+    if kind == "householder":
+        v = np.asarray(act.v, dtype=np.float64)
+        u, L2 = (np.array([-v[1], v[0]]) if gs == 2 else None), max(L2, (2 * sum(Fraction(x) ** 2 for x in v) - 1) ** 2)
+    if u is None and np.any(gam != 0):
+        raise ProofRejected(f"{where}: gamma must be 0 for {act.describe()} (no preserved direction is checked)")
+    L2f = float(L2) if Fraction(float(L2)) >= L2 else float(up(float(L2)))
+    l2, U = np.repeat(lam, gs), (np.kron(np.eye(n // gs), u[:, None]) if u is not None else np.zeros((n, 0)))
+    return (l2 if L2 == 1 else up(l2 * L2f)), l2, U, gam
+
+
 def _check_sdp(net, Ws, WL, cert, norm, c, bound: float, counts: dict) -> None:
-    sbs = [act.slope_bounds() if act.elementwise else None for act in net.activations]
+    grouped = [not act.elementwise for act in net.activations]
+    sbs = [(-1.0, 1.0) if gr else act.slope_bounds() for act, gr in zip(net.activations, grouped)]
     if None in sbs:
-        raise ChainError("an sdp proof needs slope-restricted elementwise activations")
-    pq = [(float(a), float(b_)) for a, b_ in sbs]
+        raise ChainError("an sdp proof needs slope-restricted elementwise or grouped (sorting, Householder) activations")
+    pq = [(float(a), float(b_)) for a, b_ in sbs]  # a grouped layer: [[2 T1, 0], [0, -2 T2]] (slopes -1, 1)
     parts, rows = cert.get("parts"), ([None] if (norm == 2 or c is not None) else list(range(net.out_dim)))
     if not isinstance(parts, list) or len(parts) != len(rows):
         raise ProofRejected(f"certificate: expected {len(rows)} part(s)")
-    masks = live_masks(Ws + [WL])  # constant neurons (zero incoming row) are removed, with their multipliers
+    masks = live_masks(Ws + [WL], grouped)  # constant neurons (zero incoming row) are removed, with their multipliers
     W2 = [W[live] for W, live in zip(Ws, masks)]
     W2 = [W if k == 0 else W[:, masks[k - 1]] for k, W in enumerate(W2)]
     WL2 = WL[:, masks[-1]] if masks else WL
@@ -148,14 +184,15 @@ def _check_sdp(net, Ws, WL, cert, norm, c, bound: float, counts: dict) -> None:
         Tin = part.get("T")
         if not isinstance(Tin, list) or len(Tin) != len(Ws):
             raise ProofRejected(f"{where}: 'T' needs one list per activation layer ({len(Ws)})")
-        ts = [_hexes(t, f"{where}: T[{k}]", W.shape[0]) for k, (t, W) in enumerate(zip(Tin, Ws))]
+        ts = [_grouped(act, W.shape[0], t, f"{where}: T[{k}]") if gr else _hexes(t, f"{where}: T[{k}]", W.shape[0])
+              for k, (t, W, act, gr) in enumerate(zip(Tin, Ws, net.activations, grouped))]
         tau = _hexes(part.get("tau"), f"{where}: tau", net.in_dim) if norm == "inf" else None
-        if rho < 0 or any(np.any(t < 0) for t in ts) or (tau is not None and np.any(tau < 0)):
+        if rho < 0 or any(np.any(t < 0) for t in ts if not isinstance(t, tuple)) or (tau is not None and np.any(tau < 0)):
             raise ProofRejected(f"{where}: rho or a multiplier is negative")
         if norm == 2 and Fraction(bound) ** 2 < Fraction(rho) or norm == "inf" and bound < rho:
             raise ProofRejected(f"{where}: the bound {bound!r} is below what rho = {rho!r} proves")
         cc = c if row is None else np.eye(net.out_dim)[row]
-        why = lmi_psd(W2, pq, [t[live] for t, live in zip(ts, masks)], rho, tau, WL2, cc, norm)
+        why = lmi_psd(W2, pq, [t if isinstance(t, tuple) else t[live] for t, live in zip(ts, masks)], rho, tau, WL2, cc, norm)
         if why is not None:
             raise ProofRejected(f"{where}: LMI: {why}")
         counts["checked"] += 1
@@ -183,17 +220,25 @@ def _check_norms(net, mats, cert, norm, c, bound: float, counts: dict) -> None:
 
 def _check_patterns(net, mats, cert, norm, c, bound: float, counts: dict) -> None:
     """One hidden layer of two-piece activations (slopes ``s`` and 1): ``||W_1 D W_0|| <= bound`` for all
-    ``2^h`` diagonal patterns ``D`` (the Jacobian of every linear piece is one of them)."""
-    s = net.activations[0].two_piece_slope if len(mats) == 2 else None
-    if s is None or mats[0].shape[0] > 16:
-        raise ChainError("a patterns proof needs one hidden layer of at most 16 two-piece (ReLU-like) neurons")
+    ``2^h`` diagonal patterns ``D``; of MaxMin pairs: for all ``2^(h/2)`` permutations ``D`` keeping or swapping
+    each pair (the Jacobian of every linear piece is one of them)."""
+    act = net.activations[0] if len(mats) == 2 else None
+    s = None if act is None else act.two_piece_slope
+    G = mats[0].shape[0] // (1 if s is not None else 2)
+    if (s is None and (act is None or act.describe() != "maxmin")) or G > 16:
+        raise ChainError("a patterns proof needs one hidden layer of at most 16 two-piece (ReLU-like) neurons or MaxMin pairs")
     W0, h = mats[0], mats[0].shape[0]
     W1, E1 = (mats[1], 0.0 * mats[1]) if c is None else mm(c[None, :], mats[1])
-    sm, g = max(abs(float(s)), 1.0), (h + 4) * U / (1 - (h + 4) * U)
-    E = ((np.abs(W1) + E1) @ np.abs(W0)) * (sm * g / (1 - g) * (1 + 4 * U)) + (E1 @ np.abs(W0)) * sm * (1 + 4 * U) + TINY
-    codes = np.arange(2 ** h)
-    D = np.where((codes[:, None] >> np.arange(h)) & 1, 1.0, float(s))
-    Ms = (W1[None] * D[:, None, :]) @ W0  # (2^h, m, n0): the Jacobian of each pattern
+    codes, sm, g = np.arange(2 ** G), max(abs(float(s or 0)), 1.0), (h + 4) * U / (1 - (h + 4) * U)
+    bits = (codes[:, None] >> np.arange(G)) & 1
+    # |W_1 D| |W_0| <= sm |W_1| A0 for every D: A0 = |W_0| (diagonal D), the larger row of each pair (swaps)
+    A0 = np.abs(W0) if s is not None else np.repeat(np.maximum(np.abs(W0[0::2]), np.abs(W0[1::2])), 2, axis=0)
+    E = ((np.abs(W1) + E1) @ A0) * (sm * g / (1 - g) * (1 + 4 * U)) + (E1 @ A0) * sm * (1 + 4 * U) + TINY
+    if s is not None:
+        Ms = (W1[None] * np.where(bits, 1.0, float(s))[:, None, :]) @ W0  # (2^h, m, n0): each pattern's Jacobian
+    else:  # column 2j of W_1 D is column 2j + b_j of W_1
+        perm = (2 * np.arange(G))[None, :, None] + (bits[:, :, None] ^ np.array([0, 1])[None, None, :])
+        Ms = W1[:, perm.reshape(len(codes), h)].transpose(1, 0, 2) @ W0
     A = up(np.abs(Ms) + E)  # entrywise magnitudes, rounding included
     lim = float(up(1 + (A.shape[1] * A.shape[2] + 2) * U))
     # l-inf: the largest row sum; l2: ||M||_2 <= ||M||_F decides most patterns, the others get a PSD proof
@@ -202,7 +247,7 @@ def _check_patterns(net, mats, cert, norm, c, bound: float, counts: dict) -> Non
         why = "a row sum exceeds the bound" if norm == "inf" else _norm_psd(Ms[code], E, bound)
         if why is not None:
             raise ProofRejected(f"certificate: pattern {code}: {why}")
-    counts["checked"] += 2 ** h
+    counts["checked"] += 2 ** G
 
 
 def check_lipschitz_proof(net: Network, proof) -> CheckReport:
