@@ -148,9 +148,9 @@ def test_deterministic_float64_and_float32_converted():
     assert a.per_output_lower == b.per_output_lower == c.per_output_lower
 
 
-def test_matches_auto_lirpa_on_simple_mlp_3layer():
-    """Shi et al.'s ``simple_mlp_3layer`` (16-16-16-10 ReLU, torch.manual_seed(0) init), centre 0.5·1, max over
-    the 10 classes: auto_LiRPA HEAD gives 1.0563 (eps 0.1) and 3.9620 (eps 0.5), reference notes §3.3 [RUN]."""
+
+def _simple_mlp_3layer(act) -> Network:
+    """Shi et al.'s ``simple_mlp_3layer`` (16-16-16-10, torch.manual_seed(0) init) with activation ``act``."""
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(),
@@ -160,8 +160,13 @@ def test_matches_auto_lirpa_on_simple_mlp_3layer():
     for i, m in enumerate(lin):
         layers.append(Dense(m.weight.detach().numpy(), m.bias.detach().numpy()))
         if i < 2:
-            layers.append(ReLU())
-    net = Network(layers)
+            layers.append(act())
+    return Network(layers)
+
+def test_matches_auto_lirpa_on_simple_mlp_3layer():
+    """Shi et al.'s ``simple_mlp_3layer`` (16-16-16-10 ReLU, torch.manual_seed(0) init), centre 0.5·1, max over
+    the 10 classes: auto_LiRPA HEAD gives 1.0563 (eps 0.1) and 3.9620 (eps 0.5), reference notes §3.3 [RUN]."""
+    net = _simple_mlp_3layer(ReLU)
     assert local_lipschitz(net, np.full(16, 0.5), 0.1, n_samples=100).value == pytest.approx(1.0563, abs=1e-4)
     assert local_lipschitz(net, np.full(16, 0.5), 0.5, n_samples=100).value == pytest.approx(3.9620, abs=1e-4)
     rj = local_lipschitz(net, np.full(16, 0.5), 0.5, relaxation="recurjac", n_samples=100).value
@@ -328,17 +333,7 @@ def test_tanh_benchmark_net_at_most_auto_lirpa():
     """The tanh version of ``simple_mlp_3layer`` (torch.manual_seed(0) init), centre 0.5·1: auto_LiRPA 0.7.1
     gives 1.0142 (eps 0.1), 2.6511 (0.5), 6.8805 (2.0) (benchmarks/local_lipschitz.py); the independent-range
     relaxation alone 1.0694 / 1.9616 / 3.6154 (the values before the input-tied bound)."""
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(),
-                                torch.nn.Linear(16, 10))
-    lin = [m for m in model if isinstance(m, torch.nn.Linear)]
-    layers = []
-    for i, m in enumerate(lin):
-        layers.append(Dense(m.weight.detach().numpy(), m.bias.detach().numpy()))
-        if i < 2:
-            layers.append(Tanh())
-    net = Network(layers)
+    net = _simple_mlp_3layer(Tanh)
     res = [local_lipschitz(net, np.full(16, 0.5), eps, n_samples=100) for eps in (0.1, 0.5, 2.0)]
     assert [max(r.details["independent_upper"]) for r in res] == pytest.approx([1.0694, 1.9616, 3.6154], abs=1e-4)
     assert res[0].value <= 1.0142

@@ -33,17 +33,23 @@ def _export(model, path, dynamo: bool) -> None:
     model.double()
 
 
+def _loads_as_torch(model, path):
+    """The loaded network equals the (float64) torch model on random 2 x 6 x 6 inputs, to float32 rounding."""
+    net = load_network(path)
+    x = np.random.default_rng(1).normal(size=(20, 72))
+    with torch.no_grad():
+        ref = model(torch.tensor(x).reshape(20, 2, 6, 6)).numpy()
+    np.testing.assert_allclose(net(x), ref, rtol=1e-5, atol=1e-5)  # float32 weights in the file
+    return net
+
+
 @pytest.mark.parametrize("mode, dynamo", [("zeros", True), ("reflect", True), ("circular", True), ("zeros", False),
                                           ("reflect", False), ("replicate", False), ("circular", False)])
 def test_default_exports_load_and_equal_torch(tmp_path, mode, dynamo):
     model = _model(mode)
     path = tmp_path / "m.onnx"
     _export(model, path, dynamo)
-    net = load_network(path)
-    x = np.random.default_rng(1).normal(size=(20, 72))
-    with torch.no_grad():
-        ref = model(torch.tensor(x).reshape(20, 2, 6, 6)).numpy()
-    np.testing.assert_allclose(net(x), ref, rtol=1e-5, atol=1e-5)  # float32 weights in the file
+    net = _loads_as_torch(model, path)
     assert net.metadata["crosscheck"]["max_ratio"] <= 1.0
     if dynamo:
         assert net.metadata["external_data"] == ["m.onnx.data"]
@@ -91,8 +97,4 @@ def test_spatial_concat_loads_and_equals_torch(tmp_path, dynamo):
     model = _SpatialCat().eval().double()
     path = tmp_path / "cat.onnx"
     _export(model, path, dynamo)
-    net = load_network(path)
-    x = np.random.default_rng(3).normal(size=(10, 72))
-    with torch.no_grad():
-        ref = model(torch.tensor(x).reshape(10, 2, 6, 6)).numpy()
-    np.testing.assert_allclose(net(x), ref, rtol=1e-5, atol=1e-5)
+    _loads_as_torch(model, path)

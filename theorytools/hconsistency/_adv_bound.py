@@ -63,7 +63,7 @@ from theorytools.errors import TheoryError
 
 from ._adversarial import _check_linear, _check_norm, adversarial_zero_one_loss, score_perturbation_norm
 from ._losses import phi_tau
-from ._validate import check_labels, check_positive, check_prob, check_scores, check_tau
+from ._validate import check_labels, check_positive, check_prob, check_risk_inputs, check_scores, check_tau
 
 __all__ = [
     "AdversarialExcessRiskBound",
@@ -201,10 +201,7 @@ def adversarial_excess_risk_bound(
             f"The 'nu' parameter of adversarial_excess_risk_bound must be >= sqrt(n - 1)/rho = {nu_min} "
             f"(the Lipschitz constant of the rho-margin loss). Got {nu} instead."
         )
-    check_positive(surrogate_gap, "surrogate_gap", "adversarial_excess_risk_bound", allow_zero=True)
-    check_positive(zero_one_gap, "zero_one_gap", "adversarial_excess_risk_bound", allow_zero=True)
-    if (p_cond is None) == (labels is None):
-        raise TheoryError("adversarial_excess_risk_bound needs exactly one of 'p_cond' and 'labels'. Got both or neither.")
+    check_risk_inputs(surrogate_gap, zero_one_gap, p_cond, labels, "adversarial_excess_risk_bound")
     exact_norm = all(score_perturbation_norm(W, k, 1.0, norm)[1] for k in range(n)) or gamma == 0.0
     if p_cond is not None:
         p = check_prob(p_cond, "adversarial_excess_risk_bound", "p_cond")

@@ -68,7 +68,7 @@ from theorytools.errors import TheoryError
 from ._losses import _loss_from_logp, comp_sum_loss
 from ._regret import _pooled
 from ._risk import ExcessRiskBound, _clip_search, _risk_of_scores, best_conditional_risk_bounded
-from ._validate import check_n, check_positive, check_prob, check_scores, check_tau
+from ._validate import check_n, check_positive, check_prob, check_risk_inputs, check_scores, check_tau
 
 __all__ = [
     "bounded_error_transform",
@@ -267,10 +267,7 @@ def bounded_excess_risk_bound(
             f"The 'scores' parameter of bounded_excess_risk_bound must lie in a box of width 2 lam = {2 * lam}. "
             f"Got a row with spread {spread} instead."
         )
-    check_positive(surrogate_gap, "surrogate_gap", "bounded_excess_risk_bound", allow_zero=True)
-    check_positive(zero_one_gap, "zero_one_gap", "bounded_excess_risk_bound", allow_zero=True)
-    if (p_cond is None) == (labels is None):
-        raise TheoryError("bounded_excess_risk_bound needs exactly one of 'p_cond' and 'labels'. Got both or neither.")
+    check_risk_inputs(surrogate_gap, zero_one_gap, p_cond, labels, "bounded_excess_risk_bound")
     pred = np.argmax(h, axis=1)
     if p_cond is not None:
         p = check_prob(p_cond, "bounded_excess_risk_bound", "p_cond")

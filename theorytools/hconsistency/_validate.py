@@ -84,3 +84,11 @@ def log1prel(d):
     with np.errstate(all="ignore"):
         safe = np.where(d == 0, 1.0, d)
         return np.where(d == 0, 1.0, np.log1p(d) / safe)
+
+
+def check_risk_inputs(surrogate_gap: float, zero_one_gap: float, p_cond, labels, fname: str) -> None:
+    """The two nonnegative approximation gaps and exactly one of ``p_cond`` / ``labels`` (excess-risk bounds)."""
+    check_positive(surrogate_gap, "surrogate_gap", fname, allow_zero=True)
+    check_positive(zero_one_gap, "zero_one_gap", fname, allow_zero=True)
+    if (p_cond is None) == (labels is None):
+        raise TheoryError(f"{fname} needs exactly one of 'p_cond' and 'labels'. Got both or neither.")
