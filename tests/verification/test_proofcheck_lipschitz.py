@@ -328,6 +328,20 @@ def test_float_cholesky_proof_is_never_fooled_near_the_boundary():
     assert float_psd(S, np.full((3, 3), 0.01))[0] is None
 
 
+def test_float_cholesky_proof_of_a_stack_proves_every_matrix():
+    rng = np.random.default_rng(8)
+    B = rng.standard_normal((64, 6, 5))
+    S = B @ np.swapaxes(B, 1, 2) + 1e-6 * np.eye(6)  # 64 definite matrices
+    assert all(exact_psd(_q(m)) is None for m in S)
+    why, margin = float_psd(S, np.zeros_like(S))
+    assert why is None and margin > 0 and margin <= min(float_psd(m, np.zeros_like(m))[1] for m in S) * (1 + 1e-9)
+    for shift in (-1e-5, -1e-13):  # one matrix of the stack pushed below PSD (exactly not PSD): the stack fails
+        T = S.copy()
+        T[37] -= (np.linalg.eigvalsh(S[37])[0] - shift) * np.eye(6)  # smallest eigenvalue about `shift`
+        assert exact_psd(_q(T[37])) is not None
+        assert float_psd(T, np.zeros_like(T))[0] is not None
+
+
 def test_cli_lipschitz_proof_and_check_proof(tmp_path, capsys):
     model = str(LIPSDP / "random_weights.mat")
     proof = tmp_path / "lip.json"

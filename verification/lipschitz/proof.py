@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # annotations only: the registry imports this module without 
 __all__ = ["sdp_part", "write_proof", "strip_proof_data"]
 
 BUMPS = 10  # relative increases 2^-44 * 16^k, k < BUMPS
+DELTAS = (1e-12, 1e-10, 1e-8)  # then multipliers rescaled by (1 + delta)^e (as chain.certify's repair)
 
 
 def _grouped(qc, y: np.ndarray) -> dict | None:
@@ -51,7 +52,7 @@ def _grouped(qc, y: np.ndarray) -> dict | None:
     return {"lambda": lam, "gamma": gam, "b": b}
 
 
-def _checker_form(act, t: dict) -> dict:
+def _checker_form(act, t: dict, f: float = 1.0) -> dict:
     """The checker's multipliers of a grouped layer: ``lambda_j I + gamma_j b bᵀ`` is twice ``lambda'_j I +
     gamma'_j u uᵀ`` for the checker's ``u`` (GroupSort: ``1``; Householder, ``d = 2``: ``(-v_2, v_1)``), ``b``
     parallel to ``u`` (else the part is not checkable: ``ValueError``)."""
@@ -66,7 +67,7 @@ def _checker_form(act, t: dict) -> dict:
         if gj != 0 and abs(abs(b @ u) - np.linalg.norm(b) * np.linalg.norm(u)) > 1e-9 * np.linalg.norm(u):
             raise ValueError(f"{act.describe()}: the preserved directions are not the checker's")
         gam[j] = gj * (b @ u) ** 2 / (u @ u) ** 2
-    return {"lambda": [hexf(v) for v in t["lambda"] / 2], "gamma": [hexf(v) for v in gam / 2]}
+    return {"lambda": [hexf(v) for v in t["lambda"] * f / 2], "gamma": [hexf(v) for v in gam * f / 2]}
 
 
 def sdp_part(sdp: ChainSDP, cert: Certificate) -> dict | None:
@@ -94,8 +95,10 @@ def _sqrt_up(r: float) -> float:
     return b
 
 
-def _certificate(net: Network, res: LipschitzResult, scale: float) -> tuple[dict, float]:
-    """The certificate with every ``rho`` (or layer norm) times ``scale``, and the bound it proves."""
+def _certificate(net: Network, res: LipschitzResult, scale: float, delta: float = 0.0) -> tuple[dict, float]:
+    """The certificate with every ``rho`` (or layer norm) times ``scale``, and the bound it proves; with ``delta``
+    the multipliers of activation layer ``k`` of ``l`` are times ``(1 + delta)^(2(l - k) - 1)``, ``tau`` and ``rho``
+    times ``(1 + delta)^(2l + 2)``: room in every block where a tight one needs more than ``rho`` gives."""
     data = res.details.get("_proof") or {}
     parts = data.get("parts")
     if res.method == "naive" and "layer_norms" in res.details:
@@ -111,23 +114,24 @@ def _certificate(net: Network, res: LipschitzResult, scale: float) -> tuple[dict
     if not parts or any(p is None for p in parts):
         return {"by": "unchecked", "reason": f"method {res.method} gives no checkable certificate here"}, res.value
     masks = live_masks([layer.as_matrix() for layer in net.affine_layers], [not a.elementwise for a in net.activations])
-    out, worst = [], 0.0
+    out, worst, l = [], 0.0, len(net.activations)
     for p in parts:
-        rho = p["rho"] * scale if p["rho"] > 0 else 0.0
+        rho = p["rho"] * scale * (1 + delta) ** (2 * l + 2) if p["rho"] > 0 else 0.0
         ts = []
-        for t, live, act in zip(p["T"], masks, net.activations):
+        for k, (t, live, act) in enumerate(zip(p["T"], masks, net.activations)):
+            f = (1 + delta) ** (2 * (l - k) - 1)
             if isinstance(t, dict):  # a grouped layer (no neuron dropped)
                 try:
-                    ts.append(_checker_form(act, t))
+                    ts.append(_checker_form(act, t, f))
                 except ValueError as exc:
                     return {"by": "unchecked", "reason": str(exc)}, res.value
                 continue
             full = np.zeros(live.size)
-            full[live] = t  # constant neurons (dropped by the LMI) get 0
+            full[live] = t * f  # constant neurons (dropped by the LMI) get 0
             ts.append([hexf(v) for v in full])
         part = {"rho": hexf(rho), "T": ts}
         if p["tau"] is not None:
-            part["tau"] = [hexf(v) for v in p["tau"]]
+            part["tau"] = [hexf(v) for v in p["tau"] * (1 + delta) ** (2 * l + 2)]
         out.append(part)
         worst = max(worst, _sqrt_up(rho) if res.norm == 2 else rho)
     return {"by": "sdp", "parts": out}, worst
@@ -148,12 +152,13 @@ def write_proof(net: Network, res: LipschitzResult, path, c: np.ndarray | None) 
                         "widths": [int(layer.out_features) for layer in net.affine_layers]},
             "method": res.method, "norm": res.norm, "output": None if c is None else [hexf(v) for v in c]}
     rep, bumps = None, 0
-    for bumps in range(BUMPS + 1):
-        scale = 1.0 if bumps == 0 else 1.0 + 2.0 ** -44 * 16.0 ** (bumps - 1)
+    tries = [(k, 0.0) for k in range(BUMPS + 1)] + ([(2, d) for d in DELTAS] if res.details.get("_proof") else [])
+    for bumps, (k, delta) in enumerate(tries):
+        scale = 1.0 if k == 0 else 1.0 + 2.0 ** -44 * 16.0 ** (k - 1)
         if too_large is not None:
             cert, proven = {"by": "unchecked", "reason": too_large}, res.value
         else:
-            cert, proven = _certificate(net, res, scale)
+            cert, proven = _certificate(net, res, scale, delta)
         bound = max(float(res.value), proven)
         proof = dict(head, bound=hexf(bound), certificate=cert)
         try:

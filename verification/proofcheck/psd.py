@@ -46,28 +46,29 @@ def exact_psd(K) -> str | None:
 
 def float_psd(S: np.ndarray, E: np.ndarray) -> tuple[str | None, float]:
     """``(None, margin)`` if every symmetric matrix within ``E`` (entrywise) of ``S`` is proven PSD (``margin``:
-    a proven lower bound of the smallest eigenvalue of the balanced matrix), else ``(failing step, nan)``."""
-    n = S.shape[0]
-    S, E = np.tril(S) + np.tril(S, -1).T, np.maximum(E, E.T)  # the lower triangle is what Cholesky reads
-    dg = np.diag(S).copy()
+    a proven lower bound of the smallest eigenvalue of the balanced matrix), else ``(failing step, nan)``.  ``S``
+    and ``E`` may be stacks ``(k, n, n)``: then every matrix of the stack must be proven."""
+    n, tr = S.shape[-1], lambda a: np.swapaxes(a, -1, -2)  # noqa: E731
+    S, E = np.tril(S) + tr(np.tril(S, -1)), np.maximum(E, tr(E))  # the lower triangle is what Cholesky reads
+    dg = np.diagonal(S, axis1=-2, axis2=-1)
     d = np.ldexp(1.0, np.clip(np.where(dg > 0, -np.round(np.log2(np.where(dg > 0, dg, 1.0)) / 2), 0), -400, 400).astype(int))
-    Sd, Ed = d[:, None] * S * d[None, :], d[:, None] * E * d[None, :] + TINY
+    Sd, Ed = d[..., :, None] * S * d[..., None, :], d[..., :, None] * E * d[..., None, :] + TINY
     if not (np.isfinite(Sd).all() and np.isfinite(Ed).all()) or np.any(E < 0):
         return "the matrix or its error bound is not finite", float("nan")
     g = (n + 1) * U / (1 - (n + 1) * U) * (1 + 4 * U)
-    err = float(up(np.abs(Ed).sum(axis=1).max() * (1 + (n + 2) * U)))  # ||E||_2 <= max row sum (symmetric)
-    c = float(up(2.0 * (err + 2.0 * g * np.abs(Sd).sum(axis=1).max()) + n * n * TINY))
+    err = up(np.abs(Ed).sum(axis=-1).max(axis=-1) * (1 + (n + 2) * U))  # ||E||_2 <= max row sum (symmetric)
+    c = up(2.0 * (err + 2.0 * g * np.abs(Sd).sum(axis=-1).max(axis=-1)) + n * n * TINY)
     for _ in range(4):
-        A = Sd - c * np.eye(n)
+        A = Sd - np.asarray(c)[..., None, None] * np.eye(n)
         try:
             aL = np.abs(np.linalg.cholesky(A))
         except np.linalg.LinAlgError:
             return "the float64 Cholesky factorisation of the shifted matrix fails", float("nan")
-        v, ev = mm(aL.T, np.ones(n))  # row sums of |L| |L|ᵀ = |Rᵀ||R|, rounded up
-        w, ew = mm(aL, up(v + ev))
-        lost = float(up(up(up(g * float(up(w + ew).max())) + up(U * np.abs(np.diag(A)).max() * (1 + 2 * U)))
-                        + up(err + n * n * TINY)))
-        if c >= lost:  # (also False for nan)
-            return None, float(np.nextafter(c - lost, -np.inf))
-        c = float(up(2.0 * lost))
+        v, ev = mm(tr(aL), np.ones(n))  # row sums of |L| |L|ᵀ = |Rᵀ||R|, rounded up
+        w, ew = mm(aL, up(v + ev)[..., None])
+        lost = up(up(up(g * up(w + ew)[..., 0].max(axis=-1)) + up(U * np.abs(np.diagonal(A, axis1=-2, axis2=-1)).max(axis=-1)
+                                                                      * (1 + 2 * U))) + up(err + n * n * TINY))
+        if np.all(c >= lost):  # (also False for nan)
+            return None, float(np.min(np.nextafter(c - lost, -np.inf)))
+        c = np.where(c >= lost, c, up(2.0 * lost))
     return "the shift does not exceed the proven rounding error", float("nan")
