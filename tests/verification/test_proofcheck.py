@@ -112,6 +112,20 @@ def test_acas_near_zero_margin_box_gets_alpha_certificates_on_the_verifiers_tree
     slopes = [e for r in proof["regions"] for nd in r["nodes"] for c in nd.get("refute", []) if c["by"] == "alpha"
               for e in c["slopes"]]
     assert slopes and all(0.0 <= float.fromhex(e[2]) <= 1.0 for e in slopes)
+    # one certificate object shared by two nodes of a dict proof is checked on each node's own bounds: the same
+    # verdict as for the proof's JSON copy, where the objects are distinct
+    nodes = proof["regions"][0]["nodes"]
+    idx = [i for i, nd in enumerate(nodes) if any(c["by"] == "alpha" for c in nd.get("refute", []))]
+    rejected = 0
+    for a, b in itertools.permutations(idx[:4], 2):
+        p = copy.deepcopy(proof)
+        nd = p["regions"][0]["nodes"]
+        shared = next(c for c in nd[b]["refute"] if c["by"] == "alpha")
+        nd[a]["refute"] = [shared if c["by"] == "alpha" else c for c in nd[a]["refute"]]
+        msg = check_proof(net, prop, p).message
+        assert msg == check_proof(net, prop, json.loads(json.dumps(p))).message
+        rejected += msg.startswith("rejected")
+    assert rejected >= 1
 
 
 def test_random_relu_nets_single_rows_tight_margins(tmp_path):
