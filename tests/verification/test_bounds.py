@@ -287,3 +287,30 @@ def test_alpha_spec_bounds_approach_the_triangle_lp_from_below():
         if lp - cr > 1e-6:
             gaps.append((lp - a) / (lp - cr))
     assert gaps and max(gaps) < 0.02, gaps
+
+
+def test_incremental_crown_stops_at_its_deadline_and_blocks_rows_exactly():
+    """A passed deadline raises DeadlineReached (no partial bounds); rows bounded in blocks give the same bounds."""
+    import time
+
+    from verification.bounds import batched, crown
+    from verification.bounds.types import DeadlineReached
+
+    rng = np.random.default_rng(5)
+    layers = []
+    for a, b in ((30, 40), (40, 40), (40, 5)):
+        layers += [Dense(rng.normal(size=(b, a)) / np.sqrt(a), rng.normal(size=b) * 0.1), ReLU()]
+    net = Network(tuple(layers[:-1]))
+    lo, hi = -np.ones((2, 30)), np.ones((2, 30))
+    with pytest.raises(DeadlineReached):
+        batched.incremental_crown(net, lo, hi, deadline=time.monotonic() - 1.0)
+    ref = batched.incremental_crown(net, lo, hi, deadline=time.monotonic() + 60.0)
+    old = crown.ROW_BLOCK_ENTRIES
+    try:
+        batched.ROW_BLOCK_ENTRIES = 2 * 30 * 7  # blocks of 16 rows (the minimum)
+        blocked = batched.incremental_crown(net, lo, hi)
+    finally:
+        batched.ROW_BLOCK_ENTRIES = old
+    for a, b in zip(ref, blocked):
+        np.testing.assert_array_equal(a.lower, b.lower)
+        np.testing.assert_array_equal(a.upper, b.upper)

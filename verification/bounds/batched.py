@@ -27,10 +27,10 @@ from __future__ import annotations
 import numpy as np
 
 from verification.bounds.alpha import ascend
-from verification.bounds.crown import (_ibp_next, _make_relax, alpha_gradient, backsubstitute, backsubstitute_from,
-                                       box_lower, check_supported, crown_layers, make_relaxations)
+from verification.bounds.crown import (ROW_BLOCK_ENTRIES, _ibp_next, _make_relax, alpha_gradient, backsubstitute,
+                                       backsubstitute_from, box_lower, check_supported, crown_layers, make_relaxations)
 from verification.bounds.interval import ibp_layers
-from verification.bounds.types import Bounds, LayerBounds, SpecBounds
+from verification.bounds.types import Bounds, LayerBounds, SpecBounds, check_deadline
 from verification.errors import InvalidParameterError, UnsupportedLayerError
 from verification.network import Network
 
@@ -47,14 +47,16 @@ def is_two_piece(net: Network) -> bool:
     return all(a.two_piece_slope is not None and a.two_piece_slope <= 1.0 for a in net.activations)
 
 
-def incremental_crown(net: Network, lo: np.ndarray, hi: np.ndarray, prior: list | None = None) -> list:
+def incremental_crown(net: Network, lo: np.ndarray, hi: np.ndarray, prior: list | None = None,
+                      deadline: float | None = None) -> list:
     """Batched CROWN pre-activation bounds of every activation of a canonical ReLU / leaky-ReLU net.
 
     ``lo, hi``: ``(B, n0)`` boxes; ``prior``: optional per-layer bounds (:class:`Bounds` or ``(l, u)``) of
     shape ``(B, n_j)`` (or ``None`` entries) known to hold on the boxes, intersected with the new bounds (so
     a neuron stable on the parent box stays stable).  Per layer: interval bounds from the previous layer's
     bounds, the prior, then CROWN back-substitution (:func:`~verification.bounds.crown.backsubstitute`) of
-    the neurons still unstable in some box.  Returns one :class:`Bounds` per activation."""
+    the neurons still unstable in some box.  Returns one :class:`Bounds` per activation.  ``deadline``
+    (``time.monotonic()``): raise :class:`~verification.bounds.types.DeadlineReached` once it has passed."""
     if not is_two_piece(net):
         raise UnsupportedLayerError("incremental_crown needs ReLU / leaky-ReLU (slope <= 1) activations")
     layers, acts = net.affine_layers, net.activations
@@ -63,6 +65,7 @@ def incremental_crown(net: Network, lo: np.ndarray, hi: np.ndarray, prior: list 
     pre: list = []
     relax: list = []
     for k in range(len(acts)):
+        check_deadline(deadline)
         if k == 0:
             c0, r0 = layers[0](mid), layers[0].abs_linear(rad)
         else:  # interval bounds from the previous layer's bounds
@@ -73,9 +76,16 @@ def incremental_crown(net: Network, lo: np.ndarray, hi: np.ndarray, prior: list 
             if unst.size:
                 m = unst.size
                 Wk, bk = layers[k].rows(unst), layers[k].bias[unst]
-                lam, bias, _, _ = backsubstitute_from(net, k, np.concatenate([Wk, -Wk]), np.concatenate([bk, -bk]),
-                                                      relax, B)
-                val = np.einsum("nmd,nd->nm", lam, mid) - np.einsum("nmd,nd->nm", np.abs(lam), rad) + bias
+                W2, b2 = np.concatenate([Wk, -Wk]), np.concatenate([bk, -bk])
+                # rows in blocks: bounded memory, and the deadline is checked between blocks as well
+                width = max(a.in_features for a in layers[:k + 1])
+                step = max(16, ROW_BLOCK_ENTRIES // (B * width))
+                vals = []
+                for r0 in range(0, 2 * m, step):
+                    lam, bias, _, _ = backsubstitute_from(net, k, W2[r0:r0 + step], b2[r0:r0 + step], relax, B,
+                                                          record=False, deadline=deadline)
+                    vals.append(np.einsum("nmd,nd->nm", lam, mid) - np.einsum("nmd,nd->nm", np.abs(lam), rad) + bias)
+                val = np.concatenate(vals, axis=1)
                 l = l.copy()
                 u = u.copy()
                 l[:, unst] = np.maximum(l[:, unst], val[:, :m])
@@ -95,7 +105,7 @@ def _supports_crown(net: Network) -> bool:
 
 
 def intermediate_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, method: str = "incremental",
-                        prior: list | None = None) -> LayerBounds:
+                        prior: list | None = None, deadline: float | None = None) -> LayerBounds:
     """Pre-activation bounds (``pre``, each ``(B, n_j)``) of a canonical net on the boxes ``[lo, hi]`` and the
     pair-difference bounds of MaxMin layers (``pair``; ``None`` if not computed), intersected with ``prior``.
     ``method``: ``"incremental"`` (ReLU / leaky-ReLU nets; others fall back to ``"crown"``), ``"crown"``
@@ -103,7 +113,7 @@ def intermediate_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, method: st
     if method not in INTERMEDIATE:
         raise InvalidParameterError(f"The bound method must be one of {INTERMEDIATE}. Got {method!r} instead.")
     if method == "incremental" and is_two_piece(net):
-        return LayerBounds(tuple(incremental_crown(net, lo, hi, prior)))
+        return LayerBounds(tuple(incremental_crown(net, lo, hi, prior, deadline)))
     if method != "ibp" and _supports_crown(net):
         lb = crown_layers(net, lo, hi, final=False, prior=prior)
         return LayerBounds(lb.pre, lb.pair, infeasible=lb.infeasible)
@@ -121,19 +131,19 @@ def batched_layer_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, method: s
 
 
 def spec_bounds(net: Network, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, cb: np.ndarray,
-                method: str = "incremental", prior: list | None = None) -> SpecBounds:
+                method: str = "incremental", prior: list | None = None, deadline: float | None = None) -> SpecBounds:
     """Lower bounds of the rows of ``C f(x) + cb`` (``C``: ``(R, out)``) on each box ``[lo[b], hi[b]]`` of a
     canonical net, with intermediate bounds from :func:`batched_layer_bounds` (``method``, ``prior``) and
     one CROWN back-substitution of the rows.  Without a linear relaxation (e.g. Householder) the rows are
     bounded by interval arithmetic on the output (``coef`` is then 0)."""
     B = lo.shape[0]
     C = np.asarray(C, dtype=np.float64)
-    lb = intermediate_bounds(net, lo, hi, method, prior)
+    lb = intermediate_bounds(net, lo, hi, method, prior, deadline)
     pre = lb.pre
     L = len(net.activations)
     if method != "ibp" and (is_two_piece(net) or _supports_crown(net)):
         relax = make_relaxations(net, pre, lb.pair)
-        lam, bias, _, _ = backsubstitute(net, L, C, relax, B)
+        lam, bias, _, _ = backsubstitute(net, L, C, relax, B, record=False)
         mid, rad = (hi + lo) / 2.0, (hi - lo) / 2.0
         lower = box_lower(lam, bias, mid, rad) + cb
         return SpecBounds(lower, lam * rad[:, None, :], pre, _scale(lam, bias, mid, rad, cb))

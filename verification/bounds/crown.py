@@ -27,7 +27,7 @@ import numpy as np
 
 from verification.activations import two_piece_relaxation
 from verification.bounds.alpha import ascend
-from verification.bounds.types import Bounds, LayerBounds
+from verification.bounds.types import Bounds, LayerBounds, check_deadline
 from verification.errors import UnsupportedLayerError
 from verification.network import Network
 
@@ -78,8 +78,8 @@ def _make_relax(act, l, u, pl=None, pu=None, alpha=None) -> _Relax:
 def _step(r: _Relax, lam: np.ndarray, record: bool = True):
     """Lower-bound backward step through one activation: coefficient on a_j -> on z_j, bias, choice record
     (``None`` without ``record``)."""
-    if r.kind == "elem" and not record and r.ls.ndim == 3 and r.ls.shape[1] == 1 and lam.ndim == 3:
-        return _elem_step_shared(r, lam)
+    if r.kind == "elem" and not record and r.ls.ndim == 3 and r.ls.shape[1] == 1 and lam.ndim in (2, 3):
+        return _elem_step_shared(r, lam if lam.ndim == 3 else np.broadcast_to(lam, r.ls.shape[:1] + lam.shape))
     if r.kind == "elem":
         pos = lam >= 0
         s = np.where(pos, r.ls, r.us)
@@ -149,15 +149,17 @@ def backsubstitute(net: Network, k: int, C: np.ndarray, relax: list, batch: int 
 
 
 def backsubstitute_from(net: Network, k: int, lam: np.ndarray, bias: np.ndarray, relax: list,
-                        batch: int | None = None, record: bool = True):
+                        batch: int | None = None, record: bool = True, deadline: float | None = None):
     """:func:`backsubstitute` starting from the coefficients ``lam`` on the activation outputs ``a_{k-1}``
-    (``C W_k``) and the constant ``bias`` (``C b_k``)."""
+    (``C W_k``) and the constant ``bias`` (``C b_k``); with ``deadline`` it raises
+    :class:`~verification.bounds.types.DeadlineReached` between layers once the deadline has passed."""
     layers = net.affine_layers
     if lam.ndim == 2 and k > 0 and relax[k - 1].kind != "elem":  # only elementwise steps broadcast rows
         lam = np.broadcast_to(lam, (1 if batch is None else batch,) + lam.shape)
     recs = [None] * k
     coefs = [None] * k
     for j in range(k - 1, -1, -1):
+        check_deadline(deadline)
         coefs[j] = lam
         lam, add, recs[j] = _step(relax[j], lam, record)
         bias = bias + add

@@ -15,7 +15,19 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["Bounds", "LayerBounds", "SpecBounds"]
+__all__ = ["Bounds", "LayerBounds", "SpecBounds", "DeadlineReached", "check_deadline"]
+
+
+class DeadlineReached(Exception):
+    """A bound computation given a ``deadline`` (``time.monotonic()``) stopped at it; no bound is returned."""
+
+
+def check_deadline(deadline: float | None) -> None:
+    """Raise :class:`DeadlineReached` once ``time.monotonic()`` has passed ``deadline`` (``None``: never)."""
+    import time
+
+    if deadline is not None and time.monotonic() > deadline:
+        raise DeadlineReached
 
 
 @dataclass(frozen=True, eq=False)

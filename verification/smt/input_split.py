@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from verification.bounds.batched import alpha_spec_bounds, spec_bounds
-from verification.bounds.types import SpecBounds
+from verification.bounds.types import DeadlineReached, SpecBounds
 from verification.smt.attack import AttackPool
 from verification.smt.leaves import lp_leaf, milp_leaf, pattern_leaf_outcome, z3_leaf
 from verification.smt.outcome import REFUTED, Outcome
@@ -112,8 +112,11 @@ def root_refuted(task: Task) -> bool:
     if _has_empty_rows(task):
         return False
     region = task.region
-    sb = spec_bounds(task.net, region.lower[None, :], region.upper[None, :], task.C, task.cb,
-                     method=task.options.intermediate)
+    try:  # on large nets (a CIFAR ResNet) this alone can take longer than the timeout
+        sb = spec_bounds(task.net, region.lower[None, :], region.upper[None, :], task.C, task.cb,
+                         method=task.options.intermediate, deadline=task.budget.deadline)
+    except DeadlineReached:
+        return False
     task.cache["root_pre"] = sb.pre
     task.stats.add("boxes")
     g = sb.guarded(TOL)

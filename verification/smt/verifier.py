@@ -232,6 +232,8 @@ def _run_stages(tasks: list[Task], method: str) -> Outcome:
         tasks = [task for task in tasks if not root_refuted(task)]
     if method != "z3-plain":
         for task in tasks:
+            if task.budget.expired():  # the cheap falsification above already ran; on a large net one pass costs seconds
+                break
             outcome = falsify(task, opts.n_samples, opts.pgd_steps, opts.pgd_starts)
             if outcome.found:
                 return outcome
