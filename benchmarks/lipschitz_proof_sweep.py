@@ -6,7 +6,8 @@
         tests/verification/test_soundness_properties.py tests/verification/test_sdp_backends.py
 
 One JSON line per call goes to ``$PROOF_SWEEP_LOG`` (default ``lipschitz_proof_sweep.jsonl``): the method,
-norm, whether the bound is certified and whether its proof was accepted (else the checker's message).
+norm, whether the bound is certified and whether its proof was accepted (else the checker's message), the
+writer's bumps, the method's seconds (``seconds``) and one checker run's (``check_seconds``).
 Calls with ``method="sampled"`` (a lower bound) or an explicit ``proof=`` are passed through unchanged.
 """
 

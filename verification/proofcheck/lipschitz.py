@@ -1,12 +1,7 @@
-"""Check a proof of a certified Lipschitz bound (``lipschitz(..., proof=PATH)``; the LMIs, the certificates
-``sdp`` / ``norms`` / ``patterns`` / ``unchecked`` and what is trusted are described in docs/proofs.md).
-
-The claim ``|c.(f(x) - f(y))| <= bound ||x - y||`` (``||f(x) - f(y)||`` without ``c``), l2 or l-inf, is reduced
-to PSD proofs (:mod:`verification.proofcheck.psd`) of matrices rebuilt from the float64 weights and the
-proof's numbers: in rationals up to ``EXACT_MAX_N`` rows, else in float64 with the entrywise error bound
-``gamma_d |K|`` (``|K|``: the same assembly on absolute values; ``d`` bounds the roundings along any path of
-the evaluation, Higham Lemma 3.1).
-"""
+"""Check a proof of a certified Lipschitz bound (``lipschitz(..., proof=PATH)``; claims, LMIs, certificates, trust:
+docs/proofs.md): PSD proofs (:mod:`verification.proofcheck.psd`) of matrices rebuilt from the float64 weights and the
+proof's numbers, in rationals up to ``EXACT_MAX_N`` rows, else in float64 with the error bound ``gamma_d |K|`` (``|K|``:
+the same assembly on absolute values, ``d`` roundings on any path; Higham Lemma 3.1)."""
 
 from __future__ import annotations
 
@@ -39,9 +34,8 @@ def fingerprint(net: Network) -> str:
 
 
 def live_masks(mats: list, grouped=()) -> list[np.ndarray]:
-    """Per activation layer, the neurons kept: those whose incoming row is not zero, layer by layer after
-    removing the columns of the neurons dropped before (one neuron is kept in a layer with none; every neuron
-    of the layers ``k`` with ``grouped[k]``)."""
+    """Per activation layer, the neurons kept: those whose incoming row is not zero, layer by layer after removing
+    the columns of the neurons dropped before (one is kept in a layer with none; all of a layer with ``grouped[k]``)."""
     mats, masks = [np.asarray(m) for m in mats], []
     for k in range(len(mats) - 1):
         live = np.any(mats[k] != 0, axis=1) | (k < len(grouped) and bool(grouped[k]))
@@ -51,49 +45,31 @@ def live_masks(mats: list, grouped=()) -> list[np.ndarray]:
     return masks
 
 
-def _frac(a) -> np.ndarray:
-    return np.vectorize(Fraction, otypes=[object])(np.asarray(a, dtype=np.float64))
-
-
-def _each(f, t):
-    return tuple(f(a) for a in t) if isinstance(t, tuple) else f(t)
+_frac = lambda a: np.vectorize(Fraction, otypes=[object])(np.asarray(a, dtype=np.float64))  # noqa: E731
+_diag = lambda t: (t, t, np.zeros((t.size, 0)), t[:0])  # noqa: E731  (an elementwise layer: T1 = T2 = diag t)
 
 
 def _assemble(Ws, pq, ts, rho, tau, WL, c, norm, sgn):
-    """The LMI matrix (see the module docstring) from numbers of one kind (float64 or ``Fraction`` arrays);
-    ``sgn = +1`` with absolute values gives ``|K|``, the magnitude used for the rounding-error bound.  A layer's
-    multipliers ``ts[k]`` are ``t`` (``T = diag t``) or ``(l1, l2, U, g)``: ``T1 = diag l1 + U diag(g) Uᵀ`` on
-    the pre-activations, ``T2 = diag l2 + U diag(g) Uᵀ`` on the activations."""
+    """The LMI matrix from float64 or ``Fraction`` arrays (``sgn = +1`` on absolute values: ``|K|``); layer ``k``'s
+    ``ts[k] = (l1, l2, U, g)``: ``T1 = diag l1 + U diag(g) Uᵀ`` on its pre-activations, ``T2 = diag l2 + U diag(g) Uᵀ``."""
     wl, Ws = (WL if c is None else c[None, :] @ WL), list(Ws)
     base = rho * np.eye(WL.shape[1] if not Ws else Ws[0].shape[1], dtype=WL.dtype)
     if norm == 2 and Ws and Ws[0].shape[0] < Ws[0].shape[1]:
-        G = Ws[0] @ Ws[0].T
-        Ws[0], base = G, rho * G
-    dims = [base.shape[0]] + [W.shape[0] for W in Ws]
-    st = np.concatenate([[0], np.cumsum(dims)]).astype(int)
-    N = int(st[-1]) + (norm == "inf")
-    K = np.zeros((N, N), dtype=WL.dtype)
-    b = [slice(st[k], st[k + 1]) for k in range(len(dims))]
-    if norm == 2:
-        K[b[0], b[0]] = base
-    else:
-        K[b[0], b[0]] = np.diag(tau)
-        K[-1, -1] = 2 * rho + sgn * tau.sum()
-    for k, (W, (p, q), t) in enumerate(zip(Ws, pq, ts), start=1):
-        l1, l2, U, g = (t, t, None, None) if not isinstance(t, tuple) else t
-        TW, T2 = l1[:, None] * W, np.diag(l2)
-        if U is not None and U.shape[1]:
-            TW, T2 = TW + U @ (g[:, None] * (U.T @ W)), T2 + (U * g[None, :]) @ U.T
-        K[b[k - 1], b[k - 1]] += p * (W.T @ TW)
-        E = (sgn * q) * TW.T
-        K[b[k - 1], b[k]] += E
-        K[b[k], b[k - 1]] += E.T
-        K[b[k], b[k]] += 2 * T2
+        Ws[0], base = Ws[0] @ Ws[0].T, rho * (Ws[0] @ Ws[0].T)
+    st = np.cumsum([0, base.shape[0]] + [W.shape[0] for W in Ws])
+    b = [slice(st[k], st[k + 1]) for k in range(len(st) - 1)]
+    K = np.zeros((st[-1] + (norm == "inf"),) * 2, dtype=WL.dtype)
+    K[b[0], b[0]] = base if norm == 2 else np.diag(tau)
     if norm == 2:
         K[b[-1], b[-1]] += sgn * (wl.T @ wl)
     else:
-        K[b[-1], -1] += wl[0]
-        K[-1, b[-1]] += wl[0]
+        K[-1, -1], K[b[-1], -1], K[-1, b[-1]] = 2 * rho + sgn * tau.sum(), wl[0], wl[0]
+    for k, (W, (p, q), (l1, l2, Uk, g)) in enumerate(zip(Ws, pq, ts), start=1):
+        TW = l1[:, None] * W + Uk @ (g[:, None] * (Uk.T @ W))
+        K[b[k - 1], b[k - 1]] += p * (W.T @ TW)
+        K[b[k - 1], b[k]] += (sgn * q) * TW.T
+        K[b[k], b[k - 1]] += (sgn * q) * TW
+        K[b[k], b[k]] += 2 * (np.diag(l2) + (Uk * g[None, :]) @ Uk.T)
     return K
 
 
@@ -104,97 +80,85 @@ def lmi_psd(Ws, pq, ts, rho, tau, WL, c, norm) -> str | None:
     if N > MAX_N:
         raise ChainError(f"the LMI has {N} rows; the checker handles at most {MAX_N}")
     opt = lambda f, v: None if v is None else f(v)  # noqa: E731
+    each = lambda f: [tuple(f(a) for a in t) for t in ts]  # noqa: E731
     if N <= EXACT_MAX_N and sum(W.size for W in Ws) * (N if Ws else 1) + WL.size * min(WL.shape) <= 200_000:
         fq = [(2 * Fraction(a) * Fraction(b_), Fraction(a) + Fraction(b_)) for a, b_ in pq]
-        return exact_psd(_assemble([_frac(W) for W in Ws], fq, [_each(_frac, t) for t in ts], Fraction(rho),
-                                   opt(_frac, tau), _frac(WL), opt(_frac, c), norm, -1).tolist())
+        return exact_psd(_assemble([_frac(W) for W in Ws], fq, each(_frac), Fraction(rho), opt(_frac, tau), _frac(WL),
+                                   opt(_frac, c), norm, -1).tolist())
     fq = [(2.0 * a * b_, a + b_) for a, b_ in pq]
     K = _assemble(Ws, fq, ts, rho, tau, WL, c, norm, -1)
-    A = _assemble([np.abs(W) for W in Ws], [(abs(p), abs(q)) for p, q in fq], [_each(np.abs, t) for t in ts],
-                  rho, opt(np.abs, tau), np.abs(WL), opt(np.abs, c), norm, 1)
-    d = 2 * n0 + 4 * max([W.shape[0] for W in Ws] + [n0, m]) + 2 * m + 16
-    g = d * U / (1 - d * U)
+    A = _assemble([np.abs(W) for W in Ws], [(abs(p), abs(q)) for p, q in fq], each(np.abs), rho, opt(np.abs, tau),
+                  np.abs(WL), opt(np.abs, c), norm, 1)
+    g = (d := 2 * n0 + 4 * max([W.shape[0] for W in Ws] + [n0, m]) + 2 * m + 16) * U / (1 - d * U)  # (U: 2 n_k of d)
     # structurally zero rows (the assembly on 0/1 indicators: no rounding) are zero in the exact matrix too
     nz = lambda a: (np.asarray(a) != 0).astype(np.float64)  # noqa: E731
-    keep = np.flatnonzero(_assemble([nz(W) for W in Ws], [(nz(p), nz(q)) for p, q in fq], [_each(nz, t) for t in ts],
-                                    nz(rho), opt(nz, tau), nz(WL), opt(nz, c), norm, 1).any(axis=1))
+    keep = np.flatnonzero(_assemble([nz(W) for W in Ws], [(nz(p), nz(q)) for p, q in fq], each(nz), nz(rho),
+                                    opt(nz, tau), nz(WL), opt(nz, c), norm, 1).any(axis=1))
     return float_psd(K[np.ix_(keep, keep)], (A * (g / (1 - g) * (1 + 4 * U)) + TINY)[np.ix_(keep, keep)])[0]
 
 
 def _norm_psd(M: np.ndarray, EM, s: float, exact=None) -> str | None:
     """``None`` if ``||M_exact||_2 <= s`` is proven (``|M_exact - M| <= EM``; ``exact``: ``M_exact`` in rationals,
     a callable, used when small): ``[[s I, M], [Mᵀ, s I]]`` is PSD.  ``M``: one matrix or a stack (all proven)."""
-    (m, n), eye = M.shape[-2:], np.eye
+    (m, n), tr = M.shape[-2:], lambda a: np.swapaxes(a, -1, -2)  # noqa: E731
     if m + n > MAX_N:
         raise ChainError(f"a {m} x {n} matrix: the checker handles norm proofs of at most {MAX_N} rows and columns")
     if exact is not None and m + n <= EXACT_MAX_N:
-        Q = exact()
-        return exact_psd(np.block([[eye(m, dtype=object) * Fraction(s), Q], [Q.T, eye(n, dtype=object) * Fraction(s)]]).tolist())
+        Q, eye = exact(), lambda k: np.eye(k, dtype=object) * Fraction(s)  # noqa: E731
+        return exact_psd(np.block([[eye(m), Q], [Q.T, eye(n)]]).tolist())
     S, Eb, i = np.zeros(M.shape[:-2] + (m + n, m + n)), np.zeros(M.shape[:-2] + (m + n, m + n)), np.arange(m + n)
-    S[..., :m, m:], S[..., m:, :m], S[..., i, i] = M, np.swapaxes(M, -1, -2), s
-    Eb[..., :m, m:], Eb[..., m:, :m] = EM, np.swapaxes(np.broadcast_to(EM, M.shape), -1, -2)
+    S[..., :m, m:], S[..., m:, :m], S[..., i, i] = M, tr(M), s
+    Eb[..., :m, m:], Eb[..., m:, :m] = EM, tr(np.broadcast_to(EM, M.shape))
     return float_psd(S, Eb)[0]
 
 
-def _hexes(v, what: str, n: int | None = None) -> np.ndarray:
-    if not isinstance(v, list) or (n is not None and len(v) != n):
-        raise ProofRejected(f"{what}: expected a list of {n if n is not None else 'some'} numbers")
+def _hexes(v, what: str, n: int) -> np.ndarray:
+    if not isinstance(v, list) or len(v) != n:
+        raise ProofRejected(f"{what}: expected a list of {n} numbers")
     return np.array([unhex(x, what) for x in v], dtype=np.float64)
 
 
 def _grouped(act, n: int, entry, where: str) -> tuple:
-    """The multipliers ``(l1, l2, U, g)`` of a grouped layer from ``{"lambda": [...], "gamma": [...]}`` (one per
-    group): Pauli et al. (ICLR 2024) -- if ``||dphi|| <= L ||dz||`` and ``uᵀphi(z) = uᵀz`` on each group, then
-    ``dzᵀ(L² lambda I + gamma uuᵀ)dz >= dphiᵀ(lambda I + gamma uuᵀ)dphi`` for ``lambda >= 0``, any ``gamma``.
-    GroupSort: ``L = 1``, ``u = 1``.  Householder ``v``: ``L² = max(1, (2vᵀv - 1)²)`` (rationals, rounded up),
-    ``u = (-v_2, v_1)`` (exactly orthogonal to the float64 ``v``) if ``d = 2``, else none (``gamma = 0``)."""
+    """``(l1, l2, U, g)`` of a grouped layer from ``{"lambda": [...], "gamma": [...]}`` (one each per group): Pauli
+    et al. (ICLR 2024): if ``||dphi|| <= L ||dz||`` and ``uᵀphi(z) = uᵀz`` on each group, ``dzᵀ(L² lambda I + gamma
+    uuᵀ)dz >= dphiᵀ(lambda I + gamma uuᵀ)dphi`` for ``lambda >= 0``, any ``gamma``.  GroupSort: ``L = 1``, ``u = 1``;
+    Householder ``v``: ``L² = max(1, (2vᵀv - 1)²)`` (rationals, rounded up), ``u = (-v_2, v_1)`` (exactly orthogonal
+    to the float64 ``v``) if ``d = 2``, else no ``u`` (``gamma`` unused)."""
     kind, gs = act.describe().split("(")[0], int(getattr(act, "group_size", 0) or 0)
     if kind not in ("maxmin", "groupsort", "householder") or gs < 2 or n % gs:
         raise ChainError(f"an sdp proof has no quadratic constraint for {act.describe()} here")
-    if not isinstance(entry, dict):
-        raise ProofRejected(f"{where}: a grouped layer needs {{'lambda': [...], 'gamma': [...]}}")
-    lam, gam = _hexes(entry.get("lambda"), f"{where}: lambda", n // gs), _hexes(entry.get("gamma"), f"{where}: gamma", n // gs)
-    if np.any(lam < 0):
-        raise ProofRejected(f"{where}: a multiplier lambda is negative")
-    u, L2 = np.ones(gs), Fraction(1)
+    lam, gam = (_hexes(entry.get(key), f"{where}: {key}", n // gs) for key in ("lambda", "gamma"))
+    u, L2, v = np.ones((gs, 1)), Fraction(1), np.asarray(getattr(act, "v", np.zeros(2)), dtype=np.float64)
     if kind == "householder":
-        v = np.asarray(act.v, dtype=np.float64)
-        u, L2 = (np.array([-v[1], v[0]]) if gs == 2 else None), max(L2, (2 * sum(Fraction(x) ** 2 for x in v) - 1) ** 2)
-    if u is None and np.any(gam != 0):
-        raise ProofRejected(f"{where}: gamma must be 0 for {act.describe()} (no preserved direction is checked)")
-    L2f = float(L2) if Fraction(float(L2)) >= L2 else float(up(float(L2)))
-    l2, U = np.repeat(lam, gs), (np.kron(np.eye(n // gs), u[:, None]) if u is not None else np.zeros((n, 0)))
-    return (l2 if L2 == 1 else up(l2 * L2f)), l2, U, gam
+        u, L2 = np.array([[-v[1]], [v[0]]]) if gs == 2 else np.zeros((gs, 0)), max(L2, (2 * sum(Fraction(x) ** 2 for x in v) - 1) ** 2)
+    L2f, l2 = (float(L2) if Fraction(float(L2)) >= L2 else float(up(float(L2)))), np.repeat(lam, gs)
+    return (l2 if L2 == 1 else up(l2 * L2f)), l2, np.kron(np.eye(n // gs), u), gam[:n // gs * u.shape[1]]
 
 
-def _check_sdp(net, Ws, WL, cert, norm, c, bound: float, counts: dict) -> None:
-    grouped = [not act.elementwise for act in net.activations]
-    sbs = [(-1.0, 1.0) if gr else act.slope_bounds() for act, gr in zip(net.activations, grouped)]
+def _check_sdp(net, mats, cert, norm, c, bound: float, counts: dict) -> None:
+    Ws, WL, grouped = mats[:-1], mats[-1], [not act.elementwise for act in net.activations]
+    sbs = [(-1.0, 1.0) if gr else act.slope_bounds() for act, gr in zip(net.activations, grouped)]  # grouped: [[2 T1, 0], [0, -2 T2]]
     if None in sbs:
         raise ChainError("an sdp proof needs slope-restricted elementwise or grouped (sorting, Householder) activations")
-    pq = [(float(a), float(b_)) for a, b_ in sbs]  # a grouped layer: [[2 T1, 0], [0, -2 T2]] (slopes -1, 1)
     parts, rows = cert.get("parts"), ([None] if (norm == 2 or c is not None) else list(range(net.out_dim)))
     if not isinstance(parts, list) or len(parts) != len(rows):
         raise ProofRejected(f"certificate: expected {len(rows)} part(s)")
     masks = live_masks(Ws + [WL], grouped)  # constant neurons (zero incoming row) are removed, with their multipliers
-    W2 = [W[live] for W, live in zip(Ws, masks)]
-    W2 = [W if k == 0 else W[:, masks[k - 1]] for k, W in enumerate(W2)]
-    WL2 = WL[:, masks[-1]] if masks else WL
+    W2, WL2 = [W[lv] if k == 0 else W[lv][:, masks[k - 1]] for k, (W, lv) in enumerate(zip(Ws, masks))], WL[:, masks[-1]] if masks else WL
     for i, (part, row) in enumerate(zip(parts, rows)):
         where = f"certificate part {i}"
-        rho = unhex(part.get("rho"), f"{where}: rho")
-        Tin = part.get("T")
+        rho, Tin = unhex(part.get("rho"), f"{where}: rho"), part.get("T")
         if not isinstance(Tin, list) or len(Tin) != len(Ws):
             raise ProofRejected(f"{where}: 'T' needs one list per activation layer ({len(Ws)})")
-        ts = [_grouped(act, W.shape[0], t, f"{where}: T[{k}]") if gr else _hexes(t, f"{where}: T[{k}]", W.shape[0])
+        ts = [_grouped(act, W.shape[0], t, f"{where}: T[{k}]") if gr else _diag(_hexes(t, f"{where}: T[{k}]", W.shape[0]))
               for k, (t, W, act, gr) in enumerate(zip(Tin, Ws, net.activations, grouped))]
         tau = _hexes(part.get("tau"), f"{where}: tau", net.in_dim) if norm == "inf" else None
-        if rho < 0 or any(np.any(t < 0) for t in ts if not isinstance(t, tuple)) or (tau is not None and np.any(tau < 0)):
+        if rho < 0 or any(np.any(t[1] < 0) for t in ts) or (tau is not None and np.any(tau < 0)):
             raise ProofRejected(f"{where}: rho or a multiplier is negative")
         if norm == 2 and Fraction(bound) ** 2 < Fraction(rho) or norm == "inf" and bound < rho:
             raise ProofRejected(f"{where}: the bound {bound!r} is below what rho = {rho!r} proves")
-        cc = c if row is None else np.eye(net.out_dim)[row]
-        why = lmi_psd(W2, pq, [t if isinstance(t, tuple) else t[live] for t, live in zip(ts, masks)], rho, tau, WL2, cc, norm)
+        why = lmi_psd(W2, [(float(a), float(b_)) for a, b_ in sbs], [(t[0][lv], t[1][lv], t[2][lv], t[3]) for t, lv in zip(ts, masks)], rho, tau, WL2,
+                      c if row is None else np.eye(net.out_dim)[row], norm)
         if why is not None:
             raise ProofRejected(f"{where}: LMI: {why}")
         counts["checked"] += 1
@@ -221,28 +185,22 @@ def _check_norms(net, mats, cert, norm, c, bound: float, counts: dict) -> None:
 
 
 def _check_patterns(net, mats, cert, norm, c, bound: float, counts: dict) -> None:
-    """One hidden layer of two-piece activations (slopes ``s`` and 1): ``||W_1 D W_0|| <= bound`` for all
-    ``2^h`` diagonal patterns ``D``; of MaxMin pairs: for all ``2^(h/2)`` permutations ``D`` keeping or swapping
-    each pair (the Jacobian of every linear piece is one of them)."""
-    act = net.activations[0] if len(mats) == 2 else None
-    s = None if act is None else act.two_piece_slope
+    """One hidden layer: ``||W_1 D W_0|| <= bound`` for the ``2^h`` diagonal patterns ``D`` of two-piece activations
+    (slopes ``s``, 1), the ``2^(h/2)`` pair swaps of MaxMin (every linear piece's Jacobian is one of them)."""
+    act, s = (net.activations[0], net.activations[0].two_piece_slope) if len(mats) == 2 else (None, None)
     G = mats[0].shape[0] // (1 if s is not None else 2)
     if (s is None and (act is None or act.describe() != "maxmin")) or G > 16:
         raise ChainError("a patterns proof needs one hidden layer of at most 16 two-piece (ReLU-like) neurons or MaxMin pairs")
-    W0, h = mats[0], mats[0].shape[0]
-    W1, E1 = (mats[1], 0.0 * mats[1]) if c is None else mm(c[None, :], mats[1])
+    (W0, h), (W1, E1) = (mats[0], mats[0].shape[0]), ((mats[1], 0.0 * mats[1]) if c is None else mm(c[None, :], mats[1]))
     codes, sm, g = np.arange(2 ** G), max(abs(float(s or 0)), 1.0), (h + 4) * U / (1 - (h + 4) * U)
     bits = (codes[:, None] >> np.arange(G)) & 1
     # |W_1 D| |W_0| <= sm |W_1| A0 for every D: A0 = |W_0| (diagonal D), the larger row of each pair (swaps)
     A0 = np.abs(W0) if s is not None else np.repeat(np.maximum(np.abs(W0[0::2]), np.abs(W0[1::2])), 2, axis=0)
     E = ((np.abs(W1) + E1) @ A0) * (sm * g / (1 - g) * (1 + 4 * U)) + (E1 @ A0) * sm * (1 + 4 * U) + TINY
-    if s is not None:
-        Ms = (W1[None] * np.where(bits, 1.0, float(s))[:, None, :]) @ W0  # (2^h, m, n0): each pattern's Jacobian
-    else:  # column 2j of W_1 D is column 2j + b_j of W_1
-        perm = (2 * np.arange(G))[None, :, None] + (bits[:, :, None] ^ np.array([0, 1])[None, None, :])
-        Ms = W1[:, perm.reshape(len(codes), h)].transpose(1, 0, 2) @ W0
-    A = up(np.abs(Ms) + E)  # entrywise magnitudes, rounding included
-    lim = float(up(1 + (A.shape[1] * A.shape[2] + 2) * U))
+    perm = lambda: ((2 * np.arange(G))[None, :, None] + (bits[:, :, None] ^ np.array([0, 1]))).reshape(-1, h)  # noqa: E731
+    # (2^G, m, n0): each pattern's Jacobian; MaxMin: column 2j of W_1 D is column 2j + b_j of W_1
+    Ms = (W1[None] * np.where(bits, 1.0, float(s))[:, None, :] if s is not None else W1[:, perm()].transpose(1, 0, 2)) @ W0
+    A, lim = up(np.abs(Ms) + E), float(up(1 + (Ms.shape[1] * Ms.shape[2] + 2) * U))  # magnitudes, rounding included
     # l-inf: the largest row sum; l2: ||M||_2 <= ||M||_F decides most patterns, the others get a PSD proof
     mag = A.sum(axis=2).max(axis=1) if norm == "inf" else (A * A).sum(axis=(1, 2))
     bad = np.flatnonzero(~(mag * lim <= (bound if norm == "inf" else float(np.nextafter(bound * bound, 0)))))
@@ -272,8 +230,7 @@ def check_lipschitz_proof(net: Network, proof) -> CheckReport:
         norm, cert = p.get("norm"), p.get("certificate")
         if norm not in (2, "inf") or type(norm) is bool or not isinstance(cert, dict):
             raise ProofRejected(f"claim: norm {norm!r} is not 2 or 'inf', or the certificate is missing")
-        c = None if p.get("output") is None else _hexes(p["output"], "claim: output", net.out_dim)
-        b = unhex(p.get("bound"), "claim: bound")
+        c, b = None if p.get("output") is None else _hexes(p["output"], "claim: output", net.out_dim), unhex(p.get("bound"), "claim: bound")
         mats = [np.asarray(layer.as_matrix(), dtype=np.float64) for layer in net.affine_layers]
         if not all(np.isfinite(m).all() for m in mats):
             raise ChainError("the network has a NaN or infinite weight")
@@ -282,10 +239,7 @@ def check_lipschitz_proof(net: Network, proof) -> CheckReport:
             return CheckReport(False, f"not checkable: {cert.get('reason', 'no certificate')}", seconds=time.monotonic() - t0)
         if by not in ("sdp", "patterns", "norms"):
             raise ProofRejected(f"certificate: unknown kind {by!r}")
-        if by == "sdp":
-            _check_sdp(net, mats[:-1], mats[-1], cert, norm, c, b, counts)
-        else:
-            (_check_patterns if by == "patterns" else _check_norms)(net, mats, cert, norm, c, b, counts)
+        {"sdp": _check_sdp, "patterns": _check_patterns, "norms": _check_norms}[by](net, mats, cert, norm, c, b, counts)
         msg = f"accepted: Lipschitz bound {b!r} (l{norm}{'' if c is None else ', scalar output'}) proven by {by} " \
               f"({counts['checked']} certificate(s) checked)"
     except ProofRejected as exc:

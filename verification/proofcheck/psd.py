@@ -5,8 +5,7 @@ summation order, with or without FMA (Demmel 1989; Higham, *Accuracy and Stabili
 BLAS), and ``||dA||_2`` is at most the largest row sum of ``|Rᵀ||R|`` (Rump, BIT 46, 2006, uses ``tr(A)``).  With
 ``A = fl(S - c I)`` and ``|S_exact - S| <= E``: ``lambda_min(S_exact) >= c - gamma_{n+1} rowsum(|Rᵀ||R|) -
 u max|A_ii| - max_i sum_j E_ij``, every term rounded up, on ``D S D`` (``D``: powers of two balancing the
-diagonal, an exact congruence).  Underflow: an allowance ``n² TINY``.
-"""
+diagonal, an exact congruence).  Underflow: an allowance ``n² TINY``."""
 
 from __future__ import annotations
 
@@ -25,19 +24,16 @@ def exact_psd(K) -> str | None:
     """``None`` if the symmetric rational matrix ``K`` (rows of ``Fraction``) is positive semidefinite, else
     the failing step.  LDLᵀ without pivoting: a negative pivot, or a zero pivot with a non-zero entry in its
     column, proves that ``K`` is not PSD; the Schur complements are exact."""
-    n = len(K)
-    A = [[Fraction(K[i][j]) for j in range(n)] for i in range(n)]
+    n, A = len(K), [[Fraction(x) for x in row] for row in K]
     for k in range(n):
-        d = A[k][k]
+        rk, d = A[k], A[k][k]
         if d < 0:
             return f"pivot {k} of the exact LDLᵀ is negative ({float(d):.6g})"
         if d == 0 and any(A[k][j] != 0 for j in range(k + 1, n)):
             return f"pivot {k} of the exact LDLᵀ is zero with a non-zero column"
-        rk = A[k]
         for i in range(k + 1, n) if d else ():
             if rk[i]:
-                f = rk[i] / d
-                ri = A[i]
+                f, ri = rk[i] / d, A[i]
                 for j in range(i, n):
                     if rk[j]:
                         ri[j] -= f * rk[j]
