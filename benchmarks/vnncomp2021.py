@@ -5,6 +5,7 @@ eps 0.03 / 0.05), ``verivital`` (60 instances: two MNIST CNNs, average / max poo
 Usage:
     benchmarks/fetch_vnncomp2021.sh mnistfc            # once: fetches the public files (not committed)
     python benchmarks/vnncomp2021.py mnistfc [--dir D] [--cap S] [--nets mnist-net_256x2.onnx,...] [--out F]
+        [--lp-refine auto|on|off] [--lp-neurons N] [--lp-depth D] [--lp-time FRACTION]   # root LP refinement
 
 * runs every instance of ``NAME_instances.csv`` with ``verify`` (method ``auto``, which is ReLU-splitting
   branch and bound for these nets) and timeout ``min(listed, cap)``, in one process (the networks are loaded
@@ -42,6 +43,8 @@ PUBLISHED = {
     "verivital": {"a-b-CROWN": 60, "VeriNet": 59, "ERAN": 59, "oval": 58},
     "cifar10_resnet": {"a-b-CROWN": 58, "VeriNet": 49, "ERAN": 44, "Marabou": 40, "Debona": 1, "NV.jl": 1},
 }
+# bab counters printed per instance (when present)
+DETAILS = ("root_lower", "unstable_before_lp", "unstable_after_bounds", "lp_bounds", "lp_seconds")
 
 
 def _key(vnnlib: str) -> str:
@@ -80,7 +83,18 @@ def main() -> None:
     ap.add_argument("--cap", type=float, default=None, help="cap on the listed timeouts (s)")
     ap.add_argument("--nets", default=None, help="comma-separated ONNX names to run (default: all)")
     ap.add_argument("--out", default=None, help="CSV of per-instance results")
+    ap.add_argument("--lp-refine", choices=["auto", "on", "off"], default=None,
+                    help="root LP refinement of intermediate bounds in bab (default: the module's LP_REFINE)")
+    ap.add_argument("--lp-neurons", type=int, default=None, help="LP-refined neurons per layer (LP_NEURONS)")
+    ap.add_argument("--lp-depth", type=int, default=None, help="split neurons per LP bound (LP_DEPTH)")
+    ap.add_argument("--lp-time", type=float, default=None, help="fraction of the time for LPs (LP_TIME_FRACTION)")
     args = ap.parse_args()
+    from verification.smt import relu_bab as bab
+
+    for opt, name in ((args.lp_refine, "LP_REFINE"), (args.lp_neurons, "LP_NEURONS"), (args.lp_depth, "LP_DEPTH"),
+                      (args.lp_time, "LP_TIME_FRACTION")):
+        if opt is not None:
+            setattr(bab, name, opt)
 
     from verification import load_network
     from verification.smt import verify
@@ -111,9 +125,12 @@ def main() -> None:
         exp = expected.get((onnx, _key(vnnlib)), "unknown")
         wrong = res.status in ("holds", "violated") and exp in ("holds", "violated") and res.status != exp
         out.append(dict(onnx=onnx, vnnlib=vnnlib, timeout=timeout, status=res.status, seconds=round(dt, 2),
-                        expected=exp, check=check, reason=res.reason, domains=res.details.get("domains", 0)))
+                        expected=exp, check=check, reason=res.reason, domains=res.details.get("domains", 0),
+                        **{k: res.details.get(k, "") for k in DETAILS}))
         flag = "  SOUNDNESS BUG" if wrong or check == "FAILED" else ""
-        print(f"{onnx:22s} {vnnlib:22s} {res.status:8s} {dt:7.2f}s expected {exp:8s} {check}{flag}", flush=True)
+        more = " ".join(f"{k}={res.details[k]}" for k in ("domains",) + DETAILS if k in res.details)
+        print(f"{onnx:22s} {vnnlib:22s} {res.status:8s} {dt:7.2f}s expected {exp:8s} {check}{flag} {more}",
+              flush=True)
     print(f"load at end: {os.getloadavg()}")
     if args.out:
         with open(args.out, "w", newline="") as fh:
