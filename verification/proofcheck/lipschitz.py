@@ -157,8 +157,8 @@ def _check_sdp(net, mats, cert, norm, c, bound: float, counts: dict) -> None:
             raise ProofRejected(f"{where}: rho or a multiplier is negative")
         if norm == 2 and Fraction(bound) ** 2 < Fraction(rho) or norm == "inf" and bound < rho:
             raise ProofRejected(f"{where}: the bound {bound!r} is below what rho = {rho!r} proves")
-        why = lmi_psd(W2, [(float(a), float(b_)) for a, b_ in sbs], [(t[0][lv], t[1][lv], t[2][lv], t[3]) for t, lv in zip(ts, masks)], rho, tau, WL2,
-                      c if row is None else np.eye(net.out_dim)[row], norm)
+        why = lmi_psd(W2, [(float(a), float(b_)) for a, b_ in sbs], [(t[0][lv], t[1][lv], t[2][lv], t[3])
+                      for t, lv in zip(ts, masks)], rho, tau, WL2, c if row is None else np.eye(net.out_dim)[row], norm)
         if why is not None:
             raise ProofRejected(f"{where}: LMI: {why}")
         counts["checked"] += 1
