@@ -2,7 +2,8 @@
 of many dimensions (e.g. 784-pixel images), where splitting the input box does not scale.
 
 Per region: pre-activation bounds of the whole box (batched CROWN, then alpha-CROWN, :mod:`~verification.bounds`;
-then certified LPs for the most unstable neurons, :func:`_lp_refine`, on nets with more than 12 inputs), then per disjunct of the unsafe set not refuted on the whole box a search over *domains* -- the box with
+then certified LPs for the most unstable neurons, :func:`_lp_refine`, on dense nets with more than 12 inputs and
+3 or more activation layers), then per disjunct of the unsafe set not refuted on the whole box a search over *domains* -- the box with
 sign constraints on some pre-activations (:mod:`verification.bounds.beta`):
 
 * the domains with the lowest bounds are taken a batch at a time; each is split on one unstable neuron into
@@ -46,10 +47,12 @@ ENTRIES_PER_BATCH = 1 << 21  # domains x neurons per step: bounds the memory of 
 ALPHA_ROOT_NEURONS = 8192
 MEMORY_BYTES = 2 << 30  # domain storage cap
 # Root LP refinement (:func:`_lp_refine`): "on", "off", or "auto" (on for dense nets with more than LP_MIN_INPUTS
-# inputs; convolutions are not measured).
-# mnistfc 256x4/256x6, 8 instances open at 60 s: plain LPs (depth 0, 16 neurons) 0/8, depth 2 with 8 neurons 2/8.
+# inputs and at least LP_MIN_LAYERS activation layers; convolutions are not measured).
+# mnistfc 256x4/256x6, 8 instances open at 60 s: plain LPs (depth 0, 16 neurons) 0/8, depth 2 with 8 neurons 2/8;
+# 256x2 (one refinable layer): nothing gained, and prop_0_0.05 (violated) no longer falsified in 120 s.
 LP_REFINE = "auto"
 LP_MIN_INPUTS = 12
+LP_MIN_LAYERS = 3
 LP_TIME_FRACTION = 0.25  # of the time left at the root
 LP_NEURONS = 8  # per layer
 LP_DEPTH = 2  # split neurons of the previous layer per LP bound (2^depth LPs each, plus the unsplit one)
@@ -372,7 +375,8 @@ def _root_bounds(task: Task) -> list:
     lb = crown_layers(task.net, lo, hi, alpha=True, final=False, prior=list(pre))
     pre = [(l, u) for l, u in lb.pre]
     dense = all(isinstance(a, Dense) for a in task.net.affine_layers)
-    on = LP_REFINE == "on" or (LP_REFINE == "auto" and dense and task.net.in_dim > LP_MIN_INPUTS)
+    deep = len(pre) >= LP_MIN_LAYERS
+    on = LP_REFINE == "on" or (LP_REFINE == "auto" and dense and deep and task.net.in_dim > LP_MIN_INPUTS)
     if not on or len(pre) < 2 or task.budget.expired():
         return pre
     try:
