@@ -123,3 +123,25 @@ def test_result_json_round_trip(rng):
     d = json.loads(res.to_json())
     assert {"value", "method", "norm", "certified", "seconds"} <= set(d)
     assert d["value"] == res.value and d["norm"] == "inf" and d["certified"] is True
+
+
+def test_householder_lipschitz_covers_the_float_v():
+    """``v`` is stored in float64, so ``v·v`` can exceed 1 and the reflection is then slightly expansive: the
+    activation's constant bounds the exact norms of both pieces (l2 and l-inf), in rationals."""
+    from fractions import Fraction
+
+    from verification.activations import Householder
+
+    rng = np.random.default_rng(0)
+    vs = [np.array([0.6, 0.8]), np.array([1.0, 1.0]) / np.sqrt(2.0)]
+    vs += [v / np.linalg.norm(v) for v in rng.normal(size=(30, 3))]
+    above = 0
+    for v in vs:
+        h = Householder(v=v)
+        q = [Fraction(float(c)) for c in h.v]
+        vv = sum(c * c for c in q)
+        assert Fraction(h.lipschitz(2)) >= max(1, abs(2 * vv - 1))
+        rows = [sum(abs((1 if i == j else 0) - 2 * a * b) for j, b in enumerate(q)) for i, a in enumerate(q)]
+        assert Fraction(h.lipschitz("inf")) >= max(1, max(rows))
+        above += h.lipschitz(2) > 1.0
+    assert above >= 1  # (0.6, 0.8): v·v = 1 + 2^-53-ish in float64

@@ -22,7 +22,7 @@ Operations (methods; the base class raises ``NotImplementedError`` where no soun
   ``(N, n, n)`` Jacobian (one element of the Clarke Jacobian at kinks);
 * ``slope_bounds()``: ``(alpha, beta)`` bounding every difference quotient if the map is elementwise (``alpha``
   may be negative: SiLU), else ``None``; ``lipschitz(norm)``: Lipschitz constant in the l2 or l-inf norm;
-* ``qc_basis()``: for grouped maps, an orthonormal basis of the directions each group's map preserves
+* ``qc_basis()``: for grouped maps, a basis of the directions each group's map preserves exactly
   (the quadratic constraints of the SDP methods), else ``None``;
 * ``kink_free(lower, upper)``: mask of the boxes of a batch on which the map is provably differentiable;
 * ``interval(l, u)``: sound (for piecewise-linear maps exact) bounds of ``phi`` on a box.  No default: an
@@ -81,7 +81,7 @@ class Activation:
         return False
 
     def qc_basis(self) -> np.ndarray | None:
-        """Grouped maps: a ``(group_size, k)`` orthonormal basis of directions ``w`` with ``wᵀphi(z) = wᵀz`` on
+        """Grouped maps: a ``(group_size, k)`` basis of directions ``w`` with ``wᵀphi(z) = wᵀz`` exactly on
         every group (sum-preserving constraints of the SDP methods); elementwise maps: ``None``."""
         return None
 

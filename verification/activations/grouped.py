@@ -205,15 +205,35 @@ class Householder(Activation):
         return jac
 
     def lipschitz(self, norm: float | str = 2) -> float:
+        """Both pieces are linear and agree where ``v·z = 0``, so the constant is the larger norm of ``I`` and
+        ``H = I - 2 v vᵀ``: in l2 ``max(1, |2 v·v - 1|)``, in l-inf the largest row sum of ``|H|`` (``H`` is
+        symmetric: the same in l1).  ``v`` is a float64 vector whose ``v·v`` may exceed 1 by a rounding (then the
+        constant is above 1, e.g. 1 + 2.7e-16 for ``fl(1/√2)·(1, 1)``): computed in exact rationals of the stored
+        ``v`` and rounded up."""
+        from fractions import Fraction
+
+        v = [Fraction(float(c)) for c in self.v]
         if norm == 2:
-            return 1.0
-        return float(max(1.0, np.abs(self.reflection).sum(axis=1).max()))
+            exact = abs(2 * sum(c * c for c in v) - 1)
+        else:
+            exact = max(abs(1 - 2 * a * a) + sum(2 * abs(a * b) for j, b in enumerate(v) if j != i)
+                        for i, a in enumerate(v))
+        bound = float(max(Fraction(1), exact))
+        return bound if Fraction(bound) >= exact else float(np.nextafter(bound, np.inf))
 
     def qc_basis(self) -> np.ndarray:
-        """Both branches fix every ``w ⟂ v``: an orthonormal basis of the complement of ``v``."""
-        d = self.v.size
-        q, _ = np.linalg.qr(np.column_stack([self.v, np.eye(d)]))
-        return q[:, 1:d]
+        """Both branches fix every ``w ⟂ v``: the ``d - 1`` vectors ``v_p e_j - v_j e_p`` (``p`` the largest
+        entry of ``v``), which are orthogonal to the stored float ``v`` exactly (a QR basis is orthogonal only up
+        to rounding, and the SDP's free multipliers on these equalities must not rely on that)."""
+        v = self.v
+        p = int(np.argmax(np.abs(v)))
+        cols = []
+        for j in range(v.size):
+            if j != p:
+                w = np.zeros(v.size)
+                w[j], w[p] = v[p], -v[j]
+                cols.append(w)
+        return np.column_stack(cols)
 
     def kink_free(self, lower, upper):
         """``v·z`` keeps one sign on every group of the box (its interval, with a rounding allowance)."""

@@ -88,10 +88,13 @@ def layer_qc(act: Activation, width: int, form: str = "neuron") -> LayerQC:
         nvar = width if form == "neuron" else 1
         return LayerQC(eye, coef, var, np.ones(nvar, dtype=bool), True, f"slope[{a:g},{b:g}]")
     basis = act.qc_basis()
-    if basis is not None and act.lipschitz(2) <= 1.0:  # grouped l2 1-Lipschitz map preserving ``basis``
+    if basis is not None:  # grouped l2 Lipschitz map preserving ``basis``
         g = act.group_size
         n_groups = width // g
-        coef_norm = [1.0, 0.0, -1.0]
+        # ||phi(x) - phi(y)||^2 <= L^2 ||x - y||^2 with L the activation's (rounded-up) constant: 1 for sorting;
+        # for a Householder reflection with a float v whose v·v exceeds 1 slightly above 1 (L^2 rounded up)
+        lip = act.lipschitz(2)
+        coef_norm = [1.0 if lip <= 1.0 else float(np.nextafter(lip * lip, np.inf)), 0.0, -1.0]
         vecs, coefs, var = [eye], [np.tile(coef_norm, (width, 1))], []
         if form == "layer":
             var.append(np.zeros(width, dtype=int))
@@ -105,7 +108,7 @@ def layer_qc(act: Activation, width: int, form: str = "neuron") -> LayerQC:
         for j in range(n_groups):
             gam[j * nb : (j + 1) * nb, j * g : (j + 1) * g] = basis.T
         vecs.append(gam)
-        coefs.append(np.tile(coef_norm, (n_groups * nb, 1)))
+        coefs.append(np.tile([1.0, 0.0, -1.0], (n_groups * nb, 1)))  # (w·dx)^2 - (w·dphi)^2 = 0 exactly
         var.append(n_groups + np.arange(n_groups * nb))
         nonneg.append(np.zeros(n_groups * nb, dtype=bool))
         return LayerQC(
