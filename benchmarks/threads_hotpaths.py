@@ -52,7 +52,7 @@ def _cases():
     x_dense = rng.standard_normal((1000, 100))
     dense = ntk.serial(*[m for _ in range(5) for m in (ntk.Dense(512, W_std=1.5, b_std=0.05), ntk.Relu())],
                        ntk.Dense(1, W_std=1.5, b_std=0.05))
-    imgs = rng.standard_normal((8, 28, 28, 1))
+    imgs = rng.standard_normal((8, 1, 28, 28))  # (n, C, H, W)
     conv = lambda: ntk.Conv(filter_shape=(3, 3), padding="SAME", W_std=2 ** 0.5, b_std=0.1)  # noqa: E731
     cnn = ntk.serial(conv(), ntk.Relu(), conv(), ntk.Relu(), ntk.GlobalAvgPool(), ntk.Dense(1))
     dims = [784, 256, 256, 256, 256, 10]

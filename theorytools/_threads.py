@@ -1,11 +1,13 @@
 """Thread counts of the numba ``parallel`` kernels, chosen per call for a shared machine.
 
-Measured on 3 Dec 2026 (2 cores, load average about 3 from other jobs; ``benchmarks/threads_hotpaths.py``),
-numba's two threads against one: the NTK of 4 inputs 127 ms against 0.24 ms (the threads hand over work
-while other jobs hold the cores), the 1000 x 100 dense NTK 0.46 s against 0.26 s, an 8-image CNTK 181 ms
-against 14 ms.  So a kernel runs on one thread unless its work is large *and* the machine has an idle core
-(1-minute load average, counting our own process as one), and ``THEORYTOOLS_NUM_THREADS`` overrides the
-choice.  Results do not depend on the thread count: every entry is a fixed-order sum of its own inputs.
+Measured on 3 Dec 2026 (2 cores; ``benchmarks/threads_hotpaths.py``), numba's two threads against one: at load
+average 3–5 (other jobs on both cores) the NTK of 4 inputs took 127 ms against 0.24 ms (the threads hand over
+work while other jobs hold the cores), the 1000 x 100 dense NTK 0.40–0.46 s against 0.25 s, an 8-image CNTK
+181–232 ms against 14–19 ms; at load 2 (one other job) two threads were 1.3–1.4x faster on the large kernels and
+equal on the tiny one.  So a kernel runs on one thread unless its work is large; a large one uses every core
+while the 1-minute load average is at most ``cores + 0.5`` (our own process counts about 1), and fewer above.
+``THEORYTOOLS_NUM_THREADS`` overrides the choice.  Results do not depend on the thread count: every entry is a
+fixed-order sum of its own inputs.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ def kernel_threads(work: int) -> int:
         load = os.getloadavg()[0]
     except OSError:  # pragma: no cover - platforms without a load average
         return 1
-    return max(1, min(cores, int(cores + 1 - load)))
+    if load <= cores + 0.5:  # our own process counts about 1: at most one other busy job on the cores
+        return cores
+    return max(1, min(cores, int(2 * cores - load)))
 
 
 @contextmanager

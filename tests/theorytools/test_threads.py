@@ -17,6 +17,8 @@ def test_choice(monkeypatch):
     monkeypatch.setattr(_threads.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
     assert _threads.kernel_threads(_threads.PARALLEL_WORK) == cores
     monkeypatch.setattr(_threads.os, "getloadavg", lambda: (cores + 0.5, 1.0, 1.0))
+    assert _threads.kernel_threads(_threads.PARALLEL_WORK) == cores  # one other job
+    monkeypatch.setattr(_threads.os, "getloadavg", lambda: (10.0 * cores, 1.0, 1.0))
     assert _threads.kernel_threads(_threads.PARALLEL_WORK) == 1
     monkeypatch.setenv(_threads.THREADS_ENV, "64")
     assert _threads.kernel_threads(10) == cores
