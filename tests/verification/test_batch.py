@@ -28,6 +28,12 @@ REPO = Path(__file__).resolve().parents[2]
 ACAS = REPO / "tests" / "data" / "acasxu"
 ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
 
+
+def _default_sigint() -> None:
+    """In the child: the default SIGINT action (a shell starts background jobs with SIGINT ignored, and an ignored
+    signal stays ignored across exec, so the test would measure nothing)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the killer task below runs on the workers
 
 
@@ -164,7 +170,8 @@ def test_ctrl_c_writes_partial_summary_and_resume_finishes(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "verification", "batch", str(csv), "--out", str(out), "--workers", "1",
            "--json", "--timeout-scale", "60"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=_default_sigint)
     first = read_instances(csv)[0].id
     deadline = time.monotonic() + 90
     while not (out / f"{first}.json").exists() and time.monotonic() < deadline and proc.poll() is None:

@@ -24,6 +24,12 @@ from verification.io import save_network
 ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
 
 
+def _default_sigint() -> None:
+    """In the child: the default SIGINT action (a shell starts background jobs with SIGINT ignored, and an ignored
+    signal stays ignored across exec, so the test would measure nothing)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _mlp(widths, seed):
     rng = np.random.default_rng(seed)
     layers = []
@@ -106,7 +112,8 @@ class _Reader:
 
 def _interrupt(cmd, ready: str, repeat: bool = False):
     """Start ``cmd``, wait until stderr shows ``ready``, send SIGINT (``repeat``: every 0.5 s until it ends)."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                         preexec_fn=_default_sigint)
     err = _Reader(p.stderr)
     assert err.wait_for(ready, 120), err.text[-500:]
     p.send_signal(signal.SIGINT)
