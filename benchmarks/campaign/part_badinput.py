@@ -235,7 +235,8 @@ def onnx_cases(d) -> list[Case]:
         "graph MaxPool Indices output": [helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2])],
         "graph MaxPool kernel 0": [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[0, 2])],
         "graph Mul of two data tensors": [relu, helper.make_node("Mul", ["x", "r"], ["y"])],
-        "graph Concat along H": [relu, helper.make_node("Concat", ["x", "r"], ["y"], axis=2)],
+        "graph Concat along the batch axis": [relu, helper.make_node("Concat", ["x", "r"], ["y"], axis=0)],
+        "graph valid Concat along H": [relu, helper.make_node("Concat", ["x", "r"], ["y"], axis=2)],
         "graph Add of different shapes": [helper.make_node("MaxPool", ["x"], ["m"], kernel_shape=[2, 2]),
                                           helper.make_node("Add", ["m", "x"], ["y"])],
         "graph tanh residual": [helper.make_node("Tanh", ["x"], ["t"]), helper.make_node("Add", ["x", "t"], ["a"]),
@@ -257,7 +258,7 @@ def onnx_cases(d) -> list[Case]:
         specs[name] = model(nodes, [t for t in graph_inits if t.name in used], inputs=img, outputs=anyout)
     cases = []
     valid_ok = {"constant value_float", "constant value_floats", "input dims 1x200x200", "10000 Identity nodes", "3000 Relu nodes",
-                "opset 1", "input symbolic dim", "graph valid ResNet-like block"}
+                "opset 1", "input symbolic dim", "graph valid ResNet-like block", "graph valid Concat along H"}
     for k, (name, m) in enumerate(specs.items()):
         p = os.path.join(d, f"odd_{k:02d}.onnx")
         with open(p, "wb") as fh:
