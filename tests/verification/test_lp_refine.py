@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from tests.verification.test_relu_bab import _milp_min, _net, _preacts
+from tests.verification.test_relu_bab import _milp_min, _net, _preacts, milp_instance
 from verification import verify
 from verification.activations import LeakyReLU
 from verification.bounds.crown import crown_layers
@@ -117,13 +117,7 @@ def test_bab_with_lp_refinement_equals_milp_truth(seed, monkeypatch):
     monkeypatch.setattr(relu_bab, "LP_REFINE", "on")
     monkeypatch.setattr(relu_bab, "LP_DEPTH", 1)
     rng = np.random.default_rng(500 + seed)
-    n_in = int(rng.integers(20, 31))
-    net = _net(rng, [n_in, 16, 16, 3], scale=1.5)
-    x0 = rng.uniform(-1, 1, size=n_in)
-    lo, hi = x0 - 0.15, x0 + 0.15
-    c = np.array([1.0, -1.0, 0.0])
-    m = _milp_min(net, lo, hi, c)
-    samples = net(rng.uniform(lo, hi, size=(4000, n_in))) @ c
+    net, lo, hi, c, m, samples = milp_instance(rng, int(rng.integers(20, 31)))
     gap = 0.02 * (samples.max() - m)
     for b, want in ((m - gap, "holds"), (m + gap, "violated")):
         res = verify(net, box_property(lo, hi, c[None], [b]), timeout=60)

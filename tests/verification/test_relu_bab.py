@@ -219,16 +219,20 @@ def _milp_min(net, lo, hi, c):
     return float(res.fun + c @ b)
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_bab_verdicts_equal_milp_truth(seed):
-    rng = np.random.default_rng(300 + seed)
-    n_in = int(rng.integers(20, 41))
+def milp_instance(rng, n_in: int):
+    """A random 16x16 ReLU net on ``n_in`` inputs, a box of radius 0.15, the row ``c = e_0 - e_1``, the MILP minimum
+    of ``c·f`` on the box and ``c·f`` at 4000 sampled points."""
     net = _net(rng, [n_in, 16, 16, 3], scale=1.5)
     x0 = rng.uniform(-1, 1, size=n_in)
     lo, hi = x0 - 0.15, x0 + 0.15
     c = np.array([1.0, -1.0, 0.0])
-    m = _milp_min(net, lo, hi, c)
-    samples = net(rng.uniform(lo, hi, size=(4000, n_in))) @ c
+    return net, lo, hi, c, _milp_min(net, lo, hi, c), net(rng.uniform(lo, hi, size=(4000, n_in))) @ c
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bab_verdicts_equal_milp_truth(seed):
+    rng = np.random.default_rng(300 + seed)
+    net, lo, hi, c, m, samples = milp_instance(rng, int(rng.integers(20, 41)))
     assert m <= samples.min() + 1e-7
     gap = 0.02 * (samples.max() - m)
     for b, want in ((m - gap, "holds"), (m + gap, "violated")):
