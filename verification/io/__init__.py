@@ -148,6 +148,8 @@ def _cached_load(fmt: str, path: Path, opts: dict) -> Network:
     from verification.io import cache
 
     try:
+        if path.stat().st_size > cache.MAX_ENTRY_BYTES:  # its network would not be stored: do not hash it
+            return _run_loader(fmt, path, opts)
         k = cache.key(path, fmt, opts)
     except OSError:
         return _run_loader(fmt, path, opts)
