@@ -314,3 +314,23 @@ def test_incremental_crown_stops_at_its_deadline_and_blocks_rows_exactly():
     for a, b in zip(ref, blocked):
         np.testing.assert_array_equal(a.lower, b.lower)
         np.testing.assert_array_equal(a.upper, b.upper)
+
+
+def test_plain_crown_step_without_record_equals_the_recorded_step():
+    """The record-free step (only the columns whose two lines differ need the sign) gives the recorded step's
+    coefficients exactly and its bias up to summation order, for 2-D shared and 3-D batched rows."""
+    from verification.bounds import crown
+
+    rng = np.random.default_rng(7)
+    B, m, n = 3, 5, 40
+    l = rng.normal(size=(B, n)) - 0.3
+    u = l + rng.uniform(0, 2, size=(B, n))
+    for act in (ReLU(), LeakyReLU(0.1), Tanh()):
+        r = crown._make_relax(act, l, u)
+        for lam in (rng.normal(size=(m, n)), rng.normal(size=(B, m, n))):
+            full = lam if lam.ndim == 3 else np.broadcast_to(lam, (B, m, n))
+            a, ab, rec = crown._step(r, full, record=True)
+            b, bb, none = crown._step(r, lam, record=False)
+            assert rec is not None and none is None
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_allclose(ab, bb, rtol=1e-13, atol=1e-13)

@@ -116,3 +116,21 @@ def test_hit_imports_neither_onnx_nor_onnxruntime(tmp_path, cache_on):
     env = dict(os.environ, VERIFICATION_CACHE_DIR=str(cache_on))
     out = subprocess.run([sys.executable, "-c", code, str(f)], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False", "False"]
+
+
+def test_trusted_module_pickles_are_never_cached_torchscript_is(tmp_path, cache_on):
+    """A whole pickled nn.Module runs the user's current class code (its function is not fixed by the file's
+    bytes): loaded and cross-checked every time.  A TorchScript file carries its code: cached."""
+    torch = pytest.importorskip("torch")
+    from .onnx_builders import torch_mlp
+
+    model = torch_mlp()
+    torch.save(model, tmp_path / "whole.pt")
+    load_network(tmp_path / "whole.pt", trust=True)
+    assert "cache" not in load_network(tmp_path / "whole.pt", trust=True).metadata
+    assert not cache_on.exists() or not list(cache_on.glob("*.pkl"))
+    torch.jit.script(model).save(str(tmp_path / "scripted.pt"))
+    first = load_network(tmp_path / "scripted.pt")
+    second = load_network(tmp_path / "scripted.pt")
+    assert "cache" in second.metadata
+    _same_function(first, second)

@@ -117,7 +117,10 @@ def load_network(
     except Exception as exc:  # unreadable file, corrupt zip directory, ...
         raise ModelFormatError(f"cannot read {str(path)!r}: {type(exc).__name__}") from None
     opts = _loader_options(fmt, p.name, trust, arch, input_shape, drop_softmax, check, options)
-    net = _cached_load(fmt, p, opts) if fmt in _CACHED and check else _run_loader(fmt, p, opts)
+    # a trusted pickle of a whole module runs the user's current class code: its function is not fixed by the
+    # file's bytes, so it is loaded and cross-checked every time
+    cacheable = fmt in _CACHED and check and not (fmt == "torch" and trust)
+    net = _cached_load(fmt, p, opts) if cacheable else _run_loader(fmt, p, opts)
     meta = dict(net.metadata)
     meta.setdefault("source", str(p))
     meta.setdefault("format", fmt)
