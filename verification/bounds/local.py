@@ -18,6 +18,7 @@ from verification.bounds.jacobian_coupled import coupled_jacobian_l1_upper
 from verification.bounds.types import Bounds, LayerBounds
 from verification.errors import InternalCheckError, InvalidParameterError
 from verification.evaluate import differentiable_at
+from verification.activations import Activation
 from verification.network import Network, output_vector
 
 __all__ = ["LocalLipschitzResult", "local_lipschitz"]
@@ -126,6 +127,27 @@ def _sampled_lower(net: Network, lo, hi, cs, n_samples: int, seed: int, extra=()
     return best
 
 
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def rounding_allowance(net: Network, cs: np.ndarray) -> np.ndarray:
+    """Per output row ``c`` of ``cs``: an allowance for the float64 rounding of a Jacobian bound of
+    ``c·net``, ``16 (L + 2) (n + 2) eps · M`` with ``L`` the number of affine layers, ``n`` the widest sum and
+    ``M = |c|ᵀ |W_L| a |W_{L-1}| ... a |W_0| 1`` the magnitude of the terms (``a`` = an activation's l-inf
+    Lipschitz constant times its group size, a bound on the column sums of its Jacobian's entries), plus
+    ``1e-300`` for underflow.  It is added to the bound of every output before it is reported."""
+    v = np.abs(np.asarray(cs, dtype=np.float64))
+    width, n_aff = 1, 0
+    for layer in reversed(net.layers):
+        if isinstance(layer, Activation):
+            v = v * (float(layer.lipschitz("inf")) * int(layer.group_size))
+        else:
+            v = np.asarray(layer.abs_transpose(v), dtype=np.float64)
+            width, n_aff = max(width, int(layer.in_features)), n_aff + 1
+    mag = v.sum(axis=1)
+    return 16.0 * (n_aff + 2) * (width + 2) * _EPS * mag * (1 + 1e-6) + 1e-300
+
+
 def _consistent(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """Attained values must not exceed certified bounds (equal up to rounding when a bound is exact); an
     excess is a soundness bug of ours, so no bound is reported."""
@@ -231,6 +253,7 @@ def local_lipschitz(
         cs = np.eye(cnet.out_dim)
     else:
         cs = output_vector(output, cnet.out_dim)[None, :]
+    allow = rounding_allowance(cnet, cs)
     # forward bounds (one domain), Jacobian bounds for every selected output at once
     if intermediate == "ibp":
         pre = ibp_layers(cnet, lo[None, :], hi[None, :]).pre
@@ -243,14 +266,14 @@ def local_lipschitz(
         lb = crown_layers(cnet, lo[None, :], hi[None, :], alpha=intermediate == "alpha-crown", final=False)
     ranges = derivative_ranges(cnet, lb)
     jb = jacobian_l1_upper(cnet, ranges, cs, relaxation)
-    upper = jb.value.copy()
+    upper = jb.value.copy()  # float64 computations; ``allow`` is added to every reported value
     coupled = None
     if relaxation == "crown":  # derivatives tied to the input (smooth activations); each bound is sound
         coupled = coupled_jacobian_l1_upper(cnet, lb, ranges, cs, lo, hi, prior=(jb.g_bounds, jb.j_bounds))
         if coupled is not None:
             upper = np.minimum(upper, coupled)
     lower = _sampled_lower(cnet, lo, hi, cs, n_samples, seed)
-    lower = _consistent(lower, upper)
+    lower = _consistent(lower, upper + allow)
     details: dict = {"intermediate": intermediate, "n_samples": n_samples, "box_lower": lo, "box_upper": hi,
                      "unstable": [int(((l < 0) & (u > 0)).sum()) for l, u in lb.pre],
                      "independent_upper": jb.value, "coupled_upper": coupled}
@@ -277,6 +300,7 @@ def local_lipschitz(
         def report(k: int, ev: dict) -> None:
             cur = upper.copy()
             cur[k] = min(cur[k], ev["upper"])
+            cur = cur + allow
             progress({"upper": float(cur.max()), "lower": float(max(lower)), "open": ev["open"],
                       "domains": ev["domains"], "done": time.perf_counter() - start})
 
@@ -301,10 +325,11 @@ def local_lipschitz(
             if k is not None and k in runs:
                 _merge(k)
             details["interrupted"] = True
-        lower = _consistent(lower, upper)
+        lower = _consistent(lower, upper + allow)
         details["bab"] = {int(k): r.stats() for k, r in runs.items()}
         details["timeout"] = budget
-    per_up = tuple(float(v) for v in upper)
+    details["rounding_allowance"] = allow
+    per_up = tuple(float(v) for v in np.nextafter(upper + allow, np.inf))
     per_lo = tuple(float(v) for v in lower)
     value, low = max(per_up), max(per_lo)
     converged = all(u - l <= 1e-9 * max(1.0, abs(u)) for u, l in zip(per_up, per_lo))
