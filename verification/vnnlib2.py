@@ -41,7 +41,7 @@ from verification.errors import PropertyFormatError
 from verification.spec import VnnlibProperty
 from verification.vnnlib import _read_source, _source_text, parse_vnnlib
 
-__all__ = ["TensorDecl", "Query", "parse_query", "read_query", "is_vnnlib2", "FLOAT_TYPES"]
+__all__ = ["TensorDecl", "NetworkDecl", "Query", "parse_query", "read_query", "is_vnnlib2", "FLOAT_TYPES"]
 
 #: element types read as reals (VNN-LIB 2.0 "Real" and the ONNX floating types)
 FLOAT_TYPES = {"Real", "real", "float16", "float32", "float64", "bfloat16", "float", "double"}
@@ -85,26 +85,63 @@ class TensorDecl:
 
 
 @dataclass(frozen=True)
+class NetworkDecl:
+    """A declared network of a 2.0 query: its ``input`` and ``output`` tensors, its ``relation``
+    (``"equal-to"``, ``"isomorphic-to"`` or ``None``) to the network ``target``, where its inputs sit in the
+    property's input vector (``input_index[k]``: entry of flat input element ``k``; tied elements share one
+    entry) and where its outputs start in the property's output vector (``output_offset``)."""
+
+    name: str
+    input: TensorDecl
+    output: TensorDecl
+    relation: str | None = None
+    target: str | None = None
+    input_index: tuple[int, ...] = ()
+    output_offset: int = 0
+
+    @property
+    def model_name(self) -> str:
+        """The declaration whose model this network uses (``target`` for ``equal-to``, else its own name)."""
+        return self.target if self.relation == "equal-to" else self.name
+
+
+@dataclass(frozen=True)
 class Query:
     """A property file read as VNN-LIB 1.0 or 2.0: the ``property``, the ``version`` (``"1.0"``, ``"2.0"``...)
-    and, for 2.0, the network name and its input / output declarations."""
+    and, for 2.0, the declared ``networks`` (``network``, ``input``, ``output``: those of the first one).
+
+    With several networks the property is stated over their product (:mod:`verification.compose`): its
+    inputs are the entries of ``input_index`` of every network (tied input elements share one), its outputs
+    the networks' outputs concatenated in declaration order."""
 
     property: VnnlibProperty
     version: str = "1.0"
     network: str | None = None
     input: TensorDecl | None = None
     output: TensorDecl | None = None
+    networks: tuple[NetworkDecl, ...] = ()
+    ties: int = 0  # input elements tied to another by an asserted equality (several networks)
 
     @property
     def is_v2(self) -> bool:
         return self.input is not None
+
+    @property
+    def is_multi(self) -> bool:
+        """True for a query over several networks."""
+        return len(self.networks) > 1
+
+    def models_needed(self) -> list[str]:
+        """The network names that need a model file (every declaration but the ``equal-to`` ones)."""
+        return [n.name for n in self.networks if n.relation != "equal-to"]
 
     def type_note(self) -> str | None:
         """A note when the query declares a floating ONNX element type: the standard reads that as a request
         for analysis in that precision, and ours is over the reals (exact arithmetic on the stored weights)."""
         if not self.is_v2:
             return None
-        declared = sorted({d.dtype for d in (self.input, self.output) if d.dtype not in ("Real", "real")})
+        decls = [d for n in self.networks for d in (n.input, n.output)] or [self.input, self.output]
+        declared = sorted({d.dtype for d in decls if d.dtype not in ("Real", "real")})
         if not declared:
             return None
         return (f"the query declares {'/'.join(declared)} tensors; the analysis is over the reals (exact arithmetic "
@@ -119,7 +156,10 @@ class Query:
         if not self.is_v2:
             lines = [f"(X_{i} {v!r})" for i, v in enumerate(xs)] + [f"(Y_{j} {v!r})" for j, v in enumerate(ys)]
             return "(" + "\n".join(lines) + ")\n"
-        parts = [self.input.header(), *map(repr, xs), self.output.header(), *map(repr, ys)]
+        parts = []
+        for n in self.networks:
+            parts += [n.input.header(), *(repr(xs[k]) for k in n.input_index)]
+            parts += [n.output.header(), *map(repr, ys[n.output_offset:n.output_offset + n.output.size])]
         return "\n".join(parts) + "\n"
 
     def result_text(self, result) -> str:
@@ -139,15 +179,29 @@ class Query:
                     (xs if parts[0][0] == "X" else ys)[int(parts[0][2:])] = float(parts[1])
             return [xs[i] for i in sorted(xs)], [ys[j] for j in sorted(ys)]
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        names = {d.name for n in self.networks for d in (n.input, n.output)}
         out: dict[str, list[float]] = {}
         cur = None
         for ln in lines[1:] if lines and lines[0] == "sat" else lines:
             head = ln.split(" ", 1)[0]
-            if head in (self.input.name, self.output.name) and " " in ln:
+            if head in names and " " in ln:
                 cur = out.setdefault(head, [])
             elif cur is not None:
                 cur.append(float(ln))
-        return out.get(self.input.name, []), out.get(self.output.name, [])
+        x: list[float | None] = [None] * self.property.in_dim
+        ys: list[float] = []
+        for n in self.networks:
+            vals = out.get(n.input.name, [])
+            if len(vals) != n.input.size:
+                return [], []
+            for k, v in zip(n.input_index, vals):
+                if x[k] is not None and x[k] != v:  # tied elements written with different values
+                    return [], []
+                x[k] = v
+            ys += out.get(n.output.name, [])
+        if any(v is None for v in x):
+            return [], []
+        return x, ys
 
 
 def is_vnnlib2(text: str) -> bool:
@@ -166,11 +220,17 @@ class _Translator:
         self.text, self.src = text, src
         self.version = ""
         self.networks: list[tuple[str, int]] = []
+        self.declared: list[tuple[str, int, int]] = []  # network, inputs and outputs declared up to its end
         self.inputs: list[tuple[TensorDecl, int]] = []
         self.outputs: list[tuple[TensorDecl, int]] = []
         self.names: dict[str, tuple[str, TensorDecl | None]] = {}  # name -> ("network"|"input"|"output", decl)
         self.out: list[str] = []  # the 1.0 text of the assertions
         self.n_assert = 0
+        self.relations: dict[str, tuple[str, str, int]] = {}  # network -> (relation, target, position)
+        self.offsets: dict[str, int] = {}  # tensor -> offset of its first element among all inputs / outputs
+        self.n_inputs = self.n_outputs = 0  # elements declared so far
+        self.ties: list[tuple[int, int]] = []  # asserted equalities of two input elements (several networks)
+        self.input_atoms: dict[int, int] = {}  # index in ``out`` of a bare input element -> its element id
 
     def line(self, pos: int) -> int:
         return self.text.count("\n", 0, pos) + 1
@@ -296,6 +356,10 @@ class _Translator:
                     raise self.err(head[2], f"({h} ...) must come before the input declarations")
                 if len(items) != 1 or items[0][1] not in self.names or self.names[items[0][1]][0] != "network":
                     raise self.err(head[2], f"({h} NAME) must name a network declared earlier")
+                if items[0][1] in self.relations:
+                    raise self.err(head[2], f"({h} {items[0][1]}): {items[0][1]} is itself {self.relations[items[0][1]][0]} "
+                                   f"{self.relations[items[0][1]][1]} (name a network without equal-to / isomorphic-to)")
+                self.relations[name[1]] = (h, items[0][1], head[2])
                 stage = 1
             elif h in ("declare-input", "declare-hidden", "declare-output"):
                 order = {"declare-input": 1, "declare-hidden": 2, "declare-output": 3}[h]
@@ -306,9 +370,13 @@ class _Translator:
                 if h == "declare-input":
                     n_in += 1
                     self.inputs.append((decl, head[2]))
+                    self.offsets[decl.name] = self.n_inputs
+                    self.n_inputs += decl.size
                 elif h == "declare-output":
                     n_out += 1
                     self.outputs.append((decl, head[2]))
+                    self.offsets[decl.name] = self.n_outputs
+                    self.n_outputs += decl.size
                 else:
                     self.hidden = head[2]
             else:
@@ -318,6 +386,7 @@ class _Translator:
         if n_in == 0 or n_out == 0:
             raise self.err(pos, f"network {name[1]} declares no {'input' if n_in == 0 else 'output'} "
                            "(each network needs at least one declare-input and one declare-output)")
+        self.declared.append((name[1], len(self.inputs), len(self.outputs)))
 
     def _tensor(self, h: str, items: list, pos: int) -> TensorDecl:
         want = 4 if h == "declare-hidden" else 3
@@ -376,6 +445,8 @@ class _Translator:
                 head, start, args = stack.pop()
                 if head == "!=":
                     self._not_equal(start, args, tpos)
+                elif head in ("==", "=") and len(self.networks) > 1 and self._tie(stack, start, args, tpos):
+                    continue
                 out.append(")")
                 if not stack:
                     return
@@ -387,6 +458,21 @@ class _Translator:
                 stack[-1][2].append(len(out))
                 out.append(" " + self._element(tok, tpos, toks))
         raise self.err(pos, "unbalanced '(' in assert: missing ')' before end of file")
+
+    def _tie(self, stack: list, start: int, args: list, pos: int) -> bool:
+        """``(== A[i] B[j])`` of two bare input elements, asserted (at the top of an assertion or under
+        ``and``): the elements are one variable (VNN-LIB 2.0 ties the inputs of several networks this way).
+        Its text becomes ``true`` (line breaks kept); returns False for any other equality."""
+        if len(args) != 2 or any(self.out[a] != f" X_{self.input_atoms.get(a)}" for a in args):
+            return False
+        if any(frame[0] != "and" for frame in stack[1:]):
+            raise self.err(pos, "an equality of two input elements under or: ties of inputs must be asserted "
+                           "(at the top of an assertion or under and)")
+        self.ties.append((self.input_atoms[args[0]], self.input_atoms[args[1]]))
+        newlines = "".join(self.out[start:]).count("\n")
+        del self.out[start + 1:]
+        self.out[start] = " true" + "\n" * newlines
+        return True
 
     def _not_equal(self, start: int, args: list, pos: int) -> None:
         """``(!= a b)`` -> ``(or (< a b) (> a b))`` in the output buffer."""
@@ -425,31 +511,61 @@ class _Translator:
             if any(i >= d for i, d in zip(idx, decl.shape)):
                 raise self.err(pos, f"{tok}{nxt[1]} is out of range for shape [{','.join(map(str, decl.shape))}]")
         flat = int(np.ravel_multi_index(idx, decl.shape)) if idx else 0
+        flat += self.offsets[decl.name]
+        if kind == "input":
+            self.input_atoms[len(self.out)] = flat
         return f"{'X' if kind == 'input' else 'Y'}_{flat}"
 
     # ------------------------------------------------------------------ result
-    def check_supported(self) -> tuple[str, TensorDecl, TensorDecl]:
+    def check_supported(self) -> list[tuple[str, TensorDecl, TensorDecl, tuple | None]]:
+        """``(network, input, output, (relation, target) or None)`` per declared network, in order."""
         if not self.networks:
             raise self.err(0, "no declare-network: the query declares no network")
-        if len(self.networks) > 1:
-            names = ", ".join(n for n, _ in self.networks[:4])
-            raise self.err(self.networks[1][1], f"{len(self.networks)} networks declared ({names}): queries over "
-                           "several networks are not supported (one network per query)")
         if getattr(self, "hidden", None) is not None:
             raise self.err(self.hidden, "declare-hidden (constraints on hidden nodes) is not supported")
         if getattr(self, "initialized", None) is not None:
             raise self.err(self.initialized, "'initialized' inputs are not supported")
-        for what, decls in (("inputs", self.inputs), ("outputs", self.outputs)):
-            if len(decls) > 1:
-                raise self.err(decls[1][1], f"network {self.networks[0][0]} declares {len(decls)} {what}: only "
-                               f"one input and one output tensor are supported")
+        out, n_in, n_out = [], 0, 0
+        for (net, pos), (_, i_end, o_end) in zip(self.networks, self.declared):
+            for what, decls in (("inputs", self.inputs[n_in:i_end]), ("outputs", self.outputs[n_out:o_end])):
+                if len(decls) > 1:
+                    raise self.err(decls[1][1], f"network {net} declares {len(decls)} {what}: only one input and one "
+                                   "output tensor per network are supported")
+            x, y = self.inputs[n_in][0], self.outputs[n_out][0]
+            n_in, n_out = i_end, o_end
+            rel = self.relations.get(net)
+            out.append((net, x, y, rel[:2] if rel else None))
+            if rel:
+                _, tx, ty, _ = next(o for o in out if o[0] == rel[1])
+                for mine, theirs in ((x, tx), (y, ty)):
+                    if mine.shape != theirs.shape or (rel[0] == "equal-to" and mine.dtype != theirs.dtype):
+                        raise self.err(rel[2], f"({rel[0]} {rel[1]}): {mine.header()} does not match {theirs.header()} "
+                                       f"of {rel[1]} ({'type and ' if rel[0] == 'equal-to' else ''}shape must be equal)")
         for decl, pos in self.inputs + self.outputs:
             if decl.dtype not in FLOAT_TYPES:
                 raise self.err(pos, f"element type {decl.dtype} of {decl.name} is not supported (Real or a "
                                "floating type)")
             if decl.size == 0:
                 raise self.err(pos, f"tensor {decl.name} of shape [{','.join(map(str, decl.shape))}] has no elements")
-        return self.networks[0][0], self.inputs[0][0], self.outputs[0][0]
+        return out
+
+    def input_classes(self) -> tuple[np.ndarray, int]:
+        """The property input of every input element (tied elements share the smallest's), and their number."""
+        parent = list(range(self.n_inputs))
+
+        def find(a: int) -> int:
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            return a
+
+        for a, b in self.ties:
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+        roots = np.array([find(a) for a in range(self.n_inputs)], dtype=np.int64)
+        uniq, cls = np.unique(roots, return_inverse=True)  # roots sorted: classes ordered by their first element
+        return cls.astype(np.int64), int(uniq.size)
 
 
 def _show(tok: str) -> str:
@@ -463,23 +579,41 @@ def parse_query(text: str | bytes, source: str = "<string>") -> Query:
         return Query(parse_vnnlib(text, src))
     tr = _Translator(text, src)
     tr.run()
-    network, x, y = tr.check_supported()
+    nets = tr.check_supported()
     if tr.n_assert == 0:
         raise tr.err(0, "no assert: the query states no property")
-    decls = "".join(f"(declare-const X_{i} Real)" for i in range(x.size))
-    decls += "".join(f"(declare-const Y_{j} Real)" for j in range(y.size))
-    v1 = decls + "".join(tr.out)
+    cls, n_x = tr.input_classes()
+    body = "".join(tr.out)
+    if tr.ties:
+        body = _FLAT_RE.sub(lambda m: f"X_{cls[int(m.group(2))]}" if m.group(1) == "X" else m.group(0), body)
+    decls = "".join(f"(declare-const X_{i} Real)" for i in range(n_x))
+    decls += "".join(f"(declare-const Y_{j} Real)" for j in range(tr.n_outputs))
+    first_of = np.full(n_x, -1, dtype=np.int64)  # the first input element of every property input
+    for e in range(cls.size - 1, -1, -1):
+        first_of[cls[e]] = e
+    xs = [(tr.offsets[d.name], d) for _, d, _, _ in nets]
+    ys = [(tr.offsets[d.name], d) for _, _, d, _ in nets]
+
+    def spelled(k: int, table: list) -> str:
+        off, decl = next((o, d) for o, d in reversed(table) if o <= k)
+        return decl.element(k - off) if k - off < decl.size else f"element {k}"
+
     try:
-        prop = parse_vnnlib(v1, src)
+        prop = parse_vnnlib(decls + body, src)
     except PropertyFormatError as exc:
         def name(m: re.Match) -> str:
-            decl = x if m.group(1) == "X" else y
             k = int(m.group(2))
-            return decl.element(k) if k < decl.size else m.group(0)
+            if m.group(1) == "X":
+                return spelled(int(first_of[k]), xs) if k < n_x else m.group(0)
+            return spelled(k, ys) if k < tr.n_outputs else m.group(0)
 
         msg = _FLAT_RE.sub(name, str(exc)).replace("X_i", "input element").replace("Y_j", "output element")
         raise PropertyFormatError(msg) from None
-    return Query(prop, tr.version, network, x, y)
+    decl_list = tuple(
+        NetworkDecl(net, x, y, rel[0] if rel else None, rel[1] if rel else None,
+                    tuple(int(c) for c in cls[tr.offsets[x.name]:tr.offsets[x.name] + x.size]), tr.offsets[y.name])
+        for net, x, y, rel in nets)
+    return Query(prop, tr.version, nets[0][0], nets[0][1], nets[0][2], decl_list, len(tr.ties))
 
 
 def read_query(path: str | Path) -> Query:

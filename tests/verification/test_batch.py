@@ -219,7 +219,8 @@ def test_single_network_list_cell(suite):
     ("nets/net0.onnx,props/big.vnnlib,10,maybe\n", "expected answer 'maybe'"),
     ("nets/missing.onnx,props/big.vnnlib,10\n", "onnx file 'nets/missing.onnx' does not exist"),
     # VNN-COMP 2026 lists the networks of a VNN-LIB 2.0 query as (name, path) pairs
-    ("\"[('f', 'nets/net0.onnx'), ('g', 'nets/net1.onnx')]\",props/big.vnnlib,10\n", "2 networks (f, g) for one query"),
+    ("\"[('f', 'nets/net0.onnx'), ('g', 'nets/net1.onnx')]\",props/big.vnnlib,10\n", "2 networks listed, but props/big.vnnlib is a VNN-LIB 1.0"),
+    ("\"[('f', 'nets/net0.onnx'), ('f', 'nets/net1.onnx')]\",props/big.vnnlib,10\n", "'f' is listed twice"),
     ("\"[('f', 3)]\",props/big.vnnlib,10\n", "neither a path nor a list"),
 ])
 def test_bad_csv_one_line_exit_2(suite, tmp_path, capsys, content, needle):

@@ -139,8 +139,10 @@ NET2 = ("(declare-network g\n  (equal-to f)\n  (declare-input A Real [1,2])\n  (
 
 
 @pytest.mark.parametrize("text,line,fragment", [
-    # Multiple networks (and equal-to / isomorphic-to, Syntax: multiple networks): refused in one line
-    (HEAD + NET2 + BOX + "(assert (>= Y[0,0] B[0,0]))\n", 5, "2 networks declared (f, g)"),
+    # Multiple networks (read since the product network; tests/verification/test_vnnlib2_multi.py): an input
+    # of the second network left unbounded, and a tie of inputs under or, are refused in one line
+    (HEAD + NET2 + BOX + "(assert (>= Y[0,0] B[0,0]))\n", 0, "input A[0,0] has no finite lower bound"),
+    (HEAD + NET2 + BOX + "(assert (or (== X[0,0] A[0,0]) (== X[0,1] A[0,1])))\n", 10, "ties of inputs must be asserted"),
     (HEAD.replace("  (declare-output", '  (declare-hidden H Real [1,3] "h")\n  (declare-output') + BOX + "(assert (>= Y[0,0] 0))", 4,
      "declare-hidden"),
     (HEAD.replace("  (declare-output", "  (declare-input Z Real [1])\n  (declare-output") + BOX, 4, "declares 2 inputs"),
@@ -180,11 +182,11 @@ def test_bad_queries_are_one_line(text, line, fragment):
 
 def test_cli_exit_2_one_line_and_2_0_result_file(tmp_path, capsys):
     bad = tmp_path / "two.vnnlib"
-    bad.write_text(HEAD + NET2 + BOX + "(assert (>= Y[0,0] B[0,0]))\n")
+    bad.write_text(HEAD + NET2 + BOX + "(assert (and (== X[0,0] A[0,0]) (== X[0,1] A[0,1])))\n(assert (>= Y[0,0] B[0,0]))\n")
     onnx = ACAS / "onnx" / "ACASXU_run2a_1_9_batch_2000.onnx"
     assert main(["verify", str(onnx), str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "two.vnnlib:5:" in err[0] and "several networks" in err[0]
+    assert len(err) == 1 and "declares 2 networks (f, g)" in err[0] and "--network" in err[0]
     good = tmp_path / "p4.vnnlib"
     good.write_text(to_v2((ACAS / "vnnlib" / "prop_4.vnnlib").read_text()))
     res = tmp_path / "out.txt"

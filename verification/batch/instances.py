@@ -4,6 +4,10 @@ Each line is ``onnx,vnnlib,timeout`` with paths relative to the CSV file; an opt
 the expected answer (``sat``, ``unsat``, or empty / ``unknown`` when it is not known) and is used only for
 scoring.  A first line ``onnx,vnnlib,timeout[,expected]`` (first cell ``onnx``, ``network``, ``model`` or ``net``) is a
 header.
+
+The network column may also be a list of ``(declared name, path)`` pairs (VNN-COMP 2026, for VNN-LIB 2.0
+queries over several networks, e.g. ``"[('f', 'a.onnx'), ('g', 'b.onnx')]"``): one pair is read as its path,
+several give the instance's ``networks``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from verification.errors import InvalidParameterError
+from verification.errors import InvalidParameterError, VerificationError
+from verification.vnnlib2 import read_query
 
 __all__ = ["Instance", "read_instances", "EXPECTED"]
 
@@ -37,6 +42,7 @@ class Instance:
     timeout: float  # seconds, as written in the CSV
     expected: str = ""  # "sat", "unsat" or "" (not known)
     row: int = 0  # line number in the CSV
+    networks: tuple = ()  # several networks: ((declared name, absolute path), ...); onnx is the first path
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,10 +60,11 @@ def _stem(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60] or "x"
 
 
-def _instance_id(onnx_rel: str, vnnlib_rel: str, seen: dict[str, int]) -> str:
-    """``<net stem>__<property stem>__<8 hex digits of both paths>``; a repeated row gets ``-2``, ``-3``..."""
+def _instance_id(onnx_rel: str, vnnlib_rel: str, seen: dict[str, int], stem: str | None = None) -> str:
+    """``<net stem>__<property stem>__<8 hex digits of both paths>``; a repeated row gets ``-2``, ``-3``...
+    (several networks: ``onnx_rel`` is ``name=path;...`` and ``stem`` their stems joined by ``+``)."""
     digest = hashlib.sha1(f"{onnx_rel}\0{vnnlib_rel}".encode()).hexdigest()[:8]
-    base = f"{_stem(onnx_rel)}__{_stem(vnnlib_rel)}__{digest}"
+    base = f"{(stem or _stem(onnx_rel))[:80]}__{_stem(vnnlib_rel)}__{digest}"
     seen[base] = seen.get(base, 0) + 1
     return base if seen[base] == 1 else f"{base}-{seen[base]}"
 
@@ -99,9 +106,10 @@ def read_instances(path: str | Path) -> list[Instance]:
         if expected not in EXPECTED:
             raise InstanceFileError(f"{name}:{lineno}: expected answer {cells[3][:40]!r} is not sat, unsat or "
                                     "empty")
+        pairs = _network_cell(cells[0], name, lineno)
+        files = [("onnx" if len(pairs) == 1 else f"network {n[:40]}", rel) for n, rel in pairs] + [("vnnlib", cells[1])]
         paths = []
-        cells[0] = _network_cell(cells[0], name, lineno)
-        for what, rel in (("onnx", cells[0]), ("vnnlib", cells[1])):
+        for what, rel in files:
             if not rel:
                 raise InstanceFileError(f"{name}:{lineno}: empty {what} path")
             p = (base / rel).resolve()
@@ -109,8 +117,16 @@ def read_instances(path: str | Path) -> list[Instance]:
                 raise InstanceFileError(f"{name}:{lineno}: {what} file {rel[:120]!r} does not exist (paths are "
                                         "relative to the CSV file)")
             paths.append(str(p))
-        out.append(Instance(_instance_id(cells[0], cells[1], seen), paths[0], paths[1], timeout,
-                            EXPECTED[expected], lineno))
+        networks = tuple((n, p) for (n, _), p in zip(pairs, paths)) if len(pairs) > 1 else ()
+        if networks:
+            _check_names(networks, paths[-1], cells[1], name, lineno)
+        if len(pairs) > 1:
+            key = ";".join(f"{n}={rel}" for n, rel in pairs)
+            stem = "+".join(_stem(rel) for _, rel in pairs)
+        else:
+            key, stem = pairs[0][1], None
+        out.append(Instance(_instance_id(key, cells[1], seen, stem), paths[0], paths[-1], timeout,
+                            EXPECTED[expected], lineno, networks))
         if len(out) > MAX_INSTANCES:
             raise InstanceFileError(f"{name}: more than {MAX_INSTANCES} instances")
     if not out:
@@ -118,11 +134,11 @@ def read_instances(path: str | Path) -> list[Instance]:
     return out
 
 
-def _network_cell(cell: str, name: str, lineno: int) -> str:
-    """The network path of a row.  VNN-COMP 2026 writes the networks of a VNN-LIB 2.0 query as a list of
-    ``(declared name, path)`` pairs: one pair gives its path; several are refused (one network per query)."""
+def _network_cell(cell: str, name: str, lineno: int) -> list[tuple[str, str]]:
+    """The networks of a row as ``[(what, path)]``: a plain path is ``[("onnx", path)]``; VNN-COMP 2026 writes
+    the networks of a VNN-LIB 2.0 query as a list of ``(declared name, path)`` pairs."""
     if not cell.startswith("["):
-        return cell
+        return [("onnx", cell)]
     try:
         pairs = ast.literal_eval(cell)
         ok = isinstance(pairs, (list, tuple)) and all(
@@ -132,10 +148,37 @@ def _network_cell(cell: str, name: str, lineno: int) -> str:
     if not ok or not pairs:
         raise InstanceFileError(f"{name}:{lineno}: network column {cell[:60]!r} is neither a path nor a list of "
                                 "(name, path) pairs")
-    if len(pairs) > 1:
-        raise InstanceFileError(f"{name}:{lineno}: {len(pairs)} networks ({', '.join(p[0] for p in pairs[:4])}) for "
-                                "one query: queries over several networks are not supported")
-    return pairs[0][1]
+    names = [p[0] for p in pairs]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise InstanceFileError(f"{name}:{lineno}: network {dup[:40]!r} is listed twice in the network column")
+    if len(pairs) == 1:
+        return [("onnx", pairs[0][1])]
+    return [(n, p) for n, p in pairs]
+
+
+def _check_names(networks: tuple, query_path: str, rel: str, name: str, lineno: int) -> None:
+    """The listed names are the query's networks that need a model (all but the equal-to ones).  A query that
+    does not parse is left to its instance (recorded as an error, as for one network)."""
+    try:
+        query = read_query(query_path)
+    except VerificationError:
+        return
+    if not query.networks:
+        raise InstanceFileError(f"{name}:{lineno}: {len(networks)} networks listed, but {rel[:80]} is a VNN-LIB 1.0 "
+                                "property (about one network)")
+    needed = query.models_needed()
+    listed = [n for n, _ in networks]
+    unknown = [n for n in listed if n not in needed]
+    if unknown:
+        why = ("is equal-to another network and takes no model" if unknown[0] in [n.name for n in query.networks]
+               else "is not declared by the query")
+        raise InstanceFileError(f"{name}:{lineno}: network {unknown[0][:40]!r} {why} ({rel[:80]} declares "
+                                f"{', '.join(n.name for n in query.networks) or 'one network'})")
+    missing = [n for n in needed if n not in listed]
+    if missing:
+        raise InstanceFileError(f"{name}:{lineno}: no path for network {missing[0]!r} of {rel[:80]} (the network column "
+                                f"needs {', '.join(needed)})")
 
 
 def _first_row(rows: list[list[str]]) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from verification.compose import query_network
 from verification.errors import VerificationError
 from verification.io import load_network
 from verification.smt import verify
@@ -71,8 +72,24 @@ def _record(instance: dict, **fields: Any) -> dict:
            "wall": 0.0, "load_seconds": 0.0, "cached": False, "method": "", "reason": "", "error": "",
            "counterexample": None, "output": None, "confirmed": None, "text": "error\n",
            "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    if instance.get("networks"):
+        rec["networks"] = [list(pair) for pair in instance["networks"]]
     rec.update(fields)
     return rec
+
+
+def _network(instance: dict, query: Query, loader: dict) -> tuple:
+    """The instance's network (cached per file) and whether the cache had it; several ``networks`` are
+    combined into the product network of the query (:func:`verification.compose.query_network`)."""
+    opts = tuple(sorted(loader.items()))
+    pairs = instance.get("networks") or ()
+    if not pairs:
+        return _cached(_NETS, _key(instance["onnx"], opts), lambda: load_network(instance["onnx"], **loader), "net")
+    models, hits = {}, []
+    for name, path in pairs:
+        models[name], hit = _cached(_NETS, _key(path, opts), lambda p=path: load_network(p, **loader), "net")
+        hits.append(hit)
+    return query_network(query, models), all(hits)
 
 
 def verify_instance(instance: dict, options: dict | None = None) -> dict:
@@ -92,8 +109,7 @@ def verify_instance(instance: dict, options: dict | None = None) -> dict:
         t0 = time.monotonic()
         query, _ = _cached(_PROPS, _key(instance["vnnlib"], ()), lambda: read_query(instance["vnnlib"]), "prop")
         prop = query.property
-        net, hit = _cached(_NETS, _key(instance["onnx"], tuple(sorted(loader.items()))),
-                           lambda: load_network(instance["onnx"], **loader), "net")
+        net, hit = _network(instance, query, loader)
         load_seconds = time.monotonic() - t0
         left = max(0.0, budget - (time.monotonic() - started))
         res = verify(net, prop, timeout=left, **options)

@@ -1,5 +1,10 @@
 """``verification verify MODEL PROPERTY.vnnlib``: complete verification of a VNN-LIB property.
 
+A VNN-LIB 2.0 query over several networks takes its models the standard's way (VNN-LIB 2.0, "The verify
+command"): ``verification verify --network f=a.onnx --network g=b.onnx QUERY.vnnlib``, one ``--network`` per
+declared network that is not ``equal-to`` another; the networks are verified as one product network
+(:mod:`verification.compose`).
+
 Exit codes: 0 = property holds (``unsat``), 1 = violated (``sat``, counterexample printed / written),
 3 = unknown or timeout, 2 = error (bad model / property / parameters; one-line message on stderr).
 """
@@ -24,7 +29,11 @@ EXIT = {"holds": 0, "violated": 1, "unknown": 3}
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
-    p.add_argument("property", metavar="PROPERTY", help="VNN-LIB 1.0 or 2.0 file (.vnnlib)")
+    p.add_argument("property", metavar="PROPERTY", nargs="?", default=None,
+                   help="VNN-LIB 1.0 or 2.0 file (.vnnlib); with --network the only positional argument")
+    p.add_argument("--network", action="append", default=None, metavar="NAME=PATH",
+                   help="model of the network NAME declared in a VNN-LIB 2.0 query (repeat once per declared network "
+                   "that is not equal-to another); replaces MODEL")
     p.add_argument("--timeout", "--time-limit", dest="timeout", type=float, default=60.0, metavar="SECONDS",
                    help="wall-clock budget in seconds from the command's start, model loading included (default 60; "
                    "0 = unknown at once); --time-limit is the same option")
@@ -43,6 +52,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="distributed branch and bound on a running Dask cluster, e.g. tcp://10.0.0.1:8786")
     add_progress_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def network_options(args: argparse.Namespace) -> dict[str, str] | None:
+    """``--network NAME=PATH`` options as ``{name: path}`` (``None`` without them); with them the one positional
+    argument is the query.  One-line errors for a malformed or repeated name and a missing query."""
+    if not getattr(args, "network", None):
+        if args.property is None:
+            raise InvalidParameterError("missing PROPERTY: verification verify MODEL PROPERTY (or --network NAME=PATH "
+                                        "... PROPERTY)")
+        return None
+    if args.property is not None:
+        raise InvalidParameterError(f"--network gives the models: pass the query alone, not MODEL {args.model!r} too")
+    args.property, args.model = args.model, None
+    models: dict[str, str] = {}
+    for item in args.network:
+        name, sep, path = item.partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or not path:
+            raise InvalidParameterError(f"--network {item[:80]!r}: expected NAME=PATH")
+        if name in models:
+            raise InvalidParameterError(f"--network {name} is given twice")
+        models[name] = path
+    return models
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -93,7 +125,10 @@ def json_object(res, args: argparse.Namespace, query=None) -> dict:
     obj = res.to_dict()
     obj["counterexample_output"] = obj.pop("output")
     version = query.version if query is not None else "1.0"
-    return dict(obj, model=args.model, property=args.property, vnnlib_version=version)
+    out = dict(obj, model=args.model, property=args.property, vnnlib_version=version)
+    if getattr(args, "models", None):
+        out["networks"] = dict(args.models)
+    return out
 
 
 def _stats_events(bar: Progress):
@@ -132,16 +167,46 @@ def _verify_distributed(net, prop, timeout: float, args: argparse.Namespace):
         _close(client, cluster)
 
 
+def _load_networks(args: argparse.Namespace, query):
+    """The network of the query: MODEL, or the ``--network`` models (each file loaded once) combined into
+    the product network over which a query on several networks is stated."""
+    from verification.compose import query_network
+
+    if args.models is None:
+        if query.is_multi:
+            names = ", ".join(n.name for n in query.networks)
+            raise InvalidParameterError(f"the query declares {len(query.networks)} networks ({names}): give their "
+                                        "models with --network NAME=PATH instead of MODEL")
+        return load_model(args)
+    if args.proof and query.is_multi:
+        raise InvalidParameterError("--proof is not available for queries over several networks (check-proof takes "
+                                    "one model)")
+    if query.networks:
+        declared = {n.name for n in query.networks}
+        unknown = [name for name in args.models if name not in declared]
+        if unknown:  # before loading anything
+            raise InvalidParameterError(f"--network {unknown[0]}: the query declares no network {unknown[0]} (it "
+                                        f"declares {', '.join(n.name for n in query.networks)})")
+    loaded: dict[str, object] = {}
+    models = {}
+    for name, path in args.models.items():
+        if path not in loaded:
+            loaded[path] = load_model(argparse.Namespace(**{**vars(args), "model": path}))
+        models[name] = loaded[path]
+    return query_network(query, models)
+
+
 def run(args: argparse.Namespace) -> int:
     from verification.smt import verify
     from verification.smt.options import reporting
     from verification.vnnlib2 import read_query
 
     started = command_start()
+    args.models = network_options(args)
     check_options(args)
     query = read_query(args.property)  # property errors before the (slower) model load (VNN-LIB 1.0 or 2.0)
     prop = query.property
-    net = load_model(args)
+    net = _load_networks(args, query)
     if query.type_note():
         print(f"verification: note: {query.type_note()}", file=sys.stderr)
     timeout = 0.0 if args.timeout == 0 else remaining(args.timeout, started)
@@ -164,6 +229,8 @@ def run(args: argparse.Namespace) -> int:
             obj = {"status": "unknown", "vnncomp": "unknown", "counterexample": None, "counterexample_output": None,
                    "seconds": time.monotonic() - started, "method": args.method, "reason": "interrupted",
                    "details": {}, "model": args.model, "property": args.property, "interrupted": True}
+            if args.models:
+                obj["networks"] = dict(args.models)
             emit(obj, args.json, "unknown (interrupted)")
             print("verification verify: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
