@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from verification.activations import ReLU
+from verification.activations import LeakyReLU, ReLU, SiLU
 from verification.errors import ShapeMismatchError, UnsupportedLayerError
 from verification.io import onnx_format as fmt
 from verification.io.common import check_widths, real_array
@@ -33,6 +33,7 @@ _COMBINE = {"Add", "Sub", "Sum", "Concat"}
 _MAXPOOL = {"MaxPool", "GlobalMaxPool"}
 _INDEXING = {"Slice", "Gather", "Transpose", "Pad"}  # rearrange entries: a selection matrix
 _MAX_WINDOW = 64  # entries of one max-pooling window (each level of the max tree is a layer)
+_PIECEWISE = {"Clip", "PRelu"}  # written with ReLU steps (exactly): see :meth:`_GraphWalk._piecewise`
 
 
 def load(path: Path, drop_softmax: bool = False, check: bool = True) -> Network:
@@ -56,12 +57,32 @@ def needs_graph(graph, in_name: str) -> bool:
         ins = [i for i in node.input if i in data]
         if not ins or node.op_type == "Shape":
             continue
-        if node.op_type in _MAXPOOL or node.op_type in _INDEXING or len(ins) > 1:
+        if node.op_type in _MAXPOOL or node.op_type in _INDEXING or node.op_type in _PIECEWISE or len(ins) > 1:
             return True
         for i in ins:
             uses[i] = uses.get(i, 0) + 1
         data.update(o for o in node.output[:1] if o)
     return any(v > 1 for v in uses.values())
+
+
+def _silu_products(graph) -> dict:
+    """``{sigmoid output: Mul node name}`` for each ``Mul(x, Sigmoid(x))`` whose Sigmoid output is read by that
+    Mul only (how exporters write SiLU / swish)."""
+    readers: dict = {}
+    for node in graph.node:
+        for i in node.input:
+            readers.setdefault(i, []).append(node)
+    readers.update({o.name: readers.get(o.name, []) + [None] for o in graph.output})
+    out = {}
+    for node in graph.node:
+        if node.op_type != "Sigmoid" or len(node.input) != 1:
+            continue
+        sig, x = node.output[0], node.input[0]
+        users = readers.get(sig, [])
+        if len(users) == 1 and users[0] is not None and users[0].op_type == "Mul" and users[0].name and \
+                sorted(users[0].input) == sorted([x, sig]):
+            out[sig] = users[0].name
+    return out
 
 
 def _load_graph(model, path: Path, drop_softmax: bool, check: bool) -> Network:
@@ -100,6 +121,7 @@ class _GraphWalk:
         self.lift = Lifter(math.prod(shape))
         self.vals: dict[str, tuple[Expr, tuple[int, ...]]] = {in_name: (self.lift.input(), tuple(shape))}
         self.dropped = None
+        self.silu = _silu_products(graph)  # Sigmoid outputs read only by Mul(x, Sigmoid(x)) -> that Mul
         self.precisions: list = [dtype]
         self.n_skip = self.n_pool = 0
 
@@ -112,6 +134,14 @@ class _GraphWalk:
             return
         if not data:
             fmt._fold_constant(node, self.consts, label, fname)
+            return
+        if op == "Sigmoid" and node.output[0] in self.silu:  # computed with its product as one SiLU
+            return
+        if op == "Mul" and node.name and node.name in self.silu.values() and any(
+                self.silu.get(i) == node.name for i in node.input):
+            x = next(i for i in node.input if self.silu.get(i) != node.name)
+            e, shape = self.vals[x]
+            self.vals[node.output[0]] = (self.lift.activate(e, SiLU()), shape)
             return
         try:
             out = self._apply(op, node, data, label, where, drop_softmax)
@@ -128,6 +158,10 @@ class _GraphWalk:
         if op in fmt._SOFTMAX:
             self.dropped = fmt._final_softmax(node, self.graph, label, self.fname, drop_softmax, data[0])
             return e, shape
+        if op in _PIECEWISE:
+            if len(data) > 1 or node.input[0] != data[0]:
+                raise UnsupportedLayerError(f"{where} takes the data tensor as a bound or slope (not supported)")
+            return self._piecewise(op, node, e, shape, label, where), shape
         if len(data) > 1 or (op in _COMBINE and any(i and i not in consts and i not in self.vals for i in node.input)):
             return self._combine(op, node, where)
         if op in fmt._ACTIVATIONS:
@@ -215,6 +249,51 @@ class _GraphWalk:
             acc = self.lift.add(acc, p, -1.0 if op == "Sub" else 1.0)
         self.n_skip += 1
         return acc, parts[0][1]
+
+    def _piecewise(self, op: str, node, e: "Expr", shape: tuple, label: str, where: str) -> "Expr":
+        """Clip and PRelu with constant parameters, exactly: ``clip(x, a, b) = a + relu(x - a) - relu(x - b)``
+        (one bound: ``a + relu(x - a)`` or ``b - relu(b - x)``); PRelu with one slope ``s`` for every entry is
+        ``leaky_relu(s)``, with slopes that differ ``relu(x) - s * relu(-x)``."""
+        lift, n = self.lift, e.n
+        ones = np.ones(n)
+        if op == "PRelu":
+            if len(node.input) < 2 or not node.input[1]:
+                raise UnsupportedLayerError(f"{where} has no slope input")
+            k = real_array(self.consts.get(node.input[1], label), f"{where} slope")
+            slope = np.ascontiguousarray(np.broadcast_to(k, np.broadcast_shapes(k.shape, shape))).reshape(-1)
+            if slope.size != n:
+                raise ValueError(f"slope of shape {k.shape} broadcasts the data tensor {shape} to more entries")
+            if np.all(slope == slope[0]):
+                return lift.activate(e, LeakyReLU(float(slope[0])))
+            r = lift.activate(lift.concat([e, lift.scale_shift(e, -ones, np.zeros(n))]), ReLU())
+            return lift.add(lift.select(r, np.arange(n)), lift.scale_shift(lift.select(r, np.arange(n, 2 * n)), slope,
+                                                                         np.zeros(n)), -1.0)
+        bounds = []
+        for j, attr in ((1, "min"), (2, "max")):
+            if len(node.input) > j and node.input[j]:
+                v = real_array(self.consts.get(node.input[j], label), f"{where} {attr}").reshape(-1)
+                if v.size != 1:
+                    raise UnsupportedLayerError(f"{where}: the {attr} bound must be one number, got {v.size}")
+                bounds.append(float(v[0]))
+            elif attr in fmt._attrs(node):  # opset < 11
+                bounds.append(fmt._num(node, attr, 0.0))
+            else:
+                bounds.append(None)
+        lo, hi = bounds
+        if any(b is not None and not math.isfinite(b) for b in bounds):
+            raise UnsupportedLayerError(f"{where}: a bound of Clip is not finite ({lo}, {hi})")
+        if lo is not None and hi is not None and not lo < hi:
+            raise UnsupportedLayerError(f"{where}: Clip with min {lo} >= max {hi} is constant (not supported)")
+        if lo is None and hi is None:
+            return e
+        if hi is None:
+            return lift.scale_shift(lift.activate(lift.scale_shift(e, ones, -lo * ones), ReLU()), ones, lo * ones)
+        if lo is None:
+            return lift.scale_shift(lift.activate(lift.scale_shift(e, -ones, hi * ones), ReLU()), -ones, hi * ones)
+        r = lift.activate(lift.concat([lift.scale_shift(e, ones, -lo * ones), lift.scale_shift(e, ones, -hi * ones)]),
+                          ReLU())
+        diff = lift.add(lift.select(r, np.arange(n)), lift.select(r, np.arange(n, 2 * n)), -1.0)
+        return lift.scale_shift(diff, ones, lo * ones)
 
     def _pad(self, node, shape: tuple, label: str, where: str) -> tuple[np.ndarray, float]:
         """The input index of every output entry of a Pad (``-1``: the constant) and the constant."""
