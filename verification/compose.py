@@ -169,7 +169,7 @@ def product_network(nets: Sequence[Network], input_maps: Sequence[Sequence[int]]
     step = 0
     while not all(lane.done for lane in lanes):
         step += 1
-        act, appliers = _choose(lanes, step)
+        act, appliers = _choose(lanes)
         scale = _pass_scale(act)
         blocks: list[tuple[str, list[AffineLayer], _Lane]] = []
         for lane in lanes:
@@ -191,22 +191,12 @@ def product_network(nets: Sequence[Network], input_maps: Sequence[Sequence[int]]
     return Network(tuple(layers), metadata=meta)
 
 
-def _choose(lanes: list[_Lane], step: int) -> tuple[Activation, list[_Lane]]:
-    """The activation of this product step and the networks that apply it (the others pass through)."""
+def _choose(lanes: list[_Lane]) -> tuple[Activation, list[_Lane]]:
+    """The activation of this product step and the networks that apply it (the others pass through).
+
+    Where the networks' next activations differ, one that passes any value exactly (ReLU) goes first, so
+    that the others wait for their own step; :func:`product_network` refuses the values that cannot pass."""
     active = [lane for lane in lanes if not lane.done]
-    first = active[0].next_act()
-    same = [lane for lane in active if lane.next_act() == first and type(lane.next_act()) is type(first)]
-    if len(same) == len(active):
-        return first, same
-    for lane in active:  # differing activations, run one after the other: each must let the others' values pass
-        act = lane.next_act()
-        if act.two_piece_slope is None:
-            other = next(o for o in active if o.next_act() != act)
-            raise UnsupportedLayerError(
-                f"{_what(lane)} applies {act.describe()} at activation step {step} where {_what(other)} applies "
-                f"{other.next_act().describe()}: values cannot pass through {act.describe()} exactly, so the "
-                "networks cannot run side by side")
-    # first the activation that passes any value exactly (ReLU), so that the others pass through it
     lead = next((lane for lane in active if _pass_scale(lane.next_act()) is not None), active[0])
     act = lead.next_act()
     return act, [lane for lane in active if lane.next_act() == act and type(lane.next_act()) is type(act)]

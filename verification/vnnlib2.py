@@ -1,7 +1,9 @@
 """VNN-LIB 2.0 queries, read into the same property model as VNN-LIB 1.0 (:mod:`verification.vnnlib`).
 
-A 2.0 query (VNN-LIB standard, chapter "Query Language") starts with ``(vnnlib-version <2.x>)``, declares
-networks with typed, shaped input and output tensors, then asserts constraints on tensor elements::
+A 2.0 query (VNN-LIB standard, chapter "Query Language"; https://github.com/VNNLIB/VNNLIB-Standard,
+``document/chapters/query_language.tex``, grammar ``syntax/grammar.cf``) starts with
+``(vnnlib-version <2.x>)``, declares networks with typed, shaped input and output tensors, then asserts
+constraints on tensor elements::
 
     (vnnlib-version <2.0>)
     (declare-network f
@@ -11,21 +13,34 @@ networks with typed, shaped input and output tensors, then asserts constraints o
 
 Supported (the subset that maps onto one :class:`~verification.spec.VnnlibProperty`):
 
-* one ``declare-network`` with one ``declare-input`` and one ``declare-output``; element type ``Real`` or a
+* ``declare-network`` with one ``declare-input`` and one ``declare-output`` each; element type ``Real`` or a
   floating ONNX type (``float16/32/64``, ``bfloat16``; the analysis is over the reals, as for 1.0); any
   shape, scalars ``[]`` included.  Elements are numbered in row-major order: ``X[i,j]`` of a ``[r,c]``
   tensor is input ``i*c + j``;
+* several networks (standard, "Multiple networks"): the names are global, each network has its own input
+  and output tensors, and the query asks for an assignment of all inputs (the outputs being each network
+  applied to its own input) that satisfies every assertion.  Inputs of different networks are tied by
+  asserting their equality element by element (``(assert (== X_f[0] X_g[0]))``, the form of the VNN-COMP
+  2026 equivalence benchmark); such an asserted equality of two input elements (at the top of an assertion
+  or under ``and``) makes them one input of the property.  The property's inputs are the declared input
+  elements in order, tied ones merged; its outputs are all declared outputs, concatenated in order
+  (:attr:`NetworkDecl.input_index`, :attr:`NetworkDecl.output_offset`); :mod:`verification.compose`
+  builds the network it is stated over.  ``(equal-to f)`` (the same model as ``f``; no model file of its
+  own) and ``(isomorphic-to f)`` (the same graph, other weights) must name an earlier network without such
+  a declaration, with equal shapes (and, for ``equal-to``, equal element types);
 * assertions with ``and``, ``or``, ``<= >= < >``, ``==`` (``=`` is accepted too), ``!=`` (read as
   ``(or (< a b) (> a b))``), ``+``, ``-`` (unary and n-ary), ``*``, decimal numerals.  Everything the 1.0
   reader accepts inside an assertion is accepted, with the same exact-rational semantics and limits.
 
-Refused in one line naming the construct: several networks (``equal-to``/``isomorphic-to`` included),
-several inputs or outputs, ``declare-hidden``, ``initialized`` inputs, integer or boolean element types,
-empty tensors, and (as in 1.0) constraints that mix inputs and outputs or bound several inputs at once.
+Refused in one line naming the construct: several inputs or outputs of one network, ``declare-hidden``,
+``initialized`` inputs, integer or boolean element types, empty tensors, a tie of inputs under ``or``, and
+(as in 1.0) constraints that mix inputs and outputs or bound several inputs at once (other than the ties).
 
 The reader rewrites the query into the 1.0 form (element ``X[i,j]`` -> ``X_k``, keeping every line where it
 was) and hands it to the 1.0 reader; its errors are translated back to the query's names.  A counterexample
-of a 2.0 query is written in the 2.0 assignment format (:meth:`Query.result_text`).
+of a 2.0 query is written in the 2.0 assignment format (:meth:`Query.result_text`; standard, chapter
+"Command-line Interface", ``document/chapters/verifier_interface.tex``: every declared tensor in declaration
+order, a ``NAME TYPE [dims]`` line and its elements in row-major order).
 """
 
 from __future__ import annotations
