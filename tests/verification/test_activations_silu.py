@@ -193,7 +193,7 @@ def test_verify_on_a_silu_network_agrees_with_sampling(seed):
     assert verify(net, box_property(lo, hi, [[1.0]], [ymin - 100.0]), timeout=30).status == "holds"
 
 
-def test_torch_silu_module_loads_and_onnx_silu_is_refused(tmp_path):
+def test_torch_silu_module_and_its_onnx_export_load_as_silu(tmp_path):
     torch = pytest.importorskip("torch")
     import warnings
 
@@ -214,10 +214,21 @@ def test_torch_silu_module_loads_and_onnx_silu_is_refused(tmp_path):
         np.testing.assert_allclose(net(x), ref, rtol=1e-13, atol=1e-13)
     save_network(net, tmp_path / "m.npz")
     assert load_network(tmp_path / "m.npz").activations == [SiLU()]
-    # the ONNX exporter writes SiLU as Sigmoid * Mul, a branch: refused, never mis-read
+    # the ONNX exporter writes SiLU as Mul(x, Sigmoid(x)): read as one SiLU; a product of two other data
+    # tensors is still refused, never mis-read
     pytest.importorskip("onnx")
     from .onnx_builders import export_onnx
 
     export_onnx(model, tmp_path / "m.onnx", torch.zeros(1, 3, dtype=torch.float64))
+    net = load_network(tmp_path / "m.onnx")
+    assert net.activations == [SiLU()]
+    np.testing.assert_allclose(net(x), ref, rtol=1e-12, atol=1e-12)
+
+    class Product(torch.nn.Module):
+        def forward(self, v):
+            return torch.sigmoid(v) * torch.tanh(v)
+
+    export_onnx(torch.nn.Sequential(torch.nn.Linear(3, 2), Product()).double(), tmp_path / "p.onnx",
+                torch.zeros(1, 3, dtype=torch.float64))
     with pytest.raises(UnsupportedLayerError, match="Mul.*combines data tensors"):
-        load_network(tmp_path / "m.onnx")
+        load_network(tmp_path / "p.onnx")

@@ -242,7 +242,16 @@ def _module_network(module, fname: str, arch, input_shape, drop_softmax: bool, c
             if "not an nn.Sequential" not in str(exc):
                 raise
             return _through_onnx(module, converted, fname, input_shape, drop_softmax, check, exc)
-        net, dropped = _walk(leaves, fname, input_shape, drop_softmax)
+        try:
+            net, dropped = _walk(leaves, fname, input_shape, drop_softmax)
+        except UnsupportedLayerError as exc:  # e.g. ReLU6, Hardtanh, PReLU: the ONNX graph loader writes them exactly
+            if "unsupported PyTorch layer" not in str(exc):
+                raise
+            try:
+                return _through_onnx(module, converted, fname, input_shape, drop_softmax, check, exc,
+                                     reason=str(exc).split(": ", 1)[-1])
+            except UnsupportedLayerError:
+                raise exc from None
         net = check_widths(net, fname)
         if dropped is not None:
             net.metadata["dropped"] = f"final {_kind(dropped)}"
@@ -251,7 +260,8 @@ def _module_network(module, fname: str, arch, input_shape, drop_softmax: bool, c
     return net
 
 
-def _through_onnx(module, converted, fname: str, input_shape, drop_softmax: bool, check: bool, why) -> Network:
+def _through_onnx(module, converted, fname: str, input_shape, drop_softmax: bool, check: bool, why,
+                  reason: str = "the module is not an nn.Sequential") -> Network:
     """A module that is not a chain of ``nn.Sequential`` children (e.g. a ResNet): exported with
     ``torch.onnx.export`` (the TorchScript-based exporter, which also takes scripted and traced modules),
     loaded by the ONNX graph loader, then checked against the module itself."""
@@ -264,9 +274,13 @@ def _through_onnx(module, converted, fname: str, input_shape, drop_softmax: bool
     shape = input_shape
     if shape is None:
         first = next((m for m in module.modules() if hasattr(m, "in_features") and not list(m.children())), None)
-        if first is None:
-            raise UnsupportedLayerError(f"{why}; or pass --input-shape C,H,W to convert it through ONNX") from None
-        shape = (int(first.in_features),)
+        if first is not None:
+            shape = (int(first.in_features),)
+        else:  # traced modules keep no attributes: the first parameter is a Linear's (out, in) weight, if any
+            weight = next(iter(module.parameters()), None)
+            if weight is None or weight.dim() != 2:
+                raise UnsupportedLayerError(f"{why}; or pass --input-shape C,H,W to convert it through ONNX") from None
+            shape = (int(weight.shape[1]),)
     dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / (Path(fname).stem + ".onnx")
@@ -279,7 +293,7 @@ def _through_onnx(module, converted, fname: str, input_shape, drop_softmax: bool
             msg = " ".join(str(exc).split())[:160]
             raise UnsupportedLayerError(f"{why}; converting it through torch.onnx.export failed: {msg}") from None
         net = onnx_graph.load(path, drop_softmax=drop_softmax, check=False)
-    net.metadata["converted"] = "through torch.onnx.export (the module is not an nn.Sequential)"
+    net.metadata["converted"] = f"through torch.onnx.export ({reason})"
     if check:
         dropped = None
         if "dropped" in net.metadata:
