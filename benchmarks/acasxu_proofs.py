@@ -9,8 +9,8 @@ truth; ``--only``: the listed ones) with ``verify(..., proof=...)`` at min(liste
 ``check_proof``.  Prints and writes per instance (CSV): solve seconds (without writing the proof), proof
 writing seconds, check seconds, proof bytes, boxes, certificates per kind (crown / alpha / lp / trusted),
 accepted, and the process CPU seconds of verify (search + writing) and of the check (the machine is shared:
-wall times vary with its load); then the totals.  The networks and properties are read from $ACASXU_DIR (default
-/work/shared/benchmarks/acasxu), outside the repository.
+wall times vary with its load); then the totals.  The networks and properties are read from the folder benchmarks/acasxu.py uses
+($ACASXU_DIR, else what ``benchmarks/fetch_vnncomp2021.sh acasxu`` writes), outside the repository.
 """
 
 from __future__ import annotations

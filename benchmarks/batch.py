@@ -6,7 +6,7 @@ Usage:
                                [--scaleout 4,8,16] [--bab NET:PROP ...] [--bab-only] [--json-out FILE]
 
 * mixed set: the ACAS Xu instances of tests/data/acasxu (4 networks x properties 1-4), or with --full the
-  186 of $ACASXU_DIR / /work/shared/benchmarks/acasxu (its CSV rewritten with onnx/ and vnnlib/ paths),
+  186 of $ACASXU_DIR or benchmarks/data/acasxu from ``fetch_vnncomp2021.sh acasxu`` (its CSV rewritten with onnx/ and vnnlib/ paths),
   each with timeout min(listed, cap);
 * trivial set: N rows (default 400; 20 as processes) alternating 1_9/prop_4 and 2_3/prop_2 (both violated by the first samples, a few ms
   of verifier time each).  Overhead per instance: (T(N) - T(1)) / (N - 1) of the whole batch command with
@@ -38,7 +38,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "acasxu"
-SHARED = Path(os.environ.get("ACASXU_DIR", "/work/shared/benchmarks/acasxu"))
+# the VNN-COMP ACAS Xu folder: $ACASXU_DIR, else this machine's shared copy, else what
+# `benchmarks/fetch_vnncomp2021.sh acasxu` writes (benchmarks/data/acasxu)
+_FETCHED = Path(__file__).resolve().parent / "data" / "acasxu"
+SHARED = Path(os.environ.get("ACASXU_DIR") or next(
+    (d for d in (Path("/work/shared/benchmarks/acasxu"), _FETCHED) if (d / "acasxu_instances.csv").is_file()), _FETCHED))
 ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
 CLI = [sys.executable, "-m", "verification"]
 
@@ -183,7 +187,7 @@ def main() -> None:
     ap.add_argument("--trivial", type=int, default=400, help="rows of the trivial set (batch)")
     ap.add_argument("--trivial-processes", type=int, default=20, help="rows of the trivial set run as processes")
     ap.add_argument("--full", action="store_true", help="the 186 instances of $ACASXU_DIR (or "
-                    "/work/shared/benchmarks/acasxu) instead of the 16 bundled ones")
+                    "benchmarks/data/acasxu from fetch_vnncomp2021.sh acasxu) instead of the 16 bundled ones")
     ap.add_argument("--skip-processes", action="store_true", help="do not run one process per instance")
     ap.add_argument("--scaleout", default="4,8,16,32", help="simulated worker counts (a model; see above)")
     ap.add_argument("--bab", nargs="*", default=[], metavar="NET:PROP",
