@@ -102,12 +102,20 @@ def _mag(l: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.maximum(np.abs(l), np.abs(u))
 
 
-def layer_bounds(ch: Chain, lo: np.ndarray, hi: np.ndarray, prior: list | None = None, full: bool = False) -> list:
+def layer_bounds(ch: Chain, lo: np.ndarray, hi: np.ndarray, prior: list | None = None, full: bool | None = False,
+                 signs: list | None = None, tight: list | None = None):
     """Pre-activation bounds ``[(l_j, u_j)]`` (each ``(B, n_j)``) of every activation on the boxes
     ``[lo, hi]`` (``(B, n_0)``), then the output interval as a last entry.  ``prior``: bounds known to
     hold on the boxes (e.g. the parent box's), intersected per layer.  ``full``: back-substitute every
-    neuron, not only those interval bounds leave unstable (tighter where an interval bound is loose)."""
+    neuron, not only those interval bounds leave unstable (tighter where an interval bound is loose); ``None``:
+    none.  ``signs``: per activation ``(B, n_j)`` in ``{-1, 0, 1}``, the ReLU split constraints ``s z >= 0`` of
+    each domain: bounds are clamped by them (``l >= 0`` where ``s = 1``, ``u <= 0`` where ``s = -1``) and
+    ``(bounds, empty)`` is returned, ``empty`` marking the domains whose bounds cross (no point meets them).
+    ``tight``: per box a list of ``(k, i, side, slopes)``: the lower (``side = 1``) or upper (``-1``) bound of
+    neuron ``i`` of layer ``k`` back-substituted with the lower slopes ``[(j, neuron, slope)]`` (alpha-CROWN;
+    unlisted: CROWN's), intersected."""
     out: list = []
+    empty = np.zeros(lo.shape[0], dtype=bool)
     for k in range(ch.depth + 1):
         if k == 0:
             l, u = _affine_interval(ch.W[0], ch.b[0], lo, hi)
@@ -116,7 +124,7 @@ def layer_bounds(ch: Chain, lo: np.ndarray, hi: np.ndarray, prior: list | None =
             l, u = _affine_interval(ch.W[k], ch.b[k], al, au)
         if prior is not None:
             l, u = np.maximum(l, prior[k][0]), np.minimum(u, prior[k][1])
-        if k > 0 and k < ch.depth:
+        if k > 0 and k < ch.depth and full is not None:
             # each box's own unstable neurons (all with ``full``) first in its rows, padded with zero rows: a
             # box's bounds do not depend on the other boxes bounded with it
             own = np.ones(l.shape, bool) if full else (l < 0) & (u > 0)
@@ -133,26 +141,43 @@ def layer_bounds(ch: Chain, lo: np.ndarray, hi: np.ndarray, prior: list | None =
                 b, i = bid[ok], nid[ok]  # l, u are fresh arrays of this layer
                 l[b, i] = np.maximum(l[b, i], val[:, :m][ok])
                 u[b, i] = np.minimum(u[b, i], -val[:, m:][ok])
+        for b, rows in [(b, [r for r in rows if r[0] == k]) for b, rows in enumerate(tight or [])]:
+            one, lam, z = [(x[b:b + 1], y[b:b + 1]) for x, y in out], np.zeros((1, len(rows), l.shape[1])), np.zeros((1, len(rows)))
+            alpha = [np.repeat(np.where(y > -x, 1.0, s)[:, None, :], len(rows), 1) for (x, y), s in zip(one, ch.s)]
+            for t, (_, i, side, sl) in enumerate(rows):
+                lam[0, t, i] = side
+                for j, n, v in sl:
+                    alpha[j][0, t, n] = v
+            for (_, i, side, _), v in zip(rows, _backward(ch, k, lam, z, z, one, lo[b:b + 1], hi[b:b + 1], alpha)[0] if rows else []):
+                l[b, i], u[b, i] = (max(l[b, i], v), u[b, i]) if side > 0 else (l[b, i], min(u[b, i], -v))
+        if signs is not None:
+            if k < ch.depth:
+                l, u = np.where(signs[k] > 0, np.maximum(l, 0.0), l), np.where(signs[k] < 0, np.minimum(u, 0.0), u)
+            empty |= np.any(l > u, axis=1)
+            u = np.maximum(u, l)  # an empty domain's bounds are never used to refute anything but emptiness
         if not (np.isfinite(l).all() and np.isfinite(u).all()) or np.any(l > u):
             raise ArithmeticError(f"layer {k}: bounds are not finite or cross (overflow, or an empty box)")
         out.append((l, u))
-    return out
+    return out if signs is None else (out, empty)
 
 
 def rows_lower(ch: Chain, lo: np.ndarray, hi: np.ndarray, pre: list, lam: np.ndarray, c: np.ndarray,
-               alpha: list | None = None) -> np.ndarray:
+               alpha: list | None = None, lag: list | None = None) -> np.ndarray:
     """Rigorous lower bounds ``(B, R)`` of ``lam[b, r] . y + c[b, r]`` over each box (``lam``: ``(B, R, out)``
     or ``(R, out)``; ``c`` broadcast to ``(B, R)``).  ``alpha``: optional lower slopes per activation
-    ``(B, R, n_j)`` (values outside ``[s_j, 1]`` are an error)."""
+    ``(B, R, n_j)`` (values outside ``[s_j, 1]`` are an error).  ``lag``: optional beta-CROWN terms per
+    activation ``(B, R, n_j)``, ``beta s`` (``beta >= 0``, ``s`` the split sign, checked by the caller): the
+    bound is then of ``lam . y + c - sum_j lag_j . z_j``, which on a domain where ``s z >= 0`` is below
+    ``lam . y + c`` (Wang et al., NeurIPS 2021, Thm 3.1)."""
     B = lo.shape[0]
     lam = np.broadcast_to(lam, (B,) + lam.shape[-2:]).astype(np.float64)
     c = np.broadcast_to(np.asarray(c, dtype=np.float64), lam.shape[:2]).copy()
-    return _backward(ch, ch.depth, lam, c, np.zeros(lam.shape[:2]), pre, lo, hi, alpha)
+    return _backward(ch, ch.depth, lam, c, np.zeros(lam.shape[:2]), pre, lo, hi, alpha, lag)
 
 
-def _backward(ch: Chain, k: int, lam, const, slack, pre, lo, hi, alpha=None) -> np.ndarray:
+def _backward(ch: Chain, k: int, lam, const, slack, pre, lo, hi, alpha=None, lag=None) -> np.ndarray:
     """Lower bound of ``lam . z_k + const - slack`` over the boxes, by back-substitution with the relaxations
-    of the activations ``< k`` built from ``pre``."""
+    of the activations ``< k`` built from ``pre`` (and the terms ``-lag_j . z_j``)."""
     for j in range(k, -1, -1):
         M = lam @ ch.W[j]
         # magnitude of the affine layer's input, and the rounding error of M applied to it
@@ -169,6 +194,9 @@ def _backward(ch: Chain, k: int, lam, const, slack, pre, lo, hi, alpha=None) -> 
             return dn(total - add_up(slack, f1[..., 0], f2[..., 0]))
         lam, const, slack = _through_activation(ch.s[j - 1], M, const, slack, *pre[j - 1],
                                                 None if alpha is None else alpha[j - 1])
+        if lag is not None:  # fl(lam - lag) is within u |result| of the exact difference, times |z| <= zmax
+            lam = lam - lag[j - 1]
+            slack = add_up(slack, _applied(np.abs(lam), _mag(*pre[j - 1])))
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -189,8 +217,11 @@ def _through_activation(s: float, M, const, slack, l, u, alpha=None):
     const = const + ct[..., 0]
     # rounding of M * slope (at most u |new| / (1 - u) + eta / 2 each) times |z| <= zmax; 4 u covers the
     # rounding of the product below
-    zmax = _mag(l, u)
-    absn = np.abs(new)
-    er = (absn @ zmax[:, :, None])[..., 0] * (4 * U) + TINY * (1.0 + absn.sum(-1)) * (1.0 + zmax.sum(-1))[:, None]
-    slack = add_up(slack, et[..., 0], er, up(2 * U * np.abs(const) + ETA))
+    slack = add_up(slack, et[..., 0], _applied(np.abs(new), _mag(l, u)), up(2 * U * np.abs(const) + ETA))
     return new, const, slack
+
+
+def _applied(absn: np.ndarray, zmax: np.ndarray) -> np.ndarray:
+    """Bound on ``sum_i e_i |z_i|`` for coefficient errors ``e_i <= 2 u |n_i| + eta`` (``absn = |n|``,
+    ``|z| <= zmax``); ``4 u`` covers the rounding of this product too."""
+    return (absn @ zmax[:, :, None])[..., 0] * (4 * U) + TINY * (1.0 + absn.sum(-1)) * (1.0 + zmax.sum(-1))[:, None]

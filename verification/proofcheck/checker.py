@@ -1,20 +1,16 @@
-"""Check a proof of a ``holds`` answer: the split tree covers every input box of the property, and on each
-node the certificates refute the disjuncts they name (see docs/proofs.md for the format).
+"""Check a proof of a ``holds`` answer (docs/proofs.md): the trees cover every input box of the property, and
+on each node the certificates refute the disjuncts they name.
 
 Steps, each named in the rejection message: the header (format, version), the network (fingerprint), each
 region (box equal to the property's float box, which contains the exact box; output rows exactly float64),
-the tree (every split point inside its box, so the two halves cover it; no missing or extra node), the
-coverage (every leaf has every disjunct refuted on it or on an ancestor), then the bounds: each node's
-pre-activation bounds are recomputed from its box and its parent's bounds
-(:func:`~verification.proofcheck.bounds.layer_bounds`; a node marked ``"full": true`` back-substitutes every
-neuron, not only those interval bounds leave unstable), and each certificate's lower bound must be ``> 0``:
-
-* ``crown``: some row ``A_r y - b_r`` of the disjunct has a rigorous CROWN lower bound ``> 0``;
-* ``alpha``: row ``row`` of the disjunct has a CROWN lower bound ``> 0`` when the listed unstable neurons
-  use the given lower slopes (``[layer, neuron, slope]``, slope in ``[s, 1]``; alpha-CROWN's parameters);
-* ``lp``: weights ``w >= 0`` on the disjunct's rows with ``sum_r w_r (A_r y - b_r)`` bounded ``> 0`` (an LP
-  dual vector of the verifier's exact leaf; on a box where every neuron is stable the bound is exact);
-* ``trusted``: decided by a solver the checker does not repeat (e.g. Z3); counted, never accepted.
+the trees (input splits inside their box; a ReLU split ``[layer, neuron]`` has the children ``z >= 0`` and
+``z <= 0``; no missing or extra node), the coverage (for every disjunct some tree refutes it on every leaf or
+an ancestor), then the bounds: each node's pre-activation bounds from its box, its parent's bounds and its
+split constraints (:func:`~verification.proofcheck.bounds.layer_bounds`), and each certificate's lower bound
+must be ``> 0``: ``crown`` (some row of the disjunct), ``alpha`` (one row with the given lower slopes),
+``lp`` (rows combined with weights ``w >= 0``), ``beta`` (rows combined, slopes, and multipliers
+``beta >= 0`` of the node's split constraints: beta-CROWN), ``empty`` (the clamped bounds cross); ``trusted``
+certificates are counted, never accepted.
 """
 
 from __future__ import annotations
@@ -33,11 +29,12 @@ from verification.proofcheck._float import add_up, dn, mm, up
 from verification.proofcheck.bounds import Chain, layer_bounds, rows_lower
 from verification.spec import InputRegion, VnnlibProperty
 
-__all__ = ["FORMAT", "VERSION", "CheckReport", "ProofRejected", "check_proof", "region_rows", "lp_lower", "CHUNK",
+__all__ = ["FORMAT", "VERSION", "CheckReport", "ProofRejected", "check_proof", "RELU_VERSION", "region_rows", "combine", "CHUNK",
            "hexf", "unhex"]
 
 FORMAT = "verification-proof"
-VERSION = 1
+VERSION = 1  # input-split trees only (also the Lipschitz proofs)
+RELU_VERSION = 2  # several trees per region, ReLU splits, ``beta`` and ``empty`` certificates
 CHUNK = 32  # boxes bounded per vectorised step (each box's rows: its own unstable neurons, zero-padded)
 
 
@@ -102,16 +99,13 @@ def region_rows(region: InputRegion) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return np.array(C, dtype=np.float64), np.array(cb), np.array(grp)
 
 
-def lp_lower(ch: Chain, lo: np.ndarray, hi: np.ndarray, pre: list, w: np.ndarray, C: np.ndarray,
-             cb: np.ndarray) -> np.ndarray:
-    """Rigorous lower bounds ``(B,)`` of ``sum_r w_r (C_r y + cb_r)`` over the boxes (``w >= 0``)."""
+def combine(w: np.ndarray, C: np.ndarray, cb: np.ndarray, out: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """``(M, c)`` with ``M . y + c <= sum_r w_r (C_r y + cb_r)`` for ``y`` in the output bounds ``out`` (``(B,
+    out)`` each; ``c``: ``(B,)``)."""
     M, E = mm(w[None, :], C)  # combined coefficients, error E
     v, e = mm(w, cb)
-    yl, yu = pre[-1]
-    ymax = np.maximum(np.abs(yl), np.abs(yu))
-    ey, eey = mm(ymax, E[0])
-    c = dn(dn(v - e) - up(ey + eey))
-    return rows_lower(ch, lo, hi, pre, M, c[:, None])[:, 0]
+    ey, eey = mm(np.maximum(np.abs(out[0]), np.abs(out[1])), E[0])
+    return M[0], dn(dn(v - e) - up(ey + eey))
 
 
 def _load(proof) -> dict:
@@ -133,16 +127,20 @@ class _Node:
     certs: list
     leaf: bool = True
     full: bool = False
+    signs: list | None = None  # per activation (n_j,) int8: the ReLU split constraints s z >= 0
+    relu: bool = False  # a child of a ReLU split: bounds by back-substitution only if ``full``
+    tight: list | None = None  # bounds back-substituted with given slopes: [(layer, neuron, side, slopes)]
 
 
-def _tree(entries, lo, hi, K: int, nrows: list, where: str) -> list[_Node]:
-    """Nodes of a region's tree from its preorder list (children: lower half, then upper half)."""
+def _tree(entries, lo, hi, K: int, nrows: list, ch: Chain, where: str) -> list[_Node]:
+    """Nodes of a tree from its preorder list (children: lower half, then upper half; ``z >= 0``, then
+    ``z <= 0``)."""
     if not isinstance(entries, list):
         raise ProofRejected(f"{where}: 'nodes' is not a list")
     nodes: list[_Node] = []
-    stack = [(lo, hi, -1, 0)]
+    stack = [(lo, hi, -1, 0, None, False)]
     while stack:
-        lo, hi, par, d = stack.pop()
+        lo, hi, par, d, signs, relu = stack.pop()
         i = len(nodes)
         if i >= len(entries):
             raise ProofRejected(f"{where}: the tree ends early (node {i} missing)")
@@ -154,18 +152,30 @@ def _tree(entries, lo, hi, K: int, nrows: list, where: str) -> list[_Node]:
             raise ProofRejected(f"{where}, node {i}: 'refute' is not a list")
         for c in certs:
             if not (isinstance(c, dict) and type(c.get("k")) is int and 0 <= c["k"] < K
-                    and c.get("by") in ("crown", "alpha", "lp", "trusted")):
+                    and c.get("by") in ("crown", "alpha", "lp", "trusted", "beta", "empty")):
                 raise ProofRejected(f"{where}, node {i}: bad certificate {c!r}")
-            if c["by"] == "lp":
-                w = c.get("w")
-                if not (isinstance(w, list) and len(w) == nrows[c["k"]]):
-                    raise ProofRejected(f"{where}, node {i}: lp weights for disjunct {c['k']} need {nrows[c['k']]} entries")
+            if c["by"] in ("lp", "beta") and not (isinstance(c.get("w"), list) and len(c["w"]) == nrows[c["k"]]
+                                                  and all(isinstance(c.get(f, []), list) for f in ("slopes", "betas"))):
+                raise ProofRejected(f"{where}, node {i}: {c['by']} weights for disjunct {c['k']} need {nrows[c['k']]} entries")
             if c["by"] == "alpha" and not (type(c.get("row")) is int and 0 <= c["row"] < nrows[c["k"]]
                                            and isinstance(c.get("slopes"), list)):
                 raise ProofRejected(f"{where}, node {i}: an alpha certificate needs a row of disjunct {c['k']} and slopes")
-        if e.get("full", False) not in (True, False) or type(e.get("full", False)) is not bool:
+        if type(e.get("full", False)) is not bool:
             raise ProofRejected(f"{where}, node {i}: 'full' must be true or false")
-        nodes.append(_Node(lo, hi, par, d, certs, full=e.get("full", False)))
+        nodes.append(_Node(lo, hi, par, d, certs, full=e.get("full", False), signs=signs, relu=relu,
+                           tight=_tight(ch, e["tighten"], f"{where}, node {i}") if "tighten" in e else None))
+        if "relu" in e:
+            s = e["relu"]
+            if not (isinstance(s, list) and len(s) == 2 and type(s[0]) is int and type(s[1]) is int
+                    and 0 <= s[0] < ch.depth and 0 <= s[1] < ch.W[s[0]].shape[0]) or "split" in e:
+                raise ProofRejected(f"{where}, node {i}: bad ReLU split {s!r}")
+            if signs is not None and signs[s[0]][s[1]]:
+                raise ProofRejected(f"{where}, node {i}: neuron {s[1]} of layer {s[0]} is already split")
+            nodes[i].leaf = False
+            for sign in (-1, 1):  # z <= 0 popped second
+                kid = [np.zeros(w.shape[0], np.int8) for w in ch.W[:-1]] if signs is None else [a.copy() for a in signs]
+                kid[s[0]][s[1]] = sign
+                stack.append((lo, hi, i, d + 1, kid, True))
         if "split" in e:
             s = e["split"]
             if not (isinstance(s, list) and len(s) == 2 and type(s[0]) is int and 0 <= s[0] < lo.size):
@@ -176,14 +186,14 @@ def _tree(entries, lo, hi, K: int, nrows: list, where: str) -> list[_Node]:
             nodes[i].leaf = False
             lo2, hi1 = lo.copy(), hi.copy()
             hi1[dim], lo2[dim] = p, p
-            stack.append((lo2, hi, i, d + 1))  # upper half, popped second
-            stack.append((lo, hi1, i, d + 1))
+            stack.append((lo2, hi, i, d + 1, signs, False))  # upper half, popped second
+            stack.append((lo, hi1, i, d + 1, signs, False))
     if len(nodes) != len(entries):
         raise ProofRejected(f"{where}: {len(entries) - len(nodes)} node(s) after the end of the tree")
     return nodes
 
 
-def _check_region(ch: Chain, region: InputRegion, rp, r: int, counts: dict) -> None:
+def _check_region(ch: Chain, region: InputRegion, rp, r: int, counts: dict, version: int) -> None:
     where = f"region {r}"
     if not isinstance(rp, dict):
         raise ProofRejected(f"{where}: not an object")
@@ -199,14 +209,29 @@ def _check_region(ch: Chain, region: InputRegion, rp, r: int, counts: dict) -> N
         raise ProofRejected(f"{where}: the float box does not contain the exact box")
     C, cb, grp = region_rows(region)
     K = len(region.outputs)
-    nodes = _tree(rp.get("nodes"), lo, hi, K, [int((grp == k).sum()) for k in range(K)], where)
-    covered: list[set] = []
-    for i, nd in enumerate(nodes):
-        covered.append((covered[nd.parent] if nd.parent >= 0 else set()) | {c["k"] for c in nd.certs})
-        if nd.leaf:
-            missing = sorted(set(range(K)) - covered[i])
-            if missing:
-                raise ProofRejected(f"{where}, node {i} (leaf): disjunct {missing[0]} is not refuted")
+    trees = rp.get("trees") if version == RELU_VERSION else [rp.get("nodes")]
+    if not (isinstance(trees, list) and trees):
+        raise ProofRejected(f"{where}: 'trees' is not a non-empty list")
+    nrows = [int((grp == k).sum()) for k in range(K)]
+    ats = [where if version != RELU_VERSION else f"{where}, tree {t}" for t in range(len(trees))]
+    forest = [_tree(entries, lo, hi, K, nrows, ch, at) for entries, at in zip(trees, ats)]
+    done, first = set(), {}
+    for nodes, at in zip(forest, ats):  # coverage: every disjunct refuted on every leaf of some tree
+        covered: list[set] = []
+        bad = set()
+        for i, nd in enumerate(nodes):
+            covered.append((covered[nd.parent] if nd.parent >= 0 else set()) | {c["k"] for c in nd.certs})
+            for k in sorted(set(range(K)) - covered[i] - bad) if nd.leaf else ():
+                bad.add(k)
+                first.setdefault(k, f"{at}, node {i} (leaf): disjunct {k} is not refuted")
+        done |= set(range(K)) - bad
+    for k in sorted(set(range(K)) - done):
+        raise ProofRejected(first[k])
+    for nodes, at in zip(forest, ats):
+        _check_tree(ch, nodes, C, cb, grp, at, counts)
+
+
+def _check_tree(ch: Chain, nodes: list, C, cb, grp, where: str, counts: dict) -> None:
     counts["nodes"] += len(nodes)
     counts["leaves"] += sum(nd.leaf for nd in nodes)
     # bounds level by level: each node's bounds from its box and its parent's bounds
@@ -214,8 +239,8 @@ def _check_region(ch: Chain, region: InputRegion, rp, r: int, counts: dict) -> N
     depth = max(nd.depth for nd in nodes)
     for d in range(depth + 1):
         level = [i for i, nd in enumerate(nodes) if nd.depth == d]
-        for full in (False, True):
-            group = [i for i in level if nodes[i].full == full]
+        for full in (False, True, None):
+            group = [i for i in level if (None if nodes[i].relu and not nodes[i].full else nodes[i].full) is full]
             for s in range(0, len(group), CHUNK):
                 ids = group[s:s + CHUNK]
                 blo = np.stack([nodes[i].lo for i in ids])
@@ -224,32 +249,41 @@ def _check_region(ch: Chain, region: InputRegion, rp, r: int, counts: dict) -> N
                 if d > 0:
                     prior = [(np.stack([pre[nodes[i].parent][j][0] for i in ids]),
                               np.stack([pre[nodes[i].parent][j][1] for i in ids])) for j in range(ch.depth + 1)]
+                sg = None
+                if any(nodes[i].signs is not None for i in ids):
+                    sg = [np.stack([np.zeros(w.shape[0], np.int8) if nodes[i].signs is None else nodes[i].signs[j]
+                                    for i in ids]) for j, w in enumerate(ch.W[:-1])]
+                tight = [nodes[i].tight or [] for i in ids] if any(nodes[i].tight for i in ids) else None
                 try:
-                    bnds = layer_bounds(ch, blo, bhi, prior, full=full)
+                    bnds = layer_bounds(ch, blo, bhi, prior, full=full, signs=sg, tight=tight)
                 except ArithmeticError as exc:
                     raise ProofRejected(f"{where}, node {ids[0]}..{ids[-1]}: {exc}") from None
+                bnds, empty = bnds if sg is not None else (bnds, np.zeros(len(ids), bool))
                 for b, i in enumerate(ids):
                     pre[i] = [(l[b], u[b]) for l, u in bnds]
-                _check_certs(ch, nodes, ids, blo, bhi, bnds, C, cb, grp, where, counts)
+                _check_certs(ch, nodes, ids, blo, bhi, bnds, empty, sg, C, cb, grp, where, counts)
         for i in [i for i, nd in enumerate(nodes) if nd.depth == d - 1]:
             pre.pop(i, None)  # parents of the next level are at depth d
 
 
-def _check_certs(ch, nodes, ids, blo, bhi, bnds, C, cb, grp, where, counts) -> None:
+def _check_certs(ch, nodes, ids, blo, bhi, bnds, empty, sg, C, cb, grp, where, counts) -> None:
     need = [b for b, i in enumerate(ids) if any(c["by"] == "crown" for c in nodes[i].certs)]
     low = np.full((len(ids), C.shape[0]), -np.inf)
     if need:
         sel = np.array(need)
         low[sel] = rows_lower(ch, blo[sel], bhi[sel], [(l[sel], u[sel]) for l, u in bnds], C, cb)
-    # the alpha certificates of the chunk in one back-substitution (one row each)
-    al = [(b, n, c) for b, i in enumerate(ids) for n, c in enumerate(nodes[i].certs) if c["by"] == "alpha"]
+    # the alpha and beta certificates of the chunk in one back-substitution (one row each; beta: combined rows)
+    al = [(b, n, c) for b, i in enumerate(ids) for n, c in enumerate(nodes[i].certs) if c["by"] in ("alpha", "beta", "lp")]
     aval = {}
     if al:
         sel = np.array([b for b, _, _ in al])
         pre = [(l[sel], u[sel]) for l, u in bnds]
-        alpha = _slopes(ch, pre, [(c["slopes"], f"{where}, node {ids[b]}") for b, _, c in al])
-        rows = np.array([np.flatnonzero(grp == c["k"])[c["row"]] for _, _, c in al])
-        v = rows_lower(ch, blo[sel], bhi[sel], pre, C[rows][:, None, :], cb[rows][:, None], alpha)[:, 0]
+        at = [f"{where}, node {ids[b]}" for b, _, _ in al]
+        alpha = _entries(ch, pre, sg, sel, al, at)
+        M, c0 = zip(*[(C[grp == c["k"]][c["row"]], cb[grp == c["k"]][c["row"]:c["row"] + 1]) if c["by"] == "alpha" else
+                      combine(_weights(c, w), C[grp == c["k"]], cb[grp == c["k"]], (bnds[-1][0][b:b + 1], bnds[-1][1][b:b + 1]))
+                      for (b, _, c), w in zip(al, at)])
+        v = rows_lower(ch, blo[sel], bhi[sel], pre, np.stack(M)[:, None, :], np.stack(c0), *alpha)[:, 0]
         aval = {(b, n): float(x) for (b, n, _), x in zip(al, v)}
     for b, i in enumerate(ids):
         for n, c in enumerate(nodes[i].certs):
@@ -261,32 +295,61 @@ def _check_certs(ch, nodes, ids, blo, bhi, bnds, C, cb, grp, where, counts) -> N
                 continue
             if c["by"] == "crown":
                 val = float(low[b, grp == k].max())
-            elif c["by"] == "alpha":
+            elif c["by"] in ("alpha", "beta", "lp"):
                 val = aval[(b, n)]
-            else:
-                w = np.array([unhex(v, f"{where}, node {i}: lp weight") for v in c["w"]])
-                if np.any(w < 0):
-                    raise ProofRejected(f"{where}, node {i}: disjunct {k}: a negative lp weight")
-                one = [(l[b:b + 1], u[b:b + 1]) for l, u in bnds]
-                val = float(lp_lower(ch, blo[b:b + 1], bhi[b:b + 1], one, w, C[grp == k], cb[grp == k])[0])
+            elif c["by"] == "empty":
+                if not empty[b]:
+                    raise ProofRejected(f"{where}, node {i}: disjunct {k}: the split constraints' bounds do not "
+                                        "cross (the domain is not shown empty)")
+                counts["checked"] += 1
+                continue
             if not val > 0:
                 raise ProofRejected(f"{where}, node {i}: disjunct {k}: {c['by']} lower bound {val:.6g} is not > 0")
             counts["checked"] += 1
 
 
-def _slopes(ch: Chain, pre: list, certs: list) -> list:
-    """Lower slopes ``(A, 1, n_j)`` of the certificates ``[(entries, where)]``: CROWN's, replaced by the listed."""
+def _entry(ch: Chain, e, where: str, key: str = "slope", below: int | None = None) -> tuple[int, int, float]:
+    """A ``[layer, neuron, value]`` entry (layer ``< below``); a slope must lie in ``[s_j, 1]``."""
+    if not (isinstance(e, list) and len(e) == 3 and type(e[0]) is int and type(e[1]) is int
+            and 0 <= e[0] < (ch.depth if below is None else below) and 0 <= e[1] < ch.W[e[0]].shape[0]):
+        raise ProofRejected(f"{where}: bad {key} entry {e!r}")
+    v = unhex(e[2], f"{where}: {key}")
+    if key == "slope" and not ch.s[e[0]] <= v <= 1.0:
+        raise ProofRejected(f"{where}: slope {v!r} of layer {e[0]} neuron {e[1]} outside [{ch.s[e[0]]}, 1]")
+    return e[0], e[1], v
+
+
+def _tight(ch: Chain, rows, where: str) -> list:
+    """``[[layer, neuron, side, [[j, i, slope], ...]], ...]``: bounds back-substituted with alpha-CROWN slopes."""
+    for r in rows if isinstance(rows, list) else [None]:
+        if not (isinstance(r, list) and len(r) == 4 and all(type(v) is int for v in r[:3]) and 0 < r[0] < ch.depth
+                and 0 <= r[1] < ch.W[r[0]].shape[0] and r[2] in (1, -1) and isinstance(r[3], list)):
+            raise ProofRejected(f"{where}: bad tighten entry {r!r}")
+    return [(r[0], r[1], r[2], [_entry(ch, e, where, below=r[0]) for e in r[3]]) for r in rows]
+
+
+def _weights(c: dict, where: str) -> np.ndarray:
+    w = np.array([unhex(v, f"{where}: {c['by']} weight") for v in c["w"]])
+    if np.any(w < 0):
+        raise ProofRejected(f"{where}: disjunct {c['k']}: a negative {c['by']} weight")
+    return w
+
+
+def _entries(ch: Chain, pre: list, sg: list | None, sel, certs: list, at: list) -> tuple[list, list]:
+    """Lower slopes and terms ``beta s`` (each ``(A, 1, n_j)``) of the certificates: CROWN's slopes replaced by
+    the listed ``[layer, neuron, slope]`` (in ``[s_j, 1]``); ``[layer, neuron, beta]``, ``beta >= 0`` on a
+    neuron split on the node (``sg``: the nodes' signs)."""
     alpha = [np.where(u > -l, 1.0, s)[:, None, :] for (l, u), s in zip(pre[:-1], ch.s)]
-    for a, (entries, where) in enumerate(certs):
-        for e in entries:
-            if not (isinstance(e, list) and len(e) == 3 and type(e[0]) is int and type(e[1]) is int
-                    and 0 <= e[0] < ch.depth and 0 <= e[1] < alpha[e[0]].shape[-1]):
-                raise ProofRejected(f"{where}: bad slope entry {e!r}")
-            v = unhex(e[2], f"{where}: slope")
-            if not ch.s[e[0]] <= v <= 1.0:
-                raise ProofRejected(f"{where}: slope {v!r} of layer {e[0]} neuron {e[1]} outside [{ch.s[e[0]]}, 1]")
-            alpha[e[0]][a, 0, e[1]] = v
-    return alpha
+    lag = [np.zeros_like(a) for a in alpha]
+    for a, ((_, _, c), where) in enumerate(zip(certs, at)):
+        for key, e in [("slope", e) for e in c.get("slopes", [])] + [("beta", e) for e in c.get("betas", [])]:
+            j, i, v = _entry(ch, e, where, key)
+            sign = 0 if sg is None else int(sg[j][sel[a], i])
+            if key == "beta" and not (v >= 0 and sign):
+                raise ProofRejected(f"{where}: beta {v!r} of layer {j} neuron {i}: "
+                                    + ("negative" if sign else "the neuron is not split on this node"))
+            (alpha if key == "slope" else lag)[j][a, 0, i] = v if key == "slope" else v * sign
+    return alpha, (lag if any(c.get("betas") for _, _, c in certs) else None)
 
 
 def check_proof(net: Network, prop: VnnlibProperty, proof) -> CheckReport:
@@ -305,8 +368,9 @@ def check_proof(net: Network, prop: VnnlibProperty, proof) -> CheckReport:
         p = _load(proof)
         if not isinstance(p, dict) or p.get("format") != FORMAT:
             raise ProofRejected(f"header: not a {FORMAT} file")
-        if type(p.get("version")) is not int or p["version"] != VERSION:
-            raise ProofRejected(f"header: version {p.get('version')!r}, this checker reads version {VERSION}")
+        if type(p.get("version")) is not int or p["version"] not in (VERSION, RELU_VERSION):
+            raise ProofRejected(f"header: version {p.get('version')!r}, this checker reads versions {VERSION} and "
+                                f"{RELU_VERSION}")
         if not isinstance(p.get("network"), dict) or p["network"].get("sha256") != ch.fingerprint():
             raise ProofRejected("network: the fingerprint differs (the proof was made for another network)")
         shape = {"in_dim": net.in_dim, "out_dim": net.out_dim, "widths": [int(w.shape[0]) for w in ch.W]}
@@ -324,7 +388,7 @@ def check_proof(net: Network, prop: VnnlibProperty, proof) -> CheckReport:
             raise ProofRejected("property: its dimensions differ from the network's")
         for r, (region, rp) in enumerate(zip(prop.regions, regions)):
             try:
-                _check_region(ch, region, rp, r, counts)
+                _check_region(ch, region, rp, r, counts, p["version"])
             except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:  # malformed content
                 raise ProofRejected(f"region {r}: malformed proof ({type(exc).__name__}: {exc})") from None
     except ProofRejected as exc:

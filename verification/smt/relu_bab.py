@@ -61,10 +61,11 @@ LP_DEPTH = 2  # split neurons of the previous layer per LP bound (2^depth LPs ea
 class _Domains:
     """Open domains of one disjunct, as stacked arrays (splits int8, slopes / multipliers float32)."""
 
-    def __init__(self, splits, alphas, betas, lower, depth, layer, neuron):
+    def __init__(self, splits, alphas, betas, lower, depth, layer, neuron, node):
         self.splits, self.alphas, self.betas = splits, alphas, betas
         self.lower, self.depth = lower, depth
         self.layer, self.neuron = layer, neuron  # the split chosen for each domain (layer -1: a leaf)
+        self.node = node  # the domain's id in the proof log (0 when no proof is recorded)
 
     def __len__(self) -> int:
         return self.lower.shape[0]
@@ -72,7 +73,8 @@ class _Domains:
     def take(self, n: int) -> "_Domains":
         """Remove and return the ``n`` domains with the lowest bounds."""
         if n >= len(self):
-            out = _Domains(self.splits, self.alphas, self.betas, self.lower, self.depth, self.layer, self.neuron)
+            out = _Domains(self.splits, self.alphas, self.betas, self.lower, self.depth, self.layer, self.neuron,
+                           self.node)
             self._keep(np.zeros(0, dtype=int))
             return out
         idx = np.argpartition(self.lower, n)[:n]
@@ -83,7 +85,7 @@ class _Domains:
 
     def _select(self, idx) -> "_Domains":
         return _Domains([s[idx] for s in self.splits], [a[idx] for a in self.alphas], [b[idx] for b in self.betas],
-                        self.lower[idx], self.depth[idx], self.layer[idx], self.neuron[idx])
+                        self.lower[idx], self.depth[idx], self.layer[idx], self.neuron[idx], self.node[idx])
 
     def _keep(self, idx) -> None:
         self.__dict__.update(self._select(idx).__dict__)
@@ -92,7 +94,7 @@ class _Domains:
         self.splits = [np.concatenate([a, b]) for a, b in zip(self.splits, other.splits)]
         self.alphas = [np.concatenate([a, b]) for a, b in zip(self.alphas, other.alphas)]
         self.betas = [np.concatenate([a, b]) for a, b in zip(self.betas, other.betas)]
-        for name in ("lower", "depth", "layer", "neuron"):
+        for name in ("lower", "depth", "layer", "neuron", "node"):
             setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
 
     def nbytes(self) -> int:
@@ -109,6 +111,7 @@ class _Search:
         self.C, self.cb = task.C[rows], task.cb[rows]
         self.root_pre = root_pre
         self.lo, self.hi = task.region.lower, task.region.upper
+        self.log = None if task.proof is None else task.proof.relu_log(k)  # the ReLU-split tree, for a proof
 
     def _boxes(self, n: int):
         return (np.ascontiguousarray(np.broadcast_to(self.lo, (n, self.lo.size))),
@@ -170,7 +173,7 @@ class _Search:
         layer = np.where(np.isfinite(flat[b, top]), layer, -1)
         return layer, top - offs[np.maximum(layer, 0)]
 
-    def leaf(self, pre, splits, i: int) -> Outcome:
+    def leaf(self, pre, splits, i: int, node: int = 0) -> Outcome:
         """Domain ``i`` with no unstable neuron left: the rows are affine on it.  One LP (HiGHS) over the box
         and the split constraints; its duals, used as the rows' weights and the split multipliers of one
         beta-CROWN evaluation, refute it soundly; otherwise its minimiser is screened, and Z3 decides what
@@ -187,6 +190,8 @@ class _Search:
         if lp is not None and lp[0] == "empty":
             top, mag = empty_margin(self.net, self.lo, self.hi, one, sp, lp[1])
             if top < -TOL * (1.0 + mag):
+                if self.log is not None:
+                    self.log.leaf[node] = ("lp", np.zeros(self.C.shape[0]), lp[1])
                 return REFUTED
         elif lp is not None:
             _, w, mu, x = lp
@@ -194,11 +199,15 @@ class _Search:
             betas = [m[None, None, :] for m in mu]
             res = beta_crown(self.net, lo, hi, (w @ self.C)[None], np.array([w @ self.cb]), one, sp, betas=betas, iters=1)
             if self._refuted(res)[0]:
+                if self.log is not None:
+                    self.log.leaf[node] = ("lp", w, mu)
                 return REFUTED
             found = task.screen(x[None, :])[1]
             if found is not None:
                 return Outcome.counterexample(found)
         out = z3_leaf(task, self.lo, self.hi, [(l[0], u[0]) for l, u in one], self.k)
+        if out.refuted and self.log is not None:
+            self.log.leaf[node] = ("z3",)
         if not (out.refuted or out.found) and task.budget.expired():
             return Outcome.undecided(reason="timeout")
         return out
@@ -206,19 +215,21 @@ class _Search:
     def run(self) -> Outcome:
         task = self.task
         if not self.root_pre:  # an affine network: one leaf
-            return self.leaf([], [], 0)
+            return self.leaf([], [], 0, 0)
         L = len(self.root_pre)
         zeros = [np.zeros((1, l.shape[-1]), dtype=np.int8) for l, _ in self.root_pre]
         res, pre, _ = self.bound(zeros, None, None, ROOT_ITERS)
         task.stats.set("root_lower", min(task.stats.get("root_lower", np.inf), float(res.lower.max())))
         if self._refuted(res)[0]:
+            if self.log is not None:
+                self.log.refuted(np.zeros(1, dtype=np.int64), res, np.zeros(1, dtype=bool))
             return REFUTED
         found = task.screen(res.x[0])[1]
         if found is not None:
             return Outcome.counterexample(found)
         lay, neu = self.choose(res, pre, zeros)
         open_ = _Domains(zeros, [a.astype(np.float32) for a in res.alphas], [b.astype(np.float32) for b in res.betas],
-                         res.lower.max(axis=1), np.zeros(1, dtype=int), lay, neu)
+                         res.lower.max(axis=1), np.zeros(1, dtype=int), lay, neu, np.zeros(1, dtype=np.int64))
         unresolved = 0
         batch = int(np.clip(ENTRIES_PER_BATCH // max(1, _neurons(self.net)), 1, DOMAIN_BATCH))
         while len(open_):
@@ -229,7 +240,7 @@ class _Search:
             leaf = lay < 0
             for i in np.flatnonzero(leaf):
                 one = [s[i:i + 1] for s in par.splits]
-                out = self.leaf(self._pre(one)[0], one, 0)
+                out = self.leaf(self._pre(one)[0], one, 0, int(par.node[i]))
                 if out.found or out.stops:
                     return out
                 unresolved += out.unresolved
@@ -250,6 +261,11 @@ class _Search:
             task.stats.add("domains", 2 * n)
             res, pre, empty = self.bound(kids_s, kids_a, kids_b, ITERS)
             alive = ~(empty | self._refuted(res))
+            node = np.zeros(2 * n, dtype=np.int64)
+            if self.log is not None:  # children: z >= 0 (the first n), then z <= 0
+                node = self.log.split(par.node[go], lay[go], neu[go])
+                dead = np.flatnonzero(~alive)
+                self.log.refuted(node[dead], res, empty[dead], dead)
             idx = np.flatnonzero(alive)
             if idx.size:
                 X = res.x[idx].reshape(-1, self.lo.size)
@@ -259,7 +275,7 @@ class _Search:
                 k_lay, k_neu = self.choose(res, pre, kids_s)
                 open_.push(_Domains([s[idx] for s in kids_s], [a[idx].astype(np.float32) for a in res.alphas],
                                     [b[idx].astype(np.float32) for b in res.betas], res.lower[idx].max(axis=1),
-                                    depth[idx], k_lay[idx], k_neu[idx]))
+                                    depth[idx], k_lay[idx], k_neu[idx], node[idx]))
             task.stats.set("open_domains", len(open_))
             if open_.nbytes() > MEMORY_BYTES:
                 return Outcome.undecided(reason="domain limit (memory)")
