@@ -110,3 +110,52 @@ def test_torch_sequential_with_relu6_or_prelu_loads_through_onnx(tmp_path, kind)
     torch.jit.script(nn.Sequential(nn.Linear(4, 3), nn.ELU(), nn.Linear(3, 2))).save(str(bad))
     with pytest.raises(UnsupportedLayerError, match="unsupported PyTorch layer 'ELU'"):
         load_network(bad)
+
+
+# --- 1-D convolutions and pools (computed on a (1, C, 1, L) view), ReduceMax over the spatial axes -------------
+
+def _spatial_net(path, x_shape, body, inits, n_flat):
+    nodes = [*body, helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "WF", "BF"], ["y"], transB=1)]
+    inits = {**inits, "WF": RNG.normal(size=(2, n_flat)), "BF": RNG.normal(size=2)}
+    return write_onnx(path, nodes, inits, 0, "y", in_shape=list(x_shape))
+
+
+SPATIAL = {
+    # Conv1d stride 2, pads (1, 2), dilation 2 -> ReLU: a chain (no graph needed)
+    "conv1d": ((1, 2, 11), [helper.make_node("Conv", ["x", "W"], ["c"], strides=[2], pads=[1, 2], dilations=[2]),
+                            helper.make_node("Relu", ["c"], ["p"])], {"W": RNG.normal(size=(3, 2, 3))}, 3 * 5),
+    "avgpool1d": ((1, 2, 10), [helper.make_node("Conv", ["x", "W", "B"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+                               helper.make_node("AveragePool", ["r"], ["p"], kernel_shape=[2], strides=[2])],
+                  {"W": RNG.normal(size=(4, 2, 3)), "B": RNG.normal(size=4)}, 4 * 4),
+    "maxpool1d": ((1, 2, 10), [helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1]),
+                               helper.make_node("Relu", ["c"], ["r"]),
+                               helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[3], strides=[2], pads=[1, 1])],
+                  {"W": RNG.normal(size=(3, 2, 3))}, 3 * 5),
+    "reducemax": ((1, 2, 5, 5), [helper.make_node("Conv", ["x", "W"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+                                 helper.make_node("ReduceMax", ["r"], ["p"], axes=[2, 3], keepdims=1)],
+                  {"W": RNG.normal(size=(3, 2, 3, 3))}, 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPATIAL))
+def test_one_dimensional_layers_and_reducemax_equal_onnxruntime(tmp_path, name):
+    x_shape, body, inits, n_flat = SPATIAL[name]
+    path = _spatial_net(tmp_path / f"{name}.onnx", x_shape, body, inits, n_flat)
+    net = load_network(path)
+    x = RNG.normal(size=(32, int(np.prod(x_shape))))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ref = np.stack([sess.run(None, {"x": xi.reshape(x_shape).astype(np.float32)})[0][0] for xi in x])
+    np.testing.assert_allclose(net(x), ref, rtol=1e-5, atol=1e-5)
+    lo, hi = -np.ones(net.in_dim), np.ones(net.in_dim)
+    vals = net(RNG.uniform(lo, hi, size=(1000, net.in_dim)))
+    b = output_bounds(net, lo, hi, "crown")
+    assert np.all(vals >= b.lower - 1e-9) and np.all(vals <= b.upper + 1e-9)
+
+
+def test_reducemax_over_channels_is_refused_in_one_line(tmp_path, capsys):
+    body = [helper.make_node("Conv", ["x", "W"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+            helper.make_node("ReduceMax", ["r"], ["p"], axes=[1], keepdims=1)]
+    path = _spatial_net(tmp_path / "rm.onnx", (1, 2, 5, 5), body, {"W": RNG.normal(size=(3, 2, 3, 3))}, 9)
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "only a maximum over the spatial axes" in err[0]

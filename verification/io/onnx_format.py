@@ -439,6 +439,12 @@ def _apply(op: str, node, walk: "_Walk", label: str) -> _Var:
         walk.layers.append(act)
         return walk.var
     if op in _SPATIAL or op == "ReduceMean":
+        node, four = as_2d(node, consts, var.shape, where)
+        if four != var.shape:  # a 1-D layer, computed on the (1, C, 1, L) view
+            layer = _SPATIAL[op](node, four[1:], consts, label, where)
+            walk.flush(where)
+            walk.prefix.append(layer)
+            return _Var(None, np.zeros(layer.out_features), (1, layer.output_shape[0], layer.output_shape[2]))
         if len(var.shape) != 4 or var.shape[0] != 1:
             raise ShapeMismatchError(f"{where} needs a (1, C, H, W) data tensor, got shape {var.shape}")
         keep = True
@@ -643,6 +649,36 @@ def _global_avgpool(node, shape: tuple, consts: _Graph, label: str, where: str) 
 
 
 _SPATIAL = {"Conv": _conv, "AveragePool": _avgpool, "GlobalAveragePool": _global_avgpool}
+_ONE_D_ATTRS = {"kernel_shape": 1, "strides": 1, "dilations": 1}  # 1-D value v -> (fill, v)
+
+
+def as_2d(node, consts: _Graph, shape: tuple, where: str):
+    """A spatial node on a ``(1, C, L)`` tensor (Conv1d, AvgPool1d, MaxPool1d, global pools) as the same node on
+    ``(1, C, 1, L)``: kernel ``(1, k)``, strides / dilations ``(1, s)``, pads ``(0, b, 0, e)``, a Conv weight
+    ``(O, I, k)`` stored as ``(O, I, 1, k)`` under a new constant name.  The 2-D node computes exactly the 1-D
+    one on that view; other nodes and shapes are returned unchanged."""
+    if len(shape) != 3 or node.op_type not in (*_SPATIAL, "MaxPool", "GlobalMaxPool"):
+        return node, shape
+    from onnx import helper
+
+    attrs = _attrs(node)
+    new = {}
+    for name, value in attrs.items():
+        if name in _ONE_D_ATTRS or name == "pads":
+            if not isinstance(value, list) or len(value) != (2 if name == "pads" else 1):
+                raise UnsupportedLayerError(f"{where}: attribute {name}={value!r} does not fit a 1-D input {shape}")
+            new[name] = [0, value[0], 0, value[1]] if name == "pads" else [_ONE_D_ATTRS[name], value[0]]
+        else:
+            new[name] = value.decode() if isinstance(value, bytes) else value
+    inputs = list(node.input)
+    if node.op_type == "Conv":
+        w = real_array(consts.get(node.input[1], where), f"{where} weight")
+        if w.ndim != 3:
+            raise UnsupportedLayerError(f"{where}: a Conv on a 1-D input needs a 3-D weight, got {w.ndim}-D")
+        inputs[1] = f"{node.input[1]}::as_2d"
+        consts.values[inputs[1]] = w[:, :, None, :]
+    return helper.make_node(node.op_type, inputs, list(node.output), name=node.name, **new), (shape[0], shape[1], 1,
+                                                                                            shape[2])
 _NOT_YET = {"MaxPool", "GlobalMaxPool", "Pad", "ConvTranspose"}
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # scipy.sparse (≈0.2 s to import) loads only for graphs tha
 __all__ = ["load", "needs_graph"]
 
 _COMBINE = {"Add", "Sub", "Sum", "Concat"}
-_MAXPOOL = {"MaxPool", "GlobalMaxPool"}
+_MAXPOOL = {"MaxPool", "GlobalMaxPool", "ReduceMax"}
 _INDEXING = {"Slice", "Gather", "Transpose", "Pad"}  # rearrange entries: a selection matrix
 _MAX_WINDOW = 64  # entries of one max-pooling window (each level of the max tree is a layer)
 _PIECEWISE = {"Clip", "PRelu"}  # written with ReLU steps (exactly): see :meth:`_GraphWalk._piecewise`
@@ -166,6 +166,21 @@ class _GraphWalk:
             return self._combine(op, node, where)
         if op in fmt._ACTIVATIONS:
             return lift.activate(e, fmt._ACTIVATIONS[op](node)), shape
+        if op in fmt._SPATIAL or op in _MAXPOOL:
+            node, four = fmt.as_2d(node, consts, shape, where)
+            if four != shape:  # a 1-D layer, computed on the (1, C, 1, L) view
+                if op in _MAXPOOL:
+                    out, s2 = self._max_pool(op, node, e, four, where)
+                else:
+                    layer = fmt._SPATIAL[op](node, four[1:], consts, label, where)
+                    out, s2 = lift.affine(e, layer), (1,) + layer.output_shape
+                return out, (s2[0], s2[1], s2[3])
+        if op == "ReduceMax":  # the maximum over the two spatial axes: a global max pool
+            if len(shape) != 4 or fmt._squeeze_axes(node, consts, label, 4) != [2, 3] or \
+                    fmt._int(node, "noop_with_empty_axes", 0):
+                raise UnsupportedLayerError(f"{where}: only a maximum over the spatial axes (2, 3) is supported")
+            out, out_shape = self._max_pool("GlobalMaxPool", node, e, shape, where)
+            return out, (out_shape if fmt._int(node, "keepdims", 1) else out_shape[:2])
         if op in fmt._SPATIAL or op == "ReduceMean":
             if len(shape) != 4 or shape[0] != 1:
                 raise ShapeMismatchError(f"{where} needs a (1, C, H, W) data tensor, got shape {shape}")
