@@ -436,7 +436,43 @@ def case_onnx_float64(ctx, d, rng):
     compare(ctx, "ONNX float64 tanh", p, [], X, stored(X), 1e-9, "equal")
 
 
-TRICKY = [case_resnet_maxpool, case_statedict_tanh_no_arch, case_softmax, case_twice_linear, case_residual_sequential,
+def case_piecewise_and_1d(ctx, d, rng):
+    """Layers written with ReLU steps or views by the loaders: ReLU6 / Hardtanh / per-channel PReLU / SiLU
+    (x * sigmoid(x)) exported to ONNX by both torch exporters, a Conv1d + MaxPool1d net, and a TorchScript
+    Sequential with ReLU6 (converted through ONNX by the loader): each must equal torch."""
+    import copy
+    import warnings
+
+    import torch
+
+    nn = torch.nn
+    torch.manual_seed(int(rng.integers(1000)))
+    mlp = nn.Sequential(nn.Linear(6, 8), nn.ReLU6(), nn.Linear(8, 8), nn.PReLU(8), nn.Linear(8, 8),
+                        nn.Hardtanh(-0.75, 1.25), nn.Linear(8, 6), nn.SiLU(), nn.Linear(6, 3)).eval()
+    conv1d = nn.Sequential(nn.Conv1d(2, 3, 3, padding=1, stride=2), nn.ReLU(), nn.MaxPool1d(2),
+                           nn.Conv1d(3, 2, 3, dilation=2, padding=2), nn.ReLU(), nn.Flatten(), nn.Linear(6, 2)).eval()
+    for name, m, shape in (("relu6/prelu/hardtanh/silu MLP", mlp, (6,)), ("Conv1d + MaxPool1d", conv1d, (2, 12))):
+        n_in = int(np.prod(shape))
+        X = _points(rng, n_in) * 4.0  # reach the clipping ranges
+        ref = _torch_ref(copy.deepcopy(m).double(), X.reshape((-1,) + shape))
+        for dynamo in (False, True):
+            p = os.path.join(d, f"{name.split()[0].replace('/', '_')}_{int(dynamo)}.onnx")
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    torch.onnx.export(m, (torch.zeros((1,) + shape),), p, dynamo=dynamo)
+            except Exception as exc:  # the exporter itself failed: nothing to compare
+                ctx.camp.notes.append(f"harness: torch.onnx.export(dynamo={dynamo}) of {name} failed: {exc}"[:200])
+                continue
+            compare(ctx, f"{name} (ONNX, dynamo={dynamo})", p, [], X, ref, 1e-9, "equal")
+    p2 = os.path.join(d, "relu6_mlp_ts.pt")
+    torch.jit.save(torch.jit.script(copy.deepcopy(mlp).double()), p2)
+    X2 = _points(rng, 6) * 4.0
+    compare(ctx, "relu6/prelu/hardtanh/silu MLP (TorchScript, converted through ONNX)", p2, [], X2,
+            _torch_ref(copy.deepcopy(mlp).double(), X2), 1e-9, "equal")
+
+
+TRICKY = [case_resnet_maxpool, case_piecewise_and_1d, case_statedict_tanh_no_arch, case_softmax, case_twice_linear, case_residual_sequential,
           case_conv_circular, case_onnx_custom_domain, case_onnx_gemm_attrs, case_npz_gap, case_npz_complex,
           case_statedict_order, case_statedict_batchnorm, case_scaled_activation, case_nnet_normalisation,
           case_onnx_float64]
