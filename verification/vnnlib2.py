@@ -623,6 +623,8 @@ def parse_query(text: str | bytes, source: str = "<string>") -> Query:
             return spelled(k, ys) if k < tr.n_outputs else m.group(0)
 
         msg = _FLAT_RE.sub(name, str(exc)).replace("X_i", "input element").replace("Y_j", "output element")
+        if len(nets) > 1 and "bound a single input element" in msg:
+            msg += "; the inputs of several networks are related only by asserted equalities (== A[i] B[j])"
         raise PropertyFormatError(msg) from None
     decl_list = tuple(
         NetworkDecl(net, x, y, rel[0] if rel else None, rel[1] if rel else None,

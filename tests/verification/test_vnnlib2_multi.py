@@ -322,3 +322,11 @@ def test_convolutional_networks_stay_sparse():
     assert isinstance(first, SparseAffine) and first.nnz <= conv.as_sparse().nnz + 768 * 6
     z = rng.normal(size=(8, 768))
     np.testing.assert_allclose(prod(z), np.concatenate([cnet(z), dnet(z)], axis=1), rtol=1e-11, atol=1e-11)
+
+
+def test_other_relations_between_inputs_of_two_networks_are_refused():
+    text = HEAD2.format(rel="") + BOX + TIE + "(assert (<= X[0,0] A[0,1]))(assert (>= B[0] Y[0]))"
+    with pytest.raises(PropertyFormatError) as exc:
+        parse_query(text, "rel.vnnlib")
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith("rel.vnnlib:") and "related only by asserted equalities" in msg

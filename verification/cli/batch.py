@@ -21,7 +21,8 @@ HELP = "verify many VNN-COMP instances (onnx,vnnlib,timeout CSV) on a local or r
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("instances", metavar="INSTANCES.csv",
-                   help="lines onnx,vnnlib,timeout[,expected] with paths relative to the CSV file")
+                   help="lines onnx,vnnlib,timeout[,expected] with paths relative to the CSV file; the onnx cell may "
+                   "list (name, path) pairs for a VNN-LIB 2.0 query over several networks")
     p.add_argument("--out", default="batch_results", metavar="DIR",
                    help="output directory: ID.txt (VNN-COMP result), ID.json, summary.csv, summary.json "
                    "(default ./batch_results)")
