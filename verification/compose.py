@@ -15,7 +15,7 @@ every assertion, the outputs being each network applied to its own inputs.
 element, so the first layers are stacked ``[W_1 P_1; W_2 P_2]`` rather than block-diagonal).  The networks
 run side by side, one activation layer at a time; each product affine layer stacks the affine layers of the
 networks, read from the previous product state.  Where one network has no activation at a step (it is
-shallower, or the two apply different two-piece activations, which are then run one after the other), its
+shallower, or the networks' next activations differ: a ReLU step then goes first and the others wait), its
 values *pass through* the step's activation exactly (the construction of :mod:`verification.io._lift`): a
 value known to be non-negative (the output of a ReLU) passes as itself through any two-piece activation
 (``z`` for ``z > 0``, ``a z`` otherwise); any other value ``v`` passes as the pair ``phi(v), phi(-v)`` and is
@@ -114,10 +114,6 @@ class _Lane:
         return self.steps[self.pos][1]
 
 
-def _what(lane: _Lane) -> str:
-    return f"network {lane.name}"
-
-
 def product_network(nets: Sequence[Network], input_maps: Sequence[Sequence[int]] | None = None,
                     in_dim: int | None = None, names: Sequence[str] | None = None) -> Network:
     """ONE network computing ``z -> (N_1(z[map_1]), ..., N_k(z[map_k]))`` (outputs concatenated in order).
@@ -155,15 +151,14 @@ def product_network(nets: Sequence[Network], input_maps: Sequence[Sequence[int]]
         meta = dict(inner.metadata, networks=list(names), sources=[n.metadata.get("source") for n in nets])
         return Network(inner.layers + (_layer(sel, np.zeros(idx.size), "copies of outputs"),), metadata=meta)
     layers: list = []
-    width = in_dim
     picks = [sparse.csr_array((np.ones(m.size), (np.arange(m.size), m)), shape=(m.size, in_dim)) for m in maps]
     if any(np.bincount(m, minlength=in_dim).max(initial=0) > 1 for m in maps):
         # an input feeding several inputs of ONE network: select first, so that no weights are summed
         sel = sparse.vstack(picks, format="csr")
         layers.append(_layer(sel, np.zeros(sel.shape[0]), "input selection"))
-        width, off, picks = sel.shape[0], 0, []
+        off, picks = 0, []
         for m in maps:
-            picks.append(_pick(off, m.size, width))
+            picks.append(_pick(off, m.size, sel.shape[0]))
             off += m.size
     lanes = [_Lane(name, net, p) for name, net, p in zip(names, nets, picks)]
     step = 0
@@ -179,12 +174,12 @@ def product_network(nets: Sequence[Network], input_maps: Sequence[Sequence[int]]
                 blocks.append(("plain", [], lane))  # a value >= 0 passes as itself
             elif scale is None:
                 raise UnsupportedLayerError(
-                    f"{_what(lane)} has no {act.describe()} at activation step {step} (it is "
+                    f"network {lane.name} has no {act.describe()} at activation step {step} (it is "
                     f"{'shallower' if lane.done else 'at ' + lane.next_act().describe()}), and its values cannot pass "
                     f"through {act.describe()} exactly: the networks cannot run side by side")
             else:
                 blocks.append(("pair", [], lane))  # passes as the pair (v, -v)
-        width = _emit_step(layers, blocks, act, scale, width, step)
+        _emit_step(layers, blocks, act, scale, step)
     _emit_final(layers, lanes)
     meta = {"format": "product", "networks": list(names),
             "sources": [n.metadata.get("source") for n in nets]}
@@ -225,8 +220,8 @@ def _carry_layers(layers: list, blocks, label: str) -> list[sparse.csr_array]:
     return reads
 
 
-def _emit_step(layers: list, blocks, act: Activation, scale: float | None, width: int, step: int) -> int:
-    """Append the affine layer(s) and the activation of one product step; returns the new state width."""
+def _emit_step(layers: list, blocks, act: Activation, scale: float | None, step: int) -> None:
+    """Append the affine layer(s) and the activation of one product step; update the lanes' reads."""
     reads = _carry_layers(layers, blocks, f"product step {step}")
     rows, bias, plan = [], [], []
     for (kind, affs, lane), read in zip(blocks, reads):
@@ -256,7 +251,6 @@ def _emit_step(layers: list, blocks, act: Activation, scale: float | None, width
             lane.plain_nonneg = _nonneg(lane.steps[lane.pos][1])
             lane.pos += 1
         off += n
-    return width
 
 
 def _emit_final(layers: list, lanes: list[_Lane]) -> None:
