@@ -10,6 +10,7 @@ another neuron, another network) must be rejected with a message naming the fail
 from __future__ import annotations
 
 import copy
+import functools
 import json
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 
 from tests.verification.test_relu_bab import _milp_min, _net, _preacts, milp_instance
 from verification import verify
+from verification.activations import LeakyReLU
 from verification.proofcheck import Chain, check_proof, layer_bounds, rows_lower
 from verification.spec import box_property, robustness_property
 
@@ -29,9 +31,9 @@ def _prove(net, prop, path):
 
 @pytest.fixture(scope="module")
 def proofs(tmp_path_factory):
-    """Four proofs: two 16x16 nets on 20-40 inputs at 2 % of the value range below the MILP minimum (the
-    writer splits further below some verifier leaves), a 5x5 net at 1e-4 relative below it (exact LP leaves
-    and empty domains), and a robustness property with three disjuncts on 74 inputs (one tree each)."""
+    """Five proofs: two 16x16 nets on 20-40 inputs at 2 % of the value range below the MILP minimum, a 5x5 net
+    at 1e-4 relative below it (exact LP leaves and empty domains), a robustness property with three disjuncts
+    on 74 inputs (one tree each), and one on a leaky-ReLU net with slope -0.2 (not monotone)."""
     d = tmp_path_factory.mktemp("bab")
     out = []
     for seed in (2, 6):
@@ -53,6 +55,12 @@ def proofs(tmp_path_factory):
     x0 = rng.uniform(-1, 1, net.in_dim)
     prop = robustness_property(x0 - 0.05, x0 + 0.05, int(np.argmax(net(x0[None])[0])), 4)
     out.append((net, prop) + _prove(net, prop, d / "robust.json"))
+    rng = np.random.default_rng(905)
+    n = int(rng.integers(20, 60))
+    net = _net(rng, [n, 12, 12, 3], act=functools.partial(LeakyReLU, -0.2), scale=1.5)
+    x0 = rng.uniform(-1, 1, n)
+    prop = robustness_property(x0 - 0.1, x0 + 0.1, int(np.argmax(net(x0[None])[0])), 3)
+    out.append((net, prop) + _prove(net, prop, d / "leaky.json"))
     return out
 
 
@@ -78,8 +86,8 @@ def test_bab_proofs_are_accepted_with_nothing_trusted(proofs):
         trees = proof["regions"][0]["trees"]
         assert any("relu" in nd for t in trees for nd in t)
         kinds |= {c["by"] for t in trees for nd in t for c in nd.get("refute", [])}
-        if len(prop.regions[0].outputs) > 1:  # one ReLU-split tree per disjunct the search split on
-            assert len(trees) == 3
+        if len(prop.regions[0].outputs) > 1:  # one tree per disjunct (those refuted on the whole box share one)
+            assert len(trees) >= 2
     assert {"beta", "empty"} <= kinds
     lp = proofs[2][3]  # the LP leaves' dual weights: a beta certificate on a combined row
     assert any(float.fromhex(c["w"][0]) not in (0.0, 1.0) or c["betas"] for _, _, c in _certs(lp, "beta"))
@@ -204,6 +212,15 @@ def test_mutations_of_trees_and_networks_are_rejected(proofs):
     other = type(net)(tuple([type(layers[0])(W2, layers[0].bias)] + layers[1:]))
     p["network"]["sha256"] = Chain.of(other).fingerprint()
     _rejects(other, prop, p, "region 0, tree ")
+    # the root's alpha-CROWN rows: a slope outside [s, 1], a row on the first layer (nothing to back-substitute)
+    root = next(t[0] for t in proof["regions"][0]["trees"] if "tighten" in t[0])
+    for mutate, needle in ((lambda r: r[3][0].__setitem__(2, "0x1.8p+0"), "outside [0.0, 1]"),
+                           (lambda r: r.__setitem__(0, 0), "bad tighten entry")):
+        p = copy.deepcopy(proof)
+        r = next(t[0] for t in p["regions"][0]["trees"] if "tighten" in t[0])["tighten"][0]
+        mutate(r)
+        _rejects(net, prop, p, "node 0", needle)
+    assert root["tighten"]
     # version 1 does not read trees
     p = copy.deepcopy(proof)
     p["version"] = 1

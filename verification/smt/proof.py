@@ -73,7 +73,7 @@ class ReluLog:
 
     def __init__(self) -> None:
         self.kids: dict[int, tuple[int, int, int, int]] = {}  # node -> (layer, neuron, z >= 0 child, z <= 0 child)
-        # node -> ("beta", row, slopes, betas, empty) | ("lp", weights, multipliers) | ("z3",)
+        # node -> ("beta", row, slopes, (index, value) of the betas, empty) | ("lp", weights, multipliers) | ("z3",)
         self.leaf: dict[int, tuple] = {}
         self._next = 1
 
@@ -92,7 +92,9 @@ class ReluLog:
         idx = np.arange(nodes.size) if idx is None else idx
         for d, i, e in zip(nodes.tolist(), idx.tolist(), empty.tolist()):
             r = int(np.argmax(res.lower[i]))
-            self.leaf[d] = ("beta", r, [a[i, r].copy() for a in res.alphas], [b[i, r].copy() for b in res.betas], e)
+            # slopes in float32 (any slope in range is valid), multipliers sparse (non-zero only on split neurons)
+            betas = [(np.flatnonzero(b[i, r]), b[i, r][b[i, r] != 0]) for b in res.betas]
+            self.leaf[d] = ("beta", r, [a[i, r].astype(np.float32) for a in res.alphas], betas, e)
 
 
 @dataclass
@@ -334,6 +336,14 @@ def _region_tree(net: Network, ch: Chain, region, log: ProofLog | None, refine_d
     return nodes
 
 
+def _dense(betas: list, signs: list) -> list:
+    """Per layer ``(n_j,)`` multipliers from their ``(index, value)`` record."""
+    out = [np.zeros(s.shape[-1]) for s in signs]
+    for o, (i, v) in zip(out, betas):
+        o[i] = v
+    return out
+
+
 def _beta_eval(ch: Chain, lo, hi, pre: list, signs: list, cands: list, C, cb) -> np.ndarray:
     """The checker's rigorous bound of each candidate ``(w, slopes, betas)`` (``slopes`` / ``betas``: per layer
     ``(n_j,)``; ``None`` slopes: CROWN's) on the domains (rows of ``lo, hi``, bounds ``pre``, split ``signs``)."""
@@ -344,7 +354,7 @@ def _beta_eval(ch: Chain, lo, hi, pre: list, signs: list, cands: list, C, cb) ->
     for a, (w, sl, be) in enumerate(cands):
         for j in range(ch.depth):
             if sl is not None:
-                alpha[j][a, 0] = np.clip(sl[j], ch.s[j], 1.0)
+                alpha[j][a, 0] = np.clip(np.asarray(sl[j], np.float64), ch.s[j], 1.0)
             lag[j][a, 0] = np.where(signs[j][a] != 0, np.maximum(be[j], 0.0), 0.0) * signs[j][a]
         Mc.append(combine(w, C, cb, (pre[-1][0][a:a + 1], pre[-1][1][a:a + 1])))
     return rows_lower(ch, lo, hi, pre, np.stack([m for m, _ in Mc])[:, None, :], np.stack([c for _, c in Mc]),
@@ -356,7 +366,7 @@ def _beta_cert(ch: Chain, k: int, pre: list, signs: list, w, sl, be) -> dict:
     slopes, betas = [], []
     for j, (l, u) in enumerate(pre[:-1]):
         if sl is not None:
-            a = np.clip(sl[j], ch.s[j], 1.0)
+            a = np.clip(np.asarray(sl[j], np.float64), ch.s[j], 1.0)
             moved = (l < 0) & (u > 0) & (a != np.where(u > -l, 1.0, ch.s[j]))
             slopes += [[j, int(i), hexf(a[i])] for i in np.flatnonzero(moved)]
         b = np.where(signs[j] != 0, np.maximum(be[j], 0.0), 0.0)
@@ -403,7 +413,7 @@ def _close_relu(net: Network, ch: Chain, leaves: list, k: int, C, cb, lo, hi) ->
                 for it in todo:
                     d = it["data"]
                     if d is not None and d[0] == "beta":
-                        cands.append((np.eye(R)[d[1]], d[2], d[3]))
+                        cands.append((np.eye(R)[d[1]], d[2], _dense(d[3], signs)))
                     elif d is not None and d[0] == "lp":
                         cands.append((np.asarray(d[1], np.float64), None, d[2]))
                     else:
@@ -412,7 +422,7 @@ def _close_relu(net: Network, ch: Chain, leaves: list, k: int, C, cb, lo, hi) ->
                 warm_a = [np.stack([np.repeat(it["data"][2][j][None], R, 0) if it["data"] and it["data"][0] == "beta"
                                     else np.repeat(np.where(pre[j][1][t] > -pre[j][0][t], 1.0, ch.s[j])[None], R, 0)
                                     for t, it in enumerate(todo)]) for j in range(ch.depth)]
-                warm_b = [np.stack([np.repeat(it["data"][3][j][None], R, 0) if it["data"] and it["data"][0] == "beta"
+                warm_b = [np.stack([np.repeat(_dense(it["data"][3], signs)[j][None], R, 0) if it["data"] and it["data"][0] == "beta"
                                     else np.zeros((R, signs[j].shape[1])) for it in todo]) for j in range(ch.depth)]
                 res = beta_crown(net, los, his, C, cb, pre[:-1], signs, warm_a, warm_b, iters=20,
                                  done=lambda idx, low: np.any(low > 1e-9, axis=1))
