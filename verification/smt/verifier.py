@@ -119,7 +119,8 @@ def verify(
         alpha-CROWN on the specification rows (:func:`~verification.bounds.batched.alpha_spec_bounds`: lower
         slopes optimised by 10 Adam steps, intermediate bounds fixed, early exit once refuted) before they are
         split.  ReLU / leaky-ReLU nets with CROWN intermediate bounds; ``0`` turns it off.  Default 16.
-    proof: optional path; when the answer is ``holds`` a proof is written there (docs/proofs.md) for the
+    proof: optional path; when the answer is ``holds`` a proof is written there (docs/proofs.md: the input-split
+        tree, or with ``"bab"`` the ReLU-split trees with beta-CROWN certificates) for the
         independent checker :func:`verification.proofcheck.check_proof` (ReLU / leaky-ReLU nets given as an
         alternating chain of affine layers and activations, output rows with float64 coefficients).
         ``details`` then gives ``proof_nodes``, ``proof_trusted`` (certificates the checker cannot check),
