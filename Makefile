@@ -15,7 +15,7 @@ TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 SMOKE  := build/smoke
 
-.PHONY: demo test test-fast notebooks benchmarks clean install smoke-wheel
+.PHONY: demo test test-fast test-other-cpu notebooks benchmarks clean install smoke-wheel
 
 install: $(STAMP)
 
@@ -50,6 +50,13 @@ smoke-wheel:
 
 test-fast: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q tests
+
+# The unit tests with the arithmetic of an older x86-64 CPU: OpenBLAS's generic (Prescott) kernels, numpy without
+# its AVX2/AVX-512 loops, numba compiled for a generic CPU (other rounding in every BLAS call, ufunc and kernel).
+# About 15 minutes on 2 shared cores (numba recompiles); not part of `make test`.
+test-other-cpu: $(STAMP)
+	$(TEST_ENV) OPENBLAS_CORETYPE=Prescott NPY_DISABLE_CPU_FEATURES="X86_V4 X86_V3" NUMBA_CPU_NAME=generic \
+		NUMBA_CACHE_DIR=$(CURDIR)/build/numba-generic $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -p no:cacheprovider tests
 
 benchmarks: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
