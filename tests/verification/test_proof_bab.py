@@ -225,3 +225,13 @@ def test_mutations_of_trees_and_networks_are_rejected(proofs):
     p = copy.deepcopy(proof)
     p["version"] = 1
     _rejects(net, prop, p, "region 0: 'nodes' is not a list")
+
+
+def test_recording_does_not_change_the_search(proofs):
+    """The same domains with and without a proof (the log only records), and the proof's ReLU-split tree is the
+    search's (no node added by the writer on this instance)."""
+    net, prop, res, proof = proofs[0]
+    plain = verify(net, prop, timeout=60)
+    assert plain.status == "holds" and plain.details["domains"] == res.details["domains"] > 100
+    tree = proof["regions"][0]["trees"][0]
+    assert sum("relu" in nd for nd in tree) == res.details["domains"] // 2
