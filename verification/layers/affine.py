@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from verification.errors import InvalidWeightsError, ShapeMismatchError, UnsupportedLayerError
 
-__all__ = ["AffineLayer", "Dense", "MAX_DENSE_ENTRIES", "check_dense"]
+__all__ = ["AffineLayer", "ConvSpec", "Dense", "MAX_DENSE_ENTRIES", "check_dense"]
 
 _EPS = np.finfo(np.float64).eps
 #: Largest dense matrix formed from a non-dense layer (``as_matrix()`` of a convolution, ``compose``):
@@ -30,6 +30,22 @@ def check_dense(n_out: int, n_in: int, what: str) -> None:
             f"{what} would need a dense {n_out} x {n_in} matrix ({n_out * n_in:.3g} entries, limit "
             f"{MAX_DENSE_ENTRIES:.2g}); this needs dense weights and is for small networks only"
         )
+
+
+class ConvSpec(NamedTuple):
+    """What a layer that is a 2-D convolution tells the frequency-domain methods (see
+    :attr:`AffineLayer.conv_spec`): ``weight`` ``(C_out, C_in / groups, kh, kw)``, shapes ``(C, H, W)``,
+    ``pads`` ``(top, bottom, left, right)``, ``padding_mode`` one of zeros/circular/reflect/replicate; output
+    ``(o, i, j)`` reads input rows ``i s_h + t d_h - pad_top`` and columns ``j s_w + u d_w - pad_left``."""
+
+    weight: np.ndarray
+    input_shape: tuple[int, int, int]
+    output_shape: tuple[int, int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    pads: tuple[int, int, int, int]
+    padding_mode: str
 
 
 def _as_f64(a: Any) -> np.ndarray:
@@ -127,6 +143,11 @@ class AffineLayer:
         """``"weight"`` or ``"bias"`` if that part has a NaN/inf entry, else ``None``."""
         if not np.all(np.isfinite(self.bias)):
             return "bias"
+        return None
+
+    @property
+    def conv_spec(self) -> ConvSpec | None:
+        """The layer as a 2-D convolution (:class:`ConvSpec`) if it is one, else ``None`` (the default)."""
         return None
 
     @property

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from scipy import sparse
 
 from verification.errors import InvalidParameterError, ShapeMismatchError, UnsupportedLayerError
-from verification.layers.affine import MAX_DENSE_ENTRIES, AffineLayer, Dense, _as_f64, check_dense
+from verification.layers.affine import MAX_DENSE_ENTRIES, AffineLayer, ConvSpec, Dense, _as_f64, check_dense
 from verification.layers.conv_norms import conv_norm_bound, power_norm_lower
 from verification.layers.sparse import CsrProducts
 
@@ -261,6 +261,12 @@ class Conv2d(CsrProducts):
                 and self.pads == (0, 0, 0, 0):
             return self.weight.reshape(-1)
         return None
+
+    @property
+    def conv_spec(self) -> ConvSpec:
+        """This convolution's parameters, for the frequency-domain methods."""
+        return ConvSpec(self.weight, self.input_shape, self.output_shape, self.stride, self.dilation, self.groups,
+                        self.pads, self.padding_mode)
 
     def compose(self, inner: AffineLayer) -> AffineLayer:
         """``self ∘ inner`` without a dense matrix when one side is a per-channel scale (folded into the

@@ -42,7 +42,7 @@ class LipschitzInterrupted(KeyboardInterrupt):
 def _load_methods() -> None:
     """Import the method modules (importing one registers its methods, in this order: the order of
     :func:`available_methods`).  Done on first use: they pull in numba, scipy.linalg and the SDP layer."""
-    from verification.lipschitz import baseline, lipsdp, eclipse  # noqa: F401
+    from verification.lipschitz import baseline, lipsdp, eclipse, conv_sdp  # noqa: F401
 
 
 def available_methods() -> dict[str, MethodSpec]:
@@ -189,7 +189,7 @@ def fallback_seconds(name: str, net: Network) -> float:
 def _least_seconds(name: str, net: Network) -> float:
     """The least time a method needs to give anything: for the SDP methods, building the LMI and its float64
     certificate (a stopped solve still needs both)."""
-    if not name.startswith("lipsdp"):
+    if name not in ("lipsdp-neuron", "lipsdp-layer"):  # the dense chain LMIs (lipsdp-conv builds no dense LMI)
         return 0.0
     return 0.5 + 6e-9 * _lmi_rows(net) ** 3
 
