@@ -73,7 +73,7 @@ class ReluLog:
 
     def __init__(self) -> None:
         self.kids: dict[int, tuple[int, int, int, int]] = {}  # node -> (layer, neuron, z >= 0 child, z <= 0 child)
-        # node -> ("beta", row, slopes, (index, value) of the betas, empty) | ("lp", weights, multipliers) | ("z3",)
+        # node -> ("beta", row, slopes, betas, empty) | ("lp", weights, multipliers) | ("z3",)
         self.leaf: dict[int, tuple] = {}
         self._next = 1
 
@@ -86,15 +86,17 @@ class ReluLog:
         self._next += 2 * n
         return out
 
-    def refuted(self, nodes: np.ndarray, res, empty: np.ndarray, idx: np.ndarray | None = None) -> None:
-        """Domains ``nodes`` (entries ``idx`` of the beta-CROWN result ``res``) refuted or found empty: the row
-        with the best bound, its slopes and multipliers."""
+    def refuted(self, nodes: np.ndarray, res, pre: list, empty: np.ndarray, idx: np.ndarray | None = None) -> None:
+        """Domains ``nodes`` (entries ``idx`` of the beta-CROWN result ``res``, bounds ``pre``) refuted or found
+        empty: the row with the best bound, its slopes on the unstable neurons and its non-zero multipliers,
+        each as ``(index, value)`` per layer (slopes in float32: any slope in range is valid)."""
         idx = np.arange(nodes.size) if idx is None else idx
         for d, i, e in zip(nodes.tolist(), idx.tolist(), empty.tolist()):
             r = int(np.argmax(res.lower[i]))
-            # slopes in float32 (any slope in range is valid), multipliers sparse (non-zero only on split neurons)
+            keep = [np.flatnonzero((l[i] < 0) & (u[i] > 0)) for l, u in pre]
+            alphas = [(k, a[i, r][k].astype(np.float32)) for k, a in zip(keep, res.alphas)]
             betas = [(np.flatnonzero(b[i, r]), b[i, r][b[i, r] != 0]) for b in res.betas]
-            self.leaf[d] = ("beta", r, [a[i, r].astype(np.float32) for a in res.alphas], betas, e)
+            self.leaf[d] = ("beta", r, alphas, betas, e)
 
 
 @dataclass
@@ -336,10 +338,10 @@ def _region_tree(net: Network, ch: Chain, region, log: ProofLog | None, refine_d
     return nodes
 
 
-def _dense(betas: list, signs: list) -> list:
-    """Per layer ``(n_j,)`` multipliers from their ``(index, value)`` record."""
-    out = [np.zeros(s.shape[-1]) for s in signs]
-    for o, (i, v) in zip(out, betas):
+def _dense(rec: list, signs: list, base: list | None = None) -> list:
+    """Per layer ``(n_j,)`` values from their ``(index, value)`` record; the others from ``base`` (default 0)."""
+    out = [np.zeros(s.shape[-1]) if base is None else np.array(b, dtype=np.float64) for s, b in zip(signs, base or signs)]
+    for o, (i, v) in zip(out, rec):
         o[i] = v
     return out
 
@@ -408,18 +410,19 @@ def _close_relu(net: Network, ch: Chain, leaves: list, k: int, C, cb, lo, hi) ->
                    for j in range(ch.depth + 1)]
             signs = [np.stack([it["signs"][j] for it in todo]) for j in range(ch.depth)]
             los, his = np.repeat(lo[None], B, 0), np.repeat(hi[None], B, 0)
+            crown = [[np.where(u[t] > -l[t], 1.0, sj) for (l, u), sj in zip(pre[:-1], ch.s)] for t in range(B)]
             if attempt == "record":
                 cands = []
-                for it in todo:
+                for t, it in enumerate(todo):
                     d = it["data"]
                     if d is not None and d[0] == "beta":
-                        cands.append((np.eye(R)[d[1]], d[2], _dense(d[3], signs)))
+                        cands.append((np.eye(R)[d[1]], _dense(d[2], signs, crown[t]), _dense(d[3], signs)))
                     elif d is not None and d[0] == "lp":
                         cands.append((np.asarray(d[1], np.float64), None, d[2]))
                     else:
                         cands.append((np.zeros(R), None, [np.zeros(s.shape[1]) for s in signs]))
             else:
-                warm_a = [np.stack([np.repeat(it["data"][2][j][None], R, 0) if it["data"] and it["data"][0] == "beta"
+                warm_a = [np.stack([np.repeat(_dense(it["data"][2], signs, crown[t])[j][None], R, 0) if it["data"] and it["data"][0] == "beta"
                                     else np.repeat(np.where(pre[j][1][t] > -pre[j][0][t], 1.0, ch.s[j])[None], R, 0)
                                     for t, it in enumerate(todo)]) for j in range(ch.depth)]
                 warm_b = [np.stack([np.repeat(_dense(it["data"][3], signs)[j][None], R, 0) if it["data"] and it["data"][0] == "beta"

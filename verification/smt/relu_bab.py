@@ -222,7 +222,7 @@ class _Search:
         task.stats.set("root_lower", min(task.stats.get("root_lower", np.inf), float(res.lower.max())))
         if self._refuted(res)[0]:
             if self.log is not None:
-                self.log.refuted(np.zeros(1, dtype=np.int64), res, np.zeros(1, dtype=bool))
+                self.log.refuted(np.zeros(1, dtype=np.int64), res, pre, np.zeros(1, dtype=bool))
             return REFUTED
         found = task.screen(res.x[0])[1]
         if found is not None:
@@ -265,7 +265,7 @@ class _Search:
             if self.log is not None:  # children: z >= 0 (the first n), then z <= 0
                 node = self.log.split(par.node[go], lay[go], neu[go])
                 dead = np.flatnonzero(~alive)
-                self.log.refuted(node[dead], res, empty[dead], dead)
+                self.log.refuted(node[dead], res, pre, empty[dead], dead)
             idx = np.flatnonzero(alive)
             if idx.size:
                 X = res.x[idx].reshape(-1, self.lo.size)
