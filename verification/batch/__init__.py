@@ -2,7 +2,9 @@
 
 ``read_instances(csv)`` reads the instances, ``run_batch(instances, out_dir, workers=..., scheduler=...)``
 verifies those not yet finished in ``out_dir`` (resumable) and writes VNN-COMP result files and a summary;
-``verify_instance`` is the task a worker runs.  Dask is imported only when a batch starts.
+``verify_instance`` is the task a worker runs.  :mod:`verification.batch.lipschitz_jobs` runs Lipschitz jobs
+over many models on the same machinery (``verification batch --lipschitz``).  Dask is imported only when a
+batch starts.
 """
 
 from __future__ import annotations

@@ -59,12 +59,15 @@ def _client(workers: int | None, scheduler: str | None):
 def run_batch(instances: list[Instance], out_dir: str | Path, *, workers: int | None = None,
               scheduler: str | None = None, timeout_scale: float = 1.0, options: dict | None = None,
               on_result: Callable[[dict], None] | None = None, on_start: Callable[[int, int], None] | None = None,
-              task: Callable = verify_instance) -> BatchRun:
+              task: Callable = verify_instance, load: Callable = load_record, summarize: Callable = write_summary,
+              error_record: Callable | None = None) -> BatchRun:
     """Verify every instance not yet finished in ``out_dir``; write ``ID.txt``/``ID.json`` as results arrive
     and ``summary.csv``/``summary.json`` at the end, also after Ctrl-C (outstanding tasks are cancelled).
 
     ``workers``: size of the local cluster (default: one per core); ``scheduler``: ``tcp://HOST:PORT`` of
     a running cluster instead.  ``on_start(n_skipped, n_todo)`` and ``on_result(record)`` report progress.
+    Other job kinds (:mod:`verification.batch.lipschitz_jobs`) pass their ``task``, ``load`` (finished record
+    or ``None``), ``summarize`` and ``error_record``.
     """
     if workers is not None and workers < 1:
         raise InvalidParameterError(f"--workers must be >= 1; got {workers}")
@@ -79,7 +82,7 @@ def run_batch(instances: list[Instance], out_dir: str | Path, *, workers: int | 
     run = BatchRun()
     todo: list[Instance] = []
     for inst in instances:
-        rec = load_record(out, inst)
+        rec = load(out, inst)
         if rec is None:
             todo.append(inst)
         else:
@@ -93,19 +96,20 @@ def run_batch(instances: list[Instance], out_dir: str | Path, *, workers: int | 
         if todo:
             client, cluster = _client(workers, scheduler)
             n_workers = len(client.run(warm_up))  # imports done on every worker before the clock matters
-            _run_tasks(client, todo, out, run, timeout_scale, options or {}, on_result, task)
+            _run_tasks(client, todo, out, run, timeout_scale, options or {}, on_result, task,
+                       error_record or _error_record)
     except KeyboardInterrupt:
         run.interrupted = True
     finally:
         run.wall = time.monotonic() - started
-        run.summary = write_summary(out, instances, run.records, wall=run.wall, interrupted=run.interrupted,
+        run.summary = summarize(out, instances, run.records, wall=run.wall, interrupted=run.interrupted,
                                     workers=n_workers, scheduler=scheduler)
         _close(client, cluster)
     return run
 
 
-def _run_tasks(client, todo: list[Instance], out: Path, run: BatchRun, timeout_scale: float, options: dict,
-               on_result, task) -> None:
+def _run_tasks(client, todo: list, out: Path, run: BatchRun, timeout_scale: float, options: dict,
+               on_result, task, error_record) -> None:
     from distributed import as_completed
 
     futures, by_key = [], {}
@@ -123,7 +127,7 @@ def _run_tasks(client, todo: list[Instance], out: Path, run: BatchRun, timeout_s
             try:
                 rec = fut.result()
             except Exception as exc:  # KilledWorker after repeated worker deaths, a lost scheduler, ...
-                rec = _error_record(inst, timeout_scale, f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+                rec = error_record(inst, timeout_scale, f"{type(exc).__name__}: {' '.join(str(exc).split())}")
             write_record(out, rec)
             run.records[inst.id] = rec
             run.computed.append(inst.id)

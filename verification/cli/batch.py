@@ -16,13 +16,17 @@ import sys
 from verification.cli.common import EXIT_INTERRUPTED, emit
 from verification.errors import InvalidParameterError
 
-HELP = "verify many VNN-COMP instances (onnx,vnnlib,timeout CSV) on a local or remote Dask cluster; resumable"
+HELP = ("verify many VNN-COMP instances (onnx,vnnlib,timeout CSV), or bound the Lipschitz constants of many models "
+        "(--lipschitz), on a local or remote Dask cluster; resumable")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("instances", metavar="INSTANCES.csv",
                    help="lines onnx,vnnlib,timeout[,expected] with paths relative to the CSV file; the onnx cell may "
                    "list (name, path) pairs for a VNN-LIB 2.0 query over several networks")
+    p.add_argument("--lipschitz", action="store_true",
+                   help="the CSV lists Lipschitz jobs model[,method[,norm[,time_limit]]] (defaults auto, 2, 600 s): "
+                   "one certified bound per row")
     p.add_argument("--out", default="batch_results", metavar="DIR",
                    help="output directory: ID.txt (VNN-COMP result), ID.json, summary.csv, summary.json "
                    "(default ./batch_results)")
@@ -52,6 +56,9 @@ def check_options(args: argparse.Namespace) -> None:
         raise InvalidParameterError(f"--seed must be an integer >= 0; got {args.seed}")
     if args.scheduler and not args.scheduler.strip():
         raise InvalidParameterError("--scheduler is empty")
+    if args.lipschitz and args.method != "auto":
+        raise InvalidParameterError("--method chooses the verification search; with --lipschitz the method of each "
+                                    "job is the CSV's second column")
 
 
 def _dask_available() -> None:
@@ -65,12 +72,12 @@ def _dask_available() -> None:
 class _Bar:
     """tqdm bar over the instances to run (stderr), with the verdict counts as postfix."""
 
-    def __init__(self, show: bool):
-        self.show, self.bar, self.counts = show, None, {}
+    def __init__(self, show: bool, unit: str = "instance(s)"):
+        self.show, self.bar, self.counts, self.unit = show, None, {}, unit
 
     def start(self, skipped: int, todo: int) -> None:
         if skipped:
-            print(f"verification batch: {skipped} instance(s) already finished, {todo} to run", file=sys.stderr)
+            print(f"verification batch: {skipped} {self.unit} already finished, {todo} to run", file=sys.stderr)
         if self.show and todo:
             from tqdm import tqdm
 
@@ -100,25 +107,45 @@ def _text(summary: dict, out: str) -> str:
     return line + f"\nresults in {out}/ (summary.csv, summary.json)"
 
 
+def _lipschitz_text(summary: dict, out: str) -> str:
+    t = summary["totals"]
+    return (f"{t['finished']}/{t['jobs']} finished: {t['certified']} certified, {t['not_certified']} not certified, "
+            f"{t['error']} error; this run {summary['batch_wall']:.3g} s wall\nresults in {out}/ (summary.csv, "
+            "summary.json)")
+
+
 def run(args: argparse.Namespace) -> int:
     from verification.batch import read_instances, run_batch
     from verification.cli.progress import enabled
 
     check_options(args)
-    instances = read_instances(args.instances)
+    kind: dict = {}
+    text = _text
+    if args.lipschitz:
+        from verification.batch import lipschitz_jobs as lj
+
+        instances = lj.read_jobs(args.instances)
+        kind = {"task": lj.lipschitz_job, "load": lj.load_job_record, "summarize": lj.write_job_summary,
+                "error_record": lj.job_error_record}
+        options: dict = {}
+        text = _lipschitz_text
+    else:
+        instances = read_instances(args.instances)
+        options = {"method": args.method, "seed": args.seed}
     _dask_available()
-    bar = _Bar(enabled(args))
+    bar = _Bar(enabled(args), "job(s)" if args.lipschitz else "instance(s)")
     try:
         res = run_batch(instances, args.out, workers=args.workers, scheduler=args.scheduler,
-                        timeout_scale=args.timeout_scale, options={"method": args.method, "seed": args.seed},
-                        on_start=bar.start, on_result=bar.result)
+                        timeout_scale=args.timeout_scale, options=options, on_start=bar.start, on_result=bar.result,
+                        **kind)
     except OSError as exc:  # scheduler unreachable, ...
         raise InvalidParameterError(f"cannot reach the cluster: {exc}") from None
     finally:
         bar.close()
     summary = dict(res.summary)
     summary.pop("instances", None) if not args.json else None
-    emit(res.summary if args.json else summary, args.json, _text(res.summary, args.out))
+    summary.pop("jobs", None) if not args.json else None
+    emit(res.summary if args.json else summary, args.json, text(res.summary, args.out))
     if res.interrupted:
         print("verification batch: interrupted (finished results and the partial summary are written; rerun to "
               "resume)", file=sys.stderr)
