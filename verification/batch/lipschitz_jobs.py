@@ -25,7 +25,7 @@ from pathlib import Path
 
 from verification._json import jsonable
 from verification.batch.instances import InstanceFileError, _stem
-from verification.batch.results import _atomic_write
+from verification.batch.results import write_summary_files
 from verification.batch.worker import _NETS, _cached, _key
 from verification.errors import VerificationError
 from verification.io import load_network
@@ -181,14 +181,6 @@ def write_job_summary(out_dir: Path, jobs: list, records: dict[str, dict], *, wa
               "error": sum(r["result"] == "error" for r in done),
               "seconds": sum(float(r.get("seconds") or 0.0) for r in done),
               "wall": sum(float(r.get("wall") or 0.0) for r in done)}
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(SUMMARY_COLUMNS)
-    for r in done:
-        w.writerow(["" if r.get(c) is None else r.get(c) for c in SUMMARY_COLUMNS])
-    _atomic_write(out_dir / "summary.csv", buf.getvalue())
-    obj = {"totals": totals, "batch_wall": wall, "interrupted": interrupted, "workers": workers,
-           "scheduler": scheduler, "pending": [j.id for j in jobs if j.id not in records],
-           "jobs": [{k: v for k, v in r.items() if k != "text"} for r in done]}
-    _atomic_write(out_dir / "summary.json", json.dumps(jsonable(obj), indent=1) + "\n")
-    return obj
+    return write_summary_files(out_dir, SUMMARY_COLUMNS, done, "jobs", totals=totals, batch_wall=wall,
+                               interrupted=interrupted, workers=workers, scheduler=scheduler,
+                               pending=[j.id for j in jobs if j.id not in records])

@@ -18,7 +18,7 @@ from verification._json import jsonable
 from verification.batch.instances import Instance
 
 __all__ = ["write_record", "load_record", "score", "write_summary", "SCORE_CORRECT", "SCORE_WRONG", "ANSWERS",
-           "summary_totals", "SUMMARY_COLUMNS"]
+           "summary_totals", "SUMMARY_COLUMNS", "write_summary_files"]
 
 ANSWERS = ("sat", "unsat", "timeout", "error", "unknown")
 #: VNN-COMP scoring (rules 2022-2025): a correct sat (valid counterexample) or unsat scores 10, an
@@ -102,14 +102,20 @@ def write_summary(out_dir: Path, instances: list[Instance], records: dict[str, d
     """``summary.csv`` (one row per finished instance, CSV order) and ``summary.json``; returns the JSON."""
     done = [dict(records[i.id], score=score(records[i.id])) for i in instances if i.id in records]
     totals = summary_totals(done, len(instances))
+    return write_summary_files(out_dir, SUMMARY_COLUMNS, done, "instances", totals=totals, batch_wall=wall,
+                               interrupted=interrupted, workers=workers, scheduler=scheduler,
+                               pending=[i.id for i in instances if i.id not in records])
+
+
+def write_summary_files(out_dir: Path, columns: tuple, done: list[dict], key: str, **fields) -> dict:
+    """``summary.csv`` (``columns`` of each finished record) and ``summary.json`` (``fields`` plus the records
+    without their result text under ``key``), each atomically; returns the JSON object."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(SUMMARY_COLUMNS)
+    w.writerow(columns)
     for r in done:
-        w.writerow(["" if r.get(c) is None else r.get(c) for c in SUMMARY_COLUMNS])
+        w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
     _atomic_write(out_dir / "summary.csv", buf.getvalue())
-    obj = {"totals": totals, "batch_wall": wall, "interrupted": interrupted, "workers": workers,
-           "scheduler": scheduler, "pending": [i.id for i in instances if i.id not in records],
-           "instances": [{k: v for k, v in r.items() if k != "text"} for r in done]}
+    obj = {**fields, key: [{k: v for k, v in r.items() if k != "text"} for r in done]}
     _atomic_write(out_dir / "summary.json", json.dumps(jsonable(obj), indent=1) + "\n")
     return obj
