@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from verification.errors import PreconditionError, UnsupportedLayerError
+from verification.errors import PreconditionError, SolverError, UnsupportedLayerError
 from verification.lipschitz.registration import register
 from verification.lipschitz.result import LipschitzResult
 from verification.lipschitz.sdp.chain import build_chain_sdp
@@ -107,7 +107,11 @@ def _head_bound(head: Network, c: np.ndarray | None, solver: str, deadline: floa
     if not fits:
         return naive, {"by": "product of layer norms (the head's dense LMI does not fit)", "value": naive}
     sdp = build_chain_sdp(head, 2, c, "neuron")
-    cert, used, info = solve_chain_sdp(sdp, "auto", deadline=deadline)
+    try:
+        cert, used, info = solve_chain_sdp(sdp, "auto", deadline=deadline)
+    except SolverError as exc:
+        return naive, {"by": f"product of layer norms (head SDP failed: {' '.join(str(exc).split())[:200]})",
+                       "value": naive}
     if not cert.certified:
         return naive, {"by": "product of layer norms (head SDP not certified)", "value": naive}
     val = sdp.bound(cert.rho)
@@ -146,10 +150,11 @@ def _applicable(net: Network, norm, has_output: bool) -> bool:
     auto_applicable=_applicable,
 )
 def lipsdp_conv(net: Network, norm, c=None, solver: str = "auto", progress=False, deadline: float | None = None,
-                tol: float = 1e-8) -> LipschitzResult:
+                tol: float = 1e-8, max_newton: int = 400) -> LipschitzResult:
     """LipSDP-Neuron with channel-wise multipliers on the leading convolutions (frequency domain), times the
     head's bound.  ``solver``: ``"auto"`` (our barrier method) or a cvxpy solver (``"CLARABEL"``, ``"SCS"``,
-    ``"CVXOPT"``; small chains)."""
+    ``"CVXOPT"``; small chains); ``tol`` (relative barrier gap) and ``max_newton`` stop the barrier method, whose
+    last iterate is certified whatever the stop (``details["solver_status"]``)."""
     if norm != 2:
         raise PreconditionError("lipsdp-conv bounds the l2 Lipschitz constant only")
     t0 = time.perf_counter()
@@ -159,7 +164,10 @@ def lipsdp_conv(net: Network, norm, c=None, solver: str = "auto", progress=False
                                     f"activations: {'; '.join(reasons) or 'none found'}")
     lmi = build_frequency_lmi(specs, slopes, out)
     if solver == "auto":
-        y, status, info = solve_barrier(lmi, tol=tol, deadline=deadline, progress=progress)
+        # under a deadline, keep a share of the time for the certificate and the head
+        conv_deadline = None if deadline is None else deadline - max(2.0, 0.15 * (deadline - time.monotonic()))
+        y, status, info = solve_barrier(lmi, tol=tol, deadline=conv_deadline, progress=progress,
+                                        max_newton=max_newton)
         used = "barrier"
     else:
         y, status, info = solve_cvxpy(lmi, solver)

@@ -11,4 +11,5 @@ Bottom to top (each module imports only those above it in this list):
 * :mod:`.starts`: strictly feasible starting points of the interior-point method;
 * :mod:`.backends`: one file per backend, one signature ``solve(sdp, *, progress, label, **options)``;
 * :mod:`.solve`: the backend table, the ``auto`` choice and fallbacks, then the certificate.
+* :mod:`.conv_frequency`: the per-frequency LMIs of convolution chains, their barrier solver and certificate.
 """

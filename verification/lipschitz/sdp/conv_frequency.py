@@ -60,7 +60,7 @@ __all__ = ["AxisPlan", "FrequencyLMI", "build_frequency_lmi", "axis_plans", "sol
 _EPS = float(np.finfo(np.float64).eps)
 _U = _EPS / 2
 _TINY = 2.0 ** -900
-MAX_SHRINK = 0.9  # barrier steps: the largest relative decrease of an eigenvalue of K in one step
+MAX_SHRINK = 0.5  # barrier steps: the largest relative decrease of an eigenvalue of K in one step
 
 
 def _gamma(n: int) -> float:
@@ -344,7 +344,7 @@ def _atoms(lmi: FrequencyLMI):
 
 
 def solve_barrier(lmi: FrequencyLMI, tol: float = 1e-8, deadline: float | None = None, max_newton: int = 400,
-                  progress=None, t_barrier: float = 0.0, tau0: float = 1.0, tau_step: float = 8.0) -> tuple[np.ndarray, str, dict]:
+                  progress=None, t_barrier: float = 0.0, tau0: float = 1.0, tau_step: float = 2.0) -> tuple[np.ndarray, str, dict]:
     """Minimise ``rho`` s.t. ``K(w) ≻ 0`` for all kept ``w`` and ``t > 0`` by the log-barrier method; returns
     ``(y, status, info)`` with a strictly feasible ``y`` ("optimal": relative barrier gap below ``tol``)."""
     y = _start(lmi)
