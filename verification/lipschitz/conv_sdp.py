@@ -146,7 +146,7 @@ def _applicable(net: Network, norm, has_output: bool) -> bool:
     norms=(2,),
     summary="LipSDP-Neuron on convolutions with channel-wise multipliers, per frequency (zero/circular padding), "
             "times a bound of the dense head; certified",
-    auto_priority=85,
+    auto_priority=45,  # after ECLipsE-Fast, which is tighter where the dense lowering fits (benchmarks)
     auto_applicable=_applicable,
 )
 def lipsdp_conv(net: Network, norm, c=None, solver: str = "auto", progress=False, deadline: float | None = None,
