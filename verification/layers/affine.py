@@ -34,11 +34,11 @@ def check_dense(n_out: int, n_in: int, what: str) -> None:
 
 class ConvSpec(NamedTuple):
     """What a layer that is a 2-D convolution tells the frequency-domain methods (see
-    :attr:`AffineLayer.conv_spec`): ``weight`` ``(C_out, C_in / groups, kh, kw)``, shapes ``(C, H, W)``,
+    :attr:`AffineLayer.conv_spec`): ``kernel`` ``(C_out, C_in / groups, kh, kw)``, shapes ``(C, H, W)``,
     ``pads`` ``(top, bottom, left, right)``, ``padding_mode`` one of zeros/circular/reflect/replicate; output
     ``(o, i, j)`` reads input rows ``i s_h + t d_h - pad_top`` and columns ``j s_w + u d_w - pad_left``."""
 
-    weight: np.ndarray
+    kernel: np.ndarray
     input_shape: tuple[int, int, int]
     output_shape: tuple[int, int, int]
     stride: tuple[int, int]

@@ -150,7 +150,7 @@ def _applicable(net: Network, norm, has_output: bool) -> bool:
     auto_applicable=_applicable,
 )
 def lipsdp_conv(net: Network, norm, c=None, solver: str = "auto", progress=False, deadline: float | None = None,
-                tol: float = 1e-8, max_newton: int = 400) -> LipschitzResult:
+                tol: float = 1e-7, max_newton: int = 400) -> LipschitzResult:
     """LipSDP-Neuron with channel-wise multipliers on the leading convolutions (frequency domain), times the
     head's bound.  ``solver``: ``"auto"`` (our barrier method) or a cvxpy solver (``"CLARABEL"``, ``"SCS"``,
     ``"CVXOPT"``; small chains); ``tol`` (relative barrier gap) and ``max_newton`` stop the barrier method, whose

@@ -88,7 +88,7 @@ def _axis(specs: list[ConvSpec], axis: int) -> AxisPlan:
     lower = [n[-1]]  # the last grid holds the last valid region
     exact: set[int] = set()
     for k, s in enumerate(specs):
-        kk, st, dl = s.weight.shape[2 + axis], s.stride[axis], s.dilation[axis]
+        kk, st, dl = s.kernel.shape[2 + axis], s.stride[axis], s.dilation[axis]
         top = s.pads[2 * axis]
         if s.padding_mode == "zeros":
             last = (n[k + 1] - 1) * st + (kk - 1) * dl - top
@@ -109,7 +109,7 @@ def _axis(specs: list[ConvSpec], axis: int) -> AxisPlan:
         m = exact.pop()
     taps = []
     for k, s in enumerate(specs):
-        kk, st, dl, top = s.weight.shape[2 + axis], s.stride[axis], s.dilation[axis], s.pads[2 * axis]
+        kk, st, dl, top = s.kernel.shape[2 + axis], s.stride[axis], s.dilation[axis], s.pads[2 * axis]
         tk = []
         for b in range(p[k + 1]):
             for t in range(kk):
@@ -130,7 +130,7 @@ def big_grid_forward(specs: list[ConvSpec], plans: tuple[AxisPlan, AxisPlan], x:
     """Layer ``layer``'s circular convolution on the big grids, by index arithmetic (no symbols): ``x`` of
     shape ``(C_in, N_h, N_w)`` -> ``(C_out, N_h / s_h, N_w / s_w)``; for the tests."""
     s = specs[layer]
-    w = np.asarray(s.weight)
+    w = np.asarray(s.kernel)
     c_out, c_in_g, kh, kw = w.shape
     nh, nw = plans[0].m * plans[0].p[layer], plans[1].m * plans[1].p[layer]
     oh, ow = nh // s.stride[0], nw // s.stride[1]
@@ -161,7 +161,7 @@ def _symbol(spec: ConvSpec, k: int, plans: tuple[AxisPlan, AxisPlan]) -> tuple[n
     """Layer ``k``'s symbols at the kept frequencies: ``(Re, Im)`` of shape ``(F, C_out P_{k+1}, C_in P_k)``,
     ``S`` the sums of ``|weight|`` per entry, and ``delta``: ``|computed - exact| <= delta S`` for Re and Im."""
     ph, pw = plans
-    w = np.asarray(spec.weight, dtype=np.float64)
+    w = np.asarray(spec.kernel, dtype=np.float64)
     c_out, c_in_g, kh, kw = w.shape
     c_in = c_in_g * spec.groups
     per = c_out // spec.groups
@@ -343,7 +343,17 @@ def _atoms(lmi: FrequencyLMI):
             np.concatenate(coef_pair))
 
 
-def solve_barrier(lmi: FrequencyLMI, tol: float = 1e-8, deadline: float | None = None, max_newton: int = 400,
+def _max_step(lmi: FrequencyLMI, ch: np.ndarray, y: np.ndarray, step: np.ndarray) -> float:
+    """The largest ``alpha <= 1`` with which no eigenvalue of ``L^-1 K(y + alpha step) L^-H`` falls below
+    ``1 - MAX_SHRINK`` (fraction to the boundary; ``K`` is affine in ``y``)."""
+    dk = lmi.matrices(y + step) - lmi.matrices(y)
+    z = np.linalg.solve(ch, dk)
+    z = np.linalg.solve(ch, np.conj(np.swapaxes(z, 1, 2)))
+    mu = float(np.min(np.linalg.eigvalsh((z + np.conj(np.swapaxes(z, 1, 2))) / 2)[:, 0]))
+    return min(1.0, MAX_SHRINK / -mu) if mu < 0 else 1.0
+
+
+def solve_barrier(lmi: FrequencyLMI, tol: float = 1e-7, deadline: float | None = None, max_newton: int = 400,
                   progress=None, t_barrier: float = 0.0, tau0: float = 1.0, tau_step: float = 2.0) -> tuple[np.ndarray, str, dict]:
     """Minimise ``rho`` s.t. ``K(w) ≻ 0`` for all kept ``w`` and ``t > 0`` by the log-barrier method; returns
     ``(y, status, info)`` with a strictly feasible ``y`` ("optimal": relative barrier gap below ``tol``)."""
@@ -377,6 +387,7 @@ def solve_barrier(lmi: FrequencyLMI, tol: float = 1e-8, deadline: float | None =
     status, newton, t0 = "iteration limit", 0, time.perf_counter()
     cur = logdet(y)
     has = pair >= 0
+    last_update = 0
     while newton < max_newton:
         if deadline is not None and time.monotonic() > deadline:
             status = "time limit"
@@ -410,14 +421,10 @@ def solve_barrier(lmi: FrequencyLMI, tol: float = 1e-8, deadline: float | None =
             if deg / tau <= tol * max(y[0], 1e-300):
                 status = "optimal"
                 break
-            tau *= tau_step
+            tau *= tau_step ** 2 if newton - last_update <= 3 else tau_step  # longer when centring is easy
+            last_update = newton
             continue
-        # fraction to the boundary: no eigenvalue of L^-1 K L^-H shrinks below 1 - MAX_SHRINK in one step
-        dk = lmi.matrices(y + step) - lmi.matrices(y)
-        z = np.linalg.solve(ch, dk)
-        z = np.linalg.solve(ch, np.conj(np.swapaxes(z, 1, 2)))
-        mu = float(np.min(np.linalg.eigvalsh((z + np.conj(np.swapaxes(z, 1, 2))) / 2)[:, 0]))
-        alpha = min(1.0, MAX_SHRINK / -mu) if mu < 0 else 1.0
+        alpha = _max_step(lmi, ch, y, step)
         nxt = None
         while alpha > 1e-10:
             cand = y + alpha * step
