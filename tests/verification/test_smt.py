@@ -163,3 +163,51 @@ def test_pattern_leaf_decides_small_boxes_exactly(act):
     refuted, cand = pattern_leaf(net.affine_layers, slopes, pre, lo, hi, np.eye(1), np.array([thr]), 1e-9, 4096)
     assert not refuted  # undecided; its candidate (the LP minimiser of an open pattern) lies in the box
     assert cand is None or (np.all(cand >= lo) and np.all(cand <= hi))
+
+
+# --- pre-activation bounds are float64 computations: loosened by their magnitude before Z3 uses them ---------
+
+REGRESSIONS = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "regressions"
+
+
+@pytest.mark.parametrize("name", ["tie_relu", "tie_leaky"])
+@pytest.mark.parametrize("method", ["input-split", "bab"])
+def test_exact_tie_at_a_non_float_point_is_never_proved(name, method):
+    """Weights scaled by 1e4 (pre-activations ~1e8): the exact minimum of the output equals the property's
+    constant at one non-float input only, so no float64 counterexample exists and the property is violated
+    over the reals.  Float bounds loosened by an absolute 1e-9 cut that point off in Z3 (``holds``); the answer
+    must be ``unknown`` (or a re-checked counterexample), never ``holds``."""
+    from verification import verify
+    from verification.io import load_network
+    from verification.vnnlib import read_vnnlib
+
+    net = load_network(REGRESSIONS / f"{name}.npz")
+    prop = read_vnnlib(REGRESSIONS / f"{name}.vnnlib")
+    res = verify(net, prop, method=method, timeout=20)
+    assert res.status != "holds"
+    if res.status == "violated":
+        from verification.smt.confirm import confirm_property
+
+        assert confirm_property(net, prop, res.counterexample)
+
+
+def test_pre_bound_slack_follows_the_magnitude_of_the_terms(monkeypatch):
+    """A pre-activation bound off by 1e-7 (float rounding of terms of size 1e4 * 0.75) must not exclude the true
+    value: the encoding loosens it by 1e-9 of the magnitude of its terms.  With the magnitude term switched off
+    (only the absolute 1e-9 of before) the true point is cut off: the test would see the old bug."""
+    import verification.smt.encode as enc
+
+    net = Network([Dense(np.array([[1e4], [-1e4]]), np.array([0.0, 0.0])), ReLU(), Dense(np.array([[1e4, 1e4]]))])
+    x = [z3.Real("x0")]
+    top = 1e4 * 0.75 - 1e-7  # the first neuron's true value at x = 3/4 is 7500: this bound is 1e-7 too low
+    pre = [(np.array([0.0, -7500.0]), np.array([top, -7500.0]))]
+
+    def feasible() -> bool:
+        out, cons = encode_network(net, x, pre, in_mag=[0.75])
+        s = z3.Solver()
+        s.add(*cons, x[0] == z3.RealVal(Fraction(3, 4)))
+        return s.check() == z3.sat
+
+    assert feasible()
+    monkeypatch.setattr(enc, "SLACK", 0.0)
+    assert not feasible()

@@ -82,12 +82,20 @@ def _rational_layers(net: Network, deadline: float | None = None):
     return out
 
 
+# Pre-activation bounds handed to Z3 are float64 computations (bound propagation without directed rounding):
+# each is loosened by ``tol + SLACK * magnitude`` where the magnitude bounds the terms summed into that
+# pre-activation (interval arithmetic on absolute values), before it fixes a ReLU phase or is asserted.
+SLACK = 1e-9
+
+
 def encode_network(net: Network, x: list, pre_bounds: list | None = None, tol: float = 1e-9,
-                   deadline: float | None = None):
+                   deadline: float | None = None, in_mag=None):
     """Z3 terms of ``net(x)`` for Z3 real terms ``x``.
 
     ``pre_bounds``: optional list of ``(l, u)`` arrays, one per activation of ``net.canonical()``, sound
-    bounds on its pre-activations.  They are loosened by ``tol`` (float rounding) before use.
+    bounds on its pre-activations up to float64 rounding.  Each is loosened by ``tol + SLACK * m`` before
+    use, ``m`` the magnitude of the terms of that pre-activation: ``|W| m_in + |b|`` layer by layer from
+    ``in_mag`` (bounds on ``|x|``; without it, the first layer's magnitude is taken from its bounds).
     Returns ``(outputs, constraints)``: output terms and the equalities/bounds to assert.  ``deadline``
     (``time.monotonic``; internal): the encoding stops with :class:`_Expired` once it has passed.
     """
@@ -101,8 +109,12 @@ def encode_network(net: Network, x: list, pre_bounds: list | None = None, tol: f
     cons = []
     h = list(x)
     act_i = 0
+    mag = None if in_mag is None else np.abs(np.asarray(in_mag, dtype=np.float64)).reshape(-1)
+    pre_mag = None
     for k, layer in enumerate(net.layers):
         if isinstance(layer, AffineLayer):
+            pre_mag = None if mag is None else (np.asarray(layer.abs_linear(mag), dtype=np.float64).reshape(-1)
+                                                + np.abs(np.asarray(layer.bias, dtype=np.float64)).reshape(-1))
             W, b = rat[k]
             z = []
             for i, row in enumerate(W):
@@ -117,11 +129,20 @@ def encode_network(net: Network, x: list, pre_bounds: list | None = None, tol: f
         else:
             l = u = None
             if pre_bounds is not None:
-                l = np.asarray(pre_bounds[act_i][0], dtype=np.float64).reshape(-1) - tol
-                u = np.asarray(pre_bounds[act_i][1], dtype=np.float64).reshape(-1) + tol
+                l = np.asarray(pre_bounds[act_i][0], dtype=np.float64).reshape(-1)
+                u = np.asarray(pre_bounds[act_i][1], dtype=np.float64).reshape(-1)
+                m = pre_mag if pre_mag is not None else np.maximum(np.abs(l), np.abs(u))
+                slack = tol + SLACK * m
+                l, u = l - slack, u + slack
                 for v, lo, hi in zip(h, l, u):
                     cons.append(v >= _q(lo))
                     cons.append(v <= _q(hi))
+                # magnitude of this activation's outputs, from the loosened bounds (or the terms')
+                mag = float(layer.lipschitz("inf")) * np.maximum(np.maximum(np.abs(l), np.abs(u)), m)
+                if layer.group_size > 1:
+                    mag = np.repeat(mag.reshape(-1, layer.group_size).max(axis=1), layer.group_size)
+            else:
+                mag = None
             h = layer.z3_terms(h, l, u)
             act_i += 1
     raise AssertionError("canonical network must end with a dense layer")  # pragma: no cover
@@ -154,7 +175,8 @@ def z3_decide(net: Network, lower, upper, outputs, pre_bounds=None, timeout: flo
     upper = np.asarray(upper, dtype=np.float64).reshape(-1)
     x = [z3.Real(f"X_{i}") for i in range(lower.size)]
     try:
-        y, cons = encode_network(net, x, pre_bounds, deadline=deadline)
+        y, cons = encode_network(net, x, pre_bounds, deadline=deadline,
+                                 in_mag=np.maximum(np.abs(lower), np.abs(upper)))
     except _Expired:
         return "unknown", "timeout"
     s = z3.SolverFor("QF_LRA") if all(a.is_piecewise_linear for a in net.activations) else z3.Solver()
