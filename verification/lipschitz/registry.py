@@ -206,11 +206,11 @@ class _Run:
 
     def call(self, spec: MethodSpec, strict: bool, deadline: float | None = None) -> LipschitzResult:
         """Run one method; ``strict``: unknown options are an error, else they are dropped for this method.
-        ``deadline`` reaches the methods that take options (the SDP methods)."""
+        ``deadline`` reaches the methods that take options or a ``deadline`` parameter (the SDP methods)."""
         params = inspect.signature(spec.func).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         options = dict(self.options)
-        if deadline is not None and takes_any:
+        if deadline is not None and (takes_any or "deadline" in params):
             options["deadline"] = deadline
         unknown = [k for k in options if k not in params and not takes_any]
         if unknown and strict:
