@@ -440,7 +440,10 @@ def case_piecewise_and_1d(ctx, d, rng):
     """Layers written with ReLU steps or views by the loaders: ReLU6 / Hardtanh / per-channel PReLU / SiLU
     (x * sigmoid(x)) exported to ONNX by both torch exporters, a Conv1d + MaxPool1d net, and a TorchScript
     Sequential with ReLU6 (converted through ONNX by the loader): each must equal torch."""
+    import contextlib
     import copy
+    import io
+    import logging
     import warnings
 
     import torch
@@ -457,10 +460,11 @@ def case_piecewise_and_1d(ctx, d, rng):
         ref = _torch_ref(copy.deepcopy(m).double(), X.reshape((-1,) + shape))
         for dynamo in (False, True):
             p = os.path.join(d, f"{name.split()[0].replace('/', '_')}_{int(dynamo)}.onnx")
-            try:
-                with warnings.catch_warnings():
+            try:  # quietly: the dynamo exporter logs its stages and missing torchvision ops
+                with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                     warnings.simplefilter("ignore")
-                    torch.onnx.export(m, (torch.zeros((1,) + shape),), p, dynamo=dynamo)
+                    logging.getLogger("torch").setLevel(logging.ERROR)
+                    torch.onnx.export(m, (torch.zeros((1,) + shape),), p, dynamo=dynamo, verbose=False)
             except Exception as exc:  # the exporter itself failed: nothing to compare
                 ctx.camp.notes.append(f"harness: torch.onnx.export(dynamo={dynamo}) of {name} failed: {exc}"[:200])
                 continue
