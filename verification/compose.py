@@ -26,7 +26,9 @@ pass a value and are refused in one line.
 **Exactness.**  Every product weight is a stored weight times ``±1`` or a power of two (each state entry is
 read by one value entry), and biases are copied, so the product computes the same real-valued function as
 the networks evaluated separately; float64 evaluation differs only in the order of the sums.  Proofs and the
-exact counterexample checks on the product net are therefore proofs and checks on the networks.
+exact counterexample checks on the product net are therefore proofs and checks on the networks.  A network
+whose loader computed weights (a :mod:`~verification.layers.deviation` record) is refused in one line: its
+records are not carried into the stacked layers.
 
 :func:`query_network` binds a parsed :class:`~verification.vnnlib2.Query` to its models (names checked,
 shapes checked, ``equal-to`` resolved) and returns the product net over which ``query.property`` is stated.
@@ -43,6 +45,7 @@ from scipy import sparse
 from verification.activations import Activation, Identity
 from verification.errors import InvalidParameterError, ShapeMismatchError, UnsupportedLayerError
 from verification.layers import AffineLayer, Dense, SparseAffine
+from verification.layers.deviation import has_deviation
 from verification.network import Network
 from verification.vnnlib2 import Query
 
@@ -134,6 +137,10 @@ def product_network(nets: Sequence[Network], input_maps: Sequence[Sequence[int]]
     if in_dim is None:
         in_dim = int(max(int(m.max()) for m in maps if m.size) + 1)
     for name, net, m in zip(names, nets, maps):
+        if has_deviation(net):
+            raise UnsupportedLayerError(
+                f"network {name}: some of its weights were computed by the loader (a folded normalisation or batch "
+                "norm, rounding recorded); a product of several networks needs stored weights")
         if m.size != net.in_dim:
             raise ShapeMismatchError(f"network {name}: its input map has {m.size} entries, the network {net.in_dim} inputs")
         if m.size and (m.min() < 0 or m.max() >= in_dim):

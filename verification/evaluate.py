@@ -1,7 +1,8 @@
 """Rigorous evaluation of a network at given float inputs: enclosures and exact rational values.
 
 The function a :class:`~verification.network.Network` denotes is the real-valued map defined by its float64
-weights (exact arithmetic on those values).  ``net(x)`` in float64 approximates it; these two functions
+weights (exact arithmetic on those values); where a layer records a deviation from the file's exact weights
+(:mod:`verification.layers.deviation`), :func:`enclose` contains the file's function as well.  ``net(x)`` in float64 approximates it; these two functions
 bound the difference:
 
 * :func:`enclose` — ``lo <= f(x) <= hi`` rigorously, in float64: every affine layer carries the standard
@@ -23,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from verification.activations import Activation
+from verification.layers.deviation import deviation_of, radius
 from verification.network import AffineLayer, Network
 
 __all__ = ["enclose", "enclose_trace", "differentiable_at", "exact_forward", "has_exact_forward"]
@@ -46,6 +48,8 @@ def _affine(layer: AffineLayer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndar
     r = layer.abs_linear(rad) * (1.0 + 2 * _gamma(n))  # >= the exact |W| rad
     mag = (layer.abs_linear(np.abs(mid)) + np.abs(layer.bias)) * (1.0 + 2 * _gamma(n))
     r = (r + _gamma(n) * mag * (1.0 + 8 * _U) + _TINY) * (1.0 + 4 * _U)
+    if deviation_of(layer) is not None:  # a folded layer: the file's map lies within radius of its weights'
+        r = r + radius(layer, np.maximum(np.abs(lo), np.abs(hi))) * (1.0 + 4 * _U)
     return np.nextafter(c - r, -np.inf), np.nextafter(c + r, np.inf)
 
 

@@ -7,7 +7,8 @@ float64 and C-contiguous; weights are stored ``(out_features, in_features)`` so 
 
 Most methods want the *canonical form* ``f(x) = D_L(σ_L(... σ_1(D_0 x)))``: dense and activation layers
 strictly alternating, starting and ending with a dense layer.  :meth:`Network.canonical` returns that form
-(consecutive dense layers are multiplied out, which is exact; missing dense layers are identities).
+(consecutive dense layers are multiplied out in float64, the rounding recorded on the product as a
+:class:`~verification.layers.deviation.Deviation`; missing dense layers are identities).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from verification.activations import Activation, Identity
 from verification.layers import AffineLayer, Dense
+from verification.layers.deviation import fold, output_deviation
 from verification.errors import InvalidParameterError, InvalidWeightsError, ShapeMismatchError
 
 __all__ = ["AffineLayer", "Dense", "Layer", "Network"]
@@ -164,7 +166,7 @@ class Network:
         for layer in self.layers:
             if isinstance(layer, AffineLayer):
                 if out and isinstance(out[-1], AffineLayer):
-                    layer = layer.compose(out.pop())
+                    layer = fold(layer, out.pop())  # rounding recorded (verification.layers.deviation)
                 out.append(layer)
                 width = layer.out_features
             else:
@@ -182,7 +184,7 @@ class Network:
         net = self.canonical()
         vec = output_vector(c, net.out_dim)
         last = net.layers[-1]
-        new_last = last.select(vec[None, :])
+        new_last = fold(Dense(vec[None, :]), last)
         return Network(net.layers[:-1] + (new_last,), net.input_lower, net.input_upper, dict(net.metadata))
 
     def rounded(self, dtype: type = np.float32) -> "Network":
@@ -194,6 +196,12 @@ class Network:
             l.rounded(dtype) if isinstance(l, AffineLayer) else l for l in self.layers
         )
         return Network(layers, self.input_lower, self.input_upper, dict(self.metadata))
+
+    def deviation(self, lower: np.ndarray, upper: np.ndarray | None = None) -> np.ndarray | None:
+        """A bound per output on how far the file's function may be from this network's float weights over the
+        box ``[lower, upper]`` (a point if ``upper`` is None), or ``None`` if every weight is an exact copy
+        (:func:`verification.layers.deviation.output_deviation`: folded or rescaled layers)."""
+        return output_deviation(self, lower, upper)
 
     # ------------------------------------------------------------------ evaluation
     def _batch(self, x: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -151,13 +151,15 @@ class OutputConstraint:
             r = y @ self.A.T - self.b
         return np.where(self.strict, r < atol, r <= atol).all(axis=1)
 
-    def contains_exact(self, y: Sequence) -> bool:
-        """Exact rational membership of ``y`` (Fractions, or floats taken exactly), strict rows strictly."""
+    def contains_exact(self, y: Sequence, d: Sequence[float] | None = None) -> bool:
+        """Exact rational membership of ``y`` (Fractions, or floats taken exactly), strict rows strictly; with
+        ``d``, of every point within ``d`` of ``y`` (each row must hold with the margin ``sum_j |A_r,j| d_j``)."""
         yq = _fractions(y, self.A.shape[1], "y")
         if yq is None:
             return False
-        for row, bq, st in zip(self._sparse, self.b_exact, self.strict.tolist()):
-            s = sum(a * yq[j] for j, a in row)
+        slack = self.slack(d) if d is not None else (0,) * len(self.b_exact)
+        for row, bq, st, sq in zip(self._sparse, self.b_exact, self.strict.tolist(), slack):
+            s = sum(a * yq[j] for j, a in row) + sq
             if not (s < bq if st else s <= bq):
                 return False
         return True
@@ -165,6 +167,18 @@ class OutputConstraint:
     @cached_property
     def _sparse(self) -> tuple:
         return tuple(tuple((j, a) for j, a in enumerate(r) if a) for r in self.A_exact)
+
+    def slack(self, d: Sequence[float]) -> tuple[Fraction, ...]:
+        """``sum_j |A_r,j| d_j`` per row, exactly (``d`` floats taken exactly): how far a row can move when every
+        output may move by ``d_j``."""
+        dq = [Fraction(float(v)) for v in d]
+        return tuple(sum((abs(a) * dq[j] for j, a in row), Fraction(0)) for row in self._sparse)
+
+    def widened(self, d: Sequence[float]) -> "OutputConstraint":
+        """The rows ``A_r y <= b_r + sum_j |A_r,j| d_j``: contains every ``y`` within ``d`` of this polytope, so a
+        proof that ``f~`` never meets the widened rows proves it for every ``f`` with ``|f - f~| <= d``."""
+        b_ex = tuple(bq + sq for bq, sq in zip(self.b_exact, self.slack(d)))
+        return OutputConstraint(self.A, np.array([_up(q) for q in b_ex]), self.strict, self.A_exact, b_ex)
 
 
 @dataclass(frozen=True, eq=False)
@@ -267,6 +281,14 @@ class InputRegion:
     def contains_output_exact(self, y: Sequence) -> bool:
         """Exact: the outputs ``y`` (Fractions) meet some output constraint, strict rows strictly."""
         return any(oc.contains_exact(y) for oc in self.outputs)
+
+    def widened(self, d: Sequence[float] | None) -> "InputRegion":
+        """The same box with every output constraint widened by ``d`` (:meth:`OutputConstraint.widened`); the
+        region itself if ``d`` is None or zero."""
+        if d is None or not np.any(np.asarray(d)):
+            return self
+        return InputRegion(self.lower, self.upper, tuple(oc.widened(d) for oc in self.outputs), self.lower_exact,
+                           self.upper_exact, self.lower_strict, self.upper_strict)
 
 
 @dataclass(frozen=True, eq=False)

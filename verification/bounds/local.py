@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from verification.layers.deviation import lipschitz_allowance
 from verification._json import jsonable
 from verification.bounds.bab import BranchAndBound
 from verification.bounds.crown import check_supported, crown_layers
@@ -253,7 +254,7 @@ def local_lipschitz(
         cs = np.eye(cnet.out_dim)
     else:
         cs = output_vector(output, cnet.out_dim)[None, :]
-    allow = rounding_allowance(cnet, cs)
+    allow = rounding_allowance(cnet, cs) + lipschitz_allowance(cnet, "inf", cs)  # float64; folded layers
     # forward bounds (one domain), Jacobian bounds for every selected output at once
     if intermediate == "ibp":
         pre = ibp_layers(cnet, lo[None, :], hi[None, :]).pre

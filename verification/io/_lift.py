@@ -28,9 +28,14 @@ from scipy import sparse
 
 from verification.activations import Activation
 from verification.errors import ShapeMismatchError, UnsupportedLayerError
+from verification.io.common import pow2
 from verification.layers import AffineLayer, SparseAffine
+from verification.layers.deviation import deviation_of, gamma, mark_rounded
 
 __all__ = ["Expr", "Lifter"]
+
+
+_U = 2.0 ** -53
 
 
 def _eye(n: int) -> sparse.csr_array:
@@ -39,14 +44,65 @@ def _eye(n: int) -> sparse.csr_array:
 
 @dataclass
 class Expr:
-    """``value = sum_s terms[s] @ x_s + const`` (``terms[s]``: CSR ``(n, n_s)``)."""
+    """``value = sum_s terms[s] @ x_s + const`` (``terms[s]``: CSR ``(n, n_s)``).
+
+    Rounding (as :class:`verification.io.onnx_format._Var`): the file's exact expression ``(M*, c*)`` has
+    ``|M*_s - M_s| <= err P_s``, ``|c* - c| <= err q`` with ``mag = (P, q)`` (non-negative, ``|M_s| <= P_s``,
+    ``|c| <= q``); ``err == 0``: exact, no ``mag`` kept.  :meth:`Lifter.chain` records ``2 err`` (the factor 2
+    covers the left-out ``(1 + O(u))`` factors) on the layer that computes the expression."""
 
     terms: dict[int, sparse.csr_array]
     const: np.ndarray
+    err: float = 0.0
+    mag: "Expr | None" = None
 
     @property
     def n(self) -> int:
         return int(self.const.shape[0])
+
+    def magnitude(self) -> "Expr":
+        """``(P, q)``: the kept magnitudes, or ``(|M|, |c|)`` for an exact expression."""
+        if self.mag is not None:
+            return self.mag
+        return Expr({s: sparse.csr_array(abs(m)) for s, m in self.terms.items()}, np.abs(self.const))
+
+
+def _then(e: "Expr", terms: dict, const: np.ndarray, rounding: float, step, err: float | None = None) -> "Expr":
+    """The next expression; ``rounding``: what this operation adds to ``err`` (0: exact); ``step`` maps the
+    magnitude to the next one (only called if some rounding happened)."""
+    err = (e.err if err is None else err) + rounding
+    return Expr(terms, const, err, step(e.magnitude()) if err else None)
+
+
+def _sum(p: "Expr", q: "Expr") -> "Expr":
+    """``p + q`` of two magnitudes (no rounding record: magnitudes are bounds, see :class:`Expr`)."""
+    terms = dict(p.terms)
+    for s, m in q.terms.items():
+        terms[s] = sparse.csr_array(terms[s] + m) if s in terms else m
+    return Expr(terms, p.const + q.const)
+
+
+def _single_terms(e: "Expr") -> bool:
+    """Every column of every term has at most one entry, a power of two, and the constant is zero: a product
+    ``W @ M`` is then one exact product per entry and ``W c + b = b``."""
+    if np.any(e.const):
+        return False
+    for m in e.terms.values():
+        if m.nnz and (not pow2(m.data) or np.bincount(m.indices, minlength=m.shape[1]).max() > 1):
+            return False
+    return True
+
+
+def _own_rel(layer: AffineLayer) -> float:
+    """The relative bound of a layer whose record is ``mark_rounded(layer, rel)`` on its own weights (an
+    average pool), 0 for an exact layer; anything else is refused."""
+    dev = deviation_of(layer)
+    if dev is None:
+        return 0.0
+    if len(dev.chain) == 1 and deviation_of(dev.chain[0]) is None and getattr(dev.chain[0], "weight", None) is \
+            getattr(layer, "weight", 0):
+        return dev.rel
+    raise UnsupportedLayerError(f"{layer.describe()} carries a composite rounding record (internal)")
 
 
 @dataclass
@@ -83,24 +139,45 @@ class Lifter:
         return Expr({0: _eye(self.n_in)}, np.zeros(self.n_in))
 
     @staticmethod
-    def affine(e: Expr, layer: AffineLayer) -> Expr:
-        """``layer(e)``."""
+    def affine(e: Expr, layer: AffineLayer, rel: float = 0.0) -> Expr:
+        """``layer(e)``; ``rel``: the relative error of the layer's float weights and bias (0: exact copies)."""
         if layer.in_features != e.n:
             raise ShapeMismatchError(f"{layer.describe()} expects {layer.in_features} inputs, the tensor has {e.n}")
         w = layer.as_sparse()
-        return Expr({s: sparse.csr_array(w @ m) for s, m in e.terms.items()}, np.asarray(layer(e.const), dtype=np.float64))
+        r = rel + _own_rel(layer)
+        if not _single_terms(e):  # sums of at most k + 1 terms per entry
+            r += gamma(int(np.diff(w.indptr).max(initial=0)) + 1)
+        aw, ab = sparse.csr_array(abs(w)), np.abs(layer.bias)
+        return _then(e, {s: sparse.csr_array(w @ m) for s, m in e.terms.items()},
+                     np.asarray(layer(e.const), dtype=np.float64), r,
+                     lambda p: Expr({s: sparse.csr_array(aw @ m) for s, m in p.terms.items()}, aw @ p.const + ab))
 
     @staticmethod
-    def scale_shift(e: Expr, scale: np.ndarray, shift: np.ndarray) -> Expr:
-        """``scale * e + shift`` entrywise (constant ``scale`` and ``shift`` of length ``e.n``)."""
-        d = sparse.diags_array(np.asarray(scale, dtype=np.float64), format="csr")
-        return Expr({s: sparse.csr_array(d @ m) for s, m in e.terms.items()}, scale * e.const + shift)
+    def scale_shift(e: Expr, scale: np.ndarray, shift: np.ndarray, rel: float = 0.0,
+                    shift_mag: np.ndarray | None = None) -> Expr:
+        """``scale * e + shift`` entrywise (constant ``scale`` and ``shift`` of length ``e.n``); ``rel``: a relative
+        bound of the float ``scale`` (of ``|scale|``) and ``shift`` (of ``shift_mag``, default ``|shift|``)
+        against the file's exact values."""
+        scale = np.asarray(scale, dtype=np.float64)
+        d = sparse.diags_array(scale, format="csr")
+        const = scale * e.const
+        r = rel
+        if not pow2(scale) and not (all(pow2(m.data) for m in e.terms.values()) and pow2(e.const)):
+            r += _U  # s M, s c: one product per entry
+        if np.any((const != 0) & (np.asarray(shift) != 0)):
+            r += _U  # s c + t
+        sm = np.abs(shift) if shift_mag is None else shift_mag
+        ad = sparse.diags_array(np.abs(scale), format="csr")
+        return _then(e, {s: sparse.csr_array(d @ m) for s, m in e.terms.items()}, const + shift, r,
+                     lambda p: Expr({s: sparse.csr_array(ad @ m) for s, m in p.terms.items()},
+                                    np.abs(scale) * p.const + sm))
 
     @staticmethod
     def select(e: Expr, index: np.ndarray) -> Expr:
         """Rows ``e[index]``."""
         idx = np.asarray(index, dtype=np.int64)
-        return Expr({s: sparse.csr_array(m[idx]) for s, m in e.terms.items()}, e.const[idx].copy())
+        return _then(e, {s: sparse.csr_array(m[idx]) for s, m in e.terms.items()}, e.const[idx].copy(), 0.0,
+                     lambda p: Lifter.select(p, idx))
 
     @staticmethod
     def gather(e: Expr, index: np.ndarray, fill: float = 0.0) -> Expr:
@@ -109,7 +186,8 @@ class Lifter:
         keep = idx >= 0
         pick = sparse.csr_array((np.ones(int(keep.sum())), (np.nonzero(keep)[0], idx[keep])), shape=(idx.size, e.n))
         const = np.where(keep, e.const[np.where(keep, idx, 0)], fill)
-        return Expr({s: sparse.csr_array(pick @ m) for s, m in e.terms.items()}, const)
+        return _then(e, {s: sparse.csr_array(pick @ m) for s, m in e.terms.items()}, const, 0.0,
+                     lambda p: Lifter.gather(p, idx, abs(fill)))
 
     @staticmethod
     def add(a: Expr, b: Expr, sign: float = 1.0) -> Expr:
@@ -117,9 +195,13 @@ class Lifter:
         if a.n != b.n:
             raise ShapeMismatchError(f"cannot add tensors of {a.n} and {b.n} entries")
         terms = dict(a.terms)
+        overlap = bool(np.any((a.const != 0) & (b.const != 0)))
         for s, m in b.terms.items():
+            if s in terms:
+                overlap = overlap or bool(sparse.csr_array(abs(terms[s])).multiply(abs(m)).count_nonzero())
             terms[s] = sparse.csr_array(terms[s] + sign * m) if s in terms else sparse.csr_array(sign * m)
-        return Expr(terms, a.const + sign * b.const)
+        r = _U if overlap else 0.0
+        return _then(a, terms, a.const + sign * b.const, r, lambda p: _sum(p, b.magnitude()), err=max(a.err, b.err))
 
     def concat(self, parts: list[Expr]) -> Expr:
         """The parts stacked (in order)."""
@@ -127,7 +209,9 @@ class Lifter:
         for s in {s for p in parts for s in p.terms}:
             blocks = [p.terms[s] if s in p.terms else sparse.csr_array((p.n, self.sources[s].n)) for p in parts]
             terms[s] = sparse.csr_array(sparse.vstack(blocks, format="csr"))
-        return Expr(terms, np.concatenate([p.const for p in parts]))
+        err = max(p.err for p in parts)
+        const = np.concatenate([p.const for p in parts])
+        return Expr(terms, const, err, self.concat([p.magnitude() for p in parts]) if err else None)
 
     def activate(self, e: Expr, act: Activation) -> Expr:
         """A new source ``act(e)``."""
@@ -192,7 +276,9 @@ class Lifter:
                     plan.append((s, offset, n_s, 1.0 / (1.0 + slope)))
                     offset += 2 * n_s
             mat = sparse.csr_array(sparse.vstack(rows, format="csr"))
-            layers += [SparseAffine(mat, np.concatenate(bias), _label(k, len(keep))), src.act]
+            layer = SparseAffine(mat, np.concatenate(bias), _label(k, len(keep)))
+            carried = [read[s] for s, _, _, sc in plan for _ in range(1 if sc is None else 2)]
+            layers += [_record(layer, src.pre, read, width, carried), src.act]
             self.carrying_steps += bool(keep)
             width = offset
             new_read[k] = _pick(0, src.n, width)
@@ -203,7 +289,7 @@ class Lifter:
                     new_read[s] = sparse.csr_array(scale * (_pick(off, n_s, width) - _pick(off + n_s, n_s, width)))
             read = new_read
         mat = self._rows(out, read, width)
-        layers.append(SparseAffine(mat, out.const, "output"))
+        layers.append(_record(SparseAffine(mat, out.const, "output"), out, read, width, []))
         return layers
 
     @staticmethod
@@ -216,6 +302,22 @@ class Lifter:
         acc = sparse.csr_array(acc)
         acc.eliminate_zeros()
         return acc
+
+
+def _record(layer: SparseAffine, e: Expr, read: dict, width: int, carried: list) -> SparseAffine:
+    """``layer`` (rows: ``e`` read from the state, then the ``carried`` reads) with its rounding recorded: the
+    expression's ``err``, and where a read is not exact in binary (``(phi(x) - phi(-x)) / (1 + a)``: ``1 + a``,
+    the division and the product each round once) ``gamma_4`` more; magnitude ``P |R| + q`` and ``|R|``."""
+    used = [read[s] for s in e.terms] + carried
+    r = e.err + (0.0 if all(pow2(m.data) for m in used) else gamma(4))
+    if not r:
+        return layer
+    p = e.magnitude()
+    absread = {s: sparse.csr_array(abs(read[s])) for s in p.terms}
+    rows = [Lifter._rows(p, absread, width)] + [sparse.csr_array(abs(m)) for m in carried]
+    mag = SparseAffine(sparse.csr_array(sparse.vstack(rows, format="csr")),
+                       np.concatenate([p.const, np.zeros(layer.out_features - p.n)]), "magnitude")
+    return mark_rounded(layer, 2.0 * r, mag)
 
 
 def _pick(offset: int, n: int, width: int) -> sparse.csr_array:

@@ -27,6 +27,8 @@ __all__ = [
     "check_widths",
     "parse_arch",
     "real_array",
+    "pow2",
+    "rounded_pool",
 ]
 
 #: Largest dense matrix (out x in entries) a loader builds: 10^8 float64 entries = 800 MB.
@@ -82,6 +84,24 @@ def real_array(value: Any, what: str) -> np.ndarray:
         if not np.array_equal(back, arr):
             raise ModelFormatError(f"{what} ({arr.dtype}) cannot be represented exactly in float64")
     return out
+
+
+def pow2(values: Any) -> bool:
+    """True if every entry is ``0`` or ``±2^j``: multiplying or dividing by it is exact in float64 (barring
+    overflow and underflow below ``2^-1000``, which :mod:`~verification.layers.deviation` covers)."""
+    m = np.frexp(np.asarray(values, dtype=np.float64))[0]
+    return bool(np.all((np.abs(m) == 0.5) | (m == 0)))
+
+
+def rounded_pool(layer: Any) -> Any:
+    """An average-pooling :class:`~verification.layers.Conv2d` (weights ``fl(1 / (kh kw))``) with its deviation
+    recorded when ``kh kw`` is not a power of two: ``|1/k - fl(1/k)| <= u/k <= gamma_1 fl(1/k)``, relative to
+    its own weights."""
+    from verification.layers.deviation import gamma, mark_rounded
+
+    if pow2(layer.weight.shape[2] * layer.weight.shape[3]):
+        return layer
+    return mark_rounded(layer, gamma(1))
 
 
 def parse_arch(arch: str | None, n_hidden: int) -> list[Activation]:

@@ -22,7 +22,8 @@ import numpy as np
 
 from verification.activations import ReLU
 from verification.errors import ModelFormatError
-from verification.io.common import chain_from_weights, check_dense_size
+from verification.io.common import chain_from_weights, check_dense_size, pow2
+from verification.layers.deviation import deviation_of, fold, gamma, mark_rounded
 from verification.network import Dense, Network
 
 __all__ = ["load"]
@@ -107,8 +108,33 @@ def load(path: Path, include_normalization: bool = False) -> Network:
         hi = (maxs - means[:-1]) / ranges[:-1]
         return Network(net.layers, lo, hi, meta)
     layers = list(net.layers)
-    first, last = layers[0], layers[-1]
-    scale = 1.0 / ranges[:-1]
-    layers[0] = Dense(first.weight * scale[None, :], first.bias - first.weight @ (means[:-1] * scale))
-    layers[-1] = Dense(last.weight * ranges[-1], last.bias * ranges[-1] + means[-1])
+    layers[0] = _fold_exact_or_recorded(layers[0], _input_normalization(means[:-1], ranges[:-1]))
+    out = Dense(ranges[-1] * np.eye(n_out), np.full(n_out, means[-1]))  # copied from the file: exact
+    layers[-1] = _fold_exact_or_recorded(out, layers[-1])
     return Network(tuple(layers), mins, maxs, meta)
+
+
+def _input_normalization(mean: np.ndarray, rng: np.ndarray) -> Dense:
+    """``x -> (x - mean) / range`` as ``diag(fl(1/range)) x + fl(-mean fl(1/range))``: ``fl(1/range)`` is within
+    ``gamma_1`` of its float value, the shift (two roundings) within ``gamma_3``; no record if exact (ranges
+    powers of two)."""
+    scale = 1.0 / rng
+    layer = Dense(np.diag(scale), -(mean * scale))
+    return layer if pow2(rng) else mark_rounded(layer, gamma(3))
+
+
+def _fold_exact_or_recorded(outer: Dense, inner: Dense) -> Dense:
+    """``outer ∘ inner``: the plain product when it is exact (no records; one side ``diag(2^j)``, so every
+    weight is one exact product, and the bias a single nonzero term), else
+    :func:`~verification.layers.deviation.fold` (rounding recorded)."""
+    if deviation_of(outer) is None and deviation_of(inner) is None:
+        if _pow2_diag(inner) and not np.any(inner.bias):
+            return outer.compose(inner)
+        if _pow2_diag(outer) and not (np.any(outer.bias) and np.any(inner.bias)):
+            return outer.compose(inner)
+    return fold(outer, inner)
+
+
+def _pow2_diag(layer: Dense) -> bool:
+    w = layer.weight
+    return w.shape[0] == w.shape[1] and not np.any(w - np.diag(np.diag(w))) and pow2(np.diag(w))

@@ -26,8 +26,9 @@ import numpy as np
 from verification.activations import Activation
 from verification.activations.names import ONNX_OPS
 from verification.errors import ModelFormatError, ShapeMismatchError, UnsupportedLayerError
-from verification.io.common import MAX_DENSE_ENTRIES, check_dense_size, check_widths, real_array
+from verification.io.common import MAX_DENSE_ENTRIES, check_dense_size, check_widths, pow2, real_array, rounded_pool
 from verification.layers import AffineLayer, Conv2d, avg_pool2d, channel_affine, global_avg_pool
+from verification.layers.deviation import deviation_of, fold, gamma, mark_rounded
 from verification.network import Dense, Network
 
 __all__ = ["load", "load_chain"]
@@ -38,15 +39,26 @@ _STANDARD_DOMAINS = ("", "ai.onnx")
 # element types: TensorProto codes
 _FLOAT_INPUTS = {1: np.float32, 11: np.float64, 10: np.float16}
 _NUMERIC_TENSORS = {1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13}
+_U = 2.0 ** -53  # unit roundoff of float64
+_EPS_DEFAULT = float(np.float32(1e-5))  # BatchNormalization's default epsilon: a float32 attribute, as runtimes read it
 
 
 class _Var:
     """The data tensor: ``value = (A h + c).reshape(shape)``, ``h`` the last activation's output.
 
-    ``A`` is ``None`` (identity), a 1-D array (diagonal) or a dense matrix."""
+    ``A`` is ``None`` (identity), a 1-D array (diagonal) or a dense matrix.
 
-    def __init__(self, a, c: np.ndarray, shape: tuple[int, ...]):
+    Rounding (see :mod:`verification.layers.deviation`): ``err`` is a relative bound such that the file's exact
+    map ``(A*, c*)`` satisfies ``|A* - A| <= err P`` and ``|c* - c| <= err q`` entrywise, where ``mag = (P, q)``
+    (a ``_Var`` of non-negative entries, same lazy forms) also bounds ``|A| <= P``, ``|c| <= q``.  ``err == 0``:
+    exact, and ``mag`` is not kept (it is ``(|A|, |c|)`` when needed).  Each node adds its own rounding to
+    ``err`` (:meth:`then`) and maps ``(P, q)`` by the absolute values of its constants; the products of
+    ``(1 + O(u))`` factors this leaves out (cross terms ``err * u``, the float rounding of ``P`` and ``q``),
+    at most ``1 + 8u`` per node, are covered by the factor 2 of :func:`_close_segment`."""
+
+    def __init__(self, a, c: np.ndarray, shape: tuple[int, ...], err: float = 0.0, mag: "_Var | None" = None):
         self.a, self.c, self.shape = a, c, tuple(int(s) for s in shape)
+        self.err, self.mag = float(err), (mag if err else None)
 
     @property
     def n(self) -> int:
@@ -71,6 +83,21 @@ class _Var:
         if self.a is None:
             return np.ascontiguousarray(wt)
         return wt * self.a[None, :] if self.a.ndim == 1 else wt @ self.a
+
+    def magnitude(self) -> "_Var":
+        """``(P, q)``: the kept magnitudes, or ``(|A|, |c|)`` for an exact map."""
+        if self.mag is not None:
+            return self.mag
+        return _Var(None if self.a is None else np.abs(self.a), np.abs(self.c), self.shape)
+
+    def then(self, a, c: np.ndarray, shape, rounding: float, step) -> "_Var":
+        """The next map ``(a, c)``; ``rounding``: the relative error this node adds (0: exact); ``step`` maps the
+        magnitude ``_Var`` to the next one (called only when some rounding happened)."""
+        err = self.err + rounding
+        return _Var(a, c, shape, err, step(self.magnitude()) if err else None)
+
+    def reshaped(self, shape) -> "_Var":
+        return _Var(self.a, self.c, shape, self.err, None if self.mag is None else self.mag.reshaped(shape))
 
 
 class _Graph:
@@ -453,7 +480,7 @@ def _apply(op: str, node, walk: "_Walk", label: str) -> _Var:
             axes = _squeeze_axes(node, consts, label, 4)
             if axes != [2, 3] or _int(node, "noop_with_empty_axes", 0):
                 raise UnsupportedLayerError(f"{where}: only a mean over the spatial axes (2, 3) is supported, got {axes}")
-            layer = global_avg_pool(var.shape[1:])
+            layer = rounded_pool(global_avg_pool(var.shape[1:]))
         else:
             layer = _SPATIAL[op](node, var.shape[1:], consts, label, where)
         walk.flush(where)
@@ -470,7 +497,7 @@ def _apply(op: str, node, walk: "_Walk", label: str) -> _Var:
                 f"{where} reshapes the (N, C, H, W) data tensor {var.shape} to {new}; only a flatten to "
                 "(N, C*H*W) is supported"
             )
-        return _Var(var.a, var.c, new)
+        return var.reshaped(new)
     if op in ("Add", "Sub", "Mul", "Div"):
         return _elementwise(op, node, var, var_name, consts, label, fname)
     if op in ("MatMul", "Gemm"):
@@ -502,18 +529,25 @@ def _elementwise(op: str, node, var: _Var, var_name: str, consts: _Graph, label:
     if math.prod(out_shape) != var.n:
         raise ValueError(f"constant of shape {k.shape} broadcasts the data tensor {var.shape} to {out_shape}")
     kf = np.ascontiguousarray(np.broadcast_to(k, out_shape)).reshape(-1)
-    if op == "Add":
-        return _Var(var.a, var.c + kf, out_shape)
-    if op == "Sub":
+    ak = np.abs(kf)
+    if op in ("Add", "Sub"):  # c +- k (k - x: A -> -A, exact): one rounding where both terms are nonzero
+        r = _U if np.any((var.c != 0) & (kf != 0)) else 0.0
+        shifted = lambda m: _Var(m.a, m.c + ak, out_shape)  # noqa: E731
+        if op == "Add":
+            return var.then(var.a, var.c + kf, out_shape, r, shifted)
         if i_var == 0:
-            return _Var(var.a, var.c - kf, out_shape)
-        return _Var(var.scaled(-np.ones(var.n)), kf - var.c, out_shape)
-    if op == "Mul":
-        return _Var(var.scaled(kf), kf * var.c, out_shape)
+            return var.then(var.a, var.c - kf, out_shape, r, shifted)
+        return var.then(var.scaled(-np.ones(var.n)), kf - var.c, out_shape, r, shifted)
+    if op == "Mul":  # diag(k) A, k c: exact for powers of two (and A = I: the diagonal is k itself)
+        exact = pow2(kf) or (var.a is None or pow2(var.a)) and pow2(var.c)
+        return var.then(var.scaled(kf), kf * var.c, out_shape, 0.0 if exact else _U,
+                        lambda m: _Var(m.scaled(ak), ak * m.c, out_shape))
     if i_var != 0:
         raise UnsupportedLayerError(f"{fname!r}: {label} (Div) divides a constant by the data tensor (not affine)")
-    with np.errstate(all="ignore"):
-        return _Var(var.scaled(1.0 / kf) if var.a is None else _divide(var.a, kf), var.c / kf, out_shape)
+    with np.errstate(all="ignore"):  # A / k (A = I: fl(1 / k)), c / k: one rounding each unless k = 2^j
+        return var.then(var.scaled(1.0 / kf) if var.a is None else _divide(var.a, kf), var.c / kf, out_shape,
+                        0.0 if pow2(kf) else _U,
+                        lambda m: _Var(m.scaled(1.0 / ak) if m.a is None else _divide(m.a, ak), m.c / ak, out_shape))
 
 
 def _divide(a: np.ndarray, kf: np.ndarray) -> np.ndarray:
@@ -524,24 +558,37 @@ def _matmul(op: str, node, var: _Var, var_name: str, consts: _Graph, label: str,
     if list(node.input).index(var_name) != 0:
         raise UnsupportedLayerError(f"{where}: only the data tensor times a constant weight (data on the left) is supported")
     w = real_array(consts.get(node.input[1], label), f"{where} weight")
-    bias = None
+    bias, r = None, 0.0
     if op == "Gemm":
         if _int(node, "transA", 0):
             raise UnsupportedLayerError(f"{where} with transA=1 is not supported")
         if len(var.shape) != 2:
             raise ValueError(f"Gemm needs a 2-D data tensor, got shape {var.shape}")
-        w = (w.T if _int(node, "transB", 0) else w) * _num(node, "alpha", 1.0)
+        alpha, beta = _num(node, "alpha", 1.0), _num(node, "beta", 1.0)
+        w = (w.T if _int(node, "transB", 0) else w) * alpha
+        r += 0.0 if pow2(alpha) else _U  # fl(alpha W)
         if len(node.input) > 2 and node.input[2]:
-            bias = real_array(consts.get(node.input[2], label), f"{where} bias") * _num(node, "beta", 1.0)
+            bias = real_array(consts.get(node.input[2], label), f"{where} bias") * beta
+            r += 0.0 if pow2(beta) else _U
     if w.ndim != 2:
         raise UnsupportedLayerError(f"{where} with a {w.ndim}-D weight is not supported")
     rows = math.prod(var.shape[:-1])
     if rows != 1 or var.shape[-1] != w.shape[0]:
         raise ValueError(f"data tensor of shape {var.shape} cannot be multiplied by a weight of shape {w.shape}")
     a, c = var.left_matmul(w.T, where), w.T @ var.c
+    b = np.zeros(w.shape[1]) if bias is None else np.broadcast_to(bias, (1, w.shape[1])).reshape(-1)
     if bias is not None:
-        c = c + np.broadcast_to(bias, (1, w.shape[1])).reshape(-1)
-    return _Var(a, c, var.shape[:-1] + (w.shape[1],))
+        c = c + b
+    # W^T A: a copy (A = I) or one product per entry (A diagonal, exact for powers of two), else n-term sums;
+    # W^T c + b: exact for c = 0, else at most n + 1 terms (gamma_{n+1}, any order)
+    n = w.shape[0]
+    if var.a is not None and not (var.a.ndim == 1 and pow2(var.a)):
+        r += _U if var.a.ndim == 1 else gamma(n)
+    if np.any(var.c):
+        r += gamma(n + 1)
+    aw, ab = np.abs(w.T), np.abs(b)
+    return var.then(a, c, var.shape[:-1] + (w.shape[1],), r,
+                    lambda m: _Var(m.left_matmul(aw, where), aw @ m.c + ab, var.shape[:-1] + (w.shape[1],)))
 
 
 # ------------------------------------------------------------------ convolutional layers
@@ -549,33 +596,51 @@ def _close_segment(prefix: list, var: _Var, where: str) -> list:
     """The layers of one affine segment: ``prefix`` (convolutions, pooling) then the lazy map ``var``.
 
     A constant shift or a per-channel scale after a convolution is folded into it; on a ``(1, C, H, W)``
-    tensor an identity or per-channel map is a per-channel layer (never an ``n x n`` dense matrix)."""
+    tensor an identity or per-channel map is a per-channel layer (never an ``n x n`` dense matrix).  A map
+    with rounding (``var.err > 0``) is recorded with ``mark_rounded(layer, 2 err, (P, q))`` (see
+    :class:`_Var`); folds into a convolution use :func:`~verification.layers.deviation.fold` unless exact."""
     out = list(prefix)
     spatial = len(var.shape) == 4 and var.shape[0] == 1
-    if not out and not spatial:
-        return [Dense(var.matrix(where), var.c)]  # dense networks: as before
-    if var.a is None and (out or spatial):
-        if not np.any(var.c) and (out or spatial):
-            return out
-        if out:
-            out[-1] = replace(out[-1], bias=out[-1].bias + var.c)
-            return out
-    scale = None
+    rel, mag = 2.0 * var.err, var.mag
+    if not out and not spatial:  # dense networks: as before
+        return [_marked(Dense(var.matrix(where), var.c), rel, lambda: Dense(mag.matrix(where), mag.c))]
+    if var.a is None and not np.any(var.c) and not (rel and np.any(mag.c)):
+        return out
+    if var.a is None and out:  # a shift (A = I exactly): into the bias of the convolution before it
+        inner, shape = out[-1], out[-1].output_shape
+        shift = _marked(channel_affine(shape, np.ones(shape[0]), var.c), rel,
+                        lambda: channel_affine(shape, np.zeros(shape[0]), mag.c))
+        if deviation_of(shift) is None and deviation_of(inner) is None and not np.any((inner.bias != 0) & (var.c != 0)):
+            out[-1] = replace(inner, bias=inner.bias + var.c)  # exact: one nonzero term per entry
+        else:
+            out[-1] = fold(shift, inner)
+        return out
+    scale, pscale = None, None
     if spatial and var.a is None:
-        scale = np.ones(var.shape[1])
+        scale = pscale = np.ones(var.shape[1])
     elif spatial and var.a.ndim == 1:
         per = var.a.reshape(var.shape[1], -1)
         if np.all(per == per[:, :1]):
             scale = per[:, 0].copy()
+            pscale = np.ones_like(scale) if mag is None or mag.a is None else mag.a.reshape(var.shape[1], -1).max(axis=1)
     if scale is not None:
-        diag = channel_affine(var.shape[1:], scale, var.c)
+        shape = var.shape[1:]
+        diag = _marked(channel_affine(shape, scale, var.c), rel, lambda: channel_affine(shape, pscale, mag.c))
         if out and isinstance(out[-1], Conv2d):
-            out[-1] = diag.compose(out[-1])
+            inner = out[-1]
+            exact = (deviation_of(diag) is None and deviation_of(inner) is None and pow2(scale)
+                     and not (np.any(inner.bias) and np.any(var.c)))  # s W, s b + c: exact products / sums
+            out[-1] = diag.compose(inner) if exact else fold(diag, inner)
         else:
             out.append(diag)
         return out
-    out.append(Dense(var.matrix(where), var.c))
+    out.append(_marked(Dense(var.matrix(where), var.c), rel, lambda: Dense(mag.matrix(where), mag.c)))
     return out
+
+
+def _marked(layer: AffineLayer, rel: float, magnitude) -> AffineLayer:
+    """``layer`` with ``mark_rounded(layer, rel, magnitude())`` when ``rel > 0``."""
+    return mark_rounded(layer, rel, magnitude()) if rel else layer
 
 
 def _spatial_pads(node, shape: tuple, kernel: tuple, strides: tuple, dil: tuple, where: str) -> tuple[int, int, int, int]:
@@ -641,11 +706,11 @@ def _avgpool(node, shape: tuple, consts: _Graph, label: str, where: str) -> Conv
         for n, k, s, (a, b) in zip(shape[1:], kernel, strides, (pads[:2], pads[2:])):
             if (n + a + b - k) % s:
                 raise UnsupportedLayerError(f"{where} with ceil_mode=1 changes the output size; not supported")
-    return layer
+    return rounded_pool(layer)
 
 
 def _global_avgpool(node, shape: tuple, consts: _Graph, label: str, where: str) -> Conv2d:
-    return global_avg_pool(shape)
+    return rounded_pool(global_avg_pool(shape))
 
 
 _SPATIAL = {"Conv": _conv, "AveragePool": _avgpool, "GlobalAveragePool": _global_avgpool}
@@ -689,17 +754,29 @@ def _batchnorm(node, var: _Var, consts: _Graph, label: str, where: str) -> _Var:
         raise UnsupportedLayerError(f"{where} runs in training mode (batch statistics)")
     if len(node.input) != 5:
         raise ModelFormatError(f"{where} needs 5 inputs (X, scale, B, mean, var), got {len(node.input)}")
-    gamma, beta, mean, variance = (real_array(consts.get(i, label), f"{where} {n}").reshape(-1)
-                                   for i, n in zip(node.input[1:], ("scale", "B", "mean", "var")))
-    if len(var.shape) < 2 or not all(a.shape == (var.shape[1],) for a in (gamma, beta, mean, variance)):
+    g, beta, mean, variance = (real_array(consts.get(i, label), f"{where} {n}").reshape(-1)
+                               for i, n in zip(node.input[1:], ("scale", "B", "mean", "var")))
+    if len(var.shape) < 2 or not all(a.shape == (var.shape[1],) for a in (g, beta, mean, variance)):
         raise ShapeMismatchError(f"{where}: parameters do not match the channels of the data tensor {var.shape}")
-    eps = _num(node, "epsilon", 1e-5)
-    s = gamma / np.sqrt(variance + eps)
-    t = beta - mean * s
+    eps = _num(node, "epsilon", _EPS_DEFAULT)
+    s, t, t_mag = bn_scale_shift(g, beta, mean, variance, eps)
     shape = (1, var.shape[1]) + (1,) * (len(var.shape) - 2)
-    kf = np.ascontiguousarray(np.broadcast_to(s.reshape(shape), var.shape)).reshape(-1)
-    tf = np.ascontiguousarray(np.broadcast_to(t.reshape(shape), var.shape)).reshape(-1)
-    return _Var(var.scaled(kf), kf * var.c + tf, var.shape)
+    kf, tf, tm = (np.ascontiguousarray(np.broadcast_to(v.reshape(shape), var.shape)).reshape(-1) for v in (s, t, t_mag))
+    ak = np.abs(kf)
+    # s A, s c + t: the float s, t carry gamma_4 / gamma_7 (bn_scale_shift); with the products and the sum,
+    # at most gamma_8 of |s| P and |s| q + t_mag
+    return var.then(var.scaled(kf), kf * var.c + tf, var.shape, gamma(8),
+                    lambda m: _Var(m.scaled(ak), ak * m.c + tm, var.shape))
+
+
+def bn_scale_shift(g: np.ndarray, beta: np.ndarray, mean: np.ndarray, variance: np.ndarray,
+                   eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batch norm as ``x -> s x + t``: ``s = g / sqrt(var + eps)``, ``t = beta - mean s`` in float64, and the
+    magnitude ``|beta| + |mean| |s|`` of ``t``'s terms.  Rounding: ``var + eps``, ``sqrt`` (halves the error
+    of its argument, plus one rounding) and the division give ``|s* - s| <= gamma_4 |s|``; then
+    ``|t* - t| <= u(|beta| + |mean s|) + u |mean s| + |mean| |s* - s| <= gamma_7 (|beta| + |mean| |s|)``."""
+    s = g / np.sqrt(variance + eps)
+    return s, beta - mean * s, np.abs(beta) + np.abs(mean) * np.abs(s)
 
 
 # ------------------------------------------------------------------ constant folding

@@ -20,8 +20,9 @@ import numpy as np
 from verification.activations import LeakyReLU, ReLU, SiLU
 from verification.errors import ShapeMismatchError, UnsupportedLayerError
 from verification.io import onnx_format as fmt
-from verification.io.common import check_widths, real_array
+from verification.io.common import check_widths, pow2, real_array, rounded_pool
 from verification.layers import Dense, global_avg_pool
+from verification.layers.deviation import gamma
 from verification.network import Network
 
 if TYPE_CHECKING:  # scipy.sparse (≈0.2 s to import) loads only for graphs that need lifting
@@ -189,7 +190,7 @@ class _GraphWalk:
                 keep = bool(fmt._int(node, "keepdims", 1))
                 if fmt._squeeze_axes(node, consts, label, 4) != [2, 3] or fmt._int(node, "noop_with_empty_axes", 0):
                     raise UnsupportedLayerError(f"{where}: only a mean over the spatial axes (2, 3) is supported")
-                layer = global_avg_pool(shape[1:])
+                layer = rounded_pool(global_avg_pool(shape[1:]))
             else:
                 layer = fmt._SPATIAL[op](node, shape[1:], consts, label, where)
             out_shape = (1,) + layer.output_shape if keep else (1, layer.output_shape[0])
@@ -387,44 +388,45 @@ class _GraphWalk:
             return self.lift.scale_shift(e, kf, zeros), out_shape
         if i_var != 0:
             raise UnsupportedLayerError(f"{where} divides a constant by the data tensor (not affine)")
-        with np.errstate(all="ignore"):
-            return self.lift.scale_shift(e, 1.0 / kf, zeros), out_shape
+        with np.errstate(all="ignore"):  # fl(1 / k): |1/k - fl(1/k)| <= gamma_1 |fl(1/k)| unless k = 2^j
+            return self.lift.scale_shift(e, 1.0 / kf, zeros, 0.0 if pow2(kf) else gamma(1)), out_shape
 
     def _matmul(self, op: str, node, name: str, e: Expr, shape: tuple, label: str, where: str):
         if list(node.input).index(name) != 0:
             raise UnsupportedLayerError(f"{where}: only the data tensor times a constant weight is supported")
         w = real_array(self.consts.get(node.input[1], label), f"{where} weight")
-        bias = None
+        bias, rel = None, 0.0
         if op == "Gemm":
             if fmt._int(node, "transA", 0):
                 raise UnsupportedLayerError(f"{where} with transA=1 is not supported")
             if len(shape) != 2:
                 raise ValueError(f"Gemm needs a 2-D data tensor, got shape {shape}")
-            w = (w.T if fmt._int(node, "transB", 0) else w) * fmt._num(node, "alpha", 1.0)
+            alpha, beta = fmt._num(node, "alpha", 1.0), fmt._num(node, "beta", 1.0)
+            w = (w.T if fmt._int(node, "transB", 0) else w) * alpha
+            rel += 0.0 if pow2(alpha) else gamma(1)  # fl(alpha W), relative to the float product
             if len(node.input) > 2 and node.input[2]:
-                bias = real_array(self.consts.get(node.input[2], label), f"{where} bias") * fmt._num(node, "beta", 1.0)
+                bias = real_array(self.consts.get(node.input[2], label), f"{where} bias") * beta
+                rel += 0.0 if pow2(beta) else gamma(1)
         if w.ndim != 2:
             raise UnsupportedLayerError(f"{where} with a {w.ndim}-D weight is not supported")
         if math.prod(shape[:-1]) != 1 or shape[-1] != w.shape[0]:
             raise ValueError(f"data tensor of shape {shape} cannot be multiplied by a weight of shape {w.shape}")
         b = np.zeros(w.shape[1]) if bias is None else np.broadcast_to(bias, (1, w.shape[1])).reshape(-1)
-        return self.lift.affine(e, Dense(w.T, b)), tuple(shape[:-1]) + (w.shape[1],)
+        return self.lift.affine(e, Dense(w.T, b), rel), tuple(shape[:-1]) + (w.shape[1],)
 
     def _batchnorm(self, node, e: Expr, shape: tuple, label: str, where: str) -> Expr:
         if fmt._int(node, "training_mode", 0) or len(node.output) > 1 and any(node.output[1:]):
             raise UnsupportedLayerError(f"{where} runs in training mode (batch statistics)")
         if len(node.input) != 5:
             raise UnsupportedLayerError(f"{where} needs 5 inputs (X, scale, B, mean, var), got {len(node.input)}")
-        gamma, beta, mean, variance = (real_array(self.consts.get(i, label), f"{where} {n}").reshape(-1)
-                                       for i, n in zip(node.input[1:], ("scale", "B", "mean", "var")))
-        if len(shape) < 2 or not all(a.shape == (shape[1],) for a in (gamma, beta, mean, variance)):
+        g, beta, mean, variance = (real_array(self.consts.get(i, label), f"{where} {n}").reshape(-1)
+                                   for i, n in zip(node.input[1:], ("scale", "B", "mean", "var")))
+        if len(shape) < 2 or not all(a.shape == (shape[1],) for a in (g, beta, mean, variance)):
             raise ShapeMismatchError(f"{where}: parameters do not match the channels of the data tensor {shape}")
-        s = gamma / np.sqrt(variance + fmt._num(node, "epsilon", 1e-5))
-        t = beta - mean * s
+        s, t, t_mag = fmt.bn_scale_shift(g, beta, mean, variance, fmt._num(node, "epsilon", fmt._EPS_DEFAULT))
         per = (1, shape[1]) + (1,) * (len(shape) - 2)
-        kf = np.ascontiguousarray(np.broadcast_to(s.reshape(per), shape)).reshape(-1)
-        tf = np.ascontiguousarray(np.broadcast_to(t.reshape(per), shape)).reshape(-1)
-        return self.lift.scale_shift(e, kf, tf)
+        kf, tf, tm = (np.ascontiguousarray(np.broadcast_to(v.reshape(per), shape)).reshape(-1) for v in (s, t, t_mag))
+        return self.lift.scale_shift(e, kf, tf, gamma(7), tm)  # bn_scale_shift: gamma_4 |s|, gamma_7 t_mag
 
     def _max_pool(self, op: str, node, e: Expr, shape: tuple, where: str):
         if len(shape) != 4 or shape[0] != 1:

@@ -47,8 +47,11 @@ from verification.io.common import (
     check_input_shape,
     check_widths,
     parse_arch,
+    rounded_pool,
 )
 from verification.layers import AffineLayer, Conv2d, avg_pool2d, channel_affine
+from verification.layers import deviation as dv
+from verification.layers.deviation import fold, mark_rounded
 from verification.network import Dense, Layer, Network
 
 __all__ = ["load"]
@@ -332,7 +335,7 @@ def _walk(leaves: list, fname: str, input_shape, drop_softmax: bool):
                 raise UnsupportedLayerError(f"{where} needs --input-shape C,H,W (input_shape) and a (C, H, W) input")
             layer, shape = _SPATIAL[kind](m, shape, where)
             if kind == "BatchNorm2d" and layers and isinstance(layers[-1], Conv2d):
-                layer = layer.compose(layers.pop())  # folded into the convolution before it
+                layer = fold(layer, layers.pop())  # folded into the convolution before it (rounding recorded)
             layers.append(layer)
         elif kind in TORCH_MODULES:
             layers.append(_activation(m, TORCH_MODULES[kind]))
@@ -455,9 +458,12 @@ def _batchnorm2d(m, shape: tuple, where: str) -> tuple[Conv2d, tuple]:
         raise ShapeMismatchError(f"{where} has {mean.shape[0]} channels but its input has {c}")
     gamma = _param(m, "weight")
     beta = _param(m, "bias")
-    s = (np.ones(c) if gamma is None else gamma) / np.sqrt(var + eps)
-    t = (np.zeros(c) if beta is None else beta) - mean * s
-    return channel_affine(shape, s, t), shape
+    from verification.io.onnx_format import bn_scale_shift
+
+    s, t, t_mag = bn_scale_shift(np.ones(c) if gamma is None else gamma, np.zeros(c) if beta is None else beta,
+                                 mean, var, eps)
+    # |s* - s| <= gamma_4 |s|, |t* - t| <= gamma_7 t_mag (bn_scale_shift)
+    return mark_rounded(channel_affine(shape, s, t), dv.gamma(7), channel_affine(shape, np.abs(s), t_mag)), shape
 
 
 def _avgpool2d(m, shape: tuple, where: str) -> tuple[Conv2d, tuple]:
@@ -479,7 +485,7 @@ def _avgpool2d(m, shape: tuple, where: str) -> tuple[Conv2d, tuple]:
     if any(padding) and not include:
         raise UnsupportedLayerError(f"{where} with count_include_pad=False and padding is not supported")
     pads = (padding[0], padding[0], padding[1], padding[1])
-    layer = avg_pool2d(shape, kernel, stride, pads)
+    layer = rounded_pool(avg_pool2d(shape, kernel, stride, pads))
     if ceil:
         _, h, w = shape
         if (h + 2 * padding[0] - kernel[0]) % stride[0] or (w + 2 * padding[1] - kernel[1]) % stride[1]:

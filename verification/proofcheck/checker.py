@@ -30,7 +30,7 @@ from verification.proofcheck.bounds import Chain, layer_bounds, rows_lower
 from verification.spec import InputRegion, VnnlibProperty
 
 __all__ = ["FORMAT", "VERSION", "CheckReport", "ProofRejected", "check_proof", "RELU_VERSION", "region_rows", "combine", "CHUNK",
-           "hexf", "unhex"]
+           "hexf", "unhex", "checked_region"]
 
 FORMAT = "verification-proof"
 VERSION = 1  # input-split trees only (also the Lipschitz proofs)
@@ -97,6 +97,11 @@ def region_rows(region: InputRegion) -> tuple[np.ndarray, np.ndarray, np.ndarray
                 raise ProofRejected(f"disjunct {k} row {r}: the bound is beyond the float64 range (unsupported)") from None
             grp.append(k)
     return np.array(C, dtype=np.float64), np.array(cb), np.array(grp)
+
+
+def checked_region(net: Network, region: InputRegion) -> InputRegion:
+    """The region whose rows a proof refutes: widened by the file's deviation from the float weights (folds)."""
+    return region.widened(net.deviation(region.lower, region.upper))
 
 
 def combine(w: np.ndarray, C: np.ndarray, cb: np.ndarray, out: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -289,9 +294,8 @@ def _check_certs(ch, nodes, ids, blo, bhi, bnds, empty, sg, C, cb, grp, where, c
         for n, c in enumerate(nodes[i].certs):
             k = c["k"]
             if c["by"] == "trusted":
-                counts["trusted"] += 1
-                reason = str(c.get("reason", "unknown"))
-                counts["reasons"][reason] = counts["reasons"].get(reason, 0) + 1
+                r = str(c.get("reason", "unknown"))
+                counts["trusted"], counts["reasons"][r] = counts["trusted"] + 1, counts["reasons"].get(r, 0) + 1
                 continue
             if c["by"] == "crown":
                 val = float(low[b, grp == k].max())
@@ -388,7 +392,7 @@ def check_proof(net: Network, prop: VnnlibProperty, proof) -> CheckReport:
             raise ProofRejected("property: its dimensions differ from the network's")
         for r, (region, rp) in enumerate(zip(prop.regions, regions)):
             try:
-                _check_region(ch, region, rp, r, counts, p["version"])
+                _check_region(ch, checked_region(net, region), rp, r, counts, p["version"])
             except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:  # malformed content
                 raise ProofRejected(f"region {r}: malformed proof ({type(exc).__name__}: {exc})") from None
     except ProofRejected as exc:

@@ -1,7 +1,7 @@
 """Independent re-check of a counterexample (docs/proofs.md): the float input ``x`` lies in some region's box as
-written and the network's output at ``x``, computed exactly (integers times a power of two: every float and
-every sum or product of them is a dyadic rational), meets one of its unsafe constraints as written (exact
-rational coefficients, strict rows strictly).  Affine layers and two-piece activations (ReLU, leaky ReLU)."""
+written and the network's output at ``x``, computed exactly (dyadic rationals), meets one of its unsafe
+constraints as written (exact rational coefficients, strict rows strictly) with the margin of the deviation of
+folded layers from the file.  Affine layers and two-piece activations (ReLU, leaky ReLU)."""
 
 from __future__ import annotations
 
@@ -54,13 +54,14 @@ def check_counterexample(net: Network, prop: VnnlibProperty, x) -> CheckReport:
     if x.size != net.in_dim or not np.isfinite(x).all():
         return CheckReport(False, f"rejected: the counterexample needs {net.in_dim} finite inputs, has {x.size}")
     y, xq, inside = exact_outputs(net, x), [Fraction(float(v)) for v in x], []
+    dq = [Fraction(float(v)) for v in (np.zeros(len(y)) if net.deviation(x) is None else net.deviation(x))]
     for r, reg in enumerate(prop.regions):
         if not all((q > lo if ls else q >= lo) and (q < hi if hs else q <= hi) for q, lo, hi, ls, hs in
                    zip(xq, reg.lower_exact, reg.upper_exact, reg.lower_strict, reg.upper_strict)):
             continue
         inside.append(r)
         for k, oc in enumerate(reg.outputs):
-            rows = (sum((a * yj for a, yj in zip(row, y)), Fraction(0)) - bq
+            rows = (sum((a * yj + abs(a) * dj for a, yj, dj in zip(row, y, dq)), Fraction(0)) - bq
                     for row, bq in zip(oc.A_exact, oc.b_exact))
             if all(v < 0 if st else v <= 0 for v, st in zip(rows, oc.strict)):
                 return CheckReport(True, f"accepted: the counterexample lies in region {r} and meets unsafe "

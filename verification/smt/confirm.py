@@ -4,7 +4,9 @@ A candidate ``x`` found by the attack, the splitting or Z3 is reported as a coun
 
 * ``x`` lies in the region's box as written (exact rational bounds, strict bounds strictly), and
 * the real network output ``f(x)`` (exact arithmetic on the float weights) satisfies one of the region's
-  output constraints as written (exact rational coefficients, strict rows strictly).
+  output constraints as written (exact rational coefficients, strict rows strictly), with a margin for the
+  deviation of folded layers from the file (:mod:`verification.layers.deviation`): every output within that
+  deviation must be unsafe.
 
 The output is first enclosed rigorously in float64 (:func:`verification.evaluate.enclose`); each row
 ``A_r y - b_r`` gets a rigorous interval (rounding and the float rounding of the written constants
@@ -18,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from verification.evaluate import enclose, exact_forward, has_exact_forward
+from verification.layers.deviation import output_deviation
 from verification.network import Network
 from verification.proofcheck import ChainError, check_counterexample
 from verification.spec import InputRegion, VnnlibProperty
@@ -61,8 +64,8 @@ def _strict(oc) -> np.ndarray:
 
 def confirm(net: Network, region: InputRegion, x: np.ndarray, exact_cache: dict | None = None) -> bool:
     """True iff ``x`` (already in the region's exact box) is a counterexample of ``region`` as written."""
-    ylo, yhi = enclose(net, x)
-    exact_y = None
+    ylo, yhi = enclose(net, x)  # includes the deviation of folded layers
+    exact_y = dev = None
     for oc in region.outputs:
         if oc.A.shape[0] == 0:
             return True
@@ -78,7 +81,8 @@ def confirm(net: Network, region: InputRegion, x: np.ndarray, exact_cache: dict 
             continue  # inside the rounding error of a smooth network: not confirmed
         if exact_y is None:
             exact_y = exact_forward(net, x)
-        if oc.contains_exact(exact_y):
+            dev = output_deviation(net, x)  # the file's function within dev of the float weights' (folds)
+        if oc.contains_exact(exact_y, dev):
             return True
     return False
 

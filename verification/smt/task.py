@@ -62,6 +62,9 @@ class Task:
     rng: np.random.Generator
     facts: NetFacts
     proof: ProofLog | None = None  # records the split tree when a proof is asked for
+    #: the region as written, against which candidates are confirmed (``region`` may be a widened copy:
+    #: :func:`verification.smt.verifier._searched`); ``None``: ``region`` itself
+    written: InputRegion | None = None
     C: np.ndarray = field(init=False)
     cb: np.ndarray = field(init=False)
     grp: np.ndarray = field(init=False)
@@ -92,8 +95,8 @@ class Task:
         self.stats.add("evaluations", X.shape[0])
         if hit.size:
             for i in hit[np.argsort(m[hit], kind="stable")][:4]:
-                x = point_in_region(region, X[i])
-                if x is not None and confirm(self.net, region, x):
+                x = point_in_region(self.written or region, X[i])
+                if x is not None and confirm(self.net, self.written or region, x):
                     return m, x.copy()
             # float64 says unsafe, exact arithmetic does not (a boundary point, a strict row): keep searching
             self.stats.add("rejected_candidates", int(hit.size))

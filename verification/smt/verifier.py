@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from verification.errors import InvalidParameterError, ShapeMismatchError
+from verification.layers.deviation import output_deviation
 from verification.network import Network
 from verification.proofcheck import Chain, ChainError, ProofRejected
 from verification.proofcheck.checker import region_rows
@@ -172,7 +173,8 @@ def verify(
         return done("holds", reason="empty input set")
     budget = Budget(t0 + timeout, options.max_boxes)
     rng = np.random.default_rng(options.seed)
-    tasks = [Task(net, region, options, budget, stats, rng, facts, log) for region, log in zip(prop.regions, logs)]
+    tasks = [Task(net, _searched(net, region, stats), options, budget, stats, rng, facts, log, written=region)
+             for region, log in zip(prop.regions, logs)]
     outcome = _run_stages(tasks, method)
     if outcome.found:
         # re-check from scratch against the whole property as written (exact box, exact rows, strictness)
@@ -190,6 +192,17 @@ def verify(
     if proof is not None:
         _write(net, prop, logs, proof, stats)
     return done("holds", reason="proved")
+
+
+def _searched(net: Network, region, stats: Stats):
+    """The region the search decides: the region as written, its unsafe rows widened by the deviation of the
+    file's function from the float weights (:mod:`verification.layers.deviation`: folded or rescaled layers)
+    over its box, so that refuting the widened rows proves the file's function safe."""
+    d = output_deviation(net, region.lower, region.upper)
+    if d is None:
+        return region
+    stats.set("output_deviation", max(float(np.max(d)), stats.get("output_deviation", 0.0)))
+    return region.widened(d)
 
 
 def _proof_logs(net: Network, prop: VnnlibProperty, proof) -> list:
