@@ -274,3 +274,19 @@ def test_tie_of_the_folded_normalisation_is_never_violated(tmp_path):
 
     res = verify(net, parse_vnnlib(prop), timeout=60)
     assert res.status in ("unknown", "holds"), res.status
+
+
+def test_onnx_leaky_relu_default_alpha_is_the_float32_runtimes_use(tmp_path):
+    """An absent ``alpha`` is ONNX's float attribute default, ``float32(0.01)``, as onnxruntime applies it; the
+    double ``0.01`` would be another function (off by ~2e-10 relative on negative inputs)."""
+    import onnxruntime as ort
+
+    p = write_onnx(tmp_path / "l.onnx", [helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1),
+                                         helper.make_node("LeakyRelu", ["h"], ["y"])],
+                   {"w": np.eye(2), "b": np.zeros(2)}, 2, "y")
+    net = load_network(p)
+    slope = [a for a in net.layers if not isinstance(a, AffineLayer)][0].negative_slope
+    assert slope == float(np.float32(0.01)) != 0.01
+    x = np.array([[-3.0, 5.0]], dtype=np.float32)
+    y = ort.InferenceSession(str(p)).run(None, {"x": x})[0]
+    assert float(y[0, 0]) == float(np.float32(np.float32(-3.0) * np.float32(slope)))

@@ -144,8 +144,9 @@ def _attrs(node) -> dict:
 
 
 def _num(node, name: str, default: float) -> float:
-    """A finite float attribute (``default`` if absent)."""
-    value = _attrs(node).get(name, default)
+    """A finite float attribute; absent: ``default`` as ONNX stores float attributes, a float32 (LeakyRelu's
+    default alpha is ``float32(0.01)``, which runtimes use, not the double ``0.01``)."""
+    value = _attrs(node).get(name, float(np.float32(default)) if isinstance(default, float) else default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ModelFormatError(f"{node.op_type} node {node.name!r}: attribute {name!r} must be a number, got {value!r}")
     return float(value)
