@@ -37,8 +37,10 @@ def _prove(net, tmp_path, **kw):
     info = res.details["proof"]
     assert info["accepted"], info["message"]
     assert res.certified and "_proof" not in res.details
-    # the proven value is the reported one, raised by at most a tiny relative amount
-    assert plain.value <= res.value <= plain.value * (1 + 1e-8)
+    # the proven value is the method's, raised by at most a tiny relative amount (without a proof, a scalar
+    # output's product c·W_L adds its rounding allowance instead: the checker takes c and W_L exactly)
+    method_value = plain.value - plain.details.get("deviation_allowance", 0.0)  # up to the last rounding
+    assert method_value <= res.value * (1 + 4 * np.finfo(float).eps) and res.value <= plain.value * (1 + 1e-8)
     rep = check_lipschitz_proof(net, path)
     assert rep.accepted and rep.bound == res.value
     return json.loads(path.read_text()), res

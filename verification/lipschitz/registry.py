@@ -137,8 +137,11 @@ def lipschitz(
         if time_limit is not None:
             details["time_limit"] = float(time_limit)
         value = res.value
-        if res.certified and has_deviation(cnet):  # folded layers: cover the file's weights too
-            allow = float(lipschitz_allowance(cnet, norm, None if c is None else c[None, :])[0])
+        # folded layers, and the product c·W_L a method forms for a scalar output (a proof is checked with the
+        # exact c and W_L instead): cover the file's weights
+        scalar = cnet if c is None or proof is not None else cnet.with_output(c)
+        if res.certified and has_deviation(scalar):
+            allow = float(lipschitz_allowance(scalar, norm, None if scalar is not cnet or c is None else c[None, :])[0])
             details["deviation_allowance"] = allow
             value = float(np.nextafter(value + allow, np.inf))
         return replace(res, value=value, seconds=time.perf_counter() - t0, output=out_repr, details=details)
