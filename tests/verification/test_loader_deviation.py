@@ -14,6 +14,7 @@ from verification.errors import UnsupportedLayerError
 from verification.io import load_network
 from verification.layers import AffineLayer, Conv2d
 from verification.layers.deviation import has_deviation, output_deviation
+from verification.network import Network
 
 from .onnx_builders import write_onnx
 
@@ -290,3 +291,31 @@ def test_onnx_leaky_relu_default_alpha_is_the_float32_runtimes_use(tmp_path):
     x = np.array([[-3.0, 5.0]], dtype=np.float32)
     y = ort.InferenceSession(str(p)).run(None, {"x": x})[0]
     assert float(y[0, 0]) == float(np.float32(np.float32(-3.0) * np.float32(slope)))
+
+
+def test_basis_lowering_records_summed_taps():
+    """A layer lowered on the unit basis (a traced conv whose graph is not read) with circular padding on a 2x2
+    input: several taps read one input, so entries are rounded sums; the record bounds them exactly.  With
+    zero padding every entry is one weight: no record."""
+    import torch
+
+    from verification.io import torch_format as tf
+    from verification.layers.deviation import radius
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular")
+    layer, _ = tf._lower_by_basis(torch.jit.trace(conv, torch.zeros(1, 1, 2, 2)), (1, 2, 2), "t")
+    w = [Fraction(float(v)) for v in conv.weight.detach().reshape(-1).tolist()]
+    exact = np.zeros((4, 4), dtype=object)
+    for i in range(2):
+        for j in range(2):
+            for a in range(3):
+                for b in range(3):
+                    exact[i * 2 + j, ((i + a - 1) % 2) * 2 + (j + b - 1) % 2] += w[a * 3 + b]
+    err = np.array([[abs(float(Fraction(float(v)) - e)) for v, e in zip(row, erow)]
+                    for row, erow in zip(layer.weight, exact)])
+    r = radius(layer, np.ones(4))
+    assert np.all(err.sum(axis=1) <= r) and r.max() < 1e-13
+    plain = torch.nn.Conv2d(1, 1, 3, padding=1)
+    layer, _ = tf._lower_by_basis(torch.jit.trace(plain, torch.zeros(1, 1, 2, 2)), (1, 2, 2), "t")
+    assert output_deviation(Network((layer,)), np.zeros(4)) is None

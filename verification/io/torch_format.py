@@ -511,36 +511,56 @@ def _activation(m, row):
 
 
 def _lower_by_basis(m, shape: tuple, where: str) -> tuple[Dense, tuple]:
-    """Exact dense matrix of an affine layer on inputs of ``shape``: its bias is set to zero while the
-    layer is applied to the unit basis (each output is then one weight times 1), then restored."""
+    """Dense matrix of an affine layer on inputs of ``shape``: its bias is set to zero while a float64 copy
+    of the layer is applied to the unit basis, then restored.  An entry is one weight times 1 (exact) unless
+    several taps read the same input (reflect / circular / replicate padding): then it is a rounded sum, and
+    the layer records it (:func:`~verification.layers.deviation.mark_rounded`, ``gamma_k`` of the sum of the
+    absolute taps, from the same lowering with ``|weights|``; ``k`` from the lowering with weights 1)."""
+    import copy
+
     import torch
 
-    dtype = next((p.dtype for p in m.parameters()), torch.float64)
+    m64 = copy.deepcopy(m).double()
     n = math.prod(shape)
     try:
-        bias_map = m(torch.zeros((1,) + tuple(shape), dtype=dtype))
+        with torch.no_grad():
+            bias_map = m64(torch.zeros((1,) + tuple(shape), dtype=torch.float64))
     except Exception as exc:
         msg = " ".join(str(exc).split())[:160]
         raise ShapeMismatchError(f"{where} cannot be applied to inputs of shape {tuple(shape)}: {msg}") from None
     out_shape = tuple(bias_map.shape[1:])
     n_out = math.prod(out_shape)
     check_dense_size(n_out, n, where)
-    bias = getattr(m, "bias", None)
-    saved = None if bias is None else bias.detach().clone()
-    mat = np.empty((n_out, n))
-    step = max(1, _BASIS_CHUNK // max(n, n_out))
-    try:
+    with torch.no_grad():
+        bias = getattr(m64, "bias", None)
         if bias is not None:
             bias.zero_()
-        for start in range(0, n, step):
-            k = min(step, n - start)
-            basis = torch.zeros((k, n), dtype=dtype)
-            basis[torch.arange(k), torch.arange(start, start + k)] = 1.0
-            mat[:, start : start + k] = m(basis.reshape((k,) + tuple(shape))).reshape(k, n_out).double().numpy().T
-    finally:
-        if saved is not None:
-            bias.copy_(saved)
-    return Dense(mat, bias_map.reshape(-1).double().numpy()), out_shape
+        mat = _basis_matrix(m64, shape, n, n_out)
+        weight = getattr(m64, "weight", None)
+        if weight is None:
+            return Dense(mat, bias_map.reshape(-1).numpy()), out_shape
+        saved = weight.detach().clone()
+        weight.fill_(1.0)
+        taps = _basis_matrix(m64, shape, n, n_out)
+        layer = Dense(mat, bias_map.reshape(-1).numpy())
+        if taps.max(initial=0.0) > 1.0:  # sums of several weights: rounded
+            weight.copy_(saved.abs())
+            mark_rounded(layer, dv.gamma(int(taps.max()) + 1), Dense(_basis_matrix(m64, shape, n, n_out), np.zeros(n_out)))
+    return layer, out_shape
+
+
+def _basis_matrix(m, shape: tuple, n: int, n_out: int) -> np.ndarray:
+    """The ``(n_out, n)`` matrix of the (bias-free, float64) module ``m`` on the unit basis, in chunks."""
+    import torch
+
+    mat = np.empty((n_out, n))
+    step = max(1, _BASIS_CHUNK // max(n, n_out))
+    for start in range(0, n, step):
+        k = min(step, n - start)
+        basis = torch.zeros((k, n), dtype=torch.float64)
+        basis[torch.arange(k), torch.arange(start, start + k)] = 1.0
+        mat[:, start : start + k] = m(basis.reshape((k,) + tuple(shape))).reshape(k, n_out).numpy().T
+    return mat
 
 
 # ------------------------------------------------------------------ the guard
