@@ -17,7 +17,7 @@ from verification.bounds.interval import ibp_layers
 from verification.bounds.jacobian import RELAXATIONS, derivative_ranges, jacobian_l1_upper
 from verification.bounds.jacobian_coupled import coupled_jacobian_l1_upper
 from verification.bounds.types import Bounds, LayerBounds
-from verification.errors import InternalCheckError, InvalidParameterError
+from verification.errors import InternalCheckError, InvalidParameterError, SolverError
 from verification.evaluate import differentiable_at
 from verification.activations import Activation
 from verification.network import Network, output_vector
@@ -152,6 +152,8 @@ def rounding_allowance(net: Network, cs: np.ndarray) -> np.ndarray:
 def _consistent(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """Attained values must not exceed certified bounds (equal up to rounding when a bound is exact); an
     excess is a soundness bug of ours, so no bound is reported."""
+    if not np.all(np.isfinite(upper)) and not np.any(np.isnan(lower) & np.isfinite(upper)):
+        raise SolverError("no certified bound: it exceeds the float64 range (weights too large)")
     if np.any(lower > upper * (1 + 1e-9) + 1e-300) or not np.all(np.isfinite(upper)):
         k = int(np.argmax(np.where(np.isfinite(upper), lower - upper, np.inf)))
         raise InternalCheckError(

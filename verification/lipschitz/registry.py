@@ -226,6 +226,9 @@ class _Run:
             raise InvalidParameterError(f"method {spec.name!r} has no option {unknown[0]!r}")
         opts = {k: v for k, v in options.items() if k not in unknown}
         res = spec.func(self.net, norm=self.norm, c=self.c, **opts)
+        if res.certified and res.value == np.inf:  # finite weights whose bound overflows float64: no answer
+            res = replace(res, certified=False, details=dict(
+                res.details, failure="the bound exceeds the float64 range (weights too large)"))
         if res.details.get("solver_status") == "interrupted":  # Ctrl-C inside the solver: keep its certified bound
             if res.certified and np.isfinite(res.value):
                 self.found(res)
@@ -259,7 +262,8 @@ class _Run:
         crude = None
         if timed or callable(self.progress):  # an answer from the start (for Ctrl-C and the deadline)
             crude = self.call(methods["naive"], strict=False)
-            self.found(crude)
+            if crude.certified:
+                self.found(crude)
         for i, name in enumerate(names):
             later = [f for f in FALLBACKS if f in names[i + 1:]]
             reserve = sum(fallback_seconds(f, net) for f in later)
@@ -284,11 +288,12 @@ class _Run:
                     continue
                 if name != "naive":  # the product of norms costs nothing; on badly scaled nets it can be tighter
                     crude = crude or self.call(methods["naive"], strict=False)
-                    if crude.value < res.value:
+                    if crude.certified and crude.value < res.value:
                         tried.append({"method": name, "failure": f"certified {res.value:.6g}, looser than naive"})
                         res = crude
                 return self._best_of(res, tried)
-            tried.append({"method": name, "failure": f"not certified (value {res.value:.6g})"})
+            why = res.details.get("failure")
+            tried.append({"method": name, "failure": f"not certified (value {res.value:.6g})" + (f": {why}" if why else "")})
         if self.best is not None:  # only under a deadline: the smallest certified value found
             return self._best_of(self.best, tried)
         raise SolverError(f"no method certified a bound: {tried}")  # pragma: no cover - naive always certifies

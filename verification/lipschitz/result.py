@@ -67,6 +67,8 @@ class LipschitzResult:
         if self.certified and status not in (None, "optimal"):
             # still a proven bound, but the solver stopped before the optimum of its SDP
             solver += f" stopped early ({status}); the SDP optimum may be lower"
+        if not self.certified and self.details.get("failure"):
+            tag += f": {self.details['failure']}"
         return (
             f"Lipschitz ({self.method}, l{self.norm}{out}): {self.value:.6g}  [{tag}{solver}, {self.seconds:.3g} s]"
         )

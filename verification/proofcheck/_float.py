@@ -1,19 +1,15 @@
-"""Rigorous float64 arithmetic for the proof checker: every rounding error is bounded.
-
-Assumption (IEEE 754 binary64, round to nearest, gradual underflow): one rounded operation ``r = fl(a op b)``
-has its exact value in ``[dn(r), up(r)]`` (``np.nextafter`` one step down / up).  A dot product of length
-``n`` computed in any summation order, with or without fused multiply-add (what numpy / BLAS do), satisfies
-``|fl(x.y) - x.y| <= gamma_n |x|.|y| + n * eta`` with ``gamma_n = n u / (1 - n u)``, ``u = 2^-53`` and
-``eta = 2^-1074`` (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., Sec. 3.1; the
-``eta`` term covers underflow).  :func:`mm` bounds the error with twice that constant, which also covers
-the rounding of the bound itself.
-"""
+"""Rigorous float64 arithmetic for the proof checker: every rounding error is bounded.  Assumption (IEEE 754
+binary64, round to nearest, gradual underflow): one rounded operation ``r = fl(a op b)`` has its exact value in
+``[dn(r), up(r)]``.  A dot product of length ``n`` in any summation order, with or without fused multiply-add (numpy
+/ BLAS), has ``|fl(x.y) - x.y| <= gamma_n |x|.|y| + n * eta`` with ``gamma_n = n u / (1 - n u)``, ``u = 2^-53``,
+``eta = 2^-1074`` (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., Sec. 3.1; ``eta`` covers
+underflow).  :func:`mm` uses twice that constant, which also covers the rounding of the bound itself."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["U", "ETA", "TINY", "up", "dn", "mm", "applied_error", "add_up"]
+__all__ = ["U", "ETA", "TINY", "up", "dn", "mm", "applied_error", "applied", "add_up"]
 
 U = 2.0 ** -53
 ETA = 2.0 ** -1074
@@ -36,24 +32,24 @@ def mm(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = A.shape[-1]
     if n * U > 1e-3:  # pragma: no cover - absurd sizes
         raise ValueError("dot product too long for the rounding bound")
-    C = A @ B
-    S = np.abs(A) @ np.abs(B)
-    # needed: gamma_n/(1 - gamma_n) * S + 2 n eta (S: the computed |A| @ |B|, itself at most gamma_n low).  The
-    # factor 2 (n + 2) u is more than twice that, so the two roundings of this line (at most a factor
-    # (1 - u)^2) cannot take E below it, and 3 (n + 1) eta is lost only where S * 2 (n + 2) u exceeds it
-    # by far more than the needed eta term
-    E = S * (2.0 * (n + 2) * U) + 3.0 * (n + 1) * ETA
-    return C, E
+    # needed: gamma_n/(1 - gamma_n) S + 2 n eta (S = fl(|A| @ |B|), at most gamma_n low); 2 (n + 2) u is over twice
+    # that, even after E's two roundings (>= (1 - u)^2); 3 (n + 1) eta is lost only where S's term is > 2^52 times it
+    return A @ B, (np.abs(A) @ np.abs(B)) * (2.0 * (n + 2) * U) + 3.0 * (n + 1) * ETA
 
 
 def applied_error(A: np.ndarray, B_abs: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Upper bound of ``|(A @ B - fl(A @ B)) @ v|`` for ``v >= 0`` without forming the error matrix:
     ``2 (n + 2) u |A| @ (|B| @ v)`` plus an underflow term (``A``: ``(N, R, n)``, ``B_abs = |B|``: ``(n, m)``,
     ``v``: ``(N, m)``; returns ``(N, R)``).  The factor 2 also covers the rounding of the two products."""
-    n = A.shape[-1]
-    absA = np.abs(A)
+    n, absA = A.shape[-1], np.abs(A)
     T = (absA @ (v @ B_abs.T)[:, :, None])[..., 0]
     return T * (2.0 * (n + 2) * U) + TINY * (1.0 + absA.sum(-1)) * (1.0 + v.sum(-1))[:, None]
+
+
+def applied(absn: np.ndarray, zmax: np.ndarray) -> np.ndarray:
+    """Bound on ``sum_i e_i |z_i|`` for coefficient errors ``e_i <= 2 u |n_i| + eta`` (``absn = |n|``,
+    ``|z| <= zmax``); ``4 u`` covers the rounding of this product too."""
+    return (absn @ zmax[:, :, None])[..., 0] * (4 * U) + TINY * (1.0 + absn.sum(-1)) * (1.0 + zmax.sum(-1))[:, None]
 
 
 def add_up(*terms: np.ndarray) -> np.ndarray:

@@ -1,20 +1,14 @@
 """Rigorous CROWN bounds of a ReLU / leaky-ReLU network on batches of boxes (float64, every rounding bounded).
-
-The network is an alternating chain ``z_0 = W_0 x + b_0``, ``a_j = phi_j(z_j)``, ``z_{j+1} = W_{j+1} a_j +
-b_{j+1}``, output ``y = z_L``; each ``phi_j(z) = z (z > 0), s_j z (z <= 0)`` with ``s_j <= 1`` (ReLU:
-``s_j = 0``), a convex map (not monotone when ``s_j < 0``).  Bounds (Zhang et al., NeurIPS 2018, "CROWN"):
-
-* pre-activation bounds, layer by layer: interval arithmetic from the previous layer, intersected with the
-  bounds of the parent box (sound on a sub-box), then back-substitution of the neurons still unstable;
-* a linear lower bound of rows ``Lam . y + c`` back-substituted to the input and minimised over the box.
-
-Relaxations of an unstable neuron (``l < 0 < u``): the line ``alpha z`` below (``alpha = 1`` if ``u > -l``,
-else ``s``; any ``alpha`` in ``[s, 1]`` is valid) and a chord ``k z + t`` above, with ``t`` computed
-rigorously as ``max(phi(l) - k l, phi(u) - k u)`` rounded up (for a convex ``phi`` the largest gap on
-``[l, u]`` is at an end point), so the rounded slope ``k`` needs no care.  Each product and dot product
-adds its error bound (:mod:`verification.proofcheck._float`) times a bound on the magnitude of the variable
-it multiplies to a slack that is subtracted at the end.
-"""
+The network is an alternating chain ``z_0 = W_0 x + b_0``, ``a_j = phi_j(z_j)``, ``z_{j+1} = W_{j+1} a_j + b_{j+1}``,
+output ``y = z_L``; ``phi_j(z) = z (z > 0), s_j z (z <= 0)`` with ``s_j <= 1`` (ReLU: ``s_j = 0``), a convex map.
+Bounds (Zhang et al., NeurIPS 2018, "CROWN"): pre-activation bounds layer by layer (interval arithmetic, intersected
+with the parent box's bounds, then back-substitution of the neurons still unstable), and linear lower bounds of rows
+``Lam . y + c`` back-substituted to the input and minimised over the box.  An unstable neuron (``l < 0 < u``) is
+relaxed by ``alpha z`` below (``alpha = 1`` if ``u > -l``, else ``s``; any ``alpha`` in ``[s, 1]`` is valid) and a
+chord ``k z + t`` above, ``t = max(phi(l) - k l, phi(u) - k u)`` rounded up (for a convex ``phi`` the largest gap on
+``[l, u]`` is at an end point), so the rounded ``k`` needs no care.  Each product adds its error bound
+(:mod:`verification.proofcheck._float`) times a bound on the magnitude of the variable it multiplies to a slack
+subtracted at the end."""
 
 from __future__ import annotations
 
@@ -24,13 +18,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from verification.network import Network
-from verification.proofcheck._float import ETA, TINY, U, add_up, applied_error, dn, mm, up
+from verification.proofcheck._float import ETA, U, add_up, applied, applied_error, dn, mm, up
 
-__all__ = ["Chain", "ChainError", "layer_bounds", "rows_lower"]
+__all__ = ["Chain", "ChainError", "float_weights", "layer_bounds", "rows_lower"]
 
 
 class ChainError(ValueError):
     """The network is outside what the checker handles."""
+
+
+def float_weights(net: Network) -> tuple[tuple, tuple]:
+    """Float64 weights and biases of an IR network that is an alternating chain (no layers merged: merging rounds)."""
+    if not net.is_canonical:
+        raise ChainError("the checker needs an alternating chain of affine layers and activations")
+    W = tuple(np.ascontiguousarray(layer.as_matrix(), dtype=np.float64) for layer in net.affine_layers)
+    b = tuple(np.ascontiguousarray(layer.bias, dtype=np.float64) for layer in net.affine_layers)
+    if not all(np.isfinite(w).all() for w in W + b):
+        raise ChainError("the network has a NaN or infinite weight")
+    return W, b
 
 
 @dataclass(frozen=True)
@@ -43,20 +48,12 @@ class Chain:
 
     @classmethod
     def of(cls, net: Network) -> "Chain":
-        """From an IR network that is already an alternating chain (no layers merged: merging rounds)."""
-        if not net.is_canonical:
-            raise ChainError("the checker needs an alternating chain of affine layers and activations")
-        slopes = []
-        for act in net.activations:
-            s = act.two_piece_slope
+        """From an IR network that is already an alternating chain of ReLU / leaky-ReLU layers."""
+        (W, b), slopes = float_weights(net), [act.two_piece_slope for act in net.activations]
+        for act, s in zip(net.activations, slopes):
             if s is None or not s <= 1.0:
                 raise ChainError(f"the checker handles ReLU / leaky-ReLU (slope <= 1) only, not {act.describe()}")
-            slopes.append(float(s))
-        W = tuple(np.ascontiguousarray(layer.as_matrix(), dtype=np.float64) for layer in net.affine_layers)
-        b = tuple(np.ascontiguousarray(layer.bias, dtype=np.float64) for layer in net.affine_layers)
-        if not all(np.isfinite(w).all() for w in W + b):
-            raise ChainError("the network has a NaN or infinite weight")
-        return cls(W, b, tuple(slopes))
+        return cls(W, b, tuple(float(s) for s in slopes))
 
     @property
     def depth(self) -> int:
@@ -67,16 +64,13 @@ class Chain:
         """SHA-256 of the shapes, weights, biases and slopes (float64 bytes)."""
         h = hashlib.sha256()
         for W, b in zip(self.W, self.b):
-            h.update(np.asarray(W.shape, dtype=np.int64).tobytes())
-            h.update(W.tobytes())
-            h.update(b.tobytes())
+            h.update(np.asarray(W.shape, dtype=np.int64).tobytes() + W.tobytes() + b.tobytes())
         h.update(np.asarray(self.s, dtype=np.float64).tobytes())
         return h.hexdigest()
 
 
 def _act_interval(s: float, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rigorous ``[min, max]`` of ``phi`` on ``[l, u]`` (monotone for ``s >= 0``; for ``s < 0`` its minimum
-    is at 0)."""
+    """Rigorous ``[min, max]`` of ``phi`` on ``[l, u]`` (monotone if ``s >= 0``; for ``s < 0`` its minimum is at 0)."""
     if s == 0.0:
         return np.maximum(l, 0.0), np.maximum(u, 0.0)
     l_dn, l_up = np.where(l >= 0, l, dn(s * l)), np.where(l >= 0, l, up(s * l))
@@ -89,13 +83,8 @@ def _act_interval(s: float, l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, n
 def _affine_interval(W: np.ndarray, b: np.ndarray, l: np.ndarray, u: np.ndarray):
     """Rigorous interval of ``W v + b`` for ``v`` in ``[l, u]`` (rows of ``l, u``)."""
     Wp, Wn = np.maximum(W, 0.0).T, np.minimum(W, 0.0).T
-    c1, e1 = mm(l, Wp)
-    c2, e2 = mm(u, Wn)
-    lo = dn(dn(dn(c1 + c2) - add_up(e1, e2)) + b)
-    c3, e3 = mm(u, Wp)
-    c4, e4 = mm(l, Wn)
-    hi = up(up(up(c3 + c4) + add_up(e3, e4)) + b)
-    return lo, hi
+    (c1, e1), (c2, e2), (c3, e3), (c4, e4) = mm(l, Wp), mm(u, Wn), mm(u, Wp), mm(l, Wn)
+    return dn(dn(dn(c1 + c2) - add_up(e1, e2)) + b), up(up(up(c3 + c4) + add_up(e3, e4)) + b)
 
 
 def _mag(l: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -104,27 +93,20 @@ def _mag(l: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 def layer_bounds(ch: Chain, lo: np.ndarray, hi: np.ndarray, prior: list | None = None, full: bool | None = False,
                  signs: list | None = None, tight: list | None = None):
-    """Pre-activation bounds ``[(l_j, u_j)]`` (each ``(B, n_j)``) of every activation on the boxes
-    ``[lo, hi]`` (``(B, n_0)``), then the output interval as a last entry.  ``prior``: bounds known to
-    hold on the boxes (e.g. the parent box's), intersected per layer.  ``full``: back-substitute every
-    neuron, not only those interval bounds leave unstable (tighter where an interval bound is loose); ``None``:
-    none.  ``signs``: per activation ``(B, n_j)`` in ``{-1, 0, 1}``, the ReLU split constraints ``s z >= 0`` of
-    each domain: bounds are clamped by them (``l >= 0`` where ``s = 1``, ``u <= 0`` where ``s = -1``) and
-    ``(bounds, empty)`` is returned, ``empty`` marking the domains whose bounds cross (no point meets them).
-    ``tight``: per box a list of ``(k, i, side, slopes)``: the lower (``side = 1``) or upper (``-1``) bound of
-    neuron ``i`` of layer ``k`` back-substituted with the lower slopes ``[(j, neuron, slope)]`` (alpha-CROWN;
-    unlisted: CROWN's), intersected."""
+    """Pre-activation bounds ``[(l_j, u_j)]`` (each ``(B, n_j)``) of every activation on the boxes ``[lo, hi]``
+    (``(B, n_0)``), then the output interval.  ``prior``: bounds known to hold on the boxes (the parent's),
+    intersected.  ``full``: back-substitute every neuron, not only the unstable ones; ``None``: none.  ``signs``:
+    per activation ``(B, n_j)`` in ``{-1, 0, 1}``, the ReLU split constraints ``s z >= 0`` (``l >= 0`` where ``s =
+    1``, ``u <= 0`` where ``s = -1``); then ``(bounds, empty)`` is returned, ``empty``: the domains whose bounds
+    cross.  ``tight``: per box ``[(k, i, side, slopes)]``: the lower (``side = 1``) or upper (``-1``) bound of neuron
+    ``i`` of layer ``k`` with the lower slopes ``[(j, neuron, slope)]`` (alpha-CROWN; else CROWN's), intersected."""
     out: list = []
     empty = np.zeros(lo.shape[0], dtype=bool)
     for k in range(ch.depth + 1):
-        if k == 0:
-            l, u = _affine_interval(ch.W[0], ch.b[0], lo, hi)
-        else:
-            al, au = _act_interval(ch.s[k - 1], *out[k - 1])
-            l, u = _affine_interval(ch.W[k], ch.b[k], al, au)
+        l, u = _affine_interval(ch.W[k], ch.b[k], *((lo, hi) if k == 0 else _act_interval(ch.s[k - 1], *out[k - 1])))
         if prior is not None:
             l, u = np.maximum(l, prior[k][0]), np.minimum(u, prior[k][1])
-        if k > 0 and k < ch.depth and full is not None:
+        if 0 < k < ch.depth and full is not None:
             # each box's own unstable neurons (all with ``full``) first in its rows, padded with zero rows: a
             # box's bounds do not depend on the other boxes bounded with it
             own = np.ones(l.shape, bool) if full else (l < 0) & (u > 0)
@@ -142,13 +124,14 @@ def layer_bounds(ch: Chain, lo: np.ndarray, hi: np.ndarray, prior: list | None =
                 l[b, i] = np.maximum(l[b, i], val[:, :m][ok])
                 u[b, i] = np.minimum(u[b, i], -val[:, m:][ok])
         for b, rows in [(b, [r for r in rows if r[0] == k]) for b, rows in enumerate(tight or [])]:
-            one, lam, z = [(x[b:b + 1], y[b:b + 1]) for x, y in out], np.zeros((1, len(rows), l.shape[1])), np.zeros((1, len(rows)))
+            one, lam, z = [(x[b:b + 1], y[b:b + 1]) for x, y in out], np.zeros((1, len(rows), l.shape[1])), 0.0
             alpha = [np.repeat(np.where(y > -x, 1.0, s)[:, None, :], len(rows), 1) for (x, y), s in zip(one, ch.s)]
             for t, (_, i, side, sl) in enumerate(rows):
                 lam[0, t, i] = side
                 for j, n, v in sl:
                     alpha[j][0, t, n] = v
-            for (_, i, side, _), v in zip(rows, _backward(ch, k, lam, z, z, one, lo[b:b + 1], hi[b:b + 1], alpha)[0] if rows else []):
+            val = _backward(ch, k, lam, z, z, one, lo[b:b + 1], hi[b:b + 1], alpha)[0] if rows else []
+            for (_, i, side, _), v in zip(rows, val):
                 l[b, i], u[b, i] = (max(l[b, i], v), u[b, i]) if side > 0 else (l[b, i], min(u[b, i], -v))
         if signs is not None:
             if k < ch.depth:
@@ -163,12 +146,10 @@ def layer_bounds(ch: Chain, lo: np.ndarray, hi: np.ndarray, prior: list | None =
 
 def rows_lower(ch: Chain, lo: np.ndarray, hi: np.ndarray, pre: list, lam: np.ndarray, c: np.ndarray,
                alpha: list | None = None, lag: list | None = None) -> np.ndarray:
-    """Rigorous lower bounds ``(B, R)`` of ``lam[b, r] . y + c[b, r]`` over each box (``lam``: ``(B, R, out)``
-    or ``(R, out)``; ``c`` broadcast to ``(B, R)``).  ``alpha``: optional lower slopes per activation
-    ``(B, R, n_j)`` (values outside ``[s_j, 1]`` are an error).  ``lag``: optional beta-CROWN terms per
-    activation ``(B, R, n_j)``, ``beta s`` (``beta >= 0``, ``s`` the split sign, checked by the caller): the
-    bound is then of ``lam . y + c - sum_j lag_j . z_j``, which on a domain where ``s z >= 0`` is below
-    ``lam . y + c`` (Wang et al., NeurIPS 2021, Thm 3.1)."""
+    """Rigorous lower bounds ``(B, R)`` of ``lam[b, r] . y + c[b, r]`` over each box (``lam``: ``(B, R, out)`` or
+    ``(R, out)``).  ``alpha``: lower slopes ``(B, R, n_j)`` per activation (in ``[s_j, 1]``, else an error).  ``lag``:
+    beta-CROWN terms ``beta s`` (``beta >= 0``, ``s`` the split sign; checked by the caller): the bound is then of
+    ``lam . y + c - sum_j lag_j . z_j``, below ``lam . y + c`` if ``s z >= 0`` (Wang et al., NeurIPS 2021, Thm 3.1)."""
     B = lo.shape[0]
     lam = np.broadcast_to(lam, (B,) + lam.shape[-2:]).astype(np.float64)
     c = np.broadcast_to(np.asarray(c, dtype=np.float64), lam.shape[:2]).copy()
@@ -187,16 +168,13 @@ def _backward(ch: Chain, k: int, lam, const, slack, pre, lo, hi, alpha=None, lag
         const = const + cb
         slack = add_up(slack, eb, err, up(2 * U * np.abs(const) + ETA))
         if j == 0:
-            Mp, Mn = np.maximum(M, 0.0), np.minimum(M, 0.0)
-            t1, f1 = mm(Mp, lo[:, :, None])
-            t2, f2 = mm(Mn, hi[:, :, None])
-            total = dn(dn(const + t1[..., 0]) + t2[..., 0])
-            return dn(total - add_up(slack, f1[..., 0], f2[..., 0]))
+            (t1, f1), (t2, f2) = mm(np.maximum(M, 0.0), lo[:, :, None]), mm(np.minimum(M, 0.0), hi[:, :, None])
+            return dn(dn(dn(const + t1[..., 0]) + t2[..., 0]) - add_up(slack, f1[..., 0], f2[..., 0]))
         lam, const, slack = _through_activation(ch.s[j - 1], M, const, slack, *pre[j - 1],
                                                 None if alpha is None else alpha[j - 1])
         if lag is not None:  # fl(lam - lag) is within u |result| of the exact difference, times |z| <= zmax
             lam = lam - lag[j - 1]
-            slack = add_up(slack, _applied(np.abs(lam), _mag(*pre[j - 1])))
+            slack = add_up(slack, applied(np.abs(lam), _mag(*pre[j - 1])))
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -215,13 +193,6 @@ def _through_activation(s: float, M, const, slack, l, u, alpha=None):
     # negative coefficients of unstable neurons take the chord's intercept (t = 0 elsewhere)
     ct, et = mm(np.minimum(M, 0.0), np.swapaxes(t, 1, 2))
     const = const + ct[..., 0]
-    # rounding of M * slope (at most u |new| / (1 - u) + eta / 2 each) times |z| <= zmax; 4 u covers the
-    # rounding of the product below
-    slack = add_up(slack, et[..., 0], _applied(np.abs(new), _mag(l, u)), up(2 * U * np.abs(const) + ETA))
+    # rounding of M * slope (at most u |new| / (1 - u) + eta / 2 each) times |z| <= zmax
+    slack = add_up(slack, et[..., 0], applied(np.abs(new), _mag(l, u)), up(2 * U * np.abs(const) + ETA))
     return new, const, slack
-
-
-def _applied(absn: np.ndarray, zmax: np.ndarray) -> np.ndarray:
-    """Bound on ``sum_i e_i |z_i|`` for coefficient errors ``e_i <= 2 u |n_i| + eta`` (``absn = |n|``,
-    ``|z| <= zmax``); ``4 u`` covers the rounding of this product too."""
-    return (absn @ zmax[:, :, None])[..., 0] * (4 * U) + TINY * (1.0 + absn.sum(-1)) * (1.0 + zmax.sum(-1))[:, None]

@@ -13,8 +13,8 @@ import numpy as np
 
 from verification.network import Network
 from verification.proofcheck._float import TINY, U, mm, up
-from verification.proofcheck.bounds import ChainError
-from verification.proofcheck.checker import FORMAT, VERSION, CheckReport, ProofRejected, _load, unhex
+from verification.proofcheck.bounds import ChainError, float_weights
+from verification.proofcheck.checker import VERSION, CheckReport, ProofRejected, hexes, read_header, unhex
 from verification.proofcheck.psd import EXACT_MAX_N, exact_psd, float_psd
 
 __all__ = ["KIND", "check_lipschitz_proof", "fingerprint", "live_masks", "lmi_psd"]
@@ -79,21 +79,19 @@ def lmi_psd(Ws, pq, ts, rho, tau, WL, c, norm) -> str | None:
     N = (min(n0, Ws[0].shape[0]) if Ws else n0) + sum(W.shape[0] for W in Ws) + (norm == "inf")
     if N > MAX_N:
         raise ChainError(f"the LMI has {N} rows; the checker handles at most {MAX_N}")
-    opt = lambda f, v: None if v is None else f(v)  # noqa: E731
-    each = lambda f: [tuple(f(a) for a in t) for t in ts]  # noqa: E731
+
+    def on(f, q: list, sgn: int) -> np.ndarray:  # the assembly with f applied to every number (q: given)
+        return _assemble([f(W) for W in Ws], q, [tuple(f(a) for a in t) for t in ts], f(rho),
+                         None if tau is None else f(tau), f(WL), None if c is None else f(c), norm, sgn)
     if N <= EXACT_MAX_N and sum(W.size for W in Ws) * (N if Ws else 1) + WL.size * min(WL.shape) <= 200_000:
         fq = [(2 * Fraction(a) * Fraction(b_), Fraction(a) + Fraction(b_)) for a, b_ in pq]
-        return exact_psd(_assemble([_frac(W) for W in Ws], fq, each(_frac), Fraction(rho), opt(_frac, tau), _frac(WL),
-                                   opt(_frac, c), norm, -1).tolist())
+        return exact_psd(on(_frac, fq, -1).tolist())
     fq = [(2.0 * a * b_, a + b_) for a, b_ in pq]
-    K = _assemble(Ws, fq, ts, rho, tau, WL, c, norm, -1)
-    A = _assemble([np.abs(W) for W in Ws], [(abs(p), abs(q)) for p, q in fq], each(np.abs), rho, opt(np.abs, tau),
-                  np.abs(WL), opt(np.abs, c), norm, 1)
+    K, A = on(np.asarray, fq, -1), on(np.abs, [(abs(p), abs(q)) for p, q in fq], 1)  # A = |K| (rho >= 0)
     g = (d := 2 * n0 + 4 * max([W.shape[0] for W in Ws] + [n0, m]) + 2 * m + 16) * U / (1 - d * U)  # (U: 2 n_k of d)
     # structurally zero rows (the assembly on 0/1 indicators: no rounding) are zero in the exact matrix too
     nz = lambda a: (np.asarray(a) != 0).astype(np.float64)  # noqa: E731
-    keep = np.flatnonzero(_assemble([nz(W) for W in Ws], [(nz(p), nz(q)) for p, q in fq], each(nz), nz(rho),
-                                    opt(nz, tau), nz(WL), opt(nz, c), norm, 1).any(axis=1))
+    keep = np.flatnonzero(on(nz, [(nz(p), nz(q)) for p, q in fq], 1).any(axis=1))
     return float_psd(K[np.ix_(keep, keep)], (A * (g / (1 - g) * (1 + 4 * U)) + TINY)[np.ix_(keep, keep)])[0]
 
 
@@ -112,12 +110,6 @@ def _norm_psd(M: np.ndarray, EM, s: float, exact=None) -> str | None:
     return float_psd(S, Eb)[0]
 
 
-def _hexes(v, what: str, n: int) -> np.ndarray:
-    if not isinstance(v, list) or len(v) != n:
-        raise ProofRejected(f"{what}: expected a list of {n} numbers")
-    return np.array([unhex(x, what) for x in v], dtype=np.float64)
-
-
 def _grouped(act, n: int, entry, where: str) -> tuple:
     """``(l1, l2, U, g)`` of a grouped layer from ``{"lambda": [...], "gamma": [...]}`` (one each per group): Pauli
     et al. (ICLR 2024): if ``||dphi|| <= L ||dz||`` and ``uᵀphi(z) = uᵀz`` on each group, ``dzᵀ(L² lambda I + gamma
@@ -127,7 +119,7 @@ def _grouped(act, n: int, entry, where: str) -> tuple:
     kind, gs = act.describe().split("(")[0], int(getattr(act, "group_size", 0) or 0)
     if kind not in ("maxmin", "groupsort", "householder") or gs < 2 or n % gs:
         raise ChainError(f"an sdp proof has no quadratic constraint for {act.describe()} here")
-    lam, gam = (_hexes(entry.get(key), f"{where}: {key}", n // gs) for key in ("lambda", "gamma"))
+    lam, gam = (hexes(entry.get(key), f"{where}: {key}", n // gs) for key in ("lambda", "gamma"))
     u, L2, v = np.ones((gs, 1)), Fraction(1), np.asarray(getattr(act, "v", np.zeros(2)), dtype=np.float64)
     if kind == "householder":
         u, L2 = np.array([[-v[1]], [v[0]]]) if gs == 2 else np.zeros((gs, 0)), max(L2, (2 * sum(Fraction(x) ** 2 for x in v) - 1) ** 2)
@@ -150,9 +142,9 @@ def _check_sdp(net, mats, cert, norm, c, bound: float, counts: dict) -> None:
         rho, Tin = unhex(part.get("rho"), f"{where}: rho"), part.get("T")
         if not isinstance(Tin, list) or len(Tin) != len(Ws):
             raise ProofRejected(f"{where}: 'T' needs one list per activation layer ({len(Ws)})")
-        ts = [_grouped(act, W.shape[0], t, f"{where}: T[{k}]") if gr else _diag(_hexes(t, f"{where}: T[{k}]", W.shape[0]))
+        ts = [_grouped(act, W.shape[0], t, f"{where}: T[{k}]") if gr else _diag(hexes(t, f"{where}: T[{k}]", W.shape[0]))
               for k, (t, W, act, gr) in enumerate(zip(Tin, Ws, net.activations, grouped))]
-        tau = _hexes(part.get("tau"), f"{where}: tau", net.in_dim) if norm == "inf" else None
+        tau = hexes(part.get("tau"), f"{where}: tau", net.in_dim) if norm == "inf" else None
         if rho < 0 or any(np.any(t[1] < 0) for t in ts) or (tau is not None and np.any(tau < 0)):
             raise ProofRejected(f"{where}: rho or a multiplier is negative")
         if norm == 2 and Fraction(bound) ** 2 < Fraction(rho) or norm == "inf" and bound < rho:
@@ -165,7 +157,7 @@ def _check_sdp(net, mats, cert, norm, c, bound: float, counts: dict) -> None:
 
 
 def _check_norms(net, mats, cert, norm, c, bound: float, counts: dict) -> None:
-    s, prod = _hexes(cert.get("layers"), "certificate: layers", len(mats)), 1.0
+    s, prod = hexes(cert.get("layers"), "certificate: layers", len(mats)), 1.0
     for j, (M, sj) in enumerate(zip(mats, s)):
         last = c is not None and j == len(mats) - 1
         M2, EM = mm(c[None, :], M) if last else (M, np.zeros_like(M))  # cᵀW and its rounding bound
@@ -216,25 +208,14 @@ def _check_patterns(net, mats, cert, norm, c, bound: float, counts: dict) -> Non
 def check_lipschitz_proof(net: Network, proof) -> CheckReport:
     """Check a Lipschitz ``proof`` (a dict or a JSON path) for ``net``; ``accepted`` only if every step holds.
     A network outside what the checker handles raises :class:`~verification.proofcheck.bounds.ChainError`."""
-    t0, counts, b = time.monotonic(), {"checked": 0}, None
-    if not net.is_canonical:
-        raise ChainError("the checker needs an alternating chain of affine layers and activations")
+    t0, counts, b, mats = time.monotonic(), {"checked": 0}, None, list(float_weights(net)[0])
     try:
-        p = _load(proof)
-        if not isinstance(p, dict) or p.get("format") != FORMAT or p.get("kind") != KIND:
-            raise ProofRejected(f"header: not a {FORMAT} file of kind {KIND!r}")
-        if type(p.get("version")) is not int or p["version"] != VERSION:
-            raise ProofRejected(f"header: version {p.get('version')!r}, this checker reads version {VERSION}")
-        if not isinstance(p.get("network"), dict) or p["network"].get("sha256") != fingerprint(net):
-            raise ProofRejected("network: the fingerprint differs (the proof was made for another network)")
+        p = read_header(proof, fingerprint(net), (VERSION,), KIND)
         norm, cert = p.get("norm"), p.get("certificate")
         if norm not in (2, "inf") or type(norm) is bool or not isinstance(cert, dict):
             raise ProofRejected(f"claim: norm {norm!r} is not 2 or 'inf', or the certificate is missing")
-        c, b = None if p.get("output") is None else _hexes(p["output"], "claim: output", net.out_dim), unhex(p.get("bound"), "claim: bound")
-        mats = [np.asarray(layer.as_matrix(), dtype=np.float64) for layer in net.affine_layers]
-        if not all(np.isfinite(m).all() for m in mats):
-            raise ChainError("the network has a NaN or infinite weight")
-        by = cert.get("by")
+        c = None if p.get("output") is None else hexes(p["output"], "claim: output", net.out_dim)
+        b, by = unhex(p.get("bound"), "claim: bound"), cert.get("by")
         if by == "unchecked":
             return CheckReport(False, f"not checkable: {cert.get('reason', 'no certificate')}", seconds=time.monotonic() - t0)
         if by not in ("sdp", "patterns", "norms"):
