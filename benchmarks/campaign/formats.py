@@ -55,8 +55,20 @@ def write_onnx(net: Net, path: str, rng, domain=None, dtype=None):
     nodes, inits = [], []
     cur = "input"
     use_gemm = rng.random() < 0.6
+    # sometimes the first layer is written as (W (s x)) / s + b: the same real function, but a loader that
+    # folds it rounds W s / s (the analysed function must still be the file's: ties must not flip)
+    rescale = dtype(rng.choice([3.0, 0.3081, 7.0, 1.7])) if rng.random() < 0.35 else None
     for k, (w, b) in enumerate(zip(stored.Ws, stored.bs)):
-        if use_gemm:
+        if k == 0 and rescale is not None:
+            inits.append(numpy_helper.from_array(np.array([rescale], dtype=dtype), "S0"))
+            inits.append(numpy_helper.from_array(np.ascontiguousarray(w.T.astype(dtype)), "W0"))
+            inits.append(numpy_helper.from_array(b.astype(dtype), "B0"))
+            nodes += [helper.make_node("Mul", [cur, "S0"], ["s0"], name="scale0"),
+                      helper.make_node("MatMul", ["s0", "W0"], ["m0"], name="matmul0"),
+                      helper.make_node("Div", ["m0", "S0"], ["d0"], name="unscale0"),
+                      helper.make_node("Add", ["d0", "B0"], ["a0"], name="add0")]
+            cur = "a0"
+        elif use_gemm:
             trans = bool(rng.integers(2))
             wt = w if trans else w.T
             inits.append(numpy_helper.from_array(np.ascontiguousarray(wt.astype(dtype)), f"W{k}"))
