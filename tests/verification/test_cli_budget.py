@@ -154,3 +154,22 @@ def test_verify_ctrl_c_is_unknown(hard_instance):
     code, out, err = _interrupt(_cmd("verify", model, prop, "--time-limit", "100", "--progress"), r"verify", repeat=True)
     assert code == 130, err[-500:]
     assert out.strip() == "unknown (interrupted)"
+
+
+def test_ctrl_c_inside_a_numba_kernel_is_an_interruption(monkeypatch, capsys):
+    """Ctrl-C while a compiled kernel runs surfaces as ``SystemError`` caused by ``KeyboardInterrupt``
+    (seen under load in the local-lipschitz test above): exit 130 "interrupted", not an internal error."""
+    import verification.cli as cli
+
+    def run(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise SystemError("CPUDispatcher(<function k>) returned a result with an exception set") from exc
+
+    parser = cli.build_parser()
+    real = parser.parse_args
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(parser, "parse_args", lambda argv: (lambda a: (setattr(a, "_run", run), a)[1])(real(argv)))
+    assert cli._main(["info", "examples/classifier.onnx"]) == 130
+    assert "interrupted" in capsys.readouterr().err

@@ -181,10 +181,13 @@ class BranchAndBound:
             batch = [heapq.heappop(self.heap) for _ in range(min(self.batch_size, len(self.heap)))]
             try:
                 self._split(batch)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, SystemError) as exc:
+                # Ctrl-C inside a numba kernel surfaces as a SystemError caused by the KeyboardInterrupt
+                if not isinstance(exc, KeyboardInterrupt) and not isinstance(exc.__cause__, KeyboardInterrupt):
+                    raise
                 for item in batch:  # parents bound their children: keeping both is sound
                     heapq.heappush(self.heap, item)
-                raise
+                raise KeyboardInterrupt from None
             if progress is not None:
                 progress({"upper": self.upper, "open": len(self.heap), "domains": int(self.n_eval)})
 

@@ -143,6 +143,9 @@ def _main(argv: list[str] | None) -> int:
                   file=sys.stderr)
             return EXIT_BAD_INPUT
         except Exception as exc:  # a bug of ours: one line, the traceback only on request
+            if isinstance(exc, SystemError) and isinstance(exc.__cause__, KeyboardInterrupt):  # Ctrl-C in numba
+                print(f"verification {args.command}: interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
             if os.environ.get("VERIFICATION_DEBUG"):
                 raise
             print(f"verification {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
