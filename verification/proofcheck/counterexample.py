@@ -54,7 +54,8 @@ def check_counterexample(net: Network, prop: VnnlibProperty, x) -> CheckReport:
     if x.size != net.in_dim or not np.isfinite(x).all():
         return CheckReport(False, f"rejected: the counterexample needs {net.in_dim} finite inputs, has {x.size}")
     y, xq, inside = exact_outputs(net, x), [Fraction(float(v)) for v in x], []
-    dq = [Fraction(float(v)) for v in (np.zeros(len(y)) if net.deviation(x) is None else net.deviation(x))]
+    d = net.deviation(x)  # computed weights: every output within d of y must be unsafe
+    dq = [Fraction(float(v)) for v in (np.zeros(len(y)) if d is None else d)]
     for r, reg in enumerate(prop.regions):
         if not all((q > lo if ls else q >= lo) and (q < hi if hs else q <= hi) for q, lo, hi, ls, hs in
                    zip(xq, reg.lower_exact, reg.upper_exact, reg.lower_strict, reg.upper_strict)):
