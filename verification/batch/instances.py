@@ -52,7 +52,7 @@ class InstanceFileError(InvalidParameterError):
     """A malformed instances CSV (one line naming the file and line)."""
 
 
-def _stem(path: str) -> str:
+def file_stem(path: str) -> str:
     name = Path(path).name
     for suffix in (".gz", ".onnx", ".vnnlib", ".nnet", ".npz", ".pt", ".pth", ".mat"):
         if name.endswith(suffix):
@@ -64,7 +64,7 @@ def _instance_id(onnx_rel: str, vnnlib_rel: str, seen: dict[str, int], stem: str
     """``<net stem>__<property stem>__<8 hex digits of both paths>``; a repeated row gets ``-2``, ``-3``...
     (several networks: ``onnx_rel`` is ``name=path;...`` and ``stem`` their stems joined by ``+``)."""
     digest = hashlib.sha1(f"{onnx_rel}\0{vnnlib_rel}".encode()).hexdigest()[:8]
-    base = f"{(stem or _stem(onnx_rel))[:80]}__{_stem(vnnlib_rel)}__{digest}"
+    base = f"{(stem or file_stem(onnx_rel))[:80]}__{file_stem(vnnlib_rel)}__{digest}"
     seen[base] = seen.get(base, 0) + 1
     return base if seen[base] == 1 else f"{base}-{seen[base]}"
 
@@ -122,7 +122,7 @@ def read_instances(path: str | Path) -> list[Instance]:
             _check_names(networks, paths[-1], cells[1], name, lineno)
         if len(pairs) > 1:
             key = ";".join(f"{n}={rel}" for n, rel in pairs)
-            stem = "+".join(_stem(rel) for _, rel in pairs)
+            stem = "+".join(file_stem(rel) for _, rel in pairs)
         else:
             key, stem = pairs[0][1], None
         out.append(Instance(_instance_id(key, cells[1], seen, stem), paths[0], paths[-1], timeout,

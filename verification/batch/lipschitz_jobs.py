@@ -24,11 +24,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from verification._json import jsonable
-from verification.batch.instances import InstanceFileError, _stem
+from verification.batch.instances import InstanceFileError, file_stem
 from verification.batch.results import write_summary_files
-from verification.batch.worker import _NETS, _cached, _key
+from verification.batch.worker import cached_network
 from verification.errors import VerificationError
-from verification.io import load_network
 from verification.lipschitz.registry import available_methods, lipschitz, normalize_norm
 
 __all__ = ["LipschitzJob", "read_jobs", "lipschitz_job", "load_job_record", "write_job_summary", "job_error_record"]
@@ -94,7 +93,7 @@ def read_jobs(path: str | Path) -> list[LipschitzJob]:
         if not (math.isfinite(limit) and limit > 0):
             raise InstanceFileError(f"{where}: time limit must be a finite number of seconds > 0, got {cells[3]!r}")
         digest = hashlib.sha256(f"{model}|{method}|{norm}".encode()).hexdigest()[:8]
-        job_id = f"{_stem(str(model))}_{method}_l{norm}_{digest}"
+        job_id = f"{file_stem(str(model))}_{method}_l{norm}_{digest}"
         if job_id in seen:
             continue  # the same model, method and norm twice: one job
         seen.add(job_id)
@@ -137,8 +136,7 @@ def lipschitz_job(job: dict, options: dict | None = None) -> dict:
     budget = float(job.get("budget", job["timeout"]))
     loader = {k: options.pop(k) for k in ("arch", "trust", "drop_softmax") if k in options}
     try:
-        net, hit = _cached(_NETS, _key(job["model"], tuple(sorted(loader.items()))),
-                           lambda: load_network(job["model"], **loader), "net")
+        net, hit = cached_network(job["model"], loader)
         load_seconds = time.monotonic() - started
         left = max(1e-3, budget - load_seconds)
         res = lipschitz(net, job["method"], job["norm"], time_limit=left, **options)

@@ -48,6 +48,12 @@ def _cached(cache: OrderedDict, key: tuple, make, kind: str):
     return value, False
 
 
+def cached_network(path: str, loader: dict) -> tuple:
+    """The network of ``path`` loaded with ``loader`` options, kept in this worker's cache (keyed by the file's
+    path, mtime and size); returns ``(net, hit)``."""
+    return _cached(_NETS, _key(path, tuple(sorted(loader.items()))), lambda: load_network(path, **loader), "net")
+
+
 def cache_info() -> dict:
     """Entries and hits of this process's caches (for tests and the benchmark)."""
     return {"nets": len(_NETS), "props": len(_PROPS), "net_hits": _HITS["net"], "prop_hits": _HITS["prop"],
@@ -81,13 +87,12 @@ def _record(instance: dict, **fields: Any) -> dict:
 def _network(instance: dict, query: Query, loader: dict) -> tuple:
     """The instance's network (cached per file) and whether the cache had it; several ``networks`` are
     combined into the product network of the query (:func:`verification.compose.query_network`)."""
-    opts = tuple(sorted(loader.items()))
     pairs = instance.get("networks") or ()
     if not pairs:
-        return _cached(_NETS, _key(instance["onnx"], opts), lambda: load_network(instance["onnx"], **loader), "net")
+        return cached_network(instance["onnx"], loader)
     models, hits = {}, []
     for name, path in pairs:
-        models[name], hit = _cached(_NETS, _key(path, opts), lambda p=path: load_network(p, **loader), "net")
+        models[name], hit = cached_network(path, loader)
         hits.append(hit)
     return query_network(query, models), all(hits)
 
