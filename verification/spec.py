@@ -157,6 +157,8 @@ class OutputConstraint:
         yq = _fractions(y, self.A.shape[1], "y")
         if yq is None:
             return False
+        if d is not None and not np.all(np.isfinite(d)):
+            return False  # the deviation overflows float64: no point is unsafe by a known margin
         slack = self.slack(d) if d is not None else (0,) * len(self.b_exact)
         for row, bq, st, sq in zip(self._sparse, self.b_exact, self.strict.tolist(), slack):
             s = sum(a * yq[j] for j, a in row) + sq
@@ -287,6 +289,8 @@ class InputRegion:
         region itself if ``d`` is None or zero."""
         if d is None or not np.any(np.asarray(d)):
             return self
+        if not np.all(np.isfinite(d)):
+            raise ArithmeticError("the rounding bound of the network's computed weights overflows float64")
         return InputRegion(self.lower, self.upper, tuple(oc.widened(d) for oc in self.outputs), self.lower_exact,
                            self.upper_exact, self.lower_strict, self.upper_strict)
 

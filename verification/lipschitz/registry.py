@@ -144,6 +144,9 @@ def lipschitz(
             allow = float(lipschitz_allowance(scalar, norm, None if scalar is not cnet or c is None else c[None, :])[0])
             details["deviation_allowance"] = allow
             value = float(np.nextafter(value + allow, np.inf))
+            if not np.isfinite(value):  # the rounding of computed weights overflows: no bound is proven
+                details["failure"] = "the bound exceeds the float64 range (weights too large)"
+                res = replace(res, certified=False)
         return replace(res, value=value, seconds=time.perf_counter() - t0, output=out_repr, details=details)
 
     run = _Run(cnet, norm, c, options, None if time_limit is None else time.monotonic() + time_limit, finish)

@@ -26,7 +26,7 @@ from verification.proofcheck.bounds import Chain, layer_bounds, rows_lower
 from verification.spec import InputRegion, VnnlibProperty
 
 __all__ = ["FORMAT", "VERSION", "CheckReport", "ProofRejected", "check_proof", "RELU_VERSION", "region_rows",
-           "combine", "CHUNK", "hexf", "unhex", "hexes", "read_header", "checked_region"]
+           "combine", "CHUNK", "hexf", "unhex", "hexes", "read_header"]
 
 FORMAT = "verification-proof"
 VERSION = 1  # input-split trees only (also the Lipschitz proofs)
@@ -113,11 +113,6 @@ def region_rows(region: InputRegion) -> tuple[np.ndarray, np.ndarray, np.ndarray
             C.append(oc.A[r])
             grp.append(k)
     return np.array(C, dtype=np.float64), np.array(cb), np.array(grp)
-
-
-def checked_region(net: Network, region: InputRegion) -> InputRegion:
-    """The region whose rows a proof refutes: widened by the file's deviation from the float weights (folds)."""
-    return region.widened(net.deviation(region.lower, region.upper))
 
 
 def combine(w: np.ndarray, C: np.ndarray, cb: np.ndarray, out: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -363,7 +358,11 @@ def check_proof(net: Network, prop: VnnlibProperty, proof) -> CheckReport:
             raise ProofRejected("property: its dimensions differ from the network's")
         for r, (region, rp) in enumerate(zip(prop.regions, regions)):
             try:
-                _check_region(ch, checked_region(net, region), rp, r, counts, p["version"])
+                # computed weights: the rows widened by their deviation over the box (docs/guarantees.md)
+                _check_region(ch, region.widened(net.deviation(region.lower, region.upper)), rp, r, counts,
+                              p["version"])
+            except ArithmeticError as exc:
+                raise ProofRejected(f"region {r}: {exc}") from None
             except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:  # malformed content
                 raise ProofRejected(f"region {r}: malformed proof ({type(exc).__name__}: {exc})") from None
         if counts["trusted"]:

@@ -1,7 +1,6 @@
 """Independent re-check of a counterexample (docs/proofs.md): the float input ``x`` lies in some region's box as
-written and the network's output at ``x``, computed exactly (dyadic rationals), meets one of its unsafe
-constraints as written (exact rational coefficients, strict rows strictly) with the margin of the deviation of
-folded layers from the file.  Affine layers and two-piece activations (ReLU, leaky ReLU)."""
+written and the network's output at ``x``, exactly (dyadic rationals), meets one of its unsafe constraints as written
+with the margin of the deviation of computed weights.  Affine layers and two-piece activations (ReLU, leaky ReLU)."""
 
 from __future__ import annotations
 
@@ -55,7 +54,10 @@ def check_counterexample(net: Network, prop: VnnlibProperty, x) -> CheckReport:
         return CheckReport(False, f"rejected: the counterexample needs {net.in_dim} finite inputs, has {x.size}")
     y, xq, inside = exact_outputs(net, x), [Fraction(float(v)) for v in x], []
     d = net.deviation(x)  # computed weights: every output within d of y must be unsafe
-    dq = [Fraction(float(v)) for v in (np.zeros(len(y)) if d is None else d)]
+    d = np.zeros(len(y)) if d is None else d
+    if not np.all(np.isfinite(d)):
+        return CheckReport(False, "rejected: the rounding bound of the computed weights overflows float64")
+    dq = [Fraction(float(v)) for v in d]
     for r, reg in enumerate(prop.regions):
         if not all((q > lo if ls else q >= lo) and (q < hi if hs else q <= hi) for q, lo, hi, ls, hs in
                    zip(xq, reg.lower_exact, reg.upper_exact, reg.lower_strict, reg.upper_strict)):

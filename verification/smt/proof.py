@@ -28,7 +28,7 @@ from verification.bounds.crown import _make_relax, alpha_gradient, backsubstitut
 from verification.network import Network
 from verification.proofcheck import FORMAT, VERSION, Chain, layer_bounds, rows_lower
 from verification.bounds.beta import beta_crown
-from verification.proofcheck.checker import CHUNK, RELU_VERSION, checked_region, combine, hexf, region_rows
+from verification.proofcheck.checker import CHUNK, RELU_VERSION, combine, hexf, region_rows
 from verification.smt.lp import min_max_affine
 from verification.spec import VnnlibProperty
 
@@ -557,7 +557,7 @@ def build_proof(net: Network, prop: VnnlibProperty, logs: list, *, refine_depth:
     ch = Chain.of(net)
     regions, relu = [], False
     for reg, log in zip(prop.regions, logs):
-        reg = checked_region(net, reg)
+        reg = reg.widened(net.deviation(reg.lower, reg.upper))  # as the checker: computed weights
         root = _tight_root(net, ch, reg.lower, reg.upper) if log is not None and log.relu else None
         trees = [] if log is None else [_relu_tree(net, ch, reg, log.relu[k], k, root) for k in sorted(log.relu)]
         need = [k for k in range(len(reg.outputs)) if log is None or k not in log.relu]

@@ -173,8 +173,11 @@ def verify(
         return done("holds", reason="empty input set")
     budget = Budget(t0 + timeout, options.max_boxes)
     rng = np.random.default_rng(options.seed)
-    tasks = [Task(net, _searched(net, region, stats), options, budget, stats, rng, facts, log, written=region)
-             for region, log in zip(prop.regions, logs)]
+    try:
+        tasks = [Task(net, _searched(net, region, stats), options, budget, stats, rng, facts, log, written=region)
+                 for region, log in zip(prop.regions, logs)]
+    except ArithmeticError as exc:  # a deviation too large for float64: nothing can be proved or confirmed
+        return done("unknown", reason=str(exc))
     outcome = _run_stages(tasks, method)
     if outcome.found:
         # re-check from scratch against the whole property as written (exact box, exact rows, strictness)
